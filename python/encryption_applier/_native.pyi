@@ -1,0 +1,255 @@
+"""Type stubs for the native core ``encryption_applier._native``."""
+
+import enum
+import os
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+from typing import Final, Literal, Self, final
+
+
+__version__: Final[str]
+
+OP_REGISTRATION: Final[int]
+OP_BOOTSTRAP: Final[int]
+OP_ROTATION: Final[int]
+WIRE_VERSION: Final[int]
+ROTATE_DEK: Final[int]
+MAX_BOOTSTRAP_BATCH: Final[int]
+REGISTRY_PREFIX: Final[bytes]
+
+BytesLike = bytes | bytearray | memoryview
+
+Outcome = Literal["inserted", "advanced", "unchanged"]
+
+class Purpose(enum.IntEnum):
+    """What a DEK encrypts: storage data or the Raft log."""
+
+    STORAGE = 1
+    RAFT = 2
+
+@final
+class Registration:
+    """A registration entry (opcode 0x03): one writer under one DEK."""
+
+    __match_args__ = ("dek_id", "full_node_id", "local_epoch")
+    def __init__(self, dek_id: int, full_node_id: int, local_epoch: int) -> None: ...
+    @property
+    def dek_id(self) -> int: ...
+    @property
+    def full_node_id(self) -> int: ...
+    @property
+    def local_epoch(self) -> int: ...
+    @property
+    def node_id16(self) -> int: ...
+    def encode(self) -> bytes: ...
+    def to_entry(self) -> bytes: ...
+    @classmethod
+    def decode(cls, payload: BytesLike) -> Registration: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class Bootstrap:
+    """A bootstrap entry (opcode 0x04): the first storage and raft DEKs and a batch of rows."""
+
+    __match_args__ = (
+        "storage_dek_id",
+        "wrapped_storage",
+        "raft_dek_id",
+        "wrapped_raft",
+        "batch_registry",
+    )
+    def __init__(
+        self,
+        storage_dek_id: int,
+        wrapped_storage: BytesLike,
+        raft_dek_id: int,
+        wrapped_raft: BytesLike,
+        batch_registry: Iterable[Registration] | None = None,
+    ) -> None: ...
+    @property
+    def storage_dek_id(self) -> int: ...
+    @property
+    def wrapped_storage(self) -> bytes: ...
+    @property
+    def raft_dek_id(self) -> int: ...
+    @property
+    def wrapped_raft(self) -> bytes: ...
+    @property
+    def batch_registry(self) -> tuple[Registration, ...]: ...
+    def encode(self) -> bytes: ...
+    def to_entry(self) -> bytes: ...
+    @classmethod
+    def decode(cls, payload: BytesLike) -> Bootstrap: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class Rotation:
+    """A rotation entry (opcode 0x05): a new DEK for one purpose and its proposer."""
+
+    __match_args__ = ("dek_id", "purpose", "wrapped", "proposer_registration", "sub_tag")
+    def __init__(
+        self,
+        dek_id: int,
+        purpose: Purpose | int,
+        wrapped: BytesLike,
+        proposer_registration: Registration,
+        sub_tag: int = ...,
+    ) -> None: ...
+    @property
+    def dek_id(self) -> int: ...
+    @property
+    def purpose(self) -> Purpose: ...
+    @property
+    def wrapped(self) -> bytes: ...
+    @property
+    def proposer_registration(self) -> Registration: ...
+    @property
+    def sub_tag(self) -> int: ...
+    def encode(self) -> bytes: ...
+    def to_entry(self) -> bytes: ...
+    @classmethod
+    def decode(cls, payload: BytesLike) -> Rotation: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+Payload = Registration | Bootstrap | Rotation
+
+@final
+class RegistryRow:
+    """One writer-registry row; ordered like the registry keys."""
+
+    __match_args__ = (
+        "dek_id",
+        "node_id16",
+        "full_node_id",
+        "first_seen_local_epoch",
+        "last_seen_local_epoch",
+    )
+    def __init__(
+        self,
+        dek_id: int,
+        node_id16: int,
+        full_node_id: int,
+        first_seen_local_epoch: int,
+        last_seen_local_epoch: int,
+    ) -> None: ...
+    @property
+    def dek_id(self) -> int: ...
+    @property
+    def node_id16(self) -> int: ...
+    @property
+    def full_node_id(self) -> int: ...
+    @property
+    def first_seen_local_epoch(self) -> int: ...
+    @property
+    def last_seen_local_epoch(self) -> int: ...
+    @property
+    def key(self) -> bytes: ...
+    @property
+    def value(self) -> bytes: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __lt__(self, other: RegistryRow) -> bool: ...
+    def __le__(self, other: RegistryRow) -> bool: ...
+    def __gt__(self, other: RegistryRow) -> bool: ...
+    def __ge__(self, other: RegistryRow) -> bool: ...
+
+@final
+class Registry:
+    """A read-only view of a registry directory; each call reads one snapshot."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def get(self, dek_id: int, node_id16: int) -> RegistryRow | None: ...
+    def rows(self, dek_id: int | None = None) -> list[RegistryRow]: ...
+    def dek_ids(self) -> list[int]: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[RegistryRow]: ...
+    def __contains__(self, key: tuple[int, int]) -> bool: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+
+@final
+class Applier:
+    """The one writer of a registry directory; every apply is one durable transaction."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def registry(self) -> Registry: ...
+    def apply_registration(self, registration: Registration) -> Outcome: ...
+    def apply_bootstrap(self, bootstrap: Bootstrap) -> Outcome: ...
+    def apply_rotation(self, rotation: Rotation) -> Outcome: ...
+    def apply(self, entry: BytesLike | Payload) -> Outcome: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+
+def registry_key(dek_id: int, node_id16: int) -> bytes: ...
+def decode_registry_key(key: BytesLike) -> tuple[int, int]: ...
+def encode_registry_value(full_node_id: int, first: int, last: int) -> bytes: ...
+def decode_registry_value(value: BytesLike) -> tuple[int, int, int]: ...
+def decode_entry(entry: BytesLike) -> Payload: ...
+def is_encryption_opcode(opcode: int) -> bool: ...
+
+class EncryptionError(Exception):
+    """Every error this package raises on purpose."""
+
+class EncryptionApplyError(EncryptionError):
+    """Halt: the entry was not applied and nothing was written."""
+
+class KEKNotConfiguredError(EncryptionApplyError):
+    opcode: int
+    entry_kind: Literal["bootstrap", "rotation"]
+
+class LocalEpochRollbackError(EncryptionApplyError):
+    dek_id: int
+    full_node_id: int
+    last_seen: int
+    incoming: int
+
+class NodeIDCollisionError(EncryptionApplyError):
+    dek_id: int
+    node_id16: int
+    existing_full_node_id: int
+    incoming_full_node_id: int
+
+class MalformedPayloadError(EncryptionApplyError):
+    payload_kind: Literal["entry", "registration", "bootstrap", "rotation"]
+    reason: str
+    offset: int | None
+
+class RegistryCorruptionError(EncryptionApplyError):
+    key: bytes
+    value: bytes | None
+    dek_id: int | None
+    node_id16: int | None
+    problem: Literal["key_length", "key_layout", "value_length", "node_id_mismatch", "epoch_order"]
+
+class StorageError(EncryptionApplyError):
+    operation: str
+    path: str
+    code: int | None
+
+class RegistryOpenError(EncryptionError):
+    path: str
+    reason: str

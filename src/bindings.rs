@@ -1,0 +1,1232 @@
+//! The Python module `encryption_applier._native`: type conversion and the
+//! mapping of core errors to exceptions. No rules live here.
+
+use std::borrow::Cow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+
+use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{IntoPyDict, PyByteArray, PyBytes, PyMemoryView, PyTuple, PyType};
+use pyo3::BoundObject;
+
+use crate::applier::{Applier, Outcome, Registry};
+use crate::error::{
+    ApplyError, CorruptionKind, MalformedPayload, OpenError, RegistryCorruption, RegistryError,
+    StorageError,
+};
+use crate::registry::{self as codec, RegistryRow, RegistryValue};
+use crate::wire::{self, Bootstrap, Entry, Purpose, Registration, Rotation};
+
+/// The exception classes, in their own module so `StorageError` does not
+/// clash with the core's struct of that name.
+mod exceptions {
+    use pyo3::create_exception;
+    use pyo3::exceptions::PyException;
+
+    create_exception!(
+        encryption_applier,
+        EncryptionError,
+        PyException,
+        "Every error this package raises on purpose."
+    );
+    create_exception!(
+        encryption_applier,
+        EncryptionApplyError,
+        EncryptionError,
+        "Halt: the entry was not applied and nothing was written. The host must stop applying."
+    );
+    create_exception!(
+        encryption_applier,
+        KEKNotConfiguredError,
+        EncryptionApplyError,
+        "A bootstrap or rotation reached an applier that has no KEK."
+    );
+    create_exception!(
+        encryption_applier,
+        LocalEpochRollbackError,
+        EncryptionApplyError,
+        "Case 3: a registration's local epoch is below the row's last-seen epoch."
+    );
+    create_exception!(
+        encryption_applier,
+        NodeIDCollisionError,
+        EncryptionApplyError,
+        "Case 4: another full node id already writes under this DEK with the same node_id16."
+    );
+    create_exception!(
+        encryption_applier,
+        MalformedPayloadError,
+        EncryptionApplyError,
+        "Bytes or a payload object that are not a valid encryption payload."
+    );
+    create_exception!(
+        encryption_applier,
+        RegistryCorruptionError,
+        EncryptionApplyError,
+        "A stored registry row that does not decode (never read as 'no row')."
+    );
+    create_exception!(
+        encryption_applier,
+        StorageError,
+        EncryptionApplyError,
+        "An LMDB or file-system fault while applying or reading."
+    );
+    create_exception!(
+        encryption_applier,
+        RegistryOpenError,
+        EncryptionError,
+        "A registry directory that cannot be opened (not a halt: no entry was involved)."
+    );
+}
+use exceptions::{
+    EncryptionApplyError, EncryptionError, KEKNotConfiguredError, LocalEpochRollbackError,
+    MalformedPayloadError, NodeIDCollisionError, RegistryCorruptionError, RegistryOpenError,
+    StorageError as PyStorageError,
+};
+
+/// `encryption_applier.Purpose`, an `IntEnum` built once at import.
+static PURPOSE_ENUM: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+// ---------------------------------------------------------------------------
+// Errors
+
+fn set_attrs(py: Python<'_>, err: &PyErr, attrs: Vec<(&str, Py<PyAny>)>) {
+    let value = err.value(py);
+    for (name, v) in attrs {
+        // Setting an attribute on a fresh exception instance cannot fail
+        // short of memory exhaustion; the message still names every id.
+        let _ = value.setattr(name, v);
+    }
+}
+
+fn obj<'py, T>(py: Python<'py>, v: T) -> Py<PyAny>
+where
+    T: IntoPyObject<'py>,
+{
+    match v.into_pyobject(py) {
+        Ok(b) => b.into_any().unbind(),
+        Err(_) => py.None(),
+    }
+}
+
+fn malformed_to_py(py: Python<'_>, m: &MalformedPayload) -> PyErr {
+    let err = MalformedPayloadError::new_err(m.to_string());
+    set_attrs(
+        py,
+        &err,
+        vec![
+            ("payload_kind", obj(py, m.kind.as_str())),
+            ("reason", obj(py, m.reason.code())),
+            ("offset", obj(py, m.reason.offset())),
+        ],
+    );
+    err
+}
+
+fn corruption_problem(kind: &CorruptionKind) -> &'static str {
+    match kind {
+        CorruptionKind::KeyLength => "key_length",
+        CorruptionKind::KeyLayout => "key_layout",
+        CorruptionKind::ValueLength => "value_length",
+        CorruptionKind::NodeIdMismatch => "node_id_mismatch",
+        CorruptionKind::EpochOrder => "epoch_order",
+    }
+}
+
+fn corruption_to_py(py: Python<'_>, c: &RegistryCorruption) -> PyErr {
+    let err = RegistryCorruptionError::new_err(c.to_string());
+    set_attrs(
+        py,
+        &err,
+        vec![
+            ("key", obj(py, PyBytes::new(py, &c.key))),
+            (
+                "value",
+                match &c.value {
+                    Some(v) => obj(py, PyBytes::new(py, v)),
+                    None => py.None(),
+                },
+            ),
+            ("dek_id", obj(py, c.dek_id)),
+            ("node_id16", obj(py, c.node_id16)),
+            ("problem", obj(py, corruption_problem(&c.kind))),
+        ],
+    );
+    err
+}
+
+fn storage_to_py(py: Python<'_>, s: &StorageError) -> PyErr {
+    let err = PyStorageError::new_err(s.to_string());
+    set_attrs(
+        py,
+        &err,
+        vec![
+            ("operation", obj(py, s.operation)),
+            ("path", obj(py, s.path.to_string_lossy().into_owned())),
+            ("code", obj(py, s.code)),
+        ],
+    );
+    err
+}
+
+fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
+    let msg = err.to_string();
+    match err {
+        ApplyError::KekNotConfigured { opcode, entry } => {
+            let e = KEKNotConfiguredError::new_err(msg);
+            set_attrs(
+                py,
+                &e,
+                vec![
+                    ("opcode", obj(py, *opcode)),
+                    ("entry_kind", obj(py, *entry)),
+                ],
+            );
+            e
+        }
+        ApplyError::LocalEpochRollback {
+            dek_id,
+            full_node_id,
+            last_seen,
+            incoming,
+        } => {
+            let e = LocalEpochRollbackError::new_err(msg);
+            set_attrs(
+                py,
+                &e,
+                vec![
+                    ("dek_id", obj(py, *dek_id)),
+                    ("full_node_id", obj(py, *full_node_id)),
+                    ("last_seen", obj(py, *last_seen)),
+                    ("incoming", obj(py, *incoming)),
+                ],
+            );
+            e
+        }
+        ApplyError::NodeIdCollision {
+            dek_id,
+            node_id16,
+            existing_full_node_id,
+            incoming_full_node_id,
+        } => {
+            let e = NodeIDCollisionError::new_err(msg);
+            set_attrs(
+                py,
+                &e,
+                vec![
+                    ("dek_id", obj(py, *dek_id)),
+                    ("node_id16", obj(py, *node_id16)),
+                    ("existing_full_node_id", obj(py, *existing_full_node_id)),
+                    ("incoming_full_node_id", obj(py, *incoming_full_node_id)),
+                ],
+            );
+            e
+        }
+        ApplyError::Malformed(m) => malformed_to_py(py, m),
+        ApplyError::RegistryCorruption(c) => corruption_to_py(py, c),
+        ApplyError::Storage(s) => storage_to_py(py, s),
+    }
+}
+
+fn registry_error_to_py(py: Python<'_>, err: &RegistryError) -> PyErr {
+    match err {
+        RegistryError::Corruption(c) => corruption_to_py(py, c),
+        RegistryError::Storage(s) => storage_to_py(py, s),
+    }
+}
+
+fn open_error_to_py(py: Python<'_>, err: &OpenError) -> PyErr {
+    let e = RegistryOpenError::new_err(err.to_string());
+    set_attrs(
+        py,
+        &e,
+        vec![
+            ("path", obj(py, err.path.to_string_lossy().into_owned())),
+            ("reason", obj(py, err.reason.clone())),
+        ],
+    );
+    e
+}
+
+/// Errors raised by a call into the core, before conversion to Python.
+enum CoreError {
+    Apply(ApplyError),
+    Registry(RegistryError),
+    Open(OpenError),
+    Closed(&'static str),
+    /// A Rust panic, caught before it could unwind into Python.
+    Internal(String),
+}
+
+impl From<ApplyError> for CoreError {
+    fn from(e: ApplyError) -> Self {
+        CoreError::Apply(e)
+    }
+}
+impl From<RegistryError> for CoreError {
+    fn from(e: RegistryError) -> Self {
+        CoreError::Registry(e)
+    }
+}
+impl From<MalformedPayload> for CoreError {
+    fn from(e: MalformedPayload) -> Self {
+        CoreError::Apply(ApplyError::Malformed(e))
+    }
+}
+impl From<OpenError> for CoreError {
+    fn from(e: OpenError) -> Self {
+        CoreError::Open(e)
+    }
+}
+
+impl CoreError {
+    fn into_py(self, py: Python<'_>) -> PyErr {
+        match self {
+            CoreError::Apply(e) => apply_error_to_py(py, &e),
+            CoreError::Registry(e) => registry_error_to_py(py, &e),
+            CoreError::Open(e) => open_error_to_py(py, &e),
+            CoreError::Closed(what) => {
+                PyValueError::new_err(format!("operation on a closed {what}"))
+            }
+            // A halt, so a host that catches EncryptionApplyError stops
+            // applying instead of carrying on past an unknown state.
+            CoreError::Internal(msg) => EncryptionApplyError::new_err(format!(
+                "internal error in encryption-applier (a bug; nothing was committed): {msg}"
+            )),
+        }
+    }
+}
+
+/// Runs core work without the GIL, turning any panic into an error.
+fn run_detached<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> Result<T, CoreError> + Send,
+) -> PyResult<T> {
+    let result = py.detach(|| match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned());
+            Err(CoreError::Internal(msg))
+        }
+    });
+    result.map_err(|e| e.into_py(py))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+// ---------------------------------------------------------------------------
+// Argument conversion
+
+/// Accepts `bytes`, `bytearray` or `memoryview`; refuses `str`, ints and
+/// sequences, which `bytes(x)` would silently accept.
+fn bytes_arg<'a>(obj: &'a Bound<'_, PyAny>, what: &str) -> PyResult<Cow<'a, [u8]>> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Cow::Borrowed(b.as_bytes()));
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(Cow::Owned(b.to_vec()));
+    }
+    if obj.cast::<PyMemoryView>().is_ok() {
+        let b: Vec<u8> = obj.call_method0("tobytes")?.extract()?;
+        return Ok(Cow::Owned(b));
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be bytes, bytearray or memoryview, not {}",
+        obj.get_type().name()?
+    )))
+}
+
+fn purpose_arg(value: &Bound<'_, PyAny>) -> PyResult<Purpose> {
+    let raw: i64 = value.extract().map_err(|_| {
+        PyTypeError::new_err("purpose must be Purpose.STORAGE, Purpose.RAFT, 1 or 2")
+    })?;
+    u8::try_from(raw)
+        .ok()
+        .and_then(Purpose::from_byte)
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "purpose must be 1 (Purpose.STORAGE) or 2 (Purpose.RAFT), got {raw}"
+            ))
+        })
+}
+
+fn purpose_to_py(py: Python<'_>, purpose: Purpose) -> PyResult<Py<PyAny>> {
+    let cls = PURPOSE_ENUM
+        .get(py)
+        .ok_or_else(|| PyException::new_err("encryption_applier.Purpose is not initialised"))?;
+    cls.call1(py, (purpose as u8,))
+}
+
+// ---------------------------------------------------------------------------
+// Payload classes
+
+/// A registration entry (opcode 0x03): one writer under one DEK.
+#[pyclass(module = "encryption_applier", name = "Registration", frozen, eq, hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PyRegistration(Registration);
+
+#[pymethods]
+impl PyRegistration {
+    #[new]
+    #[pyo3(signature = (dek_id, full_node_id, local_epoch))]
+    fn new(dek_id: u32, full_node_id: u64, local_epoch: u16) -> Self {
+        PyRegistration(Registration {
+            dek_id,
+            full_node_id,
+            local_epoch,
+        })
+    }
+
+    #[classattr]
+    fn __match_args__() -> (&'static str, &'static str, &'static str) {
+        ("dek_id", "full_node_id", "local_epoch")
+    }
+
+    #[getter]
+    fn dek_id(&self) -> u32 {
+        self.0.dek_id
+    }
+    #[getter]
+    fn full_node_id(&self) -> u64 {
+        self.0.full_node_id
+    }
+    #[getter]
+    fn local_epoch(&self) -> u16 {
+        self.0.local_epoch
+    }
+    /// `full_node_id & 0xFFFF`: the nonce prefix and the registry key's node part.
+    #[getter]
+    fn node_id16(&self) -> u16 {
+        self.0.node_id16()
+    }
+
+    fn encode<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.0.encode())
+    }
+
+    fn to_entry<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        entry_bytes(py, &Entry::Registration(self.0))
+    }
+
+    #[classmethod]
+    fn decode(_cls: &Bound<'_, PyType>, payload: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let bytes = bytes_arg(payload, "payload")?;
+        Registration::decode(&bytes)
+            .map(PyRegistration)
+            .map_err(|m| malformed_to_py(payload.py(), &m))
+    }
+
+    fn __repr__(&self) -> String {
+        registration_repr(&self.0)
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let r = &slf.get().0;
+        (slf.get_type(), (r.dek_id, r.full_node_id, r.local_epoch)).into_pyobject(slf.py())
+    }
+}
+
+fn registration_repr(r: &Registration) -> String {
+    format!(
+        "Registration(dek_id={}, full_node_id=0x{:x}, local_epoch={})",
+        r.dek_id, r.full_node_id, r.local_epoch
+    )
+}
+
+fn entry_bytes<'py>(py: Python<'py>, entry: &Entry) -> PyResult<Bound<'py, PyBytes>> {
+    entry
+        .encode()
+        .map(|b| PyBytes::new(py, &b))
+        .map_err(|m| malformed_to_py(py, &m))
+}
+
+fn registrations_arg(batch: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Registration>> {
+    let Some(batch) = batch else {
+        return Ok(Vec::new());
+    };
+    if batch.cast::<PyBytes>().is_ok() || batch.is_instance_of::<pyo3::types::PyString>() {
+        return Err(PyTypeError::new_err(
+            "batch_registry must be an iterable of Registration",
+        ));
+    }
+    let mut out = Vec::new();
+    for (i, item) in batch.try_iter()?.enumerate() {
+        let item = item?;
+        let reg = item.cast::<PyRegistration>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "batch_registry[{i}] must be a Registration, not {}",
+                item.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        out.push(reg.get().0);
+    }
+    Ok(out)
+}
+
+/// A bootstrap entry (opcode 0x04): the first storage and raft DEKs, wrapped,
+/// and a batch of registry rows.
+#[pyclass(module = "encryption_applier", name = "Bootstrap", frozen, eq, hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PyBootstrap(Bootstrap);
+
+#[pymethods]
+impl PyBootstrap {
+    #[new]
+    #[pyo3(signature = (storage_dek_id, wrapped_storage, raft_dek_id, wrapped_raft, batch_registry=None))]
+    fn new(
+        storage_dek_id: u32,
+        wrapped_storage: &Bound<'_, PyAny>,
+        raft_dek_id: u32,
+        wrapped_raft: &Bound<'_, PyAny>,
+        batch_registry: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        Ok(PyBootstrap(Bootstrap {
+            storage_dek_id,
+            wrapped_storage: bytes_arg(wrapped_storage, "wrapped_storage")?.into_owned(),
+            raft_dek_id,
+            wrapped_raft: bytes_arg(wrapped_raft, "wrapped_raft")?.into_owned(),
+            batch_registry: registrations_arg(batch_registry)?,
+        }))
+    }
+
+    #[classattr]
+    fn __match_args__() -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ) {
+        (
+            "storage_dek_id",
+            "wrapped_storage",
+            "raft_dek_id",
+            "wrapped_raft",
+            "batch_registry",
+        )
+    }
+
+    #[getter]
+    fn storage_dek_id(&self) -> u32 {
+        self.0.storage_dek_id
+    }
+    #[getter]
+    fn wrapped_storage<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.0.wrapped_storage)
+    }
+    #[getter]
+    fn raft_dek_id(&self) -> u32 {
+        self.0.raft_dek_id
+    }
+    #[getter]
+    fn wrapped_raft<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.0.wrapped_raft)
+    }
+    /// The batch rows, as an immutable tuple of `Registration`.
+    #[getter]
+    fn batch_registry<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, self.0.batch_registry.iter().map(|r| PyRegistration(*r)))
+    }
+
+    fn encode<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        self.0
+            .encode()
+            .map(|b| PyBytes::new(py, &b))
+            .map_err(|m| malformed_to_py(py, &m))
+    }
+
+    fn to_entry<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        entry_bytes(py, &Entry::Bootstrap(self.0.clone()))
+    }
+
+    #[classmethod]
+    fn decode(_cls: &Bound<'_, PyType>, payload: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let bytes = bytes_arg(payload, "payload")?;
+        Bootstrap::decode(&bytes)
+            .map(PyBootstrap)
+            .map_err(|m| malformed_to_py(payload.py(), &m))
+    }
+
+    fn __repr__(&self) -> String {
+        let b = &self.0;
+        let rows: Vec<String> = b.batch_registry.iter().map(registration_repr).collect();
+        format!(
+            "Bootstrap(storage_dek_id={}, wrapped_storage=<{} bytes>, raft_dek_id={}, \
+             wrapped_raft=<{} bytes>, batch_registry=[{}])",
+            b.storage_dek_id,
+            b.wrapped_storage.len(),
+            b.raft_dek_id,
+            b.wrapped_raft.len(),
+            rows.join(", ")
+        )
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let b = &slf.get().0;
+        let rows = PyTuple::new(py, b.batch_registry.iter().map(|r| PyRegistration(*r)))?;
+        (
+            slf.get_type(),
+            (
+                b.storage_dek_id,
+                PyBytes::new(py, &b.wrapped_storage),
+                b.raft_dek_id,
+                PyBytes::new(py, &b.wrapped_raft),
+                rows,
+            ),
+        )
+            .into_pyobject(py)
+    }
+}
+
+/// A rotation entry (opcode 0x05): a new DEK for one purpose, and the
+/// proposer's registration under it.
+#[pyclass(module = "encryption_applier", name = "Rotation", frozen, eq, hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PyRotation(Rotation);
+
+#[pymethods]
+impl PyRotation {
+    #[new]
+    #[pyo3(signature = (dek_id, purpose, wrapped, proposer_registration, sub_tag=wire::ROTATE_DEK))]
+    fn new(
+        dek_id: u32,
+        purpose: &Bound<'_, PyAny>,
+        wrapped: &Bound<'_, PyAny>,
+        proposer_registration: PyRef<'_, PyRegistration>,
+        sub_tag: u8,
+    ) -> PyResult<Self> {
+        Ok(PyRotation(Rotation {
+            sub_tag,
+            dek_id,
+            purpose: purpose_arg(purpose)?,
+            wrapped: bytes_arg(wrapped, "wrapped")?.into_owned(),
+            proposer: proposer_registration.0,
+        }))
+    }
+
+    #[classattr]
+    fn __match_args__() -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ) {
+        (
+            "dek_id",
+            "purpose",
+            "wrapped",
+            "proposer_registration",
+            "sub_tag",
+        )
+    }
+
+    #[getter]
+    fn dek_id(&self) -> u32 {
+        self.0.dek_id
+    }
+    #[getter]
+    fn purpose(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        purpose_to_py(py, self.0.purpose)
+    }
+    #[getter]
+    fn wrapped<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.0.wrapped)
+    }
+    #[getter]
+    fn proposer_registration(&self) -> PyRegistration {
+        PyRegistration(self.0.proposer)
+    }
+    #[getter]
+    fn sub_tag(&self) -> u8 {
+        self.0.sub_tag
+    }
+
+    fn encode<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        self.0
+            .encode()
+            .map(|b| PyBytes::new(py, &b))
+            .map_err(|m| malformed_to_py(py, &m))
+    }
+
+    fn to_entry<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        entry_bytes(py, &Entry::Rotation(self.0.clone()))
+    }
+
+    #[classmethod]
+    fn decode(_cls: &Bound<'_, PyType>, payload: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let bytes = bytes_arg(payload, "payload")?;
+        Rotation::decode(&bytes)
+            .map(PyRotation)
+            .map_err(|m| malformed_to_py(payload.py(), &m))
+    }
+
+    fn __repr__(&self) -> String {
+        let r = &self.0;
+        let purpose = match r.purpose {
+            Purpose::Storage => "Purpose.STORAGE",
+            Purpose::Raft => "Purpose.RAFT",
+        };
+        format!(
+            "Rotation(dek_id={}, purpose={purpose}, wrapped=<{} bytes>, proposer_registration={}, sub_tag=0x{:02x})",
+            r.dek_id,
+            r.wrapped.len(),
+            registration_repr(&r.proposer),
+            r.sub_tag
+        )
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let r = &slf.get().0;
+        (
+            slf.get_type(),
+            (
+                r.dek_id,
+                r.purpose as u8,
+                PyBytes::new(py, &r.wrapped),
+                PyRegistration(r.proposer),
+                r.sub_tag,
+            ),
+        )
+            .into_pyobject(py)
+    }
+}
+
+fn entry_to_py(py: Python<'_>, entry: Entry) -> PyResult<Py<PyAny>> {
+    Ok(match entry {
+        Entry::Registration(r) => Py::new(py, PyRegistration(r))?.into_any(),
+        Entry::Bootstrap(b) => Py::new(py, PyBootstrap(b))?.into_any(),
+        Entry::Rotation(r) => Py::new(py, PyRotation(r))?.into_any(),
+    })
+}
+
+/// An entry given as bytes (`opcode ‖ payload`) or as a payload object.
+fn entry_arg(obj: &Bound<'_, PyAny>) -> PyResult<Result<Entry, MalformedPayload>> {
+    if let Ok(r) = obj.cast::<PyRegistration>() {
+        return Ok(Ok(Entry::Registration(r.get().0)));
+    }
+    if let Ok(b) = obj.cast::<PyBootstrap>() {
+        return Ok(Ok(Entry::Bootstrap(b.get().0.clone())));
+    }
+    if let Ok(r) = obj.cast::<PyRotation>() {
+        return Ok(Ok(Entry::Rotation(r.get().0.clone())));
+    }
+    let bytes = bytes_arg(obj, "entry").map_err(|_| {
+        PyTypeError::new_err(format!(
+            "entry must be bytes (opcode ‖ payload) or a Registration, Bootstrap or Rotation, not {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    Ok(Entry::decode(&bytes))
+}
+
+// ---------------------------------------------------------------------------
+// Registry rows and views
+
+/// One writer-registry row: key fields and stored value.
+#[pyclass(
+    module = "encryption_applier",
+    name = "RegistryRow",
+    frozen,
+    eq,
+    hash,
+    ord
+)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd)]
+pub struct PyRegistryRow(RegistryRow);
+
+#[pymethods]
+impl PyRegistryRow {
+    /// Builds a row (e.g. to compare with `Registry.rows()`). Refuses a row
+    /// the registry could never hold: a full_node_id that does not end in
+    /// node_id16, or first > last.
+    #[new]
+    #[pyo3(signature = (dek_id, node_id16, full_node_id, first_seen_local_epoch, last_seen_local_epoch))]
+    fn new(
+        dek_id: u32,
+        node_id16: u16,
+        full_node_id: u64,
+        first_seen_local_epoch: u16,
+        last_seen_local_epoch: u16,
+    ) -> PyResult<Self> {
+        let row = RegistryRow {
+            dek_id,
+            node_id16,
+            full_node_id,
+            first_seen_local_epoch,
+            last_seen_local_epoch,
+        };
+        codec::decode_row(
+            &codec::registry_key(dek_id, node_id16),
+            &codec::encode_registry_value(&row.value()),
+        )
+        .map(PyRegistryRow)
+        .map_err(|c| PyValueError::new_err(format!("not a valid registry row: {c}")))
+    }
+
+    #[classattr]
+    fn __match_args__() -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ) {
+        (
+            "dek_id",
+            "node_id16",
+            "full_node_id",
+            "first_seen_local_epoch",
+            "last_seen_local_epoch",
+        )
+    }
+
+    #[getter]
+    fn dek_id(&self) -> u32 {
+        self.0.dek_id
+    }
+    #[getter]
+    fn node_id16(&self) -> u16 {
+        self.0.node_id16
+    }
+    #[getter]
+    fn full_node_id(&self) -> u64 {
+        self.0.full_node_id
+    }
+    #[getter]
+    fn first_seen_local_epoch(&self) -> u16 {
+        self.0.first_seen_local_epoch
+    }
+    #[getter]
+    fn last_seen_local_epoch(&self) -> u16 {
+        self.0.last_seen_local_epoch
+    }
+    /// The 27-byte registry key of this row.
+    #[getter]
+    fn key<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &codec::registry_key(self.0.dek_id, self.0.node_id16))
+    }
+    /// The 12-byte stored value of this row.
+    #[getter]
+    fn value<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &codec::encode_registry_value(&self.0.value()))
+    }
+
+    fn __repr__(&self) -> String {
+        let r = &self.0;
+        format!(
+            "RegistryRow(dek_id={}, node_id16=0x{:04x}, full_node_id=0x{:x}, \
+             first_seen_local_epoch={}, last_seen_local_epoch={})",
+            r.dek_id,
+            r.node_id16,
+            r.full_node_id,
+            r.first_seen_local_epoch,
+            r.last_seen_local_epoch
+        )
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let r = &slf.get().0;
+        (
+            slf.get_type(),
+            (
+                r.dek_id,
+                r.node_id16,
+                r.full_node_id,
+                r.first_seen_local_epoch,
+                r.last_seen_local_epoch,
+            ),
+        )
+            .into_pyobject(slf.py())
+    }
+}
+
+/// A read-only view of a registry directory. Every call reads one
+/// consistent snapshot; another process may be applying meanwhile.
+#[pyclass(module = "encryption_applier", name = "Registry", frozen)]
+pub struct PyRegistry {
+    inner: Mutex<Option<Registry>>,
+    path: PathBuf,
+}
+
+impl PyRegistry {
+    fn view(&self) -> Result<Registry, CoreError> {
+        lock(&self.inner)
+            .clone()
+            .ok_or(CoreError::Closed("Registry"))
+    }
+
+    fn from_registry(registry: Registry) -> Self {
+        let path = registry.path().to_path_buf();
+        PyRegistry {
+            inner: Mutex::new(Some(registry)),
+            path,
+        }
+    }
+
+    fn rows_vec(&self, py: Python<'_>, dek_id: Option<u32>) -> PyResult<Vec<PyRegistryRow>> {
+        let rows = run_detached(py, || Ok(self.view()?.rows(dek_id)?))?;
+        Ok(rows.into_iter().map(PyRegistryRow).collect())
+    }
+}
+
+#[pymethods]
+impl PyRegistry {
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let registry = run_detached(py, || Ok(Registry::open(&path)?))?;
+        Ok(PyRegistry::from_registry(registry))
+    }
+
+    /// The registry directory (resolved to an absolute path).
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        lock(&self.inner).is_none()
+    }
+
+    fn get(&self, py: Python<'_>, dek_id: u32, node_id16: u16) -> PyResult<Option<PyRegistryRow>> {
+        let row = run_detached(py, || Ok(self.view()?.get(dek_id, node_id16)?))?;
+        Ok(row.map(PyRegistryRow))
+    }
+
+    #[pyo3(signature = (dek_id=None))]
+    fn rows(&self, py: Python<'_>, dek_id: Option<u32>) -> PyResult<Vec<PyRegistryRow>> {
+        self.rows_vec(py, dek_id)
+    }
+
+    fn dek_ids(&self, py: Python<'_>) -> PyResult<Vec<u32>> {
+        run_detached(py, || Ok(self.view()?.dek_ids()?))
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        run_detached(py, || Ok(self.view()?.len()?))
+    }
+
+    /// Iterates over a snapshot of every row, in key order.
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let rows = self.rows_vec(py, None)?;
+        Ok(rows.into_pyobject(py)?.try_iter()?.into_any())
+    }
+
+    /// `(dek_id, node_id16) in registry`.
+    fn __contains__(&self, py: Python<'_>, key: (u32, u16)) -> PyResult<bool> {
+        Ok(self.get(py, key.0, key.1)?.is_some())
+    }
+
+    /// Releases this view's handle on the environment.
+    fn close(&self) {
+        lock(&self.inner).take();
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        self.close();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed() { " closed" } else { "" };
+        format!(
+            "<Registry path={:?}{state}>",
+            self.path.display().to_string()
+        )
+    }
+}
+
+/// The one writer of a registry directory. Each `apply*` is one durable
+/// LMDB transaction: when it returns, the change is on disk; when it
+/// raises, nothing of the entry was written.
+#[pyclass(module = "encryption_applier", name = "Applier", frozen)]
+pub struct PyApplier {
+    inner: Mutex<Option<Applier>>,
+    path: PathBuf,
+}
+
+impl PyApplier {
+    fn run(
+        &self,
+        py: Python<'_>,
+        entry: Result<Entry, MalformedPayload>,
+    ) -> PyResult<&'static str> {
+        let outcome: Outcome = run_detached(py, || {
+            let guard = lock(&self.inner);
+            let applier = guard.as_ref().ok_or(CoreError::Closed("Applier"))?;
+            Ok(applier.apply_entry(&entry?)?)
+        })?;
+        Ok(outcome.as_str())
+    }
+}
+
+#[pymethods]
+impl PyApplier {
+    /// Opens (creating if missing) the registry at `path` and takes its
+    /// writer lock.
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let applier = run_detached(py, || Ok(Applier::open(&path)?))?;
+        let path = applier.path().to_path_buf();
+        Ok(PyApplier {
+            inner: Mutex::new(Some(applier)),
+            path,
+        })
+    }
+
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        lock(&self.inner).is_none()
+    }
+
+    /// A read-only view of this applier's registry.
+    #[getter]
+    fn registry(&self) -> PyResult<PyRegistry> {
+        let guard = lock(&self.inner);
+        match guard.as_ref() {
+            Some(applier) => Ok(PyRegistry::from_registry(applier.registry())),
+            None => Err(PyValueError::new_err("operation on a closed Applier")),
+        }
+    }
+
+    /// Applies one registration by the four-case rules.
+    fn apply_registration(
+        &self,
+        py: Python<'_>,
+        registration: PyRef<'_, PyRegistration>,
+    ) -> PyResult<&'static str> {
+        let entry = Entry::Registration(registration.0);
+        drop(registration);
+        self.run(py, Ok(entry))
+    }
+
+    fn apply_bootstrap(
+        &self,
+        py: Python<'_>,
+        bootstrap: PyRef<'_, PyBootstrap>,
+    ) -> PyResult<&'static str> {
+        let entry = Entry::Bootstrap(bootstrap.0.clone());
+        drop(bootstrap);
+        self.run(py, Ok(entry))
+    }
+
+    fn apply_rotation(
+        &self,
+        py: Python<'_>,
+        rotation: PyRef<'_, PyRotation>,
+    ) -> PyResult<&'static str> {
+        let entry = Entry::Rotation(rotation.0.clone());
+        drop(rotation);
+        self.run(py, Ok(entry))
+    }
+
+    /// Applies `opcode ‖ payload` bytes (or a payload object), dispatching
+    /// on the opcode. Reserved opcodes and non-encryption bytes halt.
+    fn apply(&self, py: Python<'_>, entry: &Bound<'_, PyAny>) -> PyResult<&'static str> {
+        let entry = entry_arg(entry)?;
+        self.run(py, entry)
+    }
+
+    /// Releases the writer lock and this applier's handle on the registry.
+    fn close(&self, py: Python<'_>) {
+        // Waits (without the GIL) for an apply running on another thread.
+        let taken = py.detach(|| lock(&self.inner).take());
+        drop(taken);
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed() { " closed" } else { "" };
+        format!(
+            "<Applier path={:?}{state}>",
+            self.path.display().to_string()
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Codec helpers
+
+#[pyfunction]
+fn registry_key<'py>(py: Python<'py>, dek_id: u32, node_id16: u16) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &codec::registry_key(dek_id, node_id16))
+}
+
+#[pyfunction]
+fn decode_registry_key(py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<(u32, u16)> {
+    let bytes = bytes_arg(key, "key")?;
+    codec::decode_registry_key(&bytes).map_err(|c| corruption_to_py(py, &c))
+}
+
+#[pyfunction]
+#[pyo3(signature = (full_node_id, first, last))]
+fn encode_registry_value(
+    py: Python<'_>,
+    full_node_id: u64,
+    first: u16,
+    last: u16,
+) -> Bound<'_, PyBytes> {
+    PyBytes::new(
+        py,
+        &codec::encode_registry_value(&RegistryValue {
+            full_node_id,
+            first_seen_local_epoch: first,
+            last_seen_local_epoch: last,
+        }),
+    )
+}
+
+#[pyfunction]
+fn decode_registry_value(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<(u64, u16, u16)> {
+    let bytes = bytes_arg(value, "value")?;
+    match codec::decode_registry_value(&bytes) {
+        Some(v) => Ok((
+            v.full_node_id,
+            v.first_seen_local_epoch,
+            v.last_seen_local_epoch,
+        )),
+        None => Err(corruption_to_py(
+            py,
+            &RegistryCorruption {
+                kind: CorruptionKind::ValueLength,
+                key: Vec::new(),
+                value: Some(bytes.into_owned()),
+                dek_id: None,
+                node_id16: None,
+            },
+        )),
+    }
+}
+
+/// Decodes `opcode ‖ payload` into a Registration, Bootstrap or Rotation.
+#[pyfunction]
+fn decode_entry(py: Python<'_>, entry: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let bytes = bytes_arg(entry, "entry")?;
+    let decoded = Entry::decode(&bytes).map_err(|m| malformed_to_py(py, &m))?;
+    entry_to_py(py, decoded)
+}
+
+#[pyfunction]
+fn is_encryption_opcode(opcode: u8) -> bool {
+    wire::is_encryption_opcode(opcode)
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+
+    m.add_class::<PyRegistration>()?;
+    m.add_class::<PyBootstrap>()?;
+    m.add_class::<PyRotation>()?;
+    m.add_class::<PyRegistryRow>()?;
+    m.add_class::<PyRegistry>()?;
+    m.add_class::<PyApplier>()?;
+
+    let purpose = py.import("enum")?.getattr("IntEnum")?.call(
+        (
+            "Purpose",
+            [
+                ("STORAGE", Purpose::Storage as u8),
+                ("RAFT", Purpose::Raft as u8),
+            ],
+        ),
+        Some(&[("module", "encryption_applier")].into_py_dict(py)?),
+    )?;
+    purpose.setattr(
+        "__doc__",
+        "What a DEK encrypts: storage data or the Raft log.",
+    )?;
+    m.add("Purpose", &purpose)?;
+    let _ = PURPOSE_ENUM.set(py, purpose.unbind());
+
+    m.add("EncryptionError", py.get_type::<EncryptionError>())?;
+    m.add(
+        "EncryptionApplyError",
+        py.get_type::<EncryptionApplyError>(),
+    )?;
+    m.add(
+        "KEKNotConfiguredError",
+        py.get_type::<KEKNotConfiguredError>(),
+    )?;
+    m.add(
+        "LocalEpochRollbackError",
+        py.get_type::<LocalEpochRollbackError>(),
+    )?;
+    m.add(
+        "NodeIDCollisionError",
+        py.get_type::<NodeIDCollisionError>(),
+    )?;
+    m.add(
+        "MalformedPayloadError",
+        py.get_type::<MalformedPayloadError>(),
+    )?;
+    m.add(
+        "RegistryCorruptionError",
+        py.get_type::<RegistryCorruptionError>(),
+    )?;
+    m.add("StorageError", py.get_type::<PyStorageError>())?;
+    m.add("RegistryOpenError", py.get_type::<RegistryOpenError>())?;
+
+    m.add("OP_REGISTRATION", wire::OP_REGISTRATION)?;
+    m.add("OP_BOOTSTRAP", wire::OP_BOOTSTRAP)?;
+    m.add("OP_ROTATION", wire::OP_ROTATION)?;
+    m.add("WIRE_VERSION", wire::WIRE_VERSION)?;
+    m.add("ROTATE_DEK", wire::ROTATE_DEK)?;
+    m.add("MAX_BOOTSTRAP_BATCH", wire::MAX_BOOTSTRAP_BATCH)?;
+    m.add("REGISTRY_PREFIX", PyBytes::new(py, codec::REGISTRY_PREFIX))?;
+
+    m.add_function(wrap_pyfunction!(registry_key, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_registry_key, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_registry_value, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_registry_value, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_entry, m)?)?;
+    m.add_function(wrap_pyfunction!(is_encryption_opcode, m)?)?;
+    Ok(())
+}

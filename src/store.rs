@@ -1,0 +1,357 @@
+//! The LMDB environment that holds the writer registry.
+//!
+//! LMDB's locks are per process, so one path must map to one `Environment`
+//! per process: [`open_env`] keeps a process-wide table and hands out
+//! shared handles. A separate advisory file lock ([`WriterLock`]) keeps a
+//! registry to one writer across processes, since two replicas sharing a
+//! registry would be a deployment bug that LMDB alone would not catch.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+
+use lmdb::{Cursor, Database, Environment, EnvironmentFlags, Transaction};
+
+use crate::error::{OpenError, RegistryError, StorageError};
+use crate::registry::{decode_row, registry_key, RegistryRow, REGISTRY_PREFIX};
+
+/// Address space reserved for the map. LMDB maps it lazily and the file
+/// grows only as pages are written, so this bounds the registry size
+/// (about 10 million rows), not what it costs.
+pub const DEFAULT_MAP_SIZE: usize = 1 << 30;
+
+const DATA_FILE: &str = "data.mdb";
+const WRITER_LOCK_FILE: &str = "writer.lock";
+
+/// One open LMDB environment with its registry database.
+pub struct RegistryEnv {
+    env: Environment,
+    db: Database,
+    path: PathBuf,
+    read_only: bool,
+}
+
+impl std::fmt::Debug for RegistryEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryEnv")
+            .field("path", &self.path)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the directory and environment when missing (the applier).
+    Create,
+    /// The environment must already exist (a read-only view).
+    Existing,
+}
+
+static OPEN_ENVS: Mutex<Vec<(PathBuf, Weak<RegistryEnv>)>> = Mutex::new(Vec::new());
+
+fn open_error(path: &Path, reason: impl Into<String>) -> OpenError {
+    OpenError {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn lmdb_code(err: &lmdb::Error) -> i32 {
+    err.to_err_code()
+}
+
+/// Opens (or reuses, within this process) the environment at `path`.
+pub fn open_env(path: &Path, mode: OpenMode) -> Result<Arc<RegistryEnv>, OpenError> {
+    if mode == OpenMode::Create {
+        std::fs::create_dir_all(path)
+            .map_err(|e| open_error(path, format!("cannot create the directory: {e}")))?;
+    }
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => open_error(path, "no such directory"),
+        _ => open_error(path, e.to_string()),
+    })?;
+    if !meta.is_dir() {
+        return Err(open_error(path, "not a directory"));
+    }
+    let canonical = path
+        .canonicalize()
+        .map_err(|e| open_error(path, e.to_string()))?;
+    if mode == OpenMode::Existing && !canonical.join(DATA_FILE).is_file() {
+        return Err(open_error(
+            path,
+            "no registry here (no data.mdb); an Applier creates one",
+        ));
+    }
+
+    // Held while opening so two threads cannot open the same path twice.
+    let mut table = OPEN_ENVS.lock().unwrap_or_else(|p| p.into_inner());
+    table.retain(|(_, weak)| weak.strong_count() > 0);
+    if let Some(env) = table
+        .iter()
+        .find(|(p, _)| *p == canonical)
+        .and_then(|(_, weak)| weak.upgrade())
+    {
+        return Ok(env);
+    }
+    let env = Arc::new(open_lmdb(&canonical, mode)?);
+    table.push((canonical, Arc::downgrade(&env)));
+    Ok(env)
+}
+
+fn open_lmdb(path: &Path, mode: OpenMode) -> Result<RegistryEnv, OpenError> {
+    let open = |flags: EnvironmentFlags| {
+        Environment::new()
+            // NO_TLS: read transactions are not tied to OS threads, so the
+            // Python layer may run them on whatever thread holds no GIL.
+            .set_flags(flags | EnvironmentFlags::NO_TLS)
+            .set_map_size(DEFAULT_MAP_SIZE)
+            .open_with_permissions(path, 0o600)
+    };
+    let (env, read_only) = match open(EnvironmentFlags::empty()) {
+        Ok(env) => (env, false),
+        // A view of a registry in a directory we may not write (a copy
+        // under inspection) still opens, read-only.
+        Err(lmdb::Error::Other(code)) if mode == OpenMode::Existing && is_permission(code) => {
+            let env = open(EnvironmentFlags::READ_ONLY)
+                .map_err(|e| open_error(path, format!("LMDB refused to open it read-only: {e}")))?;
+            (env, true)
+        }
+        Err(e) => {
+            let hint = match e {
+                lmdb::Error::Invalid | lmdb::Error::VersionMismatch => {
+                    " (the directory holds something that is not an LMDB environment)"
+                }
+                _ => "",
+            };
+            return Err(open_error(path, format!("LMDB: {e}{hint}")));
+        }
+    };
+    let db = env
+        .open_db(None)
+        .map_err(|e| open_error(path, format!("LMDB: cannot open the main database: {e}")))?;
+    let registry_env = RegistryEnv {
+        env,
+        db,
+        path: path.to_path_buf(),
+        read_only,
+    };
+    registry_env.clear_stale_readers();
+    Ok(registry_env)
+}
+
+/// Whether an errno passed through by LMDB means "not allowed to write here".
+fn is_permission(code: i32) -> bool {
+    matches!(
+        io::Error::from_raw_os_error(code).kind(),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
+impl RegistryEnv {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    pub(crate) fn env(&self) -> &Environment {
+        &self.env
+    }
+
+    pub(crate) fn db(&self) -> Database {
+        self.db
+    }
+
+    pub(crate) fn storage_error(&self, operation: &'static str, err: lmdb::Error) -> StorageError {
+        let detail = match err {
+            lmdb::Error::MapFull => format!(
+                "{err}: the registry reached its map size of {DEFAULT_MAP_SIZE} bytes; \
+                 copy it to a new directory with a larger map (mdb_copy) before applying more"
+            ),
+            _ => err.to_string(),
+        };
+        StorageError {
+            operation,
+            path: self.path.clone(),
+            detail,
+            code: Some(lmdb_code(&err)),
+        }
+    }
+
+    /// Frees reader slots left behind by processes that died inside a read
+    /// transaction, so they neither block page reuse nor exhaust the table.
+    fn clear_stale_readers(&self) {
+        let mut dead: std::os::raw::c_int = 0;
+        // SAFETY: the environment pointer is valid for the life of `self.env`.
+        // A failure here only means stale slots stay until the next open.
+        unsafe {
+            lmdb_sys::mdb_reader_check(self.env.env(), &mut dead);
+        }
+    }
+
+    /// Runs `f` in one read transaction: a consistent snapshot.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&lmdb::RoTransaction<'_>) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        let txn = self
+            .env
+            .begin_ro_txn()
+            .map_err(|e| self.storage_error("beginning a read transaction", e))?;
+        let out = f(&txn);
+        txn.abort();
+        out
+    }
+
+    /// The row at `(dek_id, node_id16)`, or `None` when there is none. A
+    /// stored value that does not decode is an error, never `None`.
+    pub fn get_row<T: Transaction>(
+        &self,
+        txn: &T,
+        dek_id: u32,
+        node_id16: u16,
+    ) -> Result<Option<RegistryRow>, RegistryError> {
+        let key = registry_key(dek_id, node_id16);
+        match txn.get(self.db, &key) {
+            Ok(value) => Ok(Some(decode_row(&key, value)?)),
+            Err(lmdb::Error::NotFound) => Ok(None),
+            Err(e) => Err(self.storage_error("reading a registry row", e).into()),
+        }
+    }
+
+    /// Calls `f` on every row whose key starts with `prefix` (which must
+    /// itself start with the registry prefix), in key order.
+    pub fn scan<T: Transaction>(
+        &self,
+        txn: &T,
+        prefix: &[u8],
+        mut f: impl FnMut(RegistryRow),
+    ) -> Result<(), RegistryError> {
+        debug_assert!(prefix.starts_with(REGISTRY_PREFIX));
+        // The cursor lives in this named binding for the whole walk.
+        let cursor = txn
+            .open_ro_cursor(self.db)
+            .map_err(|e| self.storage_error("opening a cursor", e))?;
+        let mut step = cursor.get(Some(prefix), None, lmdb_sys::MDB_SET_RANGE);
+        loop {
+            match step {
+                Ok((Some(key), value)) => {
+                    if !key.starts_with(prefix) {
+                        break;
+                    }
+                    f(decode_row(key, value)?);
+                }
+                Ok((None, _)) => {
+                    return Err(StorageError {
+                        operation: "scanning the registry",
+                        path: self.path.clone(),
+                        detail: "LMDB cursor returned a value without a key".into(),
+                        code: None,
+                    }
+                    .into())
+                }
+                Err(lmdb::Error::NotFound) => break,
+                Err(e) => return Err(self.storage_error("scanning the registry", e).into()),
+            }
+            step = cursor.get(None, None, lmdb_sys::MDB_NEXT);
+        }
+        drop(cursor);
+        Ok(())
+    }
+}
+
+/// An exclusive advisory lock on `<dir>/writer.lock`, held by the one
+/// applier of a registry. Released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct WriterLock {
+    _file: File,
+}
+
+impl WriterLock {
+    pub fn acquire(dir: &Path) -> Result<WriterLock, OpenError> {
+        let lock_path = dir.join(WRITER_LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| open_error(dir, format!("cannot open {}: {e}", lock_path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(WriterLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(open_error(
+                dir,
+                "another Applier (in this or another process) is writing this registry; \
+                 close it first (a registry has exactly one writer)",
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(open_error(
+                dir,
+                format!("cannot lock {}: {e}", lock_path.display()),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn temp_dir(tag: &str) -> PathBuf {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ea-store-{tag}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn one_environment_per_path_per_process() {
+        let dir = temp_dir("share");
+        let a = open_env(&dir, OpenMode::Create).expect("create");
+        let b = open_env(&dir.join("."), OpenMode::Existing).expect("reuse");
+        assert!(Arc::ptr_eq(&a, &b));
+        drop((a, b));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn existing_mode_refuses_missing_and_empty_dirs() {
+        let dir = temp_dir("missing");
+        let err = open_env(&dir, OpenMode::Existing).unwrap_err();
+        assert!(err.reason.contains("no such directory"), "{err}");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let err = open_env(&dir, OpenMode::Existing).unwrap_err();
+        assert!(err.reason.contains("no data.mdb"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn garbage_data_file_is_an_open_error() {
+        let dir = temp_dir("garbage");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join(DATA_FILE), vec![0x5a; 16384]).expect("write");
+        let err = open_env(&dir, OpenMode::Existing).unwrap_err();
+        assert!(err.reason.contains("LMDB"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn writer_lock_is_exclusive() {
+        let dir = temp_dir("lock");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let first = WriterLock::acquire(&dir).expect("first");
+        let err = WriterLock::acquire(&dir).unwrap_err();
+        assert!(err.reason.contains("another Applier"), "{err}");
+        drop(first);
+        WriterLock::acquire(&dir).expect("after release");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
