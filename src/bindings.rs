@@ -6,10 +6,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
-use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyException, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{IntoPyDict, PyByteArray, PyBytes, PyMemoryView, PyTuple, PyType};
+use pyo3::types::{IntoPyDict, PyBool, PyByteArray, PyBytes, PyInt, PyMemoryView, PyTuple, PyType};
 use pyo3::BoundObject;
 
 use crate::applier::{Applier, Outcome, Registry};
@@ -345,6 +345,74 @@ fn bytes_arg<'a>(obj: &'a Bound<'_, PyAny>, what: &str) -> PyResult<Cow<'a, [u8]
     )))
 }
 
+/// An int argument for an unsigned wire field of `BITS` bits. Out-of-range
+/// values raise `OverflowError` saying the range (never wrap), bools and
+/// non-ints raise `TypeError`; pyo3 adds the argument's name as a note.
+struct Unsigned<const BITS: u32>(u64);
+
+impl<const BITS: u32> Unsigned<BITS> {
+    const MAX: u64 = if BITS >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << BITS) - 1
+    };
+}
+
+impl<'a, 'py, const BITS: u32> FromPyObject<'a, 'py> for Unsigned<BITS> {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let range = || format!("0..={} (unsigned {BITS}-bit)", Self::MAX);
+        // Objects with __index__ (e.g. numpy integers) count as ints; bools
+        // do not, since passing one is almost surely a mistake.
+        let int_like = obj.is_instance_of::<PyInt>() || obj.hasattr("__index__")?;
+        if obj.is_instance_of::<PyBool>() || !int_like {
+            return Err(PyTypeError::new_err(format!(
+                "expected an int in {}, got {}",
+                range(),
+                obj.get_type().name()?
+            )));
+        }
+        match obj.extract::<u64>() {
+            Ok(v) if v <= Self::MAX => Ok(Unsigned(v)),
+            Ok(v) => Err(PyOverflowError::new_err(format!(
+                "{v} is out of range {}",
+                range()
+            ))),
+            Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => {
+                let what = if obj.lt(0)? {
+                    "a negative int"
+                } else {
+                    "too large an int"
+                };
+                Err(PyOverflowError::new_err(format!(
+                    "{what} is out of range {}",
+                    range()
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+type U8 = Unsigned<8>;
+type U16 = Unsigned<16>;
+type U32 = Unsigned<32>;
+type U64 = Unsigned<64>;
+
+impl<const BITS: u32> Unsigned<BITS> {
+    // The extractor bounded the value by MAX, so these narrowings are exact.
+    fn u8(&self) -> u8 {
+        self.0 as u8
+    }
+    fn u16(&self) -> u16 {
+        self.0 as u16
+    }
+    fn u32(&self) -> u32 {
+        self.0 as u32
+    }
+}
+
 fn purpose_arg(value: &Bound<'_, PyAny>) -> PyResult<Purpose> {
     let raw: i64 = value.extract().map_err(|_| {
         PyTypeError::new_err("purpose must be Purpose.STORAGE, Purpose.RAFT, 1 or 2")
@@ -378,11 +446,11 @@ pub struct PyRegistration(Registration);
 impl PyRegistration {
     #[new]
     #[pyo3(signature = (dek_id, full_node_id, local_epoch))]
-    fn new(dek_id: u32, full_node_id: u64, local_epoch: u16) -> Self {
+    fn new(dek_id: U32, full_node_id: U64, local_epoch: U16) -> Self {
         PyRegistration(Registration {
-            dek_id,
-            full_node_id,
-            local_epoch,
+            dek_id: dek_id.u32(),
+            full_node_id: full_node_id.0,
+            local_epoch: local_epoch.u16(),
         })
     }
 
@@ -486,16 +554,16 @@ impl PyBootstrap {
     #[new]
     #[pyo3(signature = (storage_dek_id, wrapped_storage, raft_dek_id, wrapped_raft, batch_registry=None))]
     fn new(
-        storage_dek_id: u32,
+        storage_dek_id: U32,
         wrapped_storage: &Bound<'_, PyAny>,
-        raft_dek_id: u32,
+        raft_dek_id: U32,
         wrapped_raft: &Bound<'_, PyAny>,
         batch_registry: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         Ok(PyBootstrap(Bootstrap {
-            storage_dek_id,
+            storage_dek_id: storage_dek_id.u32(),
             wrapped_storage: bytes_arg(wrapped_storage, "wrapped_storage")?.into_owned(),
-            raft_dek_id,
+            raft_dek_id: raft_dek_id.u32(),
             wrapped_raft: bytes_arg(wrapped_raft, "wrapped_raft")?.into_owned(),
             batch_registry: registrations_arg(batch_registry)?,
         }))
@@ -600,17 +668,17 @@ pub struct PyRotation(Rotation);
 #[pymethods]
 impl PyRotation {
     #[new]
-    #[pyo3(signature = (dek_id, purpose, wrapped, proposer_registration, sub_tag=wire::ROTATE_DEK))]
+    #[pyo3(signature = (dek_id, purpose, wrapped, proposer_registration, sub_tag=Unsigned(u64::from(wire::ROTATE_DEK))))]
     fn new(
-        dek_id: u32,
+        dek_id: U32,
         purpose: &Bound<'_, PyAny>,
         wrapped: &Bound<'_, PyAny>,
         proposer_registration: PyRef<'_, PyRegistration>,
-        sub_tag: u8,
+        sub_tag: U8,
     ) -> PyResult<Self> {
         Ok(PyRotation(Rotation {
-            sub_tag,
-            dek_id,
+            sub_tag: sub_tag.u8(),
+            dek_id: dek_id.u32(),
             purpose: purpose_arg(purpose)?,
             wrapped: bytes_arg(wrapped, "wrapped")?.into_owned(),
             proposer: proposer_registration.0,
@@ -760,18 +828,19 @@ impl PyRegistryRow {
     #[new]
     #[pyo3(signature = (dek_id, node_id16, full_node_id, first_seen_local_epoch, last_seen_local_epoch))]
     fn new(
-        dek_id: u32,
-        node_id16: u16,
-        full_node_id: u64,
-        first_seen_local_epoch: u16,
-        last_seen_local_epoch: u16,
+        dek_id: U32,
+        node_id16: U16,
+        full_node_id: U64,
+        first_seen_local_epoch: U16,
+        last_seen_local_epoch: U16,
     ) -> PyResult<Self> {
+        let (dek_id, node_id16) = (dek_id.u32(), node_id16.u16());
         let row = RegistryRow {
             dek_id,
             node_id16,
-            full_node_id,
-            first_seen_local_epoch,
-            last_seen_local_epoch,
+            full_node_id: full_node_id.0,
+            first_seen_local_epoch: first_seen_local_epoch.u16(),
+            last_seen_local_epoch: last_seen_local_epoch.u16(),
         };
         codec::decode_row(
             &codec::registry_key(dek_id, node_id16),
@@ -906,14 +975,15 @@ impl PyRegistry {
         lock(&self.inner).is_none()
     }
 
-    fn get(&self, py: Python<'_>, dek_id: u32, node_id16: u16) -> PyResult<Option<PyRegistryRow>> {
+    fn get(&self, py: Python<'_>, dek_id: U32, node_id16: U16) -> PyResult<Option<PyRegistryRow>> {
+        let (dek_id, node_id16) = (dek_id.u32(), node_id16.u16());
         let row = run_detached(py, || Ok(self.view()?.get(dek_id, node_id16)?))?;
         Ok(row.map(PyRegistryRow))
     }
 
     #[pyo3(signature = (dek_id=None))]
-    fn rows(&self, py: Python<'_>, dek_id: Option<u32>) -> PyResult<Vec<PyRegistryRow>> {
-        self.rows_vec(py, dek_id)
+    fn rows(&self, py: Python<'_>, dek_id: Option<U32>) -> PyResult<Vec<PyRegistryRow>> {
+        self.rows_vec(py, dek_id.map(|d| d.u32()))
     }
 
     fn dek_ids(&self, py: Python<'_>) -> PyResult<Vec<u32>> {
@@ -931,7 +1001,7 @@ impl PyRegistry {
     }
 
     /// `(dek_id, node_id16) in registry`.
-    fn __contains__(&self, py: Python<'_>, key: (u32, u16)) -> PyResult<bool> {
+    fn __contains__(&self, py: Python<'_>, key: (U32, U16)) -> PyResult<bool> {
         Ok(self.get(py, key.0, key.1)?.is_some())
     }
 
@@ -1094,8 +1164,8 @@ impl PyApplier {
 // Codec helpers
 
 #[pyfunction]
-fn registry_key<'py>(py: Python<'py>, dek_id: u32, node_id16: u16) -> Bound<'py, PyBytes> {
-    PyBytes::new(py, &codec::registry_key(dek_id, node_id16))
+fn registry_key<'py>(py: Python<'py>, dek_id: U32, node_id16: U16) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &codec::registry_key(dek_id.u32(), node_id16.u16()))
 }
 
 #[pyfunction]
@@ -1108,16 +1178,16 @@ fn decode_registry_key(py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<(u32,
 #[pyo3(signature = (full_node_id, first, last))]
 fn encode_registry_value(
     py: Python<'_>,
-    full_node_id: u64,
-    first: u16,
-    last: u16,
+    full_node_id: U64,
+    first: U16,
+    last: U16,
 ) -> Bound<'_, PyBytes> {
     PyBytes::new(
         py,
         &codec::encode_registry_value(&RegistryValue {
-            full_node_id,
-            first_seen_local_epoch: first,
-            last_seen_local_epoch: last,
+            full_node_id: full_node_id.0,
+            first_seen_local_epoch: first.u16(),
+            last_seen_local_epoch: last.u16(),
         }),
     )
 }
@@ -1153,8 +1223,8 @@ fn decode_entry(py: Python<'_>, entry: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>>
 }
 
 #[pyfunction]
-fn is_encryption_opcode(opcode: u8) -> bool {
-    wire::is_encryption_opcode(opcode)
+fn is_encryption_opcode(opcode: U8) -> bool {
+    wire::is_encryption_opcode(opcode.u8())
 }
 
 #[pymodule]

@@ -64,7 +64,7 @@ fn lmdb_code(err: &lmdb::Error) -> i32 {
 
 /// Opens (or reuses, within this process) the environment at `path`.
 pub fn open_env(path: &Path, mode: OpenMode) -> Result<Arc<RegistryEnv>, OpenError> {
-    if mode == OpenMode::Create {
+    if mode == OpenMode::Create && !path.exists() {
         std::fs::create_dir_all(path)
             .map_err(|e| open_error(path, format!("cannot create the directory: {e}")))?;
     }

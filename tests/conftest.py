@@ -1,0 +1,82 @@
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+# "dev" for a quick local run, "ci" (chosen automatically when CI is set)
+# for more examples, "long" for a fuzzing session by hand:
+#   HYPOTHESIS_PROFILE=long bash scripts/test.sh -k fuzz
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.register_profile(
+    "ci",
+    max_examples=250,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "long",
+    max_examples=100_000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def registry_dir(tmp_path: Path) -> Path:
+    """A directory path for a registry that does not exist yet."""
+    return tmp_path / "registry"
+
+
+def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Runs `code` in a fresh interpreter (a separate process, so it has its
+    own LMDB environment and locks) and fails the test if it fails."""
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def plant_raw(directory: Path, key: bytes, value: bytes) -> None:
+    """Writes one raw key/value into the registry's LMDB environment with an
+    independent LMDB client (py-lmdb), bypassing every rule of the applier."""
+    run_python(
+        """
+        import sys, lmdb
+        env = lmdb.open(sys.argv[1], map_size=1 << 30, subdir=True)
+        with env.begin(write=True) as txn:
+            txn.put(bytes.fromhex(sys.argv[2]), bytes.fromhex(sys.argv[3]))
+        env.close()
+        """,
+        str(directory),
+        key.hex(),
+        value.hex(),
+    )
+
+
+def dump_raw(directory: Path) -> list[tuple[bytes, bytes]]:
+    """Every key/value pair in the environment, read by py-lmdb in another
+    process: a byte-level picture independent of the code under test."""
+    proc = run_python(
+        """
+        import sys, lmdb
+        env = lmdb.open(sys.argv[1], map_size=1 << 30, subdir=True, readonly=True, lock=True)
+        with env.begin() as txn:
+            for k, v in txn.cursor():
+                print(k.hex(), v.hex())
+        env.close()
+        """,
+        str(directory),
+    )
+    return [tuple(bytes.fromhex(h) for h in line.split()) for line in proc.stdout.splitlines()]  # type: ignore[misc]

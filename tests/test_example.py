@@ -1,0 +1,20 @@
+"""The README's demo (examples/apply_stream.py) runs and shows what it claims."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "apply_stream.py"
+
+
+def test_demo_applies_the_stream_and_shows_each_halt() -> None:
+    proc = subprocess.run([sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.count("-> inserted") == 3
+    assert out.count("-> advanced") == 2
+    assert out.count("-> unchanged") == 1
+    assert "HALT LocalEpochRollbackError" in out
+    assert "HALT NodeIDCollisionError" in out
+    assert "HALT KEKNotConfiguredError" in out
+    assert "3 rows, DEKs [1]:" in out
