@@ -400,16 +400,26 @@ type U16 = Unsigned<16>;
 type U32 = Unsigned<32>;
 type U64 = Unsigned<64>;
 
-impl<const BITS: u32> Unsigned<BITS> {
-    // The extractor bounded the value by MAX, so these narrowings are exact.
-    fn u8(&self) -> u8 {
+// The extractor bounded each value by its width, so these narrowings are
+// exact; each width only narrows to its own type.
+impl Unsigned<8> {
+    fn value(&self) -> u8 {
         self.0 as u8
     }
-    fn u16(&self) -> u16 {
+}
+impl Unsigned<16> {
+    fn value(&self) -> u16 {
         self.0 as u16
     }
-    fn u32(&self) -> u32 {
+}
+impl Unsigned<32> {
+    fn value(&self) -> u32 {
         self.0 as u32
+    }
+}
+impl Unsigned<64> {
+    fn value(&self) -> u64 {
+        self.0
     }
 }
 
@@ -448,9 +458,9 @@ impl PyRegistration {
     #[pyo3(signature = (dek_id, full_node_id, local_epoch))]
     fn new(dek_id: U32, full_node_id: U64, local_epoch: U16) -> Self {
         PyRegistration(Registration {
-            dek_id: dek_id.u32(),
-            full_node_id: full_node_id.0,
-            local_epoch: local_epoch.u16(),
+            dek_id: dek_id.value(),
+            full_node_id: full_node_id.value(),
+            local_epoch: local_epoch.value(),
         })
     }
 
@@ -561,9 +571,9 @@ impl PyBootstrap {
         batch_registry: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         Ok(PyBootstrap(Bootstrap {
-            storage_dek_id: storage_dek_id.u32(),
+            storage_dek_id: storage_dek_id.value(),
             wrapped_storage: bytes_arg(wrapped_storage, "wrapped_storage")?.into_owned(),
-            raft_dek_id: raft_dek_id.u32(),
+            raft_dek_id: raft_dek_id.value(),
             wrapped_raft: bytes_arg(wrapped_raft, "wrapped_raft")?.into_owned(),
             batch_registry: registrations_arg(batch_registry)?,
         }))
@@ -677,8 +687,8 @@ impl PyRotation {
         sub_tag: U8,
     ) -> PyResult<Self> {
         Ok(PyRotation(Rotation {
-            sub_tag: sub_tag.u8(),
-            dek_id: dek_id.u32(),
+            sub_tag: sub_tag.value(),
+            dek_id: dek_id.value(),
             purpose: purpose_arg(purpose)?,
             wrapped: bytes_arg(wrapped, "wrapped")?.into_owned(),
             proposer: proposer_registration.0,
@@ -834,13 +844,13 @@ impl PyRegistryRow {
         first_seen_local_epoch: U16,
         last_seen_local_epoch: U16,
     ) -> PyResult<Self> {
-        let (dek_id, node_id16) = (dek_id.u32(), node_id16.u16());
+        let (dek_id, node_id16) = (dek_id.value(), node_id16.value());
         let row = RegistryRow {
             dek_id,
             node_id16,
-            full_node_id: full_node_id.0,
-            first_seen_local_epoch: first_seen_local_epoch.u16(),
-            last_seen_local_epoch: last_seen_local_epoch.u16(),
+            full_node_id: full_node_id.value(),
+            first_seen_local_epoch: first_seen_local_epoch.value(),
+            last_seen_local_epoch: last_seen_local_epoch.value(),
         };
         codec::decode_row(
             &codec::registry_key(dek_id, node_id16),
@@ -976,14 +986,14 @@ impl PyRegistry {
     }
 
     fn get(&self, py: Python<'_>, dek_id: U32, node_id16: U16) -> PyResult<Option<PyRegistryRow>> {
-        let (dek_id, node_id16) = (dek_id.u32(), node_id16.u16());
+        let (dek_id, node_id16) = (dek_id.value(), node_id16.value());
         let row = run_detached(py, || Ok(self.view()?.get(dek_id, node_id16)?))?;
         Ok(row.map(PyRegistryRow))
     }
 
     #[pyo3(signature = (dek_id=None))]
     fn rows(&self, py: Python<'_>, dek_id: Option<U32>) -> PyResult<Vec<PyRegistryRow>> {
-        self.rows_vec(py, dek_id.map(|d| d.u32()))
+        self.rows_vec(py, dek_id.map(|d| d.value()))
     }
 
     fn dek_ids(&self, py: Python<'_>) -> PyResult<Vec<u32>> {
@@ -1165,7 +1175,7 @@ impl PyApplier {
 
 #[pyfunction]
 fn registry_key<'py>(py: Python<'py>, dek_id: U32, node_id16: U16) -> Bound<'py, PyBytes> {
-    PyBytes::new(py, &codec::registry_key(dek_id.u32(), node_id16.u16()))
+    PyBytes::new(py, &codec::registry_key(dek_id.value(), node_id16.value()))
 }
 
 #[pyfunction]
@@ -1185,9 +1195,9 @@ fn encode_registry_value(
     PyBytes::new(
         py,
         &codec::encode_registry_value(&RegistryValue {
-            full_node_id: full_node_id.0,
-            first_seen_local_epoch: first.u16(),
-            last_seen_local_epoch: last.u16(),
+            full_node_id: full_node_id.value(),
+            first_seen_local_epoch: first.value(),
+            last_seen_local_epoch: last.value(),
         }),
     )
 }
@@ -1224,7 +1234,7 @@ fn decode_entry(py: Python<'_>, entry: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>>
 
 #[pyfunction]
 fn is_encryption_opcode(opcode: U8) -> bool {
-    wire::is_encryption_opcode(opcode.u8())
+    wire::is_encryption_opcode(opcode.value())
 }
 
 #[pymodule]

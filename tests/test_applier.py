@@ -311,3 +311,71 @@ def test_malformed_key_under_the_prefix_is_corruption(registry_dir: Path) -> Non
     with ea.Registry(registry_dir) as registry, pytest.raises(ea.RegistryCorruptionError) as info:
         registry.rows()
     assert info.value.problem == "key_length"
+
+
+def test_reader_process_sees_only_committed_states(registry_dir: Path) -> None:
+    """A second process reads snapshots while this one applies: each
+    snapshot is the state after some prefix of the stream."""
+    stream = [(1, 0x10000 | n, e) for e in (1, 2, 3) for n in range(1, 21)]
+    model = RegistryModel()
+    states = [[]]
+    for dek, full, epoch in stream:
+        model.apply_registration(dek, full, epoch)
+        states.append(model.sorted_rows())
+    with ea.Applier(registry_dir) as applier:
+        reader = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys, encryption_applier as ea\n"
+                "reg = ea.Registry(sys.argv[1])\n"
+                "print('ready', flush=True)\n"
+                "for line in sys.stdin:\n"
+                "    print([(r.dek_id, r.node_id16, r.full_node_id, r.first_seen_local_epoch,"
+                " r.last_seen_local_epoch) for r in reg], flush=True)\n",
+                str(registry_dir),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert reader.stdin is not None and reader.stdout is not None
+        assert reader.stdout.readline().strip() == "ready"
+        seen = []
+        for i, (dek, full, epoch) in enumerate(stream):
+            applier.apply_registration(ea.Registration(dek, full, epoch))
+            if i % 7 == 0:
+                reader.stdin.write("read\n")
+                reader.stdin.flush()
+                snapshot = eval(reader.stdout.readline())  # a list of int tuples
+                assert snapshot == states[i + 1]  # everything acknowledged, nothing more
+                seen.append(snapshot)
+        reader.stdin.close()
+        assert reader.wait(timeout=60) == 0
+    assert len(seen) == len(range(0, len(stream), 7))
+
+
+def test_threads_applying_at_once_each_apply_exactly_once(registry_dir: Path) -> None:
+    import threading
+
+    with ea.Applier(registry_dir) as applier:
+        errors: list[BaseException] = []
+
+        def worker(dek_id: int) -> None:
+            try:
+                for epoch in range(1, 11):
+                    for node in range(1, 6):
+                        expected = "inserted" if epoch == 1 else "advanced"
+                        assert applier.apply_registration(ea.Registration(dek_id, node, epoch)) == expected
+            except BaseException as err:  # noqa: BLE001 - reported below
+                errors.append(err)
+
+        threads = [threading.Thread(target=worker, args=(dek,)) for dek in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors
+        assert applier.registry.rows() == [
+            ea.RegistryRow(dek, node, node, 1, 10) for dek in range(8) for node in range(1, 6)
+        ]
