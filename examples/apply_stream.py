@@ -6,11 +6,17 @@ Raft replay repeats an entry, and then two entries that must halt the
 replica arrive: a local-epoch rollback and a node-id collision. A bootstrap
 follows, which halts because this applier has no KEK.
 
+Then the same cluster with a KEK: a bootstrap installs the first storage
+and raft DEKs (wrapped under a freshly generated KEK), a rotation replaces
+the storage DEK, and the sidecar and keystore are shown.
+
 Run it with `bash scripts/demo.sh` (or `python examples/apply_stream.py`
 once the package is installed).
 """
 
+import os
 import tempfile
+from pathlib import Path
 
 import encryption_applier as ea
 
@@ -55,6 +61,30 @@ def main() -> None:
         with ea.Registry(directory) as registry:
             print(f"\n{len(registry)} rows, DEKs {registry.dek_ids()}:")
             for row in registry:
+                print(f"  {row!r}")
+
+    with tempfile.TemporaryDirectory(prefix="keyed-") as root:
+        print("\nwith a KEK:")
+        kek = ea.FileKek.generate(Path(root) / "kek")
+        directory = Path(root) / "registry"
+        with ea.Applier(directory, kek=kek) as applier:
+            bootstrap = ea.Bootstrap(
+                storage_dek_id=1,
+                wrapped_storage=kek.wrap(os.urandom(32)),
+                raft_dek_id=2,
+                wrapped_raft=kek.wrap(os.urandom(32)),
+                batch_registry=[ea.Registration(1, NODE_A, 1), ea.Registration(2, NODE_A, 1)],
+            )
+            rotation = ea.Rotation(3, ea.Purpose.STORAGE, kek.wrap(os.urandom(32)), ea.Registration(3, NODE_A, 2))
+            print(f"  bootstrap -> {applier.apply(bootstrap.to_entry())}")
+            print(f"  replay    -> {applier.apply(bootstrap.to_entry())}")
+            print(f"  rotation  -> {applier.apply(rotation.to_entry())}")
+            print(f"  {applier.sidecar!r}")
+            keystore = applier.keystore
+            assert keystore is not None
+            for dek_id in keystore:
+                print(f"  key {dek_id}: fingerprint {keystore.fingerprint(dek_id)}")
+            for row in applier.registry:
                 print(f"  {row!r}")
 
 

@@ -6,17 +6,23 @@
 //! transaction: any error drops the transaction (an abort), so a halted
 //! entry leaves the registry byte-for-byte as it was.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lmdb::{Transaction, WriteFlags};
 
-use crate::error::{ApplyError, OpenError, RegistryError};
+use crate::error::{
+    ApplierOpenError, ApplyError, OpenError, RegistryError, RejectReason, SidecarError,
+    StorageError,
+};
+use crate::kek::{Dek, Kek};
+use crate::keystore::{Install, Keystore};
 use crate::registry::{
     dek_prefix, encode_registry_value, registry_key, RegistryRow, RegistryValue, REGISTRY_PREFIX,
 };
+use crate::sidecar::{self, Sidecar, SidecarKey};
 use crate::store::{open_env, OpenMode, RegistryEnv, WriterLock};
-use crate::wire::{Bootstrap, Entry, Registration, Rotation, OP_BOOTSTRAP, OP_ROTATION};
+use crate::wire::{Bootstrap, Entry, Purpose, Registration, Rotation, OP_BOOTSTRAP, OP_ROTATION};
 
 /// What applying an entry did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,7 +32,12 @@ pub enum Outcome {
     /// Case 2: the row's last-seen epoch moved forward.
     Advanced,
     /// Case 2-idempotent: the same epoch again (a Raft replay); no write.
+    /// For bootstrap and rotation: an exact replay that changed nothing.
     Unchanged,
+    /// A bootstrap installed keys, wrote the sidecar and/or rows.
+    Bootstrapped,
+    /// A rotation installed a key, moved an active id and/or a row.
+    Rotated,
 }
 
 impl Outcome {
@@ -35,6 +46,8 @@ impl Outcome {
             Outcome::Inserted => "inserted",
             Outcome::Advanced => "advanced",
             Outcome::Unchanged => "unchanged",
+            Outcome::Bootstrapped => "bootstrapped",
+            Outcome::Rotated => "rotated",
         }
     }
 }
@@ -88,16 +101,168 @@ pub fn decide(existing: Option<&RegistryRow>, reg: &Registration) -> Result<Deci
     }
 }
 
+/// The points of a bootstrap or rotation where a test can stop it, to
+/// prove that replaying the entry after a crash there converges.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultPoint {
+    AfterUnwrap,
+    AfterKeystoreInstall,
+    AfterSidecarWrite,
+    BeforeRegistryCommit,
+}
+
+impl FaultPoint {
+    pub fn from_name(name: &str) -> Option<FaultPoint> {
+        match name {
+            "after_unwrap" => Some(FaultPoint::AfterUnwrap),
+            "after_keystore_install" => Some(FaultPoint::AfterKeystoreInstall),
+            "after_sidecar_write" => Some(FaultPoint::AfterSidecarWrite),
+            "before_registry_commit" => Some(FaultPoint::BeforeRegistryCommit),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultPoint::AfterUnwrap => "after_unwrap",
+            FaultPoint::AfterKeystoreInstall => "after_keystore_install",
+            FaultPoint::AfterSidecarWrite => "after_sidecar_write",
+            FaultPoint::BeforeRegistryCommit => "before_registry_commit",
+        }
+    }
+}
+
+/// What an armed fault does: fail the apply as a storage fault would, or
+/// abort the process on the spot, as a crash would.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultAction {
+    Fail,
+    Abort,
+}
+
+/// The KEK, the keys it has opened, and where the sidecar lives.
+#[derive(Debug)]
+struct Crypto {
+    kek: Kek,
+    keystore: Keystore,
+    sidecar_path: PathBuf,
+}
+
+impl Crypto {
+    /// Reads the sidecar from disk and opens every key in it that the
+    /// keystore lacks. Done at open and before each bootstrap/rotation, so
+    /// the keystore always mirrors the sidecar on disk, even after a
+    /// failed write whose outcome is unknown.
+    fn sync_from_disk(&mut self) -> Result<Option<Sidecar>, ApplyError> {
+        let Some(sidecar) = sidecar::read(&self.sidecar_path)? else {
+            return Ok(None);
+        };
+        for (&id, key) in &sidecar.keys {
+            let dek = self
+                .kek
+                .unwrap(&key.wrapped)
+                .map_err(|problem| ApplyError::KekUnwrap {
+                    dek_id: id,
+                    purpose: key.purpose.as_str(),
+                    problem,
+                })?;
+            self.keystore.install(id, dek)?;
+        }
+        Ok(Some(sidecar))
+    }
+
+    fn unwrap(&self, dek_id: u32, purpose: Purpose, wrapped: &[u8]) -> Result<Dek, ApplyError> {
+        self.kek
+            .unwrap(wrapped)
+            .map_err(|problem| ApplyError::KekUnwrap {
+                dek_id,
+                purpose: purpose.as_str(),
+                problem,
+            })
+    }
+}
+
 /// The one writer of a registry directory.
 #[derive(Debug)]
 pub struct Applier {
     env: Arc<RegistryEnv>,
     _lock: WriterLock,
+    crypto: Option<Crypto>,
+    fault: Option<(FaultPoint, FaultAction)>,
+}
+
+/// Adds `dek_id` to `sidecar` as a key of `purpose`, keeping an entry that
+/// is already there (its `created` and `local_epoch` belong to the first
+/// install). A new key starts at local epoch 0.
+fn add_key(sidecar: &mut Sidecar, dek_id: u32, purpose: Purpose, wrapped: &[u8]) {
+    sidecar.keys.entry(dek_id).or_insert_with(|| SidecarKey {
+        purpose,
+        wrapped: wrapped.to_vec(),
+        created: sidecar::rfc3339_now(),
+        local_epoch: 0,
+    });
+}
+
+fn check_purpose(
+    sidecar: Option<&Sidecar>,
+    dek_id: u32,
+    incoming: Purpose,
+) -> Result<(), ApplyError> {
+    match sidecar.and_then(|s| s.keys.get(&dek_id)) {
+        Some(key) if key.purpose != incoming => {
+            Err(ApplyError::PayloadRejected(RejectReason::PurposeMismatch {
+                dek_id,
+                existing: key.purpose,
+                incoming,
+            }))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A registry read and, when the rules call for it, a write inside `txn`.
+/// Returns the outcome when it wrote.
+fn stage_registration(
+    env: &RegistryEnv,
+    txn: &mut lmdb::RwTransaction<'_>,
+    reg: &Registration,
+) -> Result<Option<Outcome>, ApplyError> {
+    let existing = env.get_row(txn, reg.dek_id, reg.node_id16())?;
+    match decide(existing.as_ref(), reg)? {
+        Decision::Unchanged => Ok(None),
+        Decision::Write(value, outcome) => {
+            let key = registry_key(reg.dek_id, reg.node_id16());
+            txn.put(
+                env.db(),
+                &key,
+                &encode_registry_value(&value),
+                WriteFlags::empty(),
+            )
+            .map_err(|e| env.storage_error("writing a registry row", e))?;
+            Ok(Some(outcome))
+        }
+    }
+}
+
+fn begin(env: &RegistryEnv) -> Result<lmdb::RwTransaction<'_>, ApplyError> {
+    env.env()
+        .begin_rw_txn()
+        .map_err(|e| env.storage_error("beginning a write transaction", e).into())
+}
+
+/// A commit that returns has been fsynced (LMDB's default); one that fails
+/// has discarded the transaction.
+fn commit(env: &RegistryEnv, txn: lmdb::RwTransaction<'_>) -> Result<(), ApplyError> {
+    txn.commit()
+        .map_err(|e| env.storage_error("committing", e).into())
 }
 
 impl Applier {
     /// Opens the registry at `path`, creating the directory and the LMDB
     /// environment when missing, and takes the directory's writer lock.
+    /// Without a KEK, bootstrap and rotation entries halt.
     pub fn open(path: &Path) -> Result<Applier, OpenError> {
         let env = open_env(path, OpenMode::Create)?;
         if env.is_read_only() {
@@ -109,69 +274,296 @@ impl Applier {
             });
         }
         let lock = WriterLock::acquire(env.path())?;
-        Ok(Applier { env, _lock: lock })
+        Ok(Applier {
+            env,
+            _lock: lock,
+            crypto: None,
+            fault: None,
+        })
+    }
+
+    /// Opens the registry with a KEK. The sidecar defaults to `keys.json`
+    /// in the registry directory; every key an existing sidecar lists is
+    /// opened now, so a restarted applier carries on where it stopped.
+    pub fn open_with_kek(
+        path: &Path,
+        kek: Kek,
+        sidecar_path: Option<&Path>,
+    ) -> Result<Applier, ApplierOpenError> {
+        let mut applier = Applier::open(path)?;
+        let sidecar_path = sidecar_path
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| applier.env.path().join(sidecar::SIDECAR_FILE));
+        let mut crypto = Crypto {
+            kek,
+            keystore: Keystore::new(),
+            sidecar_path,
+        };
+        crypto.sync_from_disk()?;
+        applier.crypto = Some(crypto);
+        Ok(applier)
     }
 
     pub fn path(&self) -> &Path {
         self.env.path()
     }
 
-    /// A read-only view sharing this applier's environment.
-    pub fn registry(&self) -> Registry {
-        Registry {
-            env: Arc::clone(&self.env),
+    pub fn has_kek(&self) -> bool {
+        self.crypto.is_some()
+    }
+
+    pub fn kek(&self) -> Option<&Kek> {
+        self.crypto.as_ref().map(|c| &c.kek)
+    }
+
+    pub fn keystore(&self) -> Option<&Keystore> {
+        self.crypto.as_ref().map(|c| &c.keystore)
+    }
+
+    pub fn sidecar_path(&self) -> Option<&Path> {
+        self.crypto.as_ref().map(|c| c.sidecar_path.as_path())
+    }
+
+    /// The sidecar as it is on disk now (`None` without a KEK or a file).
+    pub fn sidecar(&self) -> Result<Option<Sidecar>, SidecarError> {
+        match &self.crypto {
+            Some(c) => sidecar::read(&c.sidecar_path),
+            None => Ok(None),
         }
     }
 
-    pub fn apply_registration(&self, reg: &Registration) -> Result<Outcome, ApplyError> {
+    /// Arms (or, with `None`, disarms) a fault for tests of crash recovery.
+    #[doc(hidden)]
+    pub fn set_fault(&mut self, fault: Option<(FaultPoint, FaultAction)>) {
+        self.fault = fault;
+    }
+
+    fn fault_at(&self, point: FaultPoint) -> Result<(), ApplyError> {
+        match self.fault {
+            Some((armed, action)) if armed == point => match action {
+                FaultAction::Abort => std::process::abort(),
+                FaultAction::Fail => Err(ApplyError::Storage(StorageError {
+                    operation: "an injected test fault",
+                    path: self.env.path().to_path_buf(),
+                    detail: format!("stopped at {}", point.name()),
+                    code: None,
+                })),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    pub fn apply_registration(&mut self, reg: &Registration) -> Result<Outcome, ApplyError> {
         let env = &self.env;
-        let mut txn = env
-            .env()
-            .begin_rw_txn()
-            .map_err(|e| env.storage_error("beginning a write transaction", e))?;
-        let existing = env.get_row(&txn, reg.dek_id, reg.node_id16())?;
-        match decide(existing.as_ref(), reg)? {
-            // Nothing to write: dropping the transaction aborts it, and
-            // there is no commit to wait for.
-            Decision::Unchanged => Ok(Outcome::Unchanged),
-            Decision::Write(value, outcome) => {
-                let key = registry_key(reg.dek_id, reg.node_id16());
-                txn.put(
-                    env.db(),
-                    &key,
-                    &encode_registry_value(&value),
-                    WriteFlags::empty(),
-                )
-                .map_err(|e| env.storage_error("writing a registry row", e))?;
-                // A commit that returns has been fsynced (LMDB's default);
-                // one that fails has discarded the transaction.
-                txn.commit()
-                    .map_err(|e| env.storage_error("committing", e))?;
+        let mut txn = begin(env)?;
+        match stage_registration(env, &mut txn, reg)? {
+            // Nothing to write: dropping the transaction aborts it.
+            None => Ok(Outcome::Unchanged),
+            Some(outcome) => {
+                commit(env, txn)?;
                 Ok(outcome)
             }
         }
     }
 
-    /// Without a KEK a bootstrap cannot be applied: it halts, writing nothing.
-    /// The payload is still checked first, so a malformed one says so.
-    pub fn apply_bootstrap(&self, bootstrap: &Bootstrap) -> Result<Outcome, ApplyError> {
-        bootstrap.validate()?;
-        Err(ApplyError::KekNotConfigured {
+    /// SPEC §5 bootstrap: validate everything, then install both keys,
+    /// write the sidecar and insert the batch rows. Every step is
+    /// idempotent, so replaying the entry after a crash converges.
+    pub fn apply_bootstrap(&mut self, b: &Bootstrap) -> Result<Outcome, ApplyError> {
+        b.validate()?;
+        if self.crypto.is_none() {
+            return Err(ApplyError::KekNotConfigured {
+                opcode: OP_BOOTSTRAP,
+                entry: "bootstrap",
+            });
+        }
+        let reject = |r| Err(ApplyError::PayloadRejected(r));
+        for (field, id) in [
+            ("storage_dek_id", b.storage_dek_id),
+            ("raft_dek_id", b.raft_dek_id),
+        ] {
+            if id == 0 {
+                return reject(RejectReason::ReservedKeyId { field });
+            }
+        }
+        if b.storage_dek_id == b.raft_dek_id {
+            return reject(RejectReason::SameIds {
+                dek_id: b.storage_dek_id,
+            });
+        }
+        if let Some((index, row)) = b
+            .batch_registry
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.dek_id != b.storage_dek_id && r.dek_id != b.raft_dek_id)
+        {
+            return reject(RejectReason::ForeignBatchRow {
+                index,
+                dek_id: row.dek_id,
+                storage_dek_id: b.storage_dek_id,
+                raft_dek_id: b.raft_dek_id,
+            });
+        }
+        let keys = [
+            (b.storage_dek_id, Purpose::Storage, &b.wrapped_storage),
+            (b.raft_dek_id, Purpose::Raft, &b.wrapped_raft),
+        ];
+        let crypto = self.crypto.as_mut().ok_or(ApplyError::KekNotConfigured {
             opcode: OP_BOOTSTRAP,
             entry: "bootstrap",
+        })?;
+        let current = crypto.sync_from_disk()?;
+        if let Some(sc) = current.as_ref().filter(|s| s.is_bootstrapped()) {
+            let exact_replay = sc.active_storage == b.storage_dek_id
+                && sc.active_raft == b.raft_dek_id
+                && keys.iter().all(|(id, _, wrapped)| {
+                    sc.keys.get(id).is_some_and(|k| &k.wrapped == *wrapped)
+                });
+            if !exact_replay {
+                return Err(ApplyError::AlreadyBootstrapped {
+                    active_storage: sc.active_storage,
+                    active_raft: sc.active_raft,
+                    storage_dek_id: b.storage_dek_id,
+                    raft_dek_id: b.raft_dek_id,
+                });
+            }
+        }
+        for (id, purpose, _) in keys {
+            check_purpose(current.as_ref(), id, purpose)?;
+        }
+        let mut deks = Vec::with_capacity(2);
+        for (id, purpose, wrapped) in keys {
+            deks.push((id, crypto.unwrap(id, purpose, wrapped)?));
+        }
+        for (id, dek) in &deks {
+            crypto.keystore.check(*id, dek)?;
+        }
+        let mut next = current.clone().unwrap_or_default();
+        next.active_storage = b.storage_dek_id;
+        next.active_raft = b.raft_dek_id;
+        for (id, purpose, wrapped) in keys {
+            add_key(&mut next, id, purpose, wrapped);
+        }
+        self.fault_at(FaultPoint::AfterUnwrap)?;
+
+        // The batch rows go through the four-case rules in one transaction
+        // before anything else changes: a row that halts halts the entry.
+        let env = Arc::clone(&self.env);
+        let mut txn = begin(&env)?;
+        let mut rows_written = false;
+        for row in &b.batch_registry {
+            rows_written |= stage_registration(&env, &mut txn, row)?.is_some();
+        }
+        let changed = self.install_and_persist(deks, current.as_ref(), &next, txn, rows_written)?;
+        Ok(if changed {
+            Outcome::Bootstrapped
+        } else {
+            Outcome::Unchanged
         })
     }
 
-    /// Without a KEK a rotation cannot be applied: it halts, writing nothing.
-    pub fn apply_rotation(&self, rotation: &Rotation) -> Result<Outcome, ApplyError> {
-        rotation.validate()?;
-        Err(ApplyError::KekNotConfigured {
+    /// The mutating tail shared by bootstrap and rotation: keystore, then
+    /// sidecar, then the registry commit. A failure takes back the keys
+    /// this call installed (the sidecar on disk is re-read next time).
+    fn install_and_persist(
+        &mut self,
+        deks: Vec<(u32, Dek)>,
+        current: Option<&Sidecar>,
+        next: &Sidecar,
+        txn: lmdb::RwTransaction<'_>,
+        rows_written: bool,
+    ) -> Result<bool, ApplyError> {
+        let mut installed = Vec::new();
+        let result = (|| {
+            let crypto = self.crypto.as_mut().ok_or(ApplyError::KekNotConfigured {
+                opcode: OP_BOOTSTRAP,
+                entry: "bootstrap",
+            })?;
+            for (id, dek) in deks {
+                if crypto.keystore.install(id, dek)? == Install::New {
+                    installed.push(id);
+                }
+            }
+            let sidecar_path = crypto.sidecar_path.clone();
+            self.fault_at(FaultPoint::AfterKeystoreInstall)?;
+            let sidecar_changed = current != Some(next);
+            if sidecar_changed {
+                sidecar::write_durable(&sidecar_path, next)?;
+            }
+            self.fault_at(FaultPoint::AfterSidecarWrite)?;
+            self.fault_at(FaultPoint::BeforeRegistryCommit)?;
+            if rows_written {
+                commit(&self.env, txn)?;
+            }
+            Ok(sidecar_changed || rows_written || !installed.is_empty())
+        })();
+        if result.is_err() {
+            if let Some(crypto) = self.crypto.as_mut() {
+                for id in installed {
+                    crypto.keystore.remove(id);
+                }
+            }
+        }
+        result
+    }
+
+    /// SPEC §5 rotation: a new DEK for one purpose becomes active (older
+    /// keys stay), then the proposer's registration is applied.
+    pub fn apply_rotation(&mut self, r: &Rotation) -> Result<Outcome, ApplyError> {
+        r.validate()?;
+        if self.crypto.is_none() {
+            return Err(ApplyError::KekNotConfigured {
+                opcode: OP_ROTATION,
+                entry: "rotation",
+            });
+        }
+        if r.dek_id == 0 {
+            return Err(ApplyError::PayloadRejected(RejectReason::ReservedKeyId {
+                field: "dek_id",
+            }));
+        }
+        if r.proposer.dek_id != r.dek_id {
+            return Err(ApplyError::PayloadRejected(
+                RejectReason::ProposerDekMismatch {
+                    dek_id: r.dek_id,
+                    proposer_dek_id: r.proposer.dek_id,
+                },
+            ));
+        }
+        let crypto = self.crypto.as_mut().ok_or(ApplyError::KekNotConfigured {
             opcode: OP_ROTATION,
             entry: "rotation",
+        })?;
+        let current = crypto.sync_from_disk()?;
+        let Some(current) = current.filter(Sidecar::is_bootstrapped) else {
+            return Err(ApplyError::NotBootstrapped { dek_id: r.dek_id });
+        };
+        check_purpose(Some(&current), r.dek_id, r.purpose)?;
+        let dek = crypto.unwrap(r.dek_id, r.purpose, &r.wrapped)?;
+        crypto.keystore.check(r.dek_id, &dek)?;
+        let mut next = current.clone();
+        next.set_active(r.purpose, r.dek_id);
+        add_key(&mut next, r.dek_id, r.purpose, &r.wrapped);
+        self.fault_at(FaultPoint::AfterUnwrap)?;
+
+        let env = Arc::clone(&self.env);
+        let mut txn = begin(&env)?;
+        let rows_written = stage_registration(&env, &mut txn, &r.proposer)?.is_some();
+        let changed = self.install_and_persist(
+            vec![(r.dek_id, dek)],
+            Some(&current),
+            &next,
+            txn,
+            rows_written,
+        )?;
+        Ok(if changed {
+            Outcome::Rotated
+        } else {
+            Outcome::Unchanged
         })
     }
 
-    pub fn apply_entry(&self, entry: &Entry) -> Result<Outcome, ApplyError> {
+    pub fn apply_entry(&mut self, entry: &Entry) -> Result<Outcome, ApplyError> {
         match entry {
             Entry::Registration(reg) => self.apply_registration(reg),
             Entry::Bootstrap(b) => self.apply_bootstrap(b),
@@ -180,8 +572,15 @@ impl Applier {
     }
 
     /// Decodes `opcode ‖ payload` and applies it.
-    pub fn apply(&self, entry: &[u8]) -> Result<Outcome, ApplyError> {
+    pub fn apply(&mut self, entry: &[u8]) -> Result<Outcome, ApplyError> {
         self.apply_entry(&Entry::decode(entry)?)
+    }
+
+    /// A read-only view sharing this applier's environment.
+    pub fn registry(&self) -> Registry {
+        Registry {
+            env: Arc::clone(&self.env),
+        }
     }
 }
 
@@ -247,8 +646,10 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::UnwrapError;
     use crate::error::{CorruptionKind, MalformedReason};
     use crate::registry::{decode_registry_value, KEY_LEN};
+    use std::collections::BTreeMap;
 
     fn reg(dek_id: u32, full_node_id: u64, local_epoch: u16) -> Registration {
         Registration {
@@ -352,7 +753,7 @@ mod tests {
     fn lmdb_applier_runs_the_four_cases_and_persists() {
         let dir = temp_dir("cases");
         {
-            let a = Applier::open(&dir).expect("open");
+            let mut a = Applier::open(&dir).expect("open");
             assert_eq!(
                 a.apply_registration(&reg(1, 0xabcd0001, 1)).expect("1"),
                 Outcome::Inserted
@@ -401,7 +802,7 @@ mod tests {
     #[test]
     fn bootstrap_and_rotation_halt_without_kek_and_write_nothing() {
         let dir = temp_dir("kek");
-        let a = Applier::open(&dir).expect("open");
+        let mut a = Applier::open(&dir).expect("open");
         let b = Bootstrap {
             storage_dek_id: 1,
             wrapped_storage: vec![],
@@ -441,7 +842,7 @@ mod tests {
     #[test]
     fn corrupt_stored_value_halts_and_is_not_overwritten() {
         let dir = temp_dir("corrupt");
-        let a = Applier::open(&dir).expect("open");
+        let mut a = Applier::open(&dir).expect("open");
         let key = registry_key(4, 0x0001);
         assert_eq!(key.len(), KEY_LEN);
         {
@@ -477,5 +878,236 @@ mod tests {
         drop(a);
         Applier::open(&dir).expect("after close");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    // ------------------------------------------------------------ with a KEK
+
+    const KEK_BYTES: [u8; 32] = [0x42; 32];
+
+    fn kek() -> Kek {
+        Kek::from_bytes(KEK_BYTES, Path::new("test-kek"))
+    }
+
+    fn wrapped(byte: u8) -> Vec<u8> {
+        kek()
+            .wrap(&Dek::from_bytes([byte; 32]))
+            .expect("wrap")
+            .to_vec()
+    }
+
+    fn bootstrap(storage: u32, raft: u32, rows: Vec<Registration>) -> Bootstrap {
+        Bootstrap {
+            storage_dek_id: storage,
+            wrapped_storage: wrapped(storage as u8),
+            raft_dek_id: raft,
+            wrapped_raft: wrapped(raft as u8),
+            batch_registry: rows,
+        }
+    }
+
+    fn rotation(dek_id: u32, purpose: Purpose, proposer_epoch: u16) -> Rotation {
+        Rotation {
+            sub_tag: crate::wire::ROTATE_DEK,
+            dek_id,
+            purpose,
+            wrapped: wrapped(dek_id as u8),
+            proposer: reg(dek_id, 0xabcd0001, proposer_epoch),
+        }
+    }
+
+    fn open_kek(dir: &Path) -> Applier {
+        Applier::open_with_kek(dir, kek(), None).expect("open with kek")
+    }
+
+    #[test]
+    fn bootstrap_installs_keys_sidecar_and_rows_and_replays_exactly() {
+        let dir = temp_dir("boot");
+        let mut a = open_kek(&dir);
+        let b = bootstrap(1, 2, vec![reg(1, 0xabcd0001, 1), reg(2, 0xabcd0001, 1)]);
+        assert_eq!(
+            a.apply_bootstrap(&b).expect("bootstrap"),
+            Outcome::Bootstrapped
+        );
+        let sc = a.sidecar().expect("read").expect("present");
+        assert_eq!((sc.active_storage, sc.active_raft), (1, 2));
+        assert_eq!(sc.keys[&1].purpose, Purpose::Storage);
+        assert_eq!(sc.keys[&2].wrapped, b.wrapped_raft);
+        assert_eq!(a.keystore().expect("ks").ids(), vec![1, 2]);
+        assert_eq!(a.registry().len().expect("len"), 2);
+        // An exact replay changes nothing.
+        assert_eq!(a.apply_bootstrap(&b).expect("replay"), Outcome::Unchanged);
+        assert_eq!(a.sidecar().expect("read"), Some(sc.clone()));
+        // Another bootstrap (other ids, or other wrapped bytes) halts.
+        let other = bootstrap(3, 4, vec![]);
+        assert!(matches!(
+            a.apply_bootstrap(&other),
+            Err(ApplyError::AlreadyBootstrapped {
+                active_storage: 1,
+                active_raft: 2,
+                ..
+            })
+        ));
+        let rewrapped = Bootstrap {
+            wrapped_storage: wrapped(1),
+            ..b.clone()
+        };
+        assert!(matches!(
+            a.apply_bootstrap(&rewrapped),
+            Err(ApplyError::AlreadyBootstrapped { .. })
+        ));
+        assert_eq!(a.sidecar().expect("read"), Some(sc));
+        // A restarted applier loads the keys from the sidecar.
+        drop(a);
+        let a = open_kek(&dir);
+        assert_eq!(a.keystore().expect("ks").ids(), vec![1, 2]);
+        drop(a);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bootstrap_payload_rules() {
+        let dir = temp_dir("rules");
+        let mut a = open_kek(&dir);
+        let same = bootstrap(5, 5, vec![]);
+        assert!(matches!(
+            a.apply_bootstrap(&same),
+            Err(ApplyError::PayloadRejected(RejectReason::SameIds {
+                dek_id: 5
+            }))
+        ));
+        let zero = bootstrap(0, 5, vec![]);
+        assert!(matches!(
+            a.apply_bootstrap(&zero),
+            Err(ApplyError::PayloadRejected(RejectReason::ReservedKeyId {
+                field: "storage_dek_id"
+            }))
+        ));
+        let foreign = bootstrap(1, 2, vec![reg(1, 1, 1), reg(9, 1, 1)]);
+        assert!(matches!(
+            a.apply_bootstrap(&foreign),
+            Err(ApplyError::PayloadRejected(RejectReason::ForeignBatchRow {
+                index: 1,
+                dek_id: 9,
+                ..
+            }))
+        ));
+        let mut garbage = bootstrap(1, 2, vec![]);
+        garbage.wrapped_raft[20] ^= 1;
+        assert!(matches!(
+            a.apply_bootstrap(&garbage),
+            Err(ApplyError::KekUnwrap {
+                dek_id: 2,
+                problem: UnwrapError::Tag,
+                ..
+            })
+        ));
+        // A batch whose rows collide halts before anything is written.
+        let colliding = bootstrap(1, 2, vec![reg(1, 0xaaaa0001, 1), reg(1, 0xbbbb0001, 1)]);
+        assert!(matches!(
+            a.apply_bootstrap(&colliding),
+            Err(ApplyError::NodeIdCollision { .. })
+        ));
+        assert_eq!(a.sidecar().expect("read"), None);
+        assert!(a.keystore().expect("ks").is_empty());
+        assert!(a.registry().is_empty().expect("empty"));
+        drop(a);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn rotation_moves_one_active_id_and_keeps_old_keys() {
+        let dir = temp_dir("rot");
+        let mut a = open_kek(&dir);
+        assert!(matches!(
+            a.apply_rotation(&rotation(3, Purpose::Storage, 1)),
+            Err(ApplyError::NotBootstrapped { dek_id: 3 })
+        ));
+        a.apply_bootstrap(&bootstrap(1, 2, vec![]))
+            .expect("bootstrap");
+        let r = rotation(3, Purpose::Storage, 1);
+        assert_eq!(a.apply_rotation(&r).expect("rotate"), Outcome::Rotated);
+        let sc = a.sidecar().expect("read").expect("present");
+        assert_eq!((sc.active_storage, sc.active_raft), (3, 2));
+        assert_eq!(sc.keys.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            a.registry()
+                .get(3, 1)
+                .expect("get")
+                .map(|r| r.last_seen_local_epoch),
+            Some(1)
+        );
+        assert_eq!(a.apply_rotation(&r).expect("replay"), Outcome::Unchanged);
+        // Proposer for another DEK, reserved sub-tag, purpose switch.
+        let mut mismatch = rotation(4, Purpose::Raft, 1);
+        mismatch.proposer.dek_id = 2;
+        assert!(matches!(
+            a.apply_rotation(&mismatch),
+            Err(ApplyError::PayloadRejected(
+                RejectReason::ProposerDekMismatch {
+                    dek_id: 4,
+                    proposer_dek_id: 2
+                }
+            ))
+        ));
+        assert!(matches!(
+            a.apply_rotation(&rotation(3, Purpose::Raft, 2)),
+            Err(ApplyError::PayloadRejected(RejectReason::PurposeMismatch {
+                dek_id: 3,
+                ..
+            }))
+        ));
+        let conflicting = Rotation {
+            wrapped: wrapped(0x77),
+            ..rotation(3, Purpose::Storage, 2)
+        };
+        assert!(matches!(
+            a.apply_rotation(&conflicting),
+            Err(ApplyError::KeyConflict { dek_id: 3 })
+        ));
+        assert_eq!(a.sidecar().expect("read"), Some(sc));
+        drop(a);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_fault_at_every_step_converges_on_replay() {
+        let steps = [
+            FaultPoint::AfterUnwrap,
+            FaultPoint::AfterKeystoreInstall,
+            FaultPoint::AfterSidecarWrite,
+            FaultPoint::BeforeRegistryCommit,
+        ];
+        let b = bootstrap(1, 2, vec![reg(1, 0xabcd0001, 1)]);
+        let reference = temp_dir("ref");
+        let mut clean = open_kek(&reference);
+        clean.apply_bootstrap(&b).expect("clean");
+        let clean_keys = clean.sidecar().expect("read").expect("present").keys;
+        let clean_rows = clean.registry().rows(None).expect("rows");
+        drop(clean);
+        for step in steps {
+            let dir = temp_dir(step.name());
+            let mut a = open_kek(&dir);
+            a.set_fault(Some((step, FaultAction::Fail)));
+            assert!(a.apply_bootstrap(&b).is_err(), "{step:?}");
+            drop(a);
+            let mut a = open_kek(&dir);
+            a.apply_bootstrap(&b).expect("replay");
+            let sc = a.sidecar().expect("read").expect("present");
+            let strip = |k: &BTreeMap<u32, SidecarKey>| {
+                k.iter()
+                    .map(|(id, key)| (*id, key.purpose, key.wrapped.clone(), key.local_epoch))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(strip(&sc.keys), strip(&clean_keys), "{step:?}");
+            assert_eq!(
+                a.registry().rows(None).expect("rows"),
+                clean_rows,
+                "{step:?}"
+            );
+            assert_eq!(a.keystore().expect("ks").ids(), vec![1, 2]);
+            drop(a);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let _ = std::fs::remove_dir_all(&reference);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyException, PyOverflowError, PyTypeError, PyValueError};
@@ -12,12 +12,14 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{IntoPyDict, PyBool, PyByteArray, PyBytes, PyInt, PyMemoryView, PyTuple, PyType};
 use pyo3::BoundObject;
 
-use crate::applier::{Applier, Outcome, Registry};
+use crate::applier::{Applier, FaultAction, FaultPoint, Outcome, Registry};
 use crate::error::{
-    ApplyError, CorruptionKind, MalformedPayload, OpenError, RegistryCorruption, RegistryError,
-    StorageError,
+    ApplierOpenError, ApplyError, CorruptionKind, KekFileError, KekFileProblem, MalformedPayload,
+    OpenError, RegistryCorruption, RegistryError, SidecarError, StorageError, UnwrapError,
 };
+use crate::kek::{Dek, Kek, DEK_LEN};
 use crate::registry::{self as codec, RegistryRow, RegistryValue};
+use crate::sidecar::{self, Sidecar, SidecarKey};
 use crate::wire::{self, Bootstrap, Entry, Purpose, Registration, Rotation};
 
 /// The exception classes, in their own module so `StorageError` does not
@@ -76,14 +78,64 @@ mod exceptions {
     );
     create_exception!(
         encryption_applier,
+        KEKUnwrapError,
+        EncryptionApplyError,
+        "A wrapped DEK that does not open: wrong length, wrong KEK or tampered bytes."
+    );
+    create_exception!(
+        encryption_applier,
+        KeyConflictError,
+        EncryptionApplyError,
+        "A DEK id already loaded with different key bytes."
+    );
+    create_exception!(
+        encryption_applier,
+        AlreadyBootstrappedError,
+        EncryptionApplyError,
+        "A bootstrap that is not an exact replay of the one applied (use rotation)."
+    );
+    create_exception!(
+        encryption_applier,
+        NotBootstrappedError,
+        EncryptionApplyError,
+        "A rotation before any bootstrap."
+    );
+    create_exception!(
+        encryption_applier,
+        PayloadRejectedError,
+        EncryptionApplyError,
+        "A well-formed bootstrap or rotation refused on its meaning (ids, batch rows, proposer)."
+    );
+    create_exception!(
+        encryption_applier,
+        SidecarError,
+        EncryptionApplyError,
+        "A keys.json sidecar that is unreadable or invalid, or a durable write that failed."
+    );
+    create_exception!(
+        encryption_applier,
+        KEKFileError,
+        EncryptionError,
+        "A KEK file that cannot be used (missing, not a regular file, wrong size)."
+    );
+    create_exception!(
+        encryption_applier,
+        InsecureKEKFileError,
+        KEKFileError,
+        "A KEK file readable or writable by group or others."
+    );
+    create_exception!(
+        encryption_applier,
         RegistryOpenError,
         EncryptionError,
         "A registry directory that cannot be opened (not a halt: no entry was involved)."
     );
 }
 use exceptions::{
-    EncryptionApplyError, EncryptionError, KEKNotConfiguredError, LocalEpochRollbackError,
-    MalformedPayloadError, NodeIDCollisionError, RegistryCorruptionError, RegistryOpenError,
+    AlreadyBootstrappedError, EncryptionApplyError, EncryptionError, InsecureKEKFileError,
+    KEKFileError, KEKNotConfiguredError, KEKUnwrapError, KeyConflictError, LocalEpochRollbackError,
+    MalformedPayloadError, NodeIDCollisionError, NotBootstrappedError, PayloadRejectedError,
+    RegistryCorruptionError, RegistryOpenError, SidecarError as PySidecarError,
     StorageError as PyStorageError,
 };
 
@@ -228,7 +280,109 @@ fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
         ApplyError::Malformed(m) => malformed_to_py(py, m),
         ApplyError::RegistryCorruption(c) => corruption_to_py(py, c),
         ApplyError::Storage(s) => storage_to_py(py, s),
+        ApplyError::KekUnwrap {
+            dek_id,
+            purpose,
+            problem,
+        } => unwrap_to_py(py, msg, Some(*dek_id), Some(purpose), problem),
+        ApplyError::KeyConflict { dek_id } => {
+            let e = KeyConflictError::new_err(msg);
+            set_attrs(py, &e, vec![("dek_id", obj(py, *dek_id))]);
+            e
+        }
+        ApplyError::AlreadyBootstrapped {
+            active_storage,
+            active_raft,
+            storage_dek_id,
+            raft_dek_id,
+        } => {
+            let e = AlreadyBootstrappedError::new_err(msg);
+            set_attrs(
+                py,
+                &e,
+                vec![
+                    ("active_storage", obj(py, *active_storage)),
+                    ("active_raft", obj(py, *active_raft)),
+                    ("storage_dek_id", obj(py, *storage_dek_id)),
+                    ("raft_dek_id", obj(py, *raft_dek_id)),
+                ],
+            );
+            e
+        }
+        ApplyError::NotBootstrapped { dek_id } => {
+            let e = NotBootstrappedError::new_err(msg);
+            set_attrs(py, &e, vec![("dek_id", obj(py, *dek_id))]);
+            e
+        }
+        ApplyError::PayloadRejected(reason) => {
+            let e = PayloadRejectedError::new_err(msg);
+            set_attrs(
+                py,
+                &e,
+                vec![
+                    ("reason", obj(py, reason.code())),
+                    ("dek_id", obj(py, reason.dek_id())),
+                ],
+            );
+            e
+        }
+        ApplyError::Sidecar(err) => sidecar_to_py(py, err),
     }
+}
+
+fn unwrap_to_py(
+    py: Python<'_>,
+    msg: String,
+    dek_id: Option<u32>,
+    purpose: Option<&str>,
+    problem: &UnwrapError,
+) -> PyErr {
+    let e = KEKUnwrapError::new_err(msg);
+    set_attrs(
+        py,
+        &e,
+        vec![
+            ("dek_id", obj(py, dek_id)),
+            ("purpose", obj(py, purpose)),
+            ("reason", obj(py, problem.code())),
+        ],
+    );
+    e
+}
+
+fn sidecar_to_py(py: Python<'_>, err: &SidecarError) -> PyErr {
+    let e = PySidecarError::new_err(err.to_string());
+    set_attrs(
+        py,
+        &e,
+        vec![
+            ("path", obj(py, err.path.to_string_lossy().into_owned())),
+            ("reason", obj(py, err.reason.clone())),
+        ],
+    );
+    e
+}
+
+fn kek_file_to_py(py: Python<'_>, err: &KekFileError) -> PyErr {
+    let msg = err.to_string();
+    let e = match err.problem {
+        KekFileProblem::Insecure { .. } => InsecureKEKFileError::new_err(msg),
+        _ => KEKFileError::new_err(msg),
+    };
+    let mode = match err.problem {
+        KekFileProblem::Insecure { mode } => Some(mode),
+        _ => None,
+    };
+    set_attrs(
+        py,
+        &e,
+        vec![
+            ("path", obj(py, err.path.to_string_lossy().into_owned())),
+            ("reason", obj(py, err.problem.code())),
+            ("mode", obj(py, mode)),
+        ],
+    );
+    e
 }
 
 fn registry_error_to_py(py: Python<'_>, err: &RegistryError) -> PyErr {
@@ -256,6 +410,8 @@ enum CoreError {
     Apply(ApplyError),
     Registry(RegistryError),
     Open(OpenError),
+    KekFile(KekFileError),
+    Sidecar(SidecarError),
     Closed(&'static str),
     /// A Rust panic, caught before it could unwind into Python.
     Internal(String),
@@ -276,6 +432,24 @@ impl From<MalformedPayload> for CoreError {
         CoreError::Apply(ApplyError::Malformed(e))
     }
 }
+impl From<ApplierOpenError> for CoreError {
+    fn from(e: ApplierOpenError) -> Self {
+        match e {
+            ApplierOpenError::Open(e) => CoreError::Open(e),
+            ApplierOpenError::Apply(e) => CoreError::Apply(e),
+        }
+    }
+}
+impl From<KekFileError> for CoreError {
+    fn from(e: KekFileError) -> Self {
+        CoreError::KekFile(e)
+    }
+}
+impl From<SidecarError> for CoreError {
+    fn from(e: SidecarError) -> Self {
+        CoreError::Sidecar(e)
+    }
+}
 impl From<OpenError> for CoreError {
     fn from(e: OpenError) -> Self {
         CoreError::Open(e)
@@ -288,6 +462,8 @@ impl CoreError {
             CoreError::Apply(e) => apply_error_to_py(py, &e),
             CoreError::Registry(e) => registry_error_to_py(py, &e),
             CoreError::Open(e) => open_error_to_py(py, &e),
+            CoreError::KekFile(e) => kek_file_to_py(py, &e),
+            CoreError::Sidecar(e) => sidecar_to_py(py, &e),
             CoreError::Closed(what) => {
                 PyValueError::new_err(format!("operation on a closed {what}"))
             }
@@ -1050,6 +1226,7 @@ impl PyRegistry {
 pub struct PyApplier {
     inner: Mutex<Option<Applier>>,
     path: PathBuf,
+    kek: Option<Py<PyFileKek>>,
 }
 
 impl PyApplier {
@@ -1059,8 +1236,8 @@ impl PyApplier {
         entry: Result<Entry, MalformedPayload>,
     ) -> PyResult<&'static str> {
         let outcome: Outcome = run_detached(py, || {
-            let guard = lock(&self.inner);
-            let applier = guard.as_ref().ok_or(CoreError::Closed("Applier"))?;
+            let mut guard = lock(&self.inner);
+            let applier = guard.as_mut().ok_or(CoreError::Closed("Applier"))?;
             Ok(applier.apply_entry(&entry?)?)
         })?;
         Ok(outcome.as_str())
@@ -1070,15 +1247,105 @@ impl PyApplier {
 #[pymethods]
 impl PyApplier {
     /// Opens (creating if missing) the registry at `path` and takes its
-    /// writer lock.
+    /// writer lock. With a `kek`, bootstrap and rotation apply for real and
+    /// the keys of an existing sidecar (`sidecar`, by default `keys.json`
+    /// in the registry directory) are opened now.
     #[new]
-    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let applier = run_detached(py, || Ok(Applier::open(&path)?))?;
+    #[pyo3(signature = (path, *, kek=None, sidecar=None))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        kek: Option<Py<PyFileKek>>,
+        sidecar: Option<PathBuf>,
+    ) -> PyResult<Self> {
+        if kek.is_none() && sidecar.is_some() {
+            return Err(PyValueError::new_err(
+                "sidecar= needs kek=: without a KEK the applier keeps no keys",
+            ));
+        }
+        let kek_copy = kek.as_ref().map(|k| k.get().kek.clone());
+        let applier = run_detached(py, || {
+            Ok(match kek_copy {
+                Some(kek) => Applier::open_with_kek(&path, kek, sidecar.as_deref())?,
+                None => Applier::open(&path)?,
+            })
+        })?;
         let path = applier.path().to_path_buf();
         Ok(PyApplier {
             inner: Mutex::new(Some(applier)),
             path,
+            kek,
         })
+    }
+
+    /// The KEK this applier was opened with, or None.
+    #[getter]
+    fn kek(&self, py: Python<'_>) -> Option<Py<PyFileKek>> {
+        self.kek.as_ref().map(|k| k.clone_ref(py))
+    }
+
+    /// A live, read-only view of the keys this applier holds (None without
+    /// a KEK). It gives ids and fingerprints, never key bytes.
+    #[getter]
+    fn keystore(slf: &Bound<'_, Self>) -> Option<PyKeystore> {
+        slf.get().kek.as_ref()?;
+        Some(PyKeystore {
+            applier: slf.clone().unbind(),
+        })
+    }
+
+    /// Where this applier keeps its sidecar (None without a KEK).
+    #[getter]
+    fn sidecar_path(&self) -> PyResult<Option<PathBuf>> {
+        let guard = lock(&self.inner);
+        let applier = guard
+            .as_ref()
+            .ok_or_else(|| PyValueError::new_err("operation on a closed Applier"))?;
+        Ok(applier.sidecar_path().map(Path::to_path_buf))
+    }
+
+    /// The sidecar as it is on disk now, or None when there is none yet.
+    #[getter]
+    fn sidecar(&self, py: Python<'_>) -> PyResult<Option<PySidecar>> {
+        let found = run_detached(py, || {
+            let guard = lock(&self.inner);
+            let applier = guard.as_ref().ok_or(CoreError::Closed("Applier"))?;
+            Ok(applier.sidecar()?)
+        })?;
+        Ok(found.map(PySidecar))
+    }
+
+    /// Test hook: stop the next bootstrap/rotation at `point` (one of
+    /// "after_unwrap", "after_keystore_install", "after_sidecar_write",
+    /// "before_registry_commit") by raising a StorageError, or with
+    /// action="abort" by aborting the process as a crash would. Not part
+    /// of the public API.
+    #[pyo3(signature = (point, action="raise"))]
+    fn _set_fault(&self, point: Option<&str>, action: &str) -> PyResult<()> {
+        let fault = match point {
+            None => None,
+            Some(name) => {
+                let point = FaultPoint::from_name(name).ok_or_else(|| {
+                    PyValueError::new_err(format!("unknown fault point {name:?}"))
+                })?;
+                let action = match action {
+                    "raise" => FaultAction::Fail,
+                    "abort" => FaultAction::Abort,
+                    other => {
+                        return Err(PyValueError::new_err(format!(
+                            "unknown fault action {other:?}"
+                        )))
+                    }
+                };
+                Some((point, action))
+            }
+        };
+        let mut guard = lock(&self.inner);
+        let applier = guard
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("operation on a closed Applier"))?;
+        applier.set_fault(fault);
+        Ok(())
     }
 
     #[getter]
@@ -1170,6 +1437,255 @@ impl PyApplier {
     }
 }
 
+/// A 32-byte AES-256 key-encryption key read from a file (SPEC §5).
+#[pyclass(module = "encryption_applier", name = "FileKek", frozen)]
+pub struct PyFileKek {
+    kek: Kek,
+}
+
+#[pymethods]
+impl PyFileKek {
+    /// Loads the KEK at `path`: a regular file of exactly 32 bytes with
+    /// owner-only permissions, checked and read through one descriptor.
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let kek = run_detached(py, || Ok(Kek::load(&path)?))?;
+        Ok(PyFileKek { kek })
+    }
+
+    /// Writes a new random KEK to `path` (mode 0600, durably) and returns
+    /// it. Refuses to overwrite an existing file.
+    #[classmethod]
+    fn generate(_cls: &Bound<'_, PyType>, py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let kek = run_detached(py, || Ok(Kek::generate(&path)?))?;
+        Ok(PyFileKek { kek })
+    }
+
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.kek.path().to_path_buf()
+    }
+
+    /// `nonce(12) ‖ AES-256-GCM ciphertext(32) ‖ tag(16)` of a 32-byte DEK.
+    fn wrap<'py>(&self, py: Python<'py>, dek: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = bytes_arg(dek, "dek")?;
+        let key: [u8; DEK_LEN] = bytes.as_ref().try_into().map_err(|_| {
+            PyValueError::new_err(format!("a DEK is 32 bytes, got {}", bytes.len()))
+        })?;
+        let wrapped = self
+            .kek
+            .wrap(&Dek::from_bytes(key))
+            .map_err(PyException::new_err)?;
+        Ok(PyBytes::new(py, &wrapped))
+    }
+
+    /// The DEK inside `wrapped`; raises KEKUnwrapError for anything but
+    /// 60 bytes that verify under this KEK.
+    fn unwrap<'py>(
+        &self,
+        py: Python<'py>,
+        wrapped: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = bytes_arg(wrapped, "wrapped")?;
+        match self.kek.unwrap(&bytes) {
+            Ok(dek) => Ok(PyBytes::new(py, dek.expose())),
+            Err(problem) => Err(unwrap_to_py(
+                py,
+                format!("cannot unwrap: {problem}"),
+                None,
+                None,
+                &problem,
+            )),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("FileKek({:?})", self.kek.path().display().to_string())
+    }
+
+    /// Refuses pickling: key bytes never leave through a pickle.
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err(
+            "FileKek cannot be pickled; load it from its file in the other process",
+        ))
+    }
+}
+
+/// A live, read-only view of an applier's keystore: ids and fingerprints.
+#[pyclass(module = "encryption_applier", name = "Keystore", frozen)]
+pub struct PyKeystore {
+    applier: Py<PyApplier>,
+}
+
+impl PyKeystore {
+    fn with<T>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&crate::keystore::Keystore) -> T,
+    ) -> PyResult<T> {
+        let applier = self.applier.bind(py).get();
+        let guard = lock(&applier.inner);
+        let applier = guard
+            .as_ref()
+            .ok_or_else(|| PyValueError::new_err("operation on a closed Applier"))?;
+        let keystore = applier
+            .keystore()
+            .ok_or_else(|| PyValueError::new_err("this applier has no KEK"))?;
+        Ok(f(keystore))
+    }
+}
+
+#[pymethods]
+impl PyKeystore {
+    /// The loaded DEK ids, ascending.
+    fn ids(&self, py: Python<'_>) -> PyResult<Vec<u32>> {
+        self.with(py, |ks| ks.ids())
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.with(py, |ks| ks.len())
+    }
+
+    fn __contains__(&self, py: Python<'_>, dek_id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let Ok(id) = dek_id.extract::<U32>() else {
+            return Ok(false);
+        };
+        let id = id.value();
+        self.with(py, |ks| ks.contains(id))
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let ids = self.ids(py)?;
+        Ok(ids.into_pyobject(py)?.try_iter()?.into_any())
+    }
+
+    /// `sha256(dek).hexdigest()[:16]` of a loaded key; KeyError if absent.
+    fn fingerprint(&self, py: Python<'_>, dek_id: U32) -> PyResult<String> {
+        let id = dek_id.value();
+        self.with(py, |ks| ks.fingerprint(id))?
+            .ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(id))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        match self.ids(py) {
+            Ok(ids) => format!("<Keystore ids={ids:?}>"),
+            Err(_) => "<Keystore closed>".to_owned(),
+        }
+    }
+}
+
+/// One key of a sidecar.
+#[pyclass(module = "encryption_applier", name = "SidecarKey", frozen, eq)]
+#[derive(Clone, PartialEq)]
+pub struct PySidecarKey(SidecarKey);
+
+#[pymethods]
+impl PySidecarKey {
+    #[getter]
+    fn purpose(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        purpose_to_py(py, self.0.purpose)
+    }
+    #[getter]
+    fn wrapped<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.0.wrapped)
+    }
+    #[getter]
+    fn created(&self) -> String {
+        self.0.created.clone()
+    }
+    #[getter]
+    fn local_epoch(&self) -> u16 {
+        self.0.local_epoch
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "SidecarKey(purpose={}, wrapped=<{} bytes>, created={:?}, local_epoch={})",
+            match self.0.purpose {
+                Purpose::Storage => "Purpose.STORAGE",
+                Purpose::Raft => "Purpose.RAFT",
+            },
+            self.0.wrapped.len(),
+            self.0.created,
+            self.0.local_epoch
+        )
+    }
+}
+
+/// A parsed, validated `keys.json` sidecar.
+#[pyclass(module = "encryption_applier", name = "Sidecar", frozen, eq)]
+#[derive(Clone, PartialEq)]
+pub struct PySidecar(Sidecar);
+
+#[pymethods]
+impl PySidecar {
+    #[getter]
+    fn version(&self) -> u64 {
+        sidecar::SIDECAR_VERSION
+    }
+    #[getter]
+    fn raft_applied_index(&self) -> u64 {
+        self.0.raft_applied_index
+    }
+    #[getter]
+    fn storage_envelope_active(&self) -> bool {
+        self.0.storage_envelope_active
+    }
+    #[getter]
+    fn raft_envelope_cutover_index(&self) -> u64 {
+        self.0.raft_envelope_cutover_index
+    }
+    /// `{"storage": id, "raft": id}`; 0 means none.
+    #[getter]
+    fn active(&self) -> std::collections::BTreeMap<&'static str, u32> {
+        [
+            ("storage", self.0.active_storage),
+            ("raft", self.0.active_raft),
+        ]
+        .into_iter()
+        .collect()
+    }
+    #[getter]
+    fn active_storage(&self) -> u32 {
+        self.0.active_storage
+    }
+    #[getter]
+    fn active_raft(&self) -> u32 {
+        self.0.active_raft
+    }
+    /// `{dek_id: SidecarKey}`, ascending ids.
+    #[getter]
+    fn keys(&self) -> std::collections::BTreeMap<u32, PySidecarKey> {
+        self.0
+            .keys
+            .iter()
+            .map(|(id, k)| (*id, PySidecarKey(k.clone())))
+            .collect()
+    }
+
+    /// The sidecar as the JSON this package writes.
+    fn to_json(&self) -> String {
+        String::from_utf8_lossy(&self.0.to_json()).into_owned()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Sidecar(active={{'storage': {}, 'raft': {}}}, keys={:?}, raft_applied_index={})",
+            self.0.active_storage,
+            self.0.active_raft,
+            self.0.keys.keys().collect::<Vec<_>>(),
+            self.0.raft_applied_index
+        )
+    }
+}
+
+/// Reads and validates a sidecar file; None when the file does not exist.
+#[pyfunction]
+fn read_sidecar(py: Python<'_>, path: PathBuf) -> PyResult<Option<PySidecar>> {
+    let found = run_detached(py, || Ok(sidecar::read(&path)?))?;
+    Ok(found.map(PySidecar))
+}
+
 // ---------------------------------------------------------------------------
 // Codec helpers
 
@@ -1248,6 +1764,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyRegistryRow>()?;
     m.add_class::<PyRegistry>()?;
     m.add_class::<PyApplier>()?;
+    m.add_class::<PyFileKek>()?;
+    m.add_class::<PyKeystore>()?;
+    m.add_class::<PySidecar>()?;
+    m.add_class::<PySidecarKey>()?;
 
     let purpose = py.import("enum")?.getattr("IntEnum")?.call(
         (
@@ -1293,6 +1813,26 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add("StorageError", py.get_type::<PyStorageError>())?;
     m.add("RegistryOpenError", py.get_type::<RegistryOpenError>())?;
+    m.add("KEKUnwrapError", py.get_type::<KEKUnwrapError>())?;
+    m.add("KeyConflictError", py.get_type::<KeyConflictError>())?;
+    m.add(
+        "AlreadyBootstrappedError",
+        py.get_type::<AlreadyBootstrappedError>(),
+    )?;
+    m.add(
+        "NotBootstrappedError",
+        py.get_type::<NotBootstrappedError>(),
+    )?;
+    m.add(
+        "PayloadRejectedError",
+        py.get_type::<PayloadRejectedError>(),
+    )?;
+    m.add("SidecarError", py.get_type::<PySidecarError>())?;
+    m.add("KEKFileError", py.get_type::<KEKFileError>())?;
+    m.add(
+        "InsecureKEKFileError",
+        py.get_type::<InsecureKEKFileError>(),
+    )?;
 
     m.add("OP_REGISTRATION", wire::OP_REGISTRATION)?;
     m.add("OP_BOOTSTRAP", wire::OP_BOOTSTRAP)?;
@@ -1308,5 +1848,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_registry_value, m)?)?;
     m.add_function(wrap_pyfunction!(decode_entry, m)?)?;
     m.add_function(wrap_pyfunction!(is_encryption_opcode, m)?)?;
+    m.add_function(wrap_pyfunction!(read_sidecar, m)?)?;
     Ok(())
 }

@@ -204,6 +204,176 @@ pub struct OpenError {
     pub reason: String,
 }
 
+/// What is wrong with a KEK file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KekFileProblem {
+    Io(String),
+    NotRegular,
+    WrongSize(u64),
+    /// Group or other permission bits are set (the full mode is kept).
+    Insecure {
+        mode: u32,
+    },
+    Exists,
+    Random(String),
+}
+
+/// A KEK file that cannot be used. Not a halt: it is configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KekFileError {
+    pub path: PathBuf,
+    pub problem: KekFileProblem,
+}
+
+impl fmt::Display for KekFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KEK file {}: ", self.path.display())?;
+        match &self.problem {
+            KekFileProblem::Io(e) => write!(f, "{e}"),
+            KekFileProblem::NotRegular => f.write_str("not a regular file"),
+            KekFileProblem::WrongSize(n) => {
+                write!(f, "is {n} bytes; an AES-256 KEK is exactly 32 bytes")
+            }
+            KekFileProblem::Insecure { mode } => write!(
+                f,
+                "mode 0o{mode:03o} gives group/other access; it must be owner-only (chmod 600)"
+            ),
+            KekFileProblem::Exists => f.write_str("already exists; refusing to overwrite a KEK"),
+            KekFileProblem::Random(e) => write!(f, "no randomness for a new key: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for KekFileError {}
+
+impl KekFileProblem {
+    pub fn code(&self) -> &'static str {
+        match self {
+            KekFileProblem::Io(_) => "io",
+            KekFileProblem::NotRegular => "not_regular",
+            KekFileProblem::WrongSize(_) => "wrong_size",
+            KekFileProblem::Insecure { .. } => "insecure_mode",
+            KekFileProblem::Exists => "exists",
+            KekFileProblem::Random(_) => "random",
+        }
+    }
+}
+
+/// Why a wrapped DEK did not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UnwrapError {
+    #[error("wrapped key is {0} bytes, expected 60 (nonce 12 + ciphertext 32 + tag 16)")]
+    Length(usize),
+    #[error("authentication tag does not verify (wrong KEK or tampered bytes)")]
+    Tag,
+}
+
+impl UnwrapError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            UnwrapError::Length(_) => "length",
+            UnwrapError::Tag => "tag",
+        }
+    }
+}
+
+/// A `keys.json` sidecar that cannot be read, is invalid, or could not be
+/// written durably.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sidecar {}: {reason}", path.display())]
+pub struct SidecarError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Why a well-formed bootstrap or rotation is refused on its meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Bootstrap names one id for both purposes.
+    SameIds { dek_id: u32 },
+    /// Id 0 is reserved ("no key").
+    ReservedKeyId { field: &'static str },
+    /// A bootstrap batch row names a DEK that is neither of the two.
+    ForeignBatchRow {
+        index: usize,
+        dek_id: u32,
+        storage_dek_id: u32,
+        raft_dek_id: u32,
+    },
+    /// A rotation's proposer registers under another DEK than it rotates to.
+    ProposerDekMismatch { dek_id: u32, proposer_dek_id: u32 },
+    /// The id is already a key of the other purpose.
+    PurposeMismatch {
+        dek_id: u32,
+        existing: crate::wire::Purpose,
+        incoming: crate::wire::Purpose,
+    },
+}
+
+impl RejectReason {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RejectReason::SameIds { .. } => "same_ids",
+            RejectReason::ReservedKeyId { .. } => "reserved_key_id",
+            RejectReason::ForeignBatchRow { .. } => "foreign_batch_row",
+            RejectReason::ProposerDekMismatch { .. } => "proposer_dek_mismatch",
+            RejectReason::PurposeMismatch { .. } => "purpose_mismatch",
+        }
+    }
+
+    /// The DEK id the refusal is about.
+    pub fn dek_id(&self) -> Option<u32> {
+        match self {
+            RejectReason::SameIds { dek_id }
+            | RejectReason::ForeignBatchRow { dek_id, .. }
+            | RejectReason::ProposerDekMismatch { dek_id, .. }
+            | RejectReason::PurposeMismatch { dek_id, .. } => Some(*dek_id),
+            RejectReason::ReservedKeyId { .. } => Some(0),
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RejectReason::SameIds { dek_id } => write!(
+                f,
+                "storage_dek_id and raft_dek_id are both {dek_id}; they must differ"
+            ),
+            RejectReason::ReservedKeyId { field } => {
+                write!(f, "{field}=0 is reserved (0 means no key)")
+            }
+            RejectReason::ForeignBatchRow {
+                index,
+                dek_id,
+                storage_dek_id,
+                raft_dek_id,
+            } => write!(
+                f,
+                "batch_registry[{index}] names dek_id={dek_id}, which is neither \
+                 storage_dek_id={storage_dek_id} nor raft_dek_id={raft_dek_id}"
+            ),
+            RejectReason::ProposerDekMismatch {
+                dek_id,
+                proposer_dek_id,
+            } => write!(
+                f,
+                "rotation to dek_id={dek_id} carries a proposer registration for dek_id={proposer_dek_id}"
+            ),
+            RejectReason::PurposeMismatch {
+                dek_id,
+                existing,
+                incoming,
+            } => write!(
+                f,
+                "dek_id={dek_id} is already a {} key; it cannot become a {} key",
+                existing.as_str(),
+                incoming.as_str()
+            ),
+        }
+    }
+}
+
 /// A read of the registry that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -239,6 +409,44 @@ pub enum ApplyError {
     RegistryCorruption(#[from] RegistryCorruption),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("cannot unwrap the {purpose} key dek_id={dek_id}: {problem}")]
+    KekUnwrap {
+        dek_id: u32,
+        purpose: &'static str,
+        problem: UnwrapError,
+    },
+    #[error("key conflict: dek_id={dek_id} is already loaded with different key bytes")]
+    KeyConflict { dek_id: u32 },
+    #[error("already bootstrapped — use rotation: active storage_dek_id={active_storage} raft_dek_id={active_raft}, incoming storage_dek_id={storage_dek_id} raft_dek_id={raft_dek_id} (only an exact replay is accepted)")]
+    AlreadyBootstrapped {
+        active_storage: u32,
+        active_raft: u32,
+        storage_dek_id: u32,
+        raft_dek_id: u32,
+    },
+    #[error("not bootstrapped: rotation to dek_id={dek_id} before any bootstrap (no sidecar with active keys)")]
+    NotBootstrapped { dek_id: u32 },
+    #[error("payload rejected: {0}")]
+    PayloadRejected(RejectReason),
+    #[error(transparent)]
+    Sidecar(#[from] SidecarError),
+}
+
+/// Why an applier could not be constructed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplierOpenError {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// Loading an existing sidecar failed: an invalid sidecar, or a key
+    /// that does not unwrap with this KEK.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+impl From<SidecarError> for ApplierOpenError {
+    fn from(e: SidecarError) -> Self {
+        ApplierOpenError::Apply(ApplyError::Sidecar(e))
+    }
 }
 
 impl From<RegistryError> for ApplyError {

@@ -7,7 +7,10 @@
 
 pub mod applier;
 pub mod error;
+pub mod kek;
+pub mod keystore;
 pub mod registry;
+pub mod sidecar;
 pub mod store;
 pub mod wire;
 
@@ -16,8 +19,12 @@ mod bindings;
 
 pub use applier::{decide, Applier, Decision, Outcome, Registry};
 pub use error::{
-    ApplyError, CorruptionKind, MalformedPayload, MalformedReason, OpenError, PayloadKind,
-    RegistryCorruption, RegistryError, StorageError,
+    ApplierOpenError, ApplyError, CorruptionKind, KekFileError, KekFileProblem, MalformedPayload,
+    MalformedReason, OpenError, PayloadKind, RegistryCorruption, RegistryError, RejectReason,
+    SidecarError, StorageError, UnwrapError,
 };
+pub use kek::{Dek, Kek};
+pub use keystore::Keystore;
 pub use registry::{RegistryRow, RegistryValue};
+pub use sidecar::{Sidecar, SidecarKey};
 pub use wire::{Bootstrap, Entry, Purpose, Registration, Rotation};

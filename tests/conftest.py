@@ -80,3 +80,34 @@ def dump_raw(directory: Path) -> list[tuple[bytes, bytes]]:
         str(directory),
     )
     return [tuple(bytes.fromhex(h) for h in line.split()) for line in proc.stdout.splitlines()]  # type: ignore[misc]
+
+
+@pytest.fixture
+def kek_path(tmp_path: Path) -> Path:
+    """A fresh KEK file, made by FileKek.generate."""
+    import encryption_applier as ea
+
+    path = tmp_path / "kek.bin"
+    ea.FileKek.generate(path)
+    return path
+
+
+def aesgcm_wrap(kek_bytes: bytes, dek: bytes, nonce: bytes | None = None) -> bytes:
+    """SPEC §5 wrapping with pyca/cryptography, an independent AES-GCM."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = os.urandom(12) if nonce is None else nonce
+    return nonce + AESGCM(kek_bytes).encrypt(nonce, dek, None)
+
+
+def aesgcm_unwrap(kek_bytes: bytes, wrapped: bytes) -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(kek_bytes).decrypt(wrapped[:12], wrapped[12:], None)
+
+
+def fingerprint(dek: bytes) -> str:
+    """The documented keystore fingerprint, computed independently."""
+    import hashlib
+
+    return hashlib.sha256(dek).hexdigest()[:16]

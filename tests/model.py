@@ -67,3 +67,108 @@ class RegistryModel:
 def registration_payload(dek_id: int, full_node_id: int, epoch: int) -> bytes:
     """SPEC §2 registration payload, built with struct as an independent encoder."""
     return struct.pack(">BIQH", 1, dek_id, full_node_id, epoch)
+
+
+@dataclass
+class KeyedModel:
+    """SPEC §5 on top of the registry model: the sidecar's active ids and
+    keys, and the keystore. `deks` maps a wrapped blob the test made to the
+    DEK inside it; any other blob does not unwrap. The checks run in the
+    order SPEC §5 gives (payload rules, bootstrap state, unwrap, keystore,
+    registry rows), and nothing changes unless all pass."""
+
+    deks: dict[bytes, bytes]
+    registry: RegistryModel = field(default_factory=RegistryModel)
+    active: dict[str, int] = field(default_factory=lambda: {"storage": 0, "raft": 0})
+    keys: dict[int, tuple[str, bytes]] = field(default_factory=dict)  # id -> (purpose, wrapped)
+    keystore: dict[int, bytes] = field(default_factory=dict)
+
+    def bootstrapped(self) -> bool:
+        return self.active["storage"] != 0 or self.active["raft"] != 0
+
+    def _purpose_clash(self, dek_id: int, purpose: str) -> Halt | None:
+        if dek_id in self.keys and self.keys[dek_id][0] != purpose:
+            return Halt("PayloadRejectedError", {"reason": "purpose_mismatch", "dek_id": dek_id})
+        return None
+
+    def _open(self, dek_id: int, purpose: str, wrapped: bytes) -> bytes | Halt:
+        if len(wrapped) != 60:
+            return Halt("KEKUnwrapError", {"dek_id": dek_id, "purpose": purpose, "reason": "length"})
+        if wrapped not in self.deks:
+            return Halt("KEKUnwrapError", {"dek_id": dek_id, "purpose": purpose, "reason": "tag"})
+        dek = self.deks[wrapped]
+        if dek_id in self.keystore and self.keystore[dek_id] != dek:
+            return Halt("KeyConflictError", {"dek_id": dek_id})
+        return dek
+
+    def _rows(self, rows: list[tuple[int, int, int]]) -> tuple[RegistryModel, bool] | Halt:
+        trial = RegistryModel(dict(self.registry.rows))
+        wrote = False
+        for dek_id, full, epoch in rows:
+            result = trial.apply_registration(dek_id, full, epoch)
+            if isinstance(result, Halt):
+                return result
+            wrote |= result != "unchanged"
+        return trial, wrote
+
+    def _commit(self, opened: list[tuple[int, str, bytes, bytes]], active: dict[str, int], rows: tuple[RegistryModel, bool]) -> bool:
+        before = (dict(self.active), dict(self.keys), dict(self.keystore))
+        for dek_id, purpose, wrapped, dek in opened:
+            self.keystore.setdefault(dek_id, dek)
+            self.keys.setdefault(dek_id, (purpose, wrapped))
+        self.active.update(active)
+        self.registry, wrote = rows
+        return wrote or before != (self.active, self.keys, self.keystore)
+
+    def bootstrap(self, storage: int, ws: bytes, raft: int, wr: bytes, batch: list[tuple[int, int, int]]) -> str | Halt:
+        for name, dek_id in (("storage_dek_id", storage), ("raft_dek_id", raft)):
+            if dek_id == 0:
+                return Halt("PayloadRejectedError", {"reason": "reserved_key_id", "dek_id": 0})
+        if storage == raft:
+            return Halt("PayloadRejectedError", {"reason": "same_ids", "dek_id": storage})
+        for row in batch:
+            if row[0] not in (storage, raft):
+                return Halt("PayloadRejectedError", {"reason": "foreign_batch_row", "dek_id": row[0]})
+        if self.bootstrapped():
+            exact = (
+                self.active == {"storage": storage, "raft": raft}
+                and self.keys.get(storage, (None, None))[1] == ws
+                and self.keys.get(raft, (None, None))[1] == wr
+            )
+            if not exact:
+                return Halt(
+                    "AlreadyBootstrappedError",
+                    {"active_storage": self.active["storage"], "active_raft": self.active["raft"]},
+                )
+        for dek_id, purpose in ((storage, "storage"), (raft, "raft")):
+            if clash := self._purpose_clash(dek_id, purpose):
+                return clash
+        opened = []
+        for dek_id, purpose, wrapped in ((storage, "storage", ws), (raft, "raft", wr)):
+            dek = self._open(dek_id, purpose, wrapped)
+            if isinstance(dek, Halt):
+                return dek
+            opened.append((dek_id, purpose, wrapped, dek))
+        rows = self._rows(batch)
+        if isinstance(rows, Halt):
+            return rows
+        changed = self._commit(opened, {"storage": storage, "raft": raft}, rows)
+        return "bootstrapped" if changed else "unchanged"
+
+    def rotation(self, dek_id: int, purpose: str, wrapped: bytes, proposer: tuple[int, int, int]) -> str | Halt:
+        if dek_id == 0:
+            return Halt("PayloadRejectedError", {"reason": "reserved_key_id", "dek_id": 0})
+        if proposer[0] != dek_id:
+            return Halt("PayloadRejectedError", {"reason": "proposer_dek_mismatch", "dek_id": dek_id})
+        if not self.bootstrapped():
+            return Halt("NotBootstrappedError", {"dek_id": dek_id})
+        if clash := self._purpose_clash(dek_id, purpose):
+            return clash
+        dek = self._open(dek_id, purpose, wrapped)
+        if isinstance(dek, Halt):
+            return dek
+        rows = self._rows([proposer])
+        if isinstance(rows, Halt):
+            return rows
+        changed = self._commit([(dek_id, purpose, wrapped, dek)], {purpose: dek_id}, rows)
+        return "rotated" if changed else "unchanged"

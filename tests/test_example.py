@@ -13,8 +13,12 @@ def test_demo_applies_the_stream_and_shows_each_halt() -> None:
     out = proc.stdout
     assert out.count("-> inserted") == 3
     assert out.count("-> advanced") == 2
-    assert out.count("-> unchanged") == 1
+    assert out.count("    -> unchanged") == 1
     assert "HALT LocalEpochRollbackError" in out
     assert "HALT NodeIDCollisionError" in out
     assert "HALT KEKNotConfiguredError" in out
     assert "3 rows, DEKs [1]:" in out
+    assert "bootstrap -> bootstrapped" in out
+    assert "replay    -> unchanged" in out
+    assert "rotation  -> rotated" in out
+    assert "Sidecar(active={'storage': 3, 'raft': 2}, keys=[1, 2, 3]" in out

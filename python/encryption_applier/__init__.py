@@ -8,6 +8,18 @@ package re-exports its public names.
 
 from ._native import (
     MAX_BOOTSTRAP_BATCH,
+    AlreadyBootstrappedError,
+    FileKek,
+    InsecureKEKFileError,
+    KEKFileError,
+    KEKUnwrapError,
+    KeyConflictError,
+    Keystore,
+    NotBootstrappedError,
+    PayloadRejectedError,
+    Sidecar,
+    SidecarError,
+    SidecarKey,
     OP_BOOTSTRAP,
     OP_REGISTRATION,
     OP_ROTATION,
@@ -36,6 +48,7 @@ from ._native import (
     decode_registry_value,
     encode_registry_value,
     is_encryption_opcode,
+    read_sidecar,
     registry_key,
 )
 
@@ -44,6 +57,12 @@ __all__ = [
     "Applier",
     "Registry",
     "RegistryRow",
+    # keys
+    "FileKek",
+    "Keystore",
+    "Sidecar",
+    "SidecarKey",
+    "read_sidecar",
     # payloads
     "Registration",
     "Bootstrap",
@@ -73,6 +92,14 @@ __all__ = [
     "MalformedPayloadError",
     "RegistryCorruptionError",
     "StorageError",
+    "KEKUnwrapError",
+    "KeyConflictError",
+    "AlreadyBootstrappedError",
+    "NotBootstrappedError",
+    "PayloadRejectedError",
+    "SidecarError",
     "RegistryOpenError",
+    "KEKFileError",
+    "InsecureKEKFileError",
     "__version__",
 ]

@@ -20,7 +20,8 @@ REGISTRY_PREFIX: Final[bytes]
 
 BytesLike = bytes | bytearray | memoryview
 
-Outcome = Literal["inserted", "advanced", "unchanged"]
+Outcome = Literal["inserted", "advanced", "unchanged", "bootstrapped", "rotated"]
+FaultPoint = Literal["after_unwrap", "after_keystore_install", "after_sidecar_write", "before_registry_commit"]
 
 class Purpose(enum.IntEnum):
     """What a DEK encrypts: storage data or the Raft log."""
@@ -182,10 +183,86 @@ class Registry:
     ) -> bool: ...
 
 @final
+class FileKek:
+    """A 32-byte AES-256 key-encryption key read from an owner-only regular file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None: ...
+    @classmethod
+    def generate(cls, path: str | os.PathLike[str]) -> FileKek: ...
+    @property
+    def path(self) -> pathlib.Path: ...
+    def wrap(self, dek: BytesLike) -> bytes: ...
+    def unwrap(self, wrapped: BytesLike) -> bytes: ...
+
+@final
+class Keystore:
+    """A live, read-only view of an applier's keys: ids and fingerprints, never key bytes."""
+
+    def ids(self) -> list[int]: ...
+    def fingerprint(self, dek_id: int) -> str: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, dek_id: object) -> bool: ...
+    def __iter__(self) -> Iterator[int]: ...
+
+@final
+class SidecarKey:
+    """One key of a sidecar: its purpose, wrapped bytes, creation time and local epoch."""
+
+    @property
+    def purpose(self) -> Purpose: ...
+    @property
+    def wrapped(self) -> bytes: ...
+    @property
+    def created(self) -> str: ...
+    @property
+    def local_epoch(self) -> int: ...
+    def __eq__(self, other: object) -> bool: ...
+
+@final
+class Sidecar:
+    """A parsed and validated keys.json sidecar."""
+
+    @property
+    def version(self) -> int: ...
+    @property
+    def raft_applied_index(self) -> int: ...
+    @property
+    def storage_envelope_active(self) -> bool: ...
+    @property
+    def raft_envelope_cutover_index(self) -> int: ...
+    @property
+    def active(self) -> dict[str, int]: ...
+    @property
+    def active_storage(self) -> int: ...
+    @property
+    def active_raft(self) -> int: ...
+    @property
+    def keys(self) -> dict[int, SidecarKey]: ...
+    def to_json(self) -> str: ...
+    def __eq__(self, other: object) -> bool: ...
+
+def read_sidecar(path: str | os.PathLike[str]) -> Sidecar | None: ...
+
+@final
 class Applier:
     """The one writer of a registry directory; every apply is one durable transaction."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None: ...
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kek: FileKek | None = None,
+        sidecar: str | os.PathLike[str] | None = None,
+    ) -> None: ...
+    @property
+    def kek(self) -> FileKek | None: ...
+    @property
+    def keystore(self) -> Keystore | None: ...
+    @property
+    def sidecar(self) -> Sidecar | None: ...
+    @property
+    def sidecar_path(self) -> pathlib.Path | None: ...
+    def _set_fault(self, point: FaultPoint | None, action: Literal["raise", "abort"] = "raise") -> None: ...
     @property
     def path(self) -> pathlib.Path: ...
     @property
@@ -251,6 +328,38 @@ class StorageError(EncryptionApplyError):
     path: str
     code: int | None
 
+class KEKUnwrapError(EncryptionApplyError):
+    dek_id: int | None
+    purpose: Literal["storage", "raft"] | None
+    reason: Literal["length", "tag"]
+
+class KeyConflictError(EncryptionApplyError):
+    dek_id: int
+
+class AlreadyBootstrappedError(EncryptionApplyError):
+    active_storage: int
+    active_raft: int
+    storage_dek_id: int
+    raft_dek_id: int
+
+class NotBootstrappedError(EncryptionApplyError):
+    dek_id: int
+
+class PayloadRejectedError(EncryptionApplyError):
+    reason: Literal["same_ids", "reserved_key_id", "foreign_batch_row", "proposer_dek_mismatch", "purpose_mismatch"]
+    dek_id: int | None
+
+class SidecarError(EncryptionApplyError):
+    path: str
+    reason: str
+
 class RegistryOpenError(EncryptionError):
     path: str
     reason: str
+
+class KEKFileError(EncryptionError):
+    path: str
+    reason: Literal["io", "not_regular", "wrong_size", "insecure_mode", "exists", "random"]
+    mode: int | None
+
+class InsecureKEKFileError(KEKFileError): ...

@@ -1,0 +1,578 @@
+//! The `keys.json` sidecar (SPEC §5): which DEKs exist, wrapped under the
+//! KEK, and which are active. Same JSON fields as elastickv's.
+//!
+//! Reading is strict (an invalid sidecar is an error, never "no keys").
+//! Writing is crash-durable: a fresh temporary file, fsync, rename over
+//! `keys.json`, fsync of the directory. The rename is the commit point, so
+//! a crash leaves either the old file or the new one, never a torn one.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+use crate::error::SidecarError;
+use crate::wire::Purpose;
+
+pub const SIDECAR_VERSION: u64 = 1;
+pub const SIDECAR_FILE: &str = "keys.json";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarKey {
+    pub purpose: Purpose,
+    /// `nonce ‖ ciphertext ‖ tag` under the KEK (not secret).
+    pub wrapped: Vec<u8>,
+    /// RFC 3339 UTC, kept as written.
+    pub created: String,
+    pub local_epoch: u16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sidecar {
+    pub raft_applied_index: u64,
+    pub storage_envelope_active: bool,
+    pub raft_envelope_cutover_index: u64,
+    /// 0 = none.
+    pub active_storage: u32,
+    pub active_raft: u32,
+    pub keys: BTreeMap<u32, SidecarKey>,
+    /// Top-level fields this version does not know, written back unchanged.
+    pub extra: Map<String, Value>,
+}
+
+impl Default for Sidecar {
+    fn default() -> Self {
+        Sidecar {
+            raft_applied_index: 0,
+            storage_envelope_active: false,
+            raft_envelope_cutover_index: 0,
+            active_storage: 0,
+            active_raft: 0,
+            keys: BTreeMap::new(),
+            extra: Map::new(),
+        }
+    }
+}
+
+const KNOWN_FIELDS: [&str; 6] = [
+    "version",
+    "raft_applied_index",
+    "storage_envelope_active",
+    "raft_envelope_cutover_index",
+    "active",
+    "keys",
+];
+
+fn uint(v: &Value, what: &str, max: u64) -> Result<u64, String> {
+    v.as_u64()
+        .filter(|n| *n <= max)
+        .ok_or_else(|| format!("{what} must be an integer in 0..={max}, got {v}"))
+}
+
+/// A decimal id as written by elastickv: digits only, no sign, no leading
+/// zero, not zero, fits in u32.
+fn parse_key_id(text: &str) -> Result<u32, String> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && !(text.len() > 1 && text.starts_with('0'));
+    let id = if canonical {
+        text.parse::<u32>().ok()
+    } else {
+        None
+    };
+    match id {
+        Some(0) => Err("key id \"0\" is reserved".to_owned()),
+        Some(id) => Ok(id),
+        None => Err(format!("key id {text:?} is not a decimal u32")),
+    }
+}
+
+fn purpose_from_json(v: &Value, id: u32) -> Result<Purpose, String> {
+    match v.as_str() {
+        Some("storage") => Ok(Purpose::Storage),
+        Some("raft") => Ok(Purpose::Raft),
+        _ => Err(format!(
+            "keys.{id}.purpose must be \"storage\" or \"raft\", got {v}"
+        )),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, as RFC 3339 (and Go) write it.
+pub fn is_rfc3339(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |r: std::ops::Range<usize>| {
+        b.get(r.clone())
+            .is_some_and(|s| s.iter().all(u8::is_ascii_digit))
+    };
+    let num = |r: std::ops::Range<usize>| {
+        std::str::from_utf8(&b[r])
+            .ok()
+            .and_then(|s| s.parse::<u32>().ok())
+    };
+    if b.len() < 20
+        || !(digits(0..4) && digits(5..7) && digits(8..10))
+        || !(digits(11..13) && digits(14..16) && digits(17..19))
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return false;
+    }
+    let in_range = |r, lo, hi| num(r).is_some_and(|n| (lo..=hi).contains(&n));
+    if !(in_range(5..7, 1, 12)
+        && in_range(8..10, 1, 31)
+        && in_range(11..13, 0, 23)
+        && in_range(14..16, 0, 59)
+        && in_range(17..19, 0, 60))
+    {
+        return false;
+    }
+    let mut rest = &b[19..];
+    if rest.first() == Some(&b'.') {
+        let n = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return false;
+        }
+        rest = &rest[1 + n..];
+    }
+    match rest {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()),
+        _ => false,
+    }
+}
+
+/// Now, as RFC 3339 UTC with second precision.
+pub fn rfc3339_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    rfc3339_from_unix(secs)
+}
+
+pub fn rfc3339_from_unix(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+impl Sidecar {
+    /// Whether a bootstrap has installed active keys.
+    pub fn is_bootstrapped(&self) -> bool {
+        self.active_storage != 0 || self.active_raft != 0
+    }
+
+    pub fn active(&self, purpose: Purpose) -> u32 {
+        match purpose {
+            Purpose::Storage => self.active_storage,
+            Purpose::Raft => self.active_raft,
+        }
+    }
+
+    pub fn set_active(&mut self, purpose: Purpose, dek_id: u32) {
+        match purpose {
+            Purpose::Storage => self.active_storage = dek_id,
+            Purpose::Raft => self.active_raft = dek_id,
+        }
+    }
+
+    /// Parses and validates sidecar JSON.
+    pub fn parse(bytes: &[u8]) -> Result<Sidecar, String> {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+        let Value::Object(mut top) = value else {
+            return Err("the top level must be a JSON object".to_owned());
+        };
+        let version = top.get("version").ok_or("missing \"version\"")?;
+        if version.as_u64() != Some(SIDECAR_VERSION) {
+            return Err(format!(
+                "version {version} is not supported (expected {SIDECAR_VERSION})"
+            ));
+        }
+        let mut sidecar = Sidecar::default();
+        if let Some(v) = top.get("raft_applied_index") {
+            sidecar.raft_applied_index = uint(v, "raft_applied_index", u64::MAX)?;
+        }
+        if let Some(v) = top.get("storage_envelope_active") {
+            sidecar.storage_envelope_active = v
+                .as_bool()
+                .ok_or_else(|| format!("storage_envelope_active must be a boolean, got {v}"))?;
+        }
+        if let Some(v) = top.get("raft_envelope_cutover_index") {
+            sidecar.raft_envelope_cutover_index = uint(v, "raft_envelope_cutover_index", u64::MAX)?;
+        }
+        let active = top
+            .get("active")
+            .and_then(Value::as_object)
+            .ok_or("\"active\" must be an object with \"storage\" and \"raft\"")?;
+        for (field, slot) in [
+            ("storage", &mut sidecar.active_storage),
+            ("raft", &mut sidecar.active_raft),
+        ] {
+            let v = active
+                .get(field)
+                .ok_or_else(|| format!("missing \"active.{field}\""))?;
+            *slot = uint(v, &format!("active.{field}"), u64::from(u32::MAX))? as u32;
+        }
+        let keys = top
+            .get("keys")
+            .and_then(Value::as_object)
+            .ok_or("\"keys\" must be an object")?;
+        for (id_text, entry) in keys {
+            let id = parse_key_id(id_text)?;
+            let entry = entry
+                .as_object()
+                .ok_or_else(|| format!("keys.{id} must be an object"))?;
+            let field = |name: &str| {
+                entry
+                    .get(name)
+                    .ok_or_else(|| format!("keys.{id} is missing \"{name}\""))
+            };
+            let purpose = purpose_from_json(field("purpose")?, id)?;
+            let wrapped = field("wrapped")?
+                .as_str()
+                .and_then(|s| BASE64.decode(s).ok())
+                .ok_or_else(|| format!("keys.{id}.wrapped must be standard base64"))?;
+            let created = field("created")?
+                .as_str()
+                .filter(|s| is_rfc3339(s))
+                .ok_or_else(|| format!("keys.{id}.created must be an RFC 3339 timestamp"))?
+                .to_owned();
+            let local_epoch = uint(
+                field("local_epoch")?,
+                &format!("keys.{id}.local_epoch"),
+                u64::from(u16::MAX),
+            )? as u16;
+            sidecar.keys.insert(
+                id,
+                SidecarKey {
+                    purpose,
+                    wrapped,
+                    created,
+                    local_epoch,
+                },
+            );
+        }
+        for name in KNOWN_FIELDS {
+            top.remove(name);
+        }
+        sidecar.extra = top;
+        sidecar.validate()?;
+        Ok(sidecar)
+    }
+
+    /// The cross-field rules: an active id must be a key of its purpose.
+    pub fn validate(&self) -> Result<(), String> {
+        for purpose in [Purpose::Storage, Purpose::Raft] {
+            let id = self.active(purpose);
+            if id == 0 {
+                continue;
+            }
+            match self.keys.get(&id) {
+                None => {
+                    return Err(format!(
+                        "active.{} = {id} is not in \"keys\"",
+                        purpose.as_str()
+                    ))
+                }
+                Some(key) if key.purpose != purpose => {
+                    return Err(format!(
+                        "active.{} = {id} names a {} key",
+                        purpose.as_str(),
+                        key.purpose.as_str()
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut top = self.extra.clone();
+        let keys: Map<String, Value> = self
+            .keys
+            .iter()
+            .map(|(id, k)| {
+                (
+                    id.to_string(),
+                    json!({
+                        "purpose": k.purpose.as_str(),
+                        "wrapped": BASE64.encode(&k.wrapped),
+                        "created": k.created,
+                        "local_epoch": k.local_epoch,
+                    }),
+                )
+            })
+            .collect();
+        top.insert("version".into(), json!(SIDECAR_VERSION));
+        top.insert("raft_applied_index".into(), json!(self.raft_applied_index));
+        top.insert(
+            "storage_envelope_active".into(),
+            json!(self.storage_envelope_active),
+        );
+        top.insert(
+            "raft_envelope_cutover_index".into(),
+            json!(self.raft_envelope_cutover_index),
+        );
+        top.insert(
+            "active".into(),
+            json!({"storage": self.active_storage, "raft": self.active_raft}),
+        );
+        top.insert("keys".into(), Value::Object(keys));
+        let mut out = serde_json::to_vec_pretty(&Value::Object(top)).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+}
+
+fn sidecar_error(path: &Path, reason: impl Into<String>) -> SidecarError {
+    SidecarError {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// The temporary file a write goes through.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Reads and validates the sidecar at `path`; `None` when there is none.
+pub fn read(path: &Path) -> Result<Option<Sidecar>, SidecarError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Sidecar::parse(&bytes)
+            .map(Some)
+            .map_err(|reason| sidecar_error(path, reason)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(sidecar_error(path, format!("cannot read: {e}"))),
+    }
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Replaces the sidecar at `path` with `sidecar`, crash-durably, mode 0600.
+pub fn write_durable(path: &Path, sidecar: &Sidecar) -> Result<(), SidecarError> {
+    let tmp = tmp_path(path);
+    let fail = |step: &str, e: std::io::Error| sidecar_error(path, format!("{step}: {e}"));
+    // A temporary file left by a crash is garbage (the rename never
+    // happened); remove it rather than write through whatever it is.
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fail("removing a stale temporary file", e)),
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(|e| fail("creating the temporary file", e))?;
+    let written = file
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| file.write_all(&sidecar.to_json()))
+        .and_then(|()| file.sync_all());
+    drop(file);
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail("writing the temporary file", e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| fail("renaming into place", e))?;
+    File::open(parent_dir(path))
+        .and_then(|d| d.sync_all())
+        .map_err(|e| fail("syncing the directory", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Sidecar {
+        let mut s = Sidecar {
+            active_storage: 1,
+            active_raft: 2,
+            raft_applied_index: 42,
+            ..Sidecar::default()
+        };
+        for (id, purpose) in [(1, Purpose::Storage), (2, Purpose::Raft)] {
+            s.keys.insert(
+                id,
+                SidecarKey {
+                    purpose,
+                    wrapped: vec![id as u8; 60],
+                    created: "2026-05-16T17:53:00Z".into(),
+                    local_epoch: 3,
+                },
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn round_trip_and_field_names() {
+        let s = sample();
+        let json = s.to_json();
+        let v: Value = serde_json::from_slice(&json).expect("json");
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["active"]["storage"], 1);
+        assert_eq!(v["active"]["raft"], 2);
+        assert_eq!(v["keys"]["1"]["purpose"], "storage");
+        assert_eq!(v["keys"]["2"]["local_epoch"], 3);
+        assert_eq!(v["raft_applied_index"], 42);
+        assert_eq!(v["storage_envelope_active"], false);
+        assert_eq!(v["raft_envelope_cutover_index"], 0);
+        assert_eq!(Sidecar::parse(&json).expect("parse"), s);
+    }
+
+    #[test]
+    fn unknown_top_level_fields_survive_a_rewrite() {
+        let mut v: Value = serde_json::from_slice(&sample().to_json()).expect("json");
+        v["future_field"] = json!({"x": 1});
+        let parsed = Sidecar::parse(&serde_json::to_vec(&v).expect("ser")).expect("parse");
+        let again: Value = serde_json::from_slice(&parsed.to_json()).expect("json");
+        assert_eq!(again["future_field"], json!({"x": 1}));
+    }
+
+    #[test]
+    fn reader_rejects_what_spec_says() {
+        let good: Value = serde_json::from_slice(&sample().to_json()).expect("json");
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("version 2", Box::new(|v| v["version"] = json!(2))),
+            (
+                "no version",
+                Box::new(|v| {
+                    v.as_object_mut().map(|o| o.remove("version"));
+                }),
+            ),
+            (
+                "zero id",
+                Box::new(|v| v["keys"]["0"] = v["keys"]["1"].clone()),
+            ),
+            (
+                "non-decimal id",
+                Box::new(|v| v["keys"]["x1"] = v["keys"]["1"].clone()),
+            ),
+            (
+                "leading zero id",
+                Box::new(|v| v["keys"]["07"] = v["keys"]["1"].clone()),
+            ),
+            (
+                "signed id",
+                Box::new(|v| v["keys"]["+7"] = v["keys"]["1"].clone()),
+            ),
+            (
+                "huge id",
+                Box::new(|v| v["keys"]["4294967296"] = v["keys"]["1"].clone()),
+            ),
+            (
+                "unknown purpose",
+                Box::new(|v| v["keys"]["1"]["purpose"] = json!("blob")),
+            ),
+            (
+                "active missing",
+                Box::new(|v| v["active"]["storage"] = json!(9)),
+            ),
+            (
+                "active other purpose",
+                Box::new(|v| v["active"]["storage"] = json!(2)),
+            ),
+            (
+                "bad base64",
+                Box::new(|v| v["keys"]["1"]["wrapped"] = json!("***")),
+            ),
+            (
+                "bad created",
+                Box::new(|v| v["keys"]["1"]["created"] = json!("yesterday")),
+            ),
+            (
+                "epoch too big",
+                Box::new(|v| v["keys"]["1"]["local_epoch"] = json!(65536)),
+            ),
+            ("active not object", Box::new(|v| v["active"] = json!(1))),
+            ("keys not object", Box::new(|v| v["keys"] = json!([]))),
+        ];
+        for (name, mutate) in cases {
+            let mut v = good.clone();
+            mutate(&mut v);
+            let bytes = serde_json::to_vec(&v).expect("ser");
+            assert!(Sidecar::parse(&bytes).is_err(), "{name} was accepted");
+        }
+        assert!(Sidecar::parse(b"{").is_err());
+        assert!(Sidecar::parse(b"[]").is_err());
+    }
+
+    #[test]
+    fn rfc3339() {
+        for ok in [
+            "2026-05-16T17:53:00Z",
+            "2026-05-16T17:53:00.123456789Z",
+            "2026-05-16t17:53:00+09:00",
+        ] {
+            assert!(is_rfc3339(ok), "{ok}");
+        }
+        for bad in [
+            "2026-05-16 17:53:00Z",
+            "2026-13-16T17:53:00Z",
+            "2026-05-16T17:53:00",
+            "2026-05-16T17:53:00.Z",
+            "",
+        ] {
+            assert!(!is_rfc3339(bad), "{bad}");
+        }
+        assert_eq!(rfc3339_from_unix(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_from_unix(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_from_unix(1_779_000_000), "2026-05-17T06:40:00Z");
+        assert!(is_rfc3339(&rfc3339_now()));
+    }
+
+    #[test]
+    fn durable_write_replaces_stale_tmp_and_sets_mode() {
+        let dir = std::env::temp_dir().join(format!("ea-sidecar-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join(SIDECAR_FILE);
+        std::fs::write(tmp_path(&path), b"torn garbage").expect("stale");
+        std::fs::set_permissions(tmp_path(&path), std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        write_durable(&path, &sample()).expect("write");
+        assert!(!tmp_path(&path).exists());
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(read(&path).expect("read"), Some(sample()));
+        assert_eq!(read(&dir.join("missing.json")).expect("none"), None);
+        std::fs::write(&path, b"{\"version\": 1}").expect("write");
+        assert!(read(&path).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
