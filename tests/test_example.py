@@ -13,7 +13,7 @@ def test_demo_applies_the_stream_and_shows_each_halt() -> None:
     out = proc.stdout
     assert out.count("-> inserted") == 3
     assert out.count("-> advanced") == 2
-    assert out.count("    -> unchanged") == 1
+    assert out.count("\n    -> unchanged") == 1
     assert "HALT LocalEpochRollbackError" in out
     assert "HALT NodeIDCollisionError" in out
     assert "HALT KEKNotConfiguredError" in out
