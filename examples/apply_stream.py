@@ -66,8 +66,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="keyed-") as root:
         print("\nwith a KEK:")
         kek = ea.FileKek.generate(Path(root) / "kek")
-        directory = Path(root) / "registry"
-        with ea.Applier(directory, kek=kek) as applier:
+        keyed_directory = Path(root) / "registry"
+        with ea.Applier(keyed_directory, kek=kek) as applier:
             bootstrap = ea.Bootstrap(
                 storage_dek_id=1,
                 wrapped_storage=kek.wrap(os.urandom(32)),

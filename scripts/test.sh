@@ -13,3 +13,17 @@ echo "==> cargo test"
 cargo test --quiet
 echo "==> pytest"
 python -m pytest "$@"
+
+echo "==> stubs: mypy.stubtest against the runtime module, mypy --strict on the package and examples"
+(cd "$(mktemp -d)" && python -m mypy.stubtest encryption_applier._native)
+python -m mypy
+
+echo "==> wheel: release build, installed into a fresh venv, smoke-tested outside the tree"
+rm -rf dist
+maturin build --release --quiet --out dist
+wheel=$(ls dist/encryption_applier-*-cp311-abi3-*.whl)
+scratch=$(mktemp -d)
+python -m venv "$scratch/venv"
+"$scratch/venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-index "$wheel"
+(cd "$scratch" && "$scratch/venv/bin/python" "$repo_root/tests/smoke_wheel.py")
+rm -rf "$scratch"

@@ -18,10 +18,11 @@ use crate::error::{
 use crate::kek::{Dek, Kek};
 use crate::keystore::{Install, Keystore};
 use crate::registry::{
-    dek_prefix, encode_registry_value, registry_key, RegistryRow, RegistryValue, REGISTRY_PREFIX,
+    dek_prefix, encode_registry_value, registry_key, Columns, Digest, RegistryRow, RegistryValue,
+    Stats, REGISTRY_PREFIX,
 };
 use crate::sidecar::{self, Sidecar, SidecarKey};
-use crate::store::{open_env, OpenMode, RegistryEnv, WriterLock};
+use crate::store::{open_env, OpenMode, RegistryEnv, Snapshot, WriterLock};
 use crate::wire::{Bootstrap, Entry, Purpose, Registration, Rotation, OP_BOOTSTRAP, OP_ROTATION};
 
 /// What applying an entry did.
@@ -576,35 +577,59 @@ impl Applier {
         self.apply_entry(&Entry::decode(entry)?)
     }
 
-    /// A read-only view sharing this applier's environment.
-    pub fn registry(&self) -> Registry {
-        Registry {
-            env: Arc::clone(&self.env),
-        }
+    /// A read-only view of the registry as committed now, sharing this
+    /// applier's environment.
+    pub fn registry(&self) -> Result<Registry, StorageError> {
+        Ok(Registry {
+            snapshot: Snapshot::begin(Arc::clone(&self.env))?,
+        })
     }
 }
 
-/// A read-only view of a registry. Each call reads one consistent snapshot;
-/// another process (or this one's applier) may be writing meanwhile.
-#[derive(Debug, Clone)]
+/// A read-only view of a registry, pinned to one consistent snapshot
+/// (taken when it opens, moved by [`Registry::refresh`]). Another process,
+/// or this one's applier, may be writing meanwhile; the view sees none of
+/// it until refreshed. A pinned snapshot keeps LMDB from reusing the pages
+/// it references, so views are meant to be refreshed or dropped.
+#[derive(Debug)]
 pub struct Registry {
-    env: Arc<RegistryEnv>,
+    snapshot: Snapshot,
 }
 
 impl Registry {
-    pub fn open(path: &Path) -> Result<Registry, OpenError> {
+    pub fn open(path: &Path) -> Result<Registry, ApplierOpenError> {
+        let env = open_env(path, OpenMode::Existing)?;
         Ok(Registry {
-            env: open_env(path, OpenMode::Existing)?,
+            snapshot: Snapshot::begin(env).map_err(ApplyError::from)?,
         })
     }
 
     pub fn path(&self) -> &Path {
-        self.env.path()
+        self.snapshot.env().path()
+    }
+
+    /// Moves the view to the newest committed state.
+    pub fn refresh(&mut self) -> Result<(), RegistryError> {
+        Ok(self.snapshot.refresh()?)
     }
 
     pub fn get(&self, dek_id: u32, node_id16: u16) -> Result<Option<RegistryRow>, RegistryError> {
-        self.env
-            .read(|txn| self.env.get_row(txn, dek_id, node_id16))
+        self.snapshot
+            .env()
+            .get_row(&self.snapshot, dek_id, node_id16)
+    }
+
+    /// Calls `f` on every row (or those of one DEK) in key order.
+    pub fn scan(
+        &self,
+        dek_id: Option<u32>,
+        f: impl FnMut(RegistryRow),
+    ) -> Result<(), RegistryError> {
+        let env = self.snapshot.env();
+        match dek_id {
+            Some(id) => env.scan(&self.snapshot, &dek_prefix(id), f),
+            None => env.scan(&self.snapshot, REGISTRY_PREFIX, f),
+        }
     }
 
     /// Every row in key order, or those of one DEK.
@@ -626,20 +651,31 @@ impl Registry {
 
     /// The distinct DEK ids that have at least one row, ascending.
     pub fn dek_ids(&self) -> Result<Vec<u32>, RegistryError> {
-        let mut ids: Vec<u32> = Vec::new();
-        self.scan(None, |row| {
-            if ids.last() != Some(&row.dek_id) {
-                ids.push(row.dek_id);
-            }
-        })?;
-        Ok(ids)
+        Ok(self
+            .stats()?
+            .per_dek
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
     }
 
-    fn scan(&self, dek_id: Option<u32>, f: impl FnMut(RegistryRow)) -> Result<(), RegistryError> {
-        self.env.read(|txn| match dek_id {
-            Some(id) => self.env.scan(txn, &dek_prefix(id), f),
-            None => self.env.scan(txn, REGISTRY_PREFIX, f),
-        })
+    pub fn stats(&self) -> Result<Stats, RegistryError> {
+        let mut stats = Stats::default();
+        self.scan(None, |row| stats.add(&row))?;
+        Ok(stats)
+    }
+
+    /// SHA-256 hex of `key ‖ value` over every row in key order.
+    pub fn digest(&self) -> Result<String, RegistryError> {
+        let mut digest = Digest::default();
+        self.scan(None, |row| digest.add(&row))?;
+        Ok(digest.hex())
+    }
+
+    pub fn columns(&self, dek_id: Option<u32>) -> Result<Columns, RegistryError> {
+        let mut columns = Columns::default();
+        self.scan(dek_id, |row| columns.push(&row))?;
+        Ok(columns)
     }
 }
 
@@ -834,7 +870,7 @@ mod tests {
             a.apply_rotation(&reserved),
             Err(ApplyError::Malformed(m)) if m.reason == MalformedReason::ReservedSubTag(2)
         ));
-        assert!(a.registry().is_empty().expect("empty"));
+        assert!(a.registry().expect("view").is_empty().expect("empty"));
         drop(a);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -858,8 +894,8 @@ mod tests {
             }
             other => panic!("expected corruption, got {other:?}"),
         }
-        assert!(a.registry().get(4, 1).is_err());
-        assert!(a.registry().rows(None).is_err());
+        assert!(a.registry().expect("view").get(4, 1).is_err());
+        assert!(a.registry().expect("view").rows(None).is_err());
         let txn = a.env.env().begin_ro_txn().expect("ro");
         let stored = txn.get(a.env.db(), &key).expect("still there").to_vec();
         drop(txn);
@@ -933,7 +969,7 @@ mod tests {
         assert_eq!(sc.keys[&1].purpose, Purpose::Storage);
         assert_eq!(sc.keys[&2].wrapped, b.wrapped_raft);
         assert_eq!(a.keystore().expect("ks").ids(), vec![1, 2]);
-        assert_eq!(a.registry().len().expect("len"), 2);
+        assert_eq!(a.registry().expect("view").len().expect("len"), 2);
         // An exact replay changes nothing.
         assert_eq!(a.apply_bootstrap(&b).expect("replay"), Outcome::Unchanged);
         assert_eq!(a.sidecar().expect("read"), Some(sc.clone()));
@@ -1009,7 +1045,7 @@ mod tests {
         ));
         assert_eq!(a.sidecar().expect("read"), None);
         assert!(a.keystore().expect("ks").is_empty());
-        assert!(a.registry().is_empty().expect("empty"));
+        assert!(a.registry().expect("view").is_empty().expect("empty"));
         drop(a);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -1031,6 +1067,7 @@ mod tests {
         assert_eq!(sc.keys.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(
             a.registry()
+                .expect("view")
                 .get(3, 1)
                 .expect("get")
                 .map(|r| r.last_seen_local_epoch),
@@ -1082,7 +1119,7 @@ mod tests {
         let mut clean = open_kek(&reference);
         clean.apply_bootstrap(&b).expect("clean");
         let clean_keys = clean.sidecar().expect("read").expect("present").keys;
-        let clean_rows = clean.registry().rows(None).expect("rows");
+        let clean_rows = clean.registry().expect("view").rows(None).expect("rows");
         drop(clean);
         for step in steps {
             let dir = temp_dir(step.name());
@@ -1100,7 +1137,7 @@ mod tests {
             };
             assert_eq!(strip(&sc.keys), strip(&clean_keys), "{step:?}");
             assert_eq!(
-                a.registry().rows(None).expect("rows"),
+                a.registry().expect("view").rows(None).expect("rows"),
                 clean_rows,
                 "{step:?}"
             );

@@ -9,8 +9,11 @@ use std::sync::{Mutex, MutexGuard};
 use pyo3::exceptions::{PyException, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{IntoPyDict, PyBool, PyByteArray, PyBytes, PyInt, PyMemoryView, PyTuple, PyType};
+use pyo3::types::{
+    IntoPyDict, PyBool, PyByteArray, PyBytes, PyDict, PyInt, PyMemoryView, PyTuple, PyType,
+};
 use pyo3::BoundObject;
+use zeroize::Zeroize;
 
 use crate::applier::{Applier, FaultAction, FaultPoint, Outcome, Registry};
 use crate::error::{
@@ -1113,8 +1116,9 @@ impl PyRegistryRow {
     }
 }
 
-/// A read-only view of a registry directory. Every call reads one
-/// consistent snapshot; another process may be applying meanwhile.
+/// A read-only view of a registry directory, pinned to one consistent
+/// snapshot: the state when it was opened or last `refresh()`ed. Another
+/// process may be applying meanwhile.
 #[pyclass(module = "encryption_applier", name = "Registry", frozen)]
 pub struct PyRegistry {
     inner: Mutex<Option<Registry>>,
@@ -1122,12 +1126,6 @@ pub struct PyRegistry {
 }
 
 impl PyRegistry {
-    fn view(&self) -> Result<Registry, CoreError> {
-        lock(&self.inner)
-            .clone()
-            .ok_or(CoreError::Closed("Registry"))
-    }
-
     fn from_registry(registry: Registry) -> Self {
         let path = registry.path().to_path_buf();
         PyRegistry {
@@ -1136,10 +1134,36 @@ impl PyRegistry {
         }
     }
 
+    /// Runs `f` on the view without the GIL, holding the view's lock (a
+    /// pinned LMDB snapshot serves one thread at a time).
+    fn read<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Registry) -> Result<T, RegistryError> + Send,
+    ) -> PyResult<T> {
+        run_detached(py, || {
+            let mut guard = lock(&self.inner);
+            let registry = guard.as_mut().ok_or(CoreError::Closed("Registry"))?;
+            Ok(f(registry)?)
+        })
+    }
+
     fn rows_vec(&self, py: Python<'_>, dek_id: Option<u32>) -> PyResult<Vec<PyRegistryRow>> {
-        let rows = run_detached(py, || Ok(self.view()?.rows(dek_id)?))?;
+        let rows = self.read(py, |r| r.rows(dek_id))?;
         Ok(rows.into_iter().map(PyRegistryRow).collect())
     }
+}
+
+fn array_of<'py, T: Copy>(
+    py: Python<'py>,
+    typecode: &str,
+    values: &[T],
+    to_bytes: impl Fn(T) -> Vec<u8>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| to_bytes(*v)).collect();
+    py.import("array")?
+        .getattr("array")?
+        .call1((typecode, PyBytes::new(py, &bytes)))
 }
 
 #[pymethods]
@@ -1161,9 +1185,14 @@ impl PyRegistry {
         lock(&self.inner).is_none()
     }
 
+    /// Moves the view to the newest committed state.
+    fn refresh(&self, py: Python<'_>) -> PyResult<()> {
+        self.read(py, Registry::refresh)
+    }
+
     fn get(&self, py: Python<'_>, dek_id: U32, node_id16: U16) -> PyResult<Option<PyRegistryRow>> {
         let (dek_id, node_id16) = (dek_id.value(), node_id16.value());
-        let row = run_detached(py, || Ok(self.view()?.get(dek_id, node_id16)?))?;
+        let row = self.read(py, |r| r.get(dek_id, node_id16))?;
         Ok(row.map(PyRegistryRow))
     }
 
@@ -1173,14 +1202,14 @@ impl PyRegistry {
     }
 
     fn dek_ids(&self, py: Python<'_>) -> PyResult<Vec<u32>> {
-        run_detached(py, || Ok(self.view()?.dek_ids()?))
+        self.read(py, |r| r.dek_ids())
     }
 
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
-        run_detached(py, || Ok(self.view()?.len()?))
+        self.read(py, |r| r.len())
     }
 
-    /// Iterates over a snapshot of every row, in key order.
+    /// Iterates over every row of the snapshot, in key order.
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let rows = self.rows_vec(py, None)?;
         Ok(rows.into_pyobject(py)?.try_iter()?.into_any())
@@ -1191,7 +1220,86 @@ impl PyRegistry {
         Ok(self.get(py, key.0, key.1)?.is_some())
     }
 
-    /// Releases this view's handle on the environment.
+    /// Per-DEK row counts and epoch ranges:
+    /// `{dek_id: {"rows", "min_first_seen", "max_first_seen", "min_last_seen", "max_last_seen"}}`.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.read(py, |r| r.stats())?;
+        let out = PyDict::new(py);
+        for (dek_id, s) in stats.per_dek {
+            let entry = PyDict::new(py);
+            entry.set_item("rows", s.rows)?;
+            entry.set_item("min_first_seen", s.min_first_seen)?;
+            entry.set_item("max_first_seen", s.max_first_seen)?;
+            entry.set_item("min_last_seen", s.min_last_seen)?;
+            entry.set_item("max_last_seen", s.max_last_seen)?;
+            out.set_item(dek_id, entry)?;
+        }
+        Ok(out)
+    }
+
+    /// SHA-256 hex of `key ‖ value` over every row in key order: equal
+    /// digests mean byte-identical registries.
+    fn digest(&self, py: Python<'_>) -> PyResult<String> {
+        self.read(py, |r| r.digest())
+    }
+
+    /// Where this registry and `other` disagree, row by row.
+    fn diff(&self, py: Python<'_>, other: PyRef<'_, PyRegistry>) -> PyResult<PyRegistryDiff> {
+        // One view at a time: `other` may be this very view.
+        let left = self.read(py, |r| r.rows(None))?;
+        let right = other.read(py, |r| r.rows(None))?;
+        Ok(PyRegistryDiff(codec::diff(&left, &right)))
+    }
+
+    /// The rows as five `array.array` columns (no object per row):
+    /// `dek_id` ('I'), `node_id16` ('H'), `full_node_id` ('Q'),
+    /// `first_seen_local_epoch` ('H'), `last_seen_local_epoch` ('H').
+    #[pyo3(signature = (dek_id=None))]
+    fn columns<'py>(&self, py: Python<'py>, dek_id: Option<U32>) -> PyResult<Bound<'py, PyDict>> {
+        let dek_id = dek_id.map(|d| d.value());
+        let c = self.read(py, |r| r.columns(dek_id))?;
+        let out = PyDict::new(py);
+        out.set_item(
+            "dek_id",
+            array_of(py, "I", &c.dek_id, |v| v.to_ne_bytes().to_vec())?,
+        )?;
+        out.set_item(
+            "node_id16",
+            array_of(py, "H", &c.node_id16, |v| v.to_ne_bytes().to_vec())?,
+        )?;
+        out.set_item(
+            "full_node_id",
+            array_of(py, "Q", &c.full_node_id, |v| v.to_ne_bytes().to_vec())?,
+        )?;
+        out.set_item(
+            "first_seen_local_epoch",
+            array_of(py, "H", &c.first_seen_local_epoch, |v| {
+                v.to_ne_bytes().to_vec()
+            })?,
+        )?;
+        out.set_item(
+            "last_seen_local_epoch",
+            array_of(py, "H", &c.last_seen_local_epoch, |v| {
+                v.to_ne_bytes().to_vec()
+            })?,
+        )?;
+        Ok(out)
+    }
+
+    /// A pandas DataFrame, one row per registry row, typed columns
+    /// (needs the `notebook` extra: `pip install encryption-applier[notebook]`).
+    #[pyo3(signature = (dek_id=None))]
+    fn to_pandas<'py>(
+        slf: &Bound<'py, Self>,
+        dek_id: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.py()
+            .import("encryption_applier._frames")?
+            .getattr("registry_to_pandas")?
+            .call1((slf, dek_id))
+    }
+
+    /// Releases this view's snapshot and its handle on the environment.
     fn close(&self) {
         lock(&self.inner).take();
     }
@@ -1210,11 +1318,76 @@ impl PyRegistry {
         false
     }
 
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let path = self.path.display().to_string();
+        if self.closed() {
+            return format!("<Registry path={path:?} closed>");
+        }
+        match self.read(py, |r| r.stats()) {
+            Ok(stats) => {
+                let rows: u64 = stats.per_dek.iter().map(|(_, s)| s.rows).sum();
+                let deks: Vec<u32> = stats.per_dek.iter().map(|(d, _)| *d).collect();
+                format!("<Registry path={path:?} rows={rows} dek_ids={deks:?}>")
+            }
+            Err(e) => format!("<Registry path={path:?} unreadable: {e}>"),
+        }
+    }
+
+    fn _repr_html_<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.py()
+            .import("encryption_applier._frames")?
+            .getattr("registry_html")?
+            .call1((slf,))
+    }
+}
+
+/// Where two registries disagree (`Registry.diff`).
+#[pyclass(module = "encryption_applier", name = "RegistryDiff", frozen)]
+pub struct PyRegistryDiff(codec::RegistryDiff);
+
+#[pymethods]
+impl PyRegistryDiff {
+    /// Rows whose key is only in the registry `diff` was called on.
+    #[getter]
+    fn only_in_self(&self) -> Vec<PyRegistryRow> {
+        self.0
+            .only_left
+            .iter()
+            .copied()
+            .map(PyRegistryRow)
+            .collect()
+    }
+    /// Rows whose key is only in the other registry.
+    #[getter]
+    fn only_in_other(&self) -> Vec<PyRegistryRow> {
+        self.0
+            .only_right
+            .iter()
+            .copied()
+            .map(PyRegistryRow)
+            .collect()
+    }
+    /// `(self_row, other_row)` pairs with the same key and different values.
+    #[getter]
+    fn changed(&self) -> Vec<(PyRegistryRow, PyRegistryRow)> {
+        self.0
+            .changed
+            .iter()
+            .map(|(l, r)| (PyRegistryRow(*l), PyRegistryRow(*r)))
+            .collect()
+    }
+    fn __bool__(&self) -> bool {
+        !self.0.is_empty()
+    }
+    fn __len__(&self) -> usize {
+        self.0.only_left.len() + self.0.only_right.len() + self.0.changed.len()
+    }
     fn __repr__(&self) -> String {
-        let state = if self.closed() { " closed" } else { "" };
         format!(
-            "<Registry path={:?}{state}>",
-            self.path.display().to_string()
+            "<RegistryDiff only_in_self={} only_in_other={} changed={}>",
+            self.0.only_left.len(),
+            self.0.only_right.len(),
+            self.0.changed.len()
         )
     }
 }
@@ -1360,12 +1533,13 @@ impl PyApplier {
 
     /// A read-only view of this applier's registry.
     #[getter]
-    fn registry(&self) -> PyResult<PyRegistry> {
-        let guard = lock(&self.inner);
-        match guard.as_ref() {
-            Some(applier) => Ok(PyRegistry::from_registry(applier.registry())),
-            None => Err(PyValueError::new_err("operation on a closed Applier")),
-        }
+    fn registry(&self, py: Python<'_>) -> PyResult<PyRegistry> {
+        let registry = run_detached(py, || {
+            let guard = lock(&self.inner);
+            let applier = guard.as_ref().ok_or(CoreError::Closed("Applier"))?;
+            Ok(applier.registry().map_err(ApplyError::from)?)
+        })?;
+        Ok(PyRegistry::from_registry(registry))
     }
 
     /// Applies one registration by the four-case rules.
@@ -1469,13 +1643,12 @@ impl PyFileKek {
     /// `nonce(12) ‖ AES-256-GCM ciphertext(32) ‖ tag(16)` of a 32-byte DEK.
     fn wrap<'py>(&self, py: Python<'py>, dek: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
         let bytes = bytes_arg(dek, "dek")?;
-        let key: [u8; DEK_LEN] = bytes.as_ref().try_into().map_err(|_| {
+        let mut key: [u8; DEK_LEN] = bytes.as_ref().try_into().map_err(|_| {
             PyValueError::new_err(format!("a DEK is 32 bytes, got {}", bytes.len()))
         })?;
-        let wrapped = self
-            .kek
-            .wrap(&Dek::from_bytes(key))
-            .map_err(PyException::new_err)?;
+        let dek = Dek::from_bytes(key);
+        key.zeroize();
+        let wrapped = self.kek.wrap(&dek).map_err(PyException::new_err)?;
         Ok(PyBytes::new(py, &wrapped))
     }
 
@@ -1763,6 +1936,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyRotation>()?;
     m.add_class::<PyRegistryRow>()?;
     m.add_class::<PyRegistry>()?;
+    m.add_class::<PyRegistryDiff>()?;
     m.add_class::<PyApplier>()?;
     m.add_class::<PyFileKek>()?;
     m.add_class::<PyKeystore>()?;

@@ -21,6 +21,10 @@ use crate::registry::{decode_row, registry_key, RegistryRow, REGISTRY_PREFIX};
 /// (about 10 million rows), not what it costs.
 pub const DEFAULT_MAP_SIZE: usize = 1 << 30;
 
+/// Reader slots (each open `Registry` view holds one). The first process
+/// to create the lock file fixes this for the environment.
+pub const MAX_READERS: u32 = 1024;
+
 const DATA_FILE: &str = "data.mdb";
 const WRITER_LOCK_FILE: &str = "writer.lock";
 
@@ -107,6 +111,7 @@ fn open_lmdb(path: &Path, mode: OpenMode) -> Result<RegistryEnv, OpenError> {
             // Python layer may run them on whatever thread holds no GIL.
             .set_flags(flags | EnvironmentFlags::NO_TLS)
             .set_map_size(DEFAULT_MAP_SIZE)
+            .set_max_readers(MAX_READERS)
             .open_with_permissions(path, 0o600)
     };
     let (env, read_only) = match open(EnvironmentFlags::empty()) {
@@ -261,6 +266,78 @@ impl RegistryEnv {
         }
         drop(cursor);
         Ok(())
+    }
+}
+
+/// A read transaction pinned for as long as a view wants one consistent
+/// snapshot. With `MDB_NOTLS` it may move between threads, but LMDB
+/// forbids using it from two at once: `Snapshot` is `Send`, not `Sync`.
+pub struct Snapshot {
+    env: Arc<RegistryEnv>,
+    txn: *mut lmdb_sys::MDB_txn,
+}
+
+// SAFETY: the environment is opened with MDB_NOTLS, so a read transaction
+// is not tied to the thread that began it; `!Sync` keeps it to one thread
+// at a time, and the `Arc` keeps the environment open until it is gone.
+unsafe impl Send for Snapshot {}
+
+impl Snapshot {
+    pub fn begin(env: Arc<RegistryEnv>) -> Result<Snapshot, StorageError> {
+        let mut txn: *mut lmdb_sys::MDB_txn = std::ptr::null_mut();
+        // SAFETY: a valid environment, no parent, read-only flag.
+        let rc = unsafe {
+            lmdb_sys::mdb_txn_begin(
+                env.env.env(),
+                std::ptr::null_mut(),
+                lmdb_sys::MDB_RDONLY,
+                &mut txn,
+            )
+        };
+        if rc != 0 {
+            return Err(
+                env.storage_error("beginning a read snapshot", lmdb::Error::from_err_code(rc))
+            );
+        }
+        Ok(Snapshot { env, txn })
+    }
+
+    /// Moves the snapshot to the newest committed state.
+    pub fn refresh(&mut self) -> Result<(), StorageError> {
+        // SAFETY: `txn` is a live read-only transaction owned by `self`.
+        let rc = unsafe {
+            lmdb_sys::mdb_txn_reset(self.txn);
+            lmdb_sys::mdb_txn_renew(self.txn)
+        };
+        if rc != 0 {
+            return Err(self
+                .env
+                .storage_error("renewing a read snapshot", lmdb::Error::from_err_code(rc)));
+        }
+        Ok(())
+    }
+
+    pub fn env(&self) -> &Arc<RegistryEnv> {
+        &self.env
+    }
+}
+
+impl Transaction for Snapshot {
+    fn txn(&self) -> *mut lmdb_sys::MDB_txn {
+        self.txn
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        // SAFETY: `txn` is live (reset transactions may be aborted too).
+        unsafe { lmdb_sys::mdb_txn_abort(self.txn) }
+    }
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").field("env", &self.env).finish()
     }
 }
 

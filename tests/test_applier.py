@@ -331,6 +331,7 @@ def test_reader_process_sees_only_committed_states(registry_dir: Path) -> None:
                 "reg = ea.Registry(sys.argv[1])\n"
                 "print('ready', flush=True)\n"
                 "for line in sys.stdin:\n"
+                "    reg.refresh()\n"
                 "    print([(r.dek_id, r.node_id16, r.full_node_id, r.first_seen_local_epoch,"
                 " r.last_seen_local_epoch) for r in reg], flush=True)\n",
                 str(registry_dir),

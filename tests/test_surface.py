@@ -10,7 +10,7 @@ from encryption_applier import _native
 
 STUB = Path(ea.__file__).with_name("_native.pyi")
 # Type aliases that exist only for typing.
-STUB_ONLY = {"BytesLike", "Outcome", "Payload", "FaultPoint"}
+STUB_ONLY = {"_BytesLike", "_Outcome", "_Payload", "_FaultPoint", "__all__"}
 
 
 def stub_tree() -> ast.Module:

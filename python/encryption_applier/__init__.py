@@ -38,6 +38,7 @@ from ._native import (
     Registration,
     Registry,
     RegistryCorruptionError,
+    RegistryDiff,
     RegistryOpenError,
     RegistryRow,
     Rotation,
@@ -57,6 +58,7 @@ __all__ = [
     "Applier",
     "Registry",
     "RegistryRow",
+    "RegistryDiff",
     # keys
     "FileKek",
     "Keystore",

@@ -1,0 +1,192 @@
+"""The ``encryption-applier`` command line: inspect, digest, export and
+apply against a registry directory."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from . import _native as ea
+
+EXIT_OK = 0
+EXIT_HALT = 1
+EXIT_USAGE = 2
+
+FIELDS = ("dek_id", "node_id16", "full_node_id", "first_seen_local_epoch", "last_seen_local_epoch")
+
+
+def _row_dict(row: ea.RegistryRow) -> dict[str, int]:
+    return {name: getattr(row, name) for name in FIELDS}
+
+
+def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
+    with ea.Registry(args.directory) as registry:
+        rows = registry.rows(args.dek_id)
+        header = ("dek_id", "node_id16", "full_node_id", "first_seen", "last_seen")
+        table = [
+            (str(r.dek_id), f"0x{r.node_id16:04x}", f"0x{r.full_node_id:016x}", str(r.first_seen_local_epoch), str(r.last_seen_local_epoch))
+            for r in rows
+        ]
+        widths = [max([len(h)] + [len(t[i]) for t in table]) for i, h in enumerate(header)]
+        print("  ".join(h.rjust(w) for h, w in zip(header, widths)), file=out)
+        for line in table:
+            print("  ".join(c.rjust(w) for c, w in zip(line, widths)), file=out)
+        scope = f" under dek_id {args.dek_id}" if args.dek_id is not None else ""
+        print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}{scope}; DEKs {registry.dek_ids()}", file=out)
+    return EXIT_OK
+
+
+def cmd_digest(args: argparse.Namespace, out: TextIO) -> int:
+    with ea.Registry(args.directory) as registry:
+        print(registry.digest(), file=out)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
+    with ea.Registry(args.directory) as registry:
+        rows = [_row_dict(r) for r in registry.rows(args.dek_id)]
+    target = open(args.output, "w", newline="") if args.output else out  # noqa: SIM115
+    try:
+        if args.format == "csv":
+            writer = csv.DictWriter(target, fieldnames=FIELDS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        else:
+            json.dump(rows, target, indent=2)
+            target.write("\n")
+    finally:
+        if target is not out:
+            target.close()
+    return EXIT_OK
+
+
+class Progress:
+    """A one-line progress bar on stderr, drawn only for a terminal."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled and total > 0
+        self.last = 0.0
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.1 and done != self.total):
+            return
+        self.last = now
+        width = 30
+        filled = width * done // self.total
+        sys.stderr.write(f"\r[{'#' * filled}{' ' * (width - filled)}] {done}/{self.total} entries")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 60 + "\r")
+            sys.stderr.flush()
+
+
+def read_entries(path: Path) -> list[tuple[int, bytes]]:
+    """(line number, entry bytes) for each non-blank, non-comment line.
+    The whole file is checked before anything is applied."""
+    entries = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            entries.append((number, bytes.fromhex(text)))
+        except ValueError as err:
+            raise SystemExit(f"error: {path}:{number}: not a hex-encoded entry ({err}); nothing was applied")
+    return entries
+
+
+def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
+    if args.sidecar and not args.kek:
+        raise SystemExit("error: --sidecar needs --kek (without a KEK the applier keeps no keys)")
+    entries = read_entries(Path(args.file))
+    kek = ea.FileKek(args.kek) if args.kek else None
+    outcomes: Counter[str] = Counter()
+    progress = Progress(len(entries), enabled=sys.stdout.isatty() and len(entries) >= args.progress_threshold)
+    with ea.Applier(args.directory, kek=kek, sidecar=args.sidecar) as applier:
+        try:
+            for done, (number, entry) in enumerate(entries, start=1):
+                try:
+                    outcomes[applier.apply(entry)] += 1
+                except ea.EncryptionApplyError as halt:
+                    progress.close()
+                    print(f"{args.file}:{number}: HALT {type(halt).__name__}: {halt}", file=out)
+                    print(f"{done - 1} entries before line {number} were applied; nothing of line {number} was written.", file=out)
+                    return EXIT_HALT
+                progress.update(done)
+        finally:
+            progress.close()
+    summary = ", ".join(f"{name} {count}" for name, count in sorted(outcomes.items()))
+    print(f"applied {len(entries)} entries to {args.directory}" + (f": {summary}" if summary else ""), file=out)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="encryption-applier",
+        description="Inspect and apply to an encryption writer registry (an LMDB directory).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {ea.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("inspect", help="print the registry rows as a table", description="Print the rows as a table, in key order.")
+    p.add_argument("directory", help="registry directory")
+    p.add_argument("--dek-id", type=int, help="only the rows of this DEK")
+    p.set_defaults(run=cmd_inspect)
+
+    p = sub.add_parser(
+        "digest",
+        help="print the registry digest",
+        description="Print SHA-256 (hex) over key ‖ value of every row in key order; equal digests mean identical registries.",
+    )
+    p.add_argument("directory", help="registry directory")
+    p.set_defaults(run=cmd_digest)
+
+    p = sub.add_parser("export", help="write the rows as CSV or JSON", description="Write the rows as CSV or JSON.")
+    p.add_argument("directory", help="registry directory")
+    p.add_argument("--format", choices=("csv", "json"), required=True)
+    p.add_argument("--output", "-o", help="file to write (default: standard output)")
+    p.add_argument("--dek-id", type=int, help="only the rows of this DEK")
+    p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser(
+        "apply",
+        help="apply a file of hex-encoded entries",
+        description=(
+            "Apply FILE, one hex-encoded entry (opcode ‖ payload) per line ('#' starts a comment), in order. "
+            "On a halt, print the line, the exception and its message and exit 1: every earlier line stays applied."
+        ),
+    )
+    p.add_argument("directory", help="registry directory (created if missing)")
+    p.add_argument("file", help="file of hex-encoded entries")
+    p.add_argument("--kek", help="KEK file, needed for bootstrap and rotation entries")
+    p.add_argument("--sidecar", help="sidecar path (default: keys.json in the registry directory)")
+    p.add_argument("--progress-threshold", type=int, default=1000, help=argparse.SUPPRESS)
+    p.set_defaults(run=cmd_apply)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args, out or sys.stdout)
+    except ea.EncryptionError as err:
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_HALT if isinstance(err, ea.EncryptionApplyError) else EXIT_USAGE
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

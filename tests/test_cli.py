@@ -1,0 +1,154 @@
+"""The command line, run as a user would: the console script and
+`python -m encryption_applier`, in child processes."""
+
+import csv
+import io
+import json
+import os
+import pty
+import select
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import encryption_applier as ea
+
+A, B = 0xABCD_0001, 0x1234_0002
+SCRIPT = shutil.which("encryption-applier", path=str(Path(sys.executable).parent))
+
+
+def cli(*args: str, module: bool = False) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "encryption_applier"] if module or SCRIPT is None else [SCRIPT]
+    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def write_entries(path: Path, entries: list[bytes], comments: bool = False) -> Path:
+    lines = [e.hex() for e in entries]
+    if comments:
+        lines = ["# a log of entries", "", *(f"{line}  # entry {i}" for i, line in enumerate(lines))]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_console_script_is_installed() -> None:
+    assert SCRIPT is not None
+
+
+@pytest.mark.parametrize("command", [[], ["inspect"], ["digest"], ["export"], ["apply"]])
+def test_help_for_every_command(command: list[str]) -> None:
+    proc = cli(*command, "--help")
+    assert proc.returncode == 0
+    assert "usage: encryption-applier" in proc.stdout
+    if command:
+        assert command[0] in proc.stdout
+
+
+def test_apply_then_inspect_digest_export(tmp_path: Path) -> None:
+    directory = tmp_path / "reg"
+    entries = [ea.Registration(1, A, 1).to_entry(), ea.Registration(1, A, 2).to_entry(), ea.Registration(2, B, 1).to_entry()]
+    proc = cli("apply", directory, write_entries(tmp_path / "log.hex", entries, comments=True))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"applied 3 entries to {directory}: advanced 1, inserted 2"
+
+    proc = cli("inspect", directory, module=True)
+    assert proc.returncode == 0
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["dek_id", "node_id16", "full_node_id", "first_seen", "last_seen"]
+    assert lines[1].split() == ["1", "0x0001", "0x00000000abcd0001", "1", "2"]
+    assert lines[-1] == "2 rows; DEKs [1, 2]"
+    assert cli("inspect", directory, "--dek-id", "2").stdout.splitlines()[-1] == "1 row under dek_id 2; DEKs [1, 2]"
+
+    with ea.Registry(directory) as registry:
+        digest = registry.digest()
+        rows = registry.rows()
+    assert cli("digest", directory).stdout.strip() == digest
+
+    exported = cli("export", directory, "--format", "csv").stdout
+    assert list(csv.DictReader(io.StringIO(exported))) == [
+        {k: str(getattr(r, k)) for k in ("dek_id", "node_id16", "full_node_id", "first_seen_local_epoch", "last_seen_local_epoch")}
+        for r in rows
+    ]
+    out = tmp_path / "rows.json"
+    assert cli("export", directory, "--format", "json", "-o", out).returncode == 0
+    assert [ea.RegistryRow(**d) for d in json.loads(out.read_text())] == rows
+
+
+def test_apply_halt_reports_line_and_keeps_earlier_lines(tmp_path: Path) -> None:
+    directory = tmp_path / "reg"
+    entries = [
+        ea.Registration(1, A, 5).to_entry(),
+        ea.Registration(1, B, 1).to_entry(),
+        ea.Registration(1, A, 4).to_entry(),  # rollback: line 3
+        ea.Registration(1, B, 2).to_entry(),  # never applied
+    ]
+    proc = cli("apply", directory, write_entries(tmp_path / "log.hex", entries))
+    assert proc.returncode == 1
+    assert "log.hex:3: HALT LocalEpochRollbackError:" in proc.stdout
+    assert "dek_id=1 full_node_id=0xabcd0001 last_seen=5 incoming=4" in proc.stdout
+    assert "2 entries before line 3 were applied" in proc.stdout
+    with ea.Registry(directory) as registry:
+        assert registry.rows() == [ea.RegistryRow(1, 1, A, 5, 5), ea.RegistryRow(1, 2, B, 1, 1)]
+
+
+def test_apply_refuses_a_file_with_bad_hex_before_applying_anything(tmp_path: Path) -> None:
+    log = tmp_path / "log.hex"
+    log.write_text(ea.Registration(1, A, 1).to_entry().hex() + "\nnot-hex\n")
+    proc = cli("apply", tmp_path / "reg", log)
+    assert proc.returncode != 0
+    assert "log.hex:2" in proc.stderr and "nothing was applied" in proc.stderr
+    assert not (tmp_path / "reg").exists() or len(ea.Registry(tmp_path / "reg")) == 0
+
+
+def test_apply_bootstrap_with_a_kek(tmp_path: Path) -> None:
+    kek_path = tmp_path / "kek"
+    kek = ea.FileKek.generate(kek_path)
+    boot = ea.Bootstrap(1, kek.wrap(b"\x01" * 32), 2, kek.wrap(b"\x02" * 32), [ea.Registration(1, A, 1)])
+    log = write_entries(tmp_path / "log.hex", [boot.to_entry()])
+    proc = cli("apply", tmp_path / "reg", log)
+    assert proc.returncode == 1 and "KEKNotConfiguredError" in proc.stdout
+    proc = cli("apply", tmp_path / "reg", log, "--kek", kek_path)
+    assert proc.returncode == 0 and "bootstrapped 1" in proc.stdout
+    assert ea.read_sidecar(tmp_path / "reg" / "keys.json").active == {"storage": 1, "raft": 2}  # type: ignore[union-attr]
+
+
+def test_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
+    proc = cli("inspect", tmp_path / "missing")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: RegistryOpenError:") and "Traceback" not in proc.stderr
+    proc = cli("apply", tmp_path / "reg", tmp_path / "no-such-file")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    proc = cli("apply", tmp_path / "reg", tmp_path / "x", "--sidecar", tmp_path / "s.json")
+    assert proc.returncode != 0 and "--sidecar needs --kek" in proc.stderr
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
+    entries = [ea.Registration(1, 0x10000 + n, 1).to_entry() for n in range(1, 301)]
+    log = write_entries(tmp_path / "log.hex", entries)
+    piped = cli("apply", tmp_path / "piped", log, "--progress-threshold", "100")
+    assert piped.returncode == 0 and "entries" not in piped.stderr and "[" not in piped.stderr
+
+    # Under a pseudo-terminal the bar is drawn on stderr (same terminal).
+    command = [SCRIPT or sys.executable, "apply", str(tmp_path / "tty"), str(log), "--progress-threshold", "100"]
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.execv(command[0], command)
+    output = b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    text = output.decode()
+    assert os.WEXITSTATUS(status) == 0, text
+    assert "300/300 entries" in text and "[" + "#" * 30 + "]" in text
+    assert "applied 300 entries" in text

@@ -1,0 +1,209 @@
+"""Exploring registries: snapshots and refresh, stats, digest, diff,
+columns, pandas and notebook display."""
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import encryption_applier as ea
+from conftest import dump_raw, run_python
+
+A, B, C = 0xA_0001, 0xB_0002, 0xC_0003
+
+
+def fill(directory: Path, regs: list[tuple[int, int, int]]) -> None:
+    with ea.Applier(directory) as applier:
+        for reg in regs:
+            applier.apply_registration(ea.Registration(*reg))
+
+
+STREAM = [(1, A, 1), (1, B, 2), (1, A, 4), (2, C, 3), (7, A, 9), (7, B, 1), (7, B, 5)]
+
+
+def test_digest_is_sha256_of_keys_and_values_in_key_order(registry_dir: Path) -> None:
+    fill(registry_dir, STREAM)
+    raw = dump_raw(registry_dir)
+    expected = hashlib.sha256(b"".join(k + v for k, v in raw if k.startswith(ea.REGISTRY_PREFIX))).hexdigest()
+    with ea.Registry(registry_dir) as registry:
+        assert registry.digest() == expected
+    with ea.Applier(registry_dir) as applier:
+        applier.apply_registration(ea.Registration(7, B, 6))
+        assert applier.registry.digest() != expected
+
+
+def test_empty_registry_digest_is_sha256_of_nothing(registry_dir: Path) -> None:
+    ea.Applier(registry_dir).close()
+    assert ea.Registry(registry_dir).digest() == hashlib.sha256(b"").hexdigest()
+
+
+def test_stats_per_dek(registry_dir: Path) -> None:
+    fill(registry_dir, STREAM)
+    with ea.Registry(registry_dir) as registry:
+        stats = registry.stats()
+        rows = registry.rows()
+    assert list(stats) == [1, 2, 7]
+    for dek_id, s in stats.items():
+        mine = [r for r in rows if r.dek_id == dek_id]
+        assert s == {
+            "rows": len(mine),
+            "min_first_seen": min(r.first_seen_local_epoch for r in mine),
+            "max_first_seen": max(r.first_seen_local_epoch for r in mine),
+            "min_last_seen": min(r.last_seen_local_epoch for r in mine),
+            "max_last_seen": max(r.last_seen_local_epoch for r in mine),
+        }
+
+
+def test_diff_between_replicas(tmp_path: Path) -> None:
+    fill(tmp_path / "left", [(1, A, 1), (1, B, 2), (2, C, 3)])
+    fill(tmp_path / "right", [(1, B, 3), (2, C, 3), (3, A, 1)])
+    left, right = ea.Registry(tmp_path / "left"), ea.Registry(tmp_path / "right")
+    d = left.diff(right)
+    assert d and len(d) == 3
+    assert d.only_in_self == [ea.RegistryRow(1, 1, A, 1, 1)]
+    assert d.only_in_other == [ea.RegistryRow(3, 1, A, 1, 1)]
+    assert d.changed == [(ea.RegistryRow(1, 2, B, 2, 2), ea.RegistryRow(1, 2, B, 3, 3))]
+    assert "only_in_self=1" in repr(d)
+    assert not left.diff(left)
+    back = right.diff(left)
+    assert back.only_in_self == d.only_in_other and back.changed == [(b, a) for a, b in d.changed]
+
+
+def test_columns_are_arrays_matching_rows(registry_dir: Path) -> None:
+    fill(registry_dir, STREAM)
+    with ea.Registry(registry_dir) as registry:
+        columns = registry.columns()
+        rows = registry.rows()
+        only_7 = registry.columns(7)
+    assert {name: col.typecode for name, col in columns.items()} == {
+        "dek_id": "I",
+        "node_id16": "H",
+        "full_node_id": "Q",
+        "first_seen_local_epoch": "H",
+        "last_seen_local_epoch": "H",
+    }
+    for name, col in columns.items():
+        assert list(col) == [getattr(r, name) for r in rows]
+    assert list(only_7["dek_id"]) == [7, 7]
+
+
+def test_to_pandas_has_typed_columns(registry_dir: Path) -> None:
+    import pandas
+    fill(registry_dir, STREAM + [(9, 0xFFFF_FFFF_FFFF_FFFF, 65535)])
+    with ea.Registry(registry_dir) as registry:
+        frame = registry.to_pandas()
+        rows = registry.rows()
+        only_1 = registry.to_pandas(dek_id=1)
+    assert isinstance(frame, pandas.DataFrame)
+    assert dict(frame.dtypes.astype(str)) == {
+        "dek_id": "uint32",
+        "node_id16": "uint16",
+        "full_node_id": "uint64",
+        "first_seen_local_epoch": "uint16",
+        "last_seen_local_epoch": "uint16",
+    }
+    assert [tuple(int(x) for x in t) for t in frame.itertuples(index=False)] == [
+        (r.dek_id, r.node_id16, r.full_node_id, r.first_seen_local_epoch, r.last_seen_local_epoch) for r in rows
+    ]
+    assert list(only_1.dek_id) == [1, 1]
+
+
+def test_to_pandas_without_pandas_says_how_to_install(registry_dir: Path) -> None:
+    fill(registry_dir, STREAM)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.modules['pandas'] = None\n"
+            "import encryption_applier as ea\n"
+            "try:\n"
+            "    ea.Registry(sys.argv[1]).to_pandas()\n"
+            "except ImportError as e:\n"
+            "    print(e)\n",
+            str(registry_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "pip install 'encryption-applier[notebook]'" in proc.stdout
+
+
+def test_repr_and_html_summarise(registry_dir: Path) -> None:
+    fill(registry_dir, STREAM)
+    with ea.Registry(registry_dir) as registry:
+        text = repr(registry)
+        page = registry._repr_html_()
+        digest = registry.digest()
+    assert str(registry_dir.resolve()) in text and "rows=5" in text and "dek_ids=[1, 2, 7]" in text
+    assert str(registry_dir.resolve()) in page and "5 rows under 3 DEKs" in page and digest in page
+    assert page.count("<tr>") == 4  # header + one per DEK
+    assert "closed" in repr(registry)
+
+
+def test_view_is_a_snapshot_until_refresh(registry_dir: Path) -> None:
+    fill(registry_dir, [(1, A, 1)])
+    view = ea.Registry(registry_dir)
+    with ea.Applier(registry_dir) as applier:
+        applier.apply_registration(ea.Registration(1, B, 1))
+        applier.apply_registration(ea.Registration(1, A, 2))
+        assert len(applier.registry) == 2  # a fresh view sees the commits
+        assert view.rows() == [ea.RegistryRow(1, 1, A, 1, 1)]  # the pinned one does not
+        assert len(view) == 1 and view.get(1, 2) is None
+        view.refresh()
+        assert view.rows() == [ea.RegistryRow(1, 1, A, 1, 2), ea.RegistryRow(1, 2, B, 1, 1)]
+
+
+def test_snapshot_while_another_process_applies(registry_dir: Path) -> None:
+    """A writer process applies in steps; this process's view stays on its
+    snapshot (every read agrees with every other) until refresh()."""
+    fill(registry_dir, [(1, A, 1)])
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, encryption_applier as ea\n"
+            "a = ea.Applier(sys.argv[1])\n"
+            "for line in sys.stdin:\n"
+            "    n = int(line)\n"
+            "    a.apply_registration(ea.Registration(1, 0x10000 + n, 1))\n"
+            "    print('done', n, flush=True)\n",
+            str(registry_dir),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdin is not None and writer.stdout is not None
+    view = ea.Registry(registry_dir)
+    digest = view.digest()
+    for n in range(2, 12):
+        writer.stdin.write(f"{n}\n")
+        writer.stdin.flush()
+        assert writer.stdout.readline().split() == ["done", str(n)]
+        assert view.digest() == digest and len(view) == 1
+    view.refresh()
+    assert len(view) == 11
+    assert len(ea.Registry(registry_dir)) == 11
+    writer.stdin.close()
+    assert writer.wait(timeout=60) == 0
+
+
+def test_refresh_on_a_closed_view_is_refused(registry_dir: Path) -> None:
+    fill(registry_dir, [(1, A, 1)])
+    view = ea.Registry(registry_dir)
+    view.close()
+    with pytest.raises(ValueError, match="closed"):
+        view.refresh()
+
+
+def test_many_views_at_once(registry_dir: Path) -> None:
+    fill(registry_dir, [(1, A, 1)])
+    views = [ea.Registry(registry_dir) for _ in range(300)]
+    assert all(len(v) == 1 for v in views)
+    for v in views:
+        v.close()
+    proc = run_python("import sys, encryption_applier as ea; print(len(ea.Registry(sys.argv[1])))", str(registry_dir))
+    assert proc.stdout.strip() == "1"
