@@ -6,14 +6,16 @@
 //! transaction: any error drops the transaction (an abort), so a halted
 //! entry leaves the registry byte-for-byte as it was.
 
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lmdb::{Transaction, WriteFlags};
 
 use crate::error::{
-    ApplierOpenError, ApplyError, OpenError, RegistryError, RejectReason, SidecarError,
-    StorageError,
+    ApplierOpenError, ApplyError, MalformedPayload, OpenError, RegistryError, RejectReason,
+    SidecarError, StorageError,
 };
 use crate::kek::{Dek, Kek};
 use crate::keystore::{Install, Keystore};
@@ -39,6 +41,9 @@ pub enum Outcome {
     Bootstrapped,
     /// A rotation installed a key, moved an active id and/or a row.
     Rotated,
+    /// The entry's Raft index is at or below the applied index: it was
+    /// applied before, and is not looked at again.
+    Skipped,
 }
 
 impl Outcome {
@@ -49,6 +54,7 @@ impl Outcome {
             Outcome::Unchanged => "unchanged",
             Outcome::Bootstrapped => "bootstrapped",
             Outcome::Rotated => "rotated",
+            Outcome::Skipped => "skipped",
         }
     }
 }
@@ -192,7 +198,55 @@ pub struct Applier {
     _lock: WriterLock,
     crypto: Option<Crypto>,
     fault: Option<(FaultPoint, FaultAction)>,
+    /// The stored Raft applied index. This applier is the only writer, so
+    /// the copy in memory is the one on disk.
+    applied_index: Option<u64>,
 }
+
+/// Why `apply_many` stopped: the entry at `position` halted (or, for a
+/// storage fault on commit, the first entry whose transaction was lost).
+/// Everything before `position` is committed; nothing from it on is.
+#[derive(Debug)]
+pub struct BatchHalt {
+    pub position: usize,
+    pub error: ApplyError,
+    /// The outcomes of the entries before `position`.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// A slot of the in-memory overlay `apply_many` keeps per registry key:
+/// each key is read from LMDB once and written once per transaction.
+struct Slot {
+    row: Option<RegistryRow>,
+    dirty: bool,
+}
+
+/// The registry key packed as `dek_id << 16 | node_id16`: it orders like
+/// the 27-byte key does.
+fn packed_key(dek_id: u32, node_id16: u16) -> u64 {
+    (u64::from(dek_id) << 16) | u64::from(node_id16)
+}
+
+/// A multiplicative hasher for packed keys; the std SipHash would cost more
+/// than the LMDB lookup it saves.
+#[derive(Default)]
+struct PackedKeyHasher(u64);
+
+impl std::hash::Hasher for PackedKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (n ^ (n >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Overlay = HashMap<u64, Slot, BuildHasherDefault<PackedKeyHasher>>;
 
 /// Adds `dek_id` to `sidecar` as a key of `purpose`, keeping an entry that
 /// is already there (its `created` and `local_epoch` belong to the first
@@ -264,7 +318,7 @@ impl Applier {
     /// Opens the registry at `path`, creating the directory and the LMDB
     /// environment when missing, and takes the directory's writer lock.
     /// Without a KEK, bootstrap and rotation entries halt.
-    pub fn open(path: &Path) -> Result<Applier, OpenError> {
+    pub fn open(path: &Path) -> Result<Applier, ApplierOpenError> {
         let env = open_env(path, OpenMode::Create)?;
         if env.is_read_only() {
             return Err(OpenError {
@@ -272,14 +326,20 @@ impl Applier {
                 reason: "the registry is open read-only in this process (the directory was not \
                          writable when a Registry view opened it)"
                     .into(),
-            });
+            }
+            .into());
         }
         let lock = WriterLock::acquire(env.path())?;
+        let applied_index = env
+            .read(|txn| env.get_applied_index(txn))
+            .map_err(ApplyError::from)?;
+        env.set_durable(true).map_err(ApplyError::from)?;
         Ok(Applier {
             env,
             _lock: lock,
             crypto: None,
             fault: None,
+            applied_index,
         })
     }
 
@@ -354,23 +414,70 @@ impl Applier {
         }
     }
 
-    pub fn apply_registration(&mut self, reg: &Registration) -> Result<Outcome, ApplyError> {
-        let env = &self.env;
-        let mut txn = begin(env)?;
-        match stage_registration(env, &mut txn, reg)? {
-            // Nothing to write: dropping the transaction aborts it.
-            None => Ok(Outcome::Unchanged),
-            Some(outcome) => {
-                commit(env, txn)?;
-                Ok(outcome)
+    /// `sync=True` (the default) or `False`; see [`RegistryEnv::set_durable`].
+    pub fn set_durable(&mut self, durable: bool) -> Result<(), StorageError> {
+        self.env.set_durable(durable)
+    }
+
+    /// The highest Raft index applied through this registry, if any.
+    pub fn applied_index(&self) -> Option<u64> {
+        self.applied_index
+    }
+
+    /// Whether the entry at `index` was applied already (and so would be skipped).
+    pub fn is_applied(&self, index: Option<u64>) -> bool {
+        matches!((index, self.applied_index), (Some(i), Some(done)) if i <= done)
+    }
+
+    /// Records `index` in `txn` and commits when there is anything to
+    /// commit; the applied index moves only once the commit returned.
+    fn finish(
+        &mut self,
+        mut txn: lmdb::RwTransaction<'_>,
+        wrote: bool,
+        index: Option<u64>,
+    ) -> Result<(), ApplyError> {
+        if let Some(index) = index {
+            self.env.put_applied_index(&mut txn, index)?;
+        }
+        if wrote || index.is_some() {
+            commit(&self.env, txn)?;
+            if index.is_some() {
+                self.applied_index = index;
             }
         }
+        Ok(())
+    }
+
+    pub fn apply_registration(&mut self, reg: &Registration) -> Result<Outcome, ApplyError> {
+        self.apply_entry_at(&Entry::Registration(*reg), None)
+    }
+
+    fn apply_registration_at(
+        &mut self,
+        reg: &Registration,
+        index: Option<u64>,
+    ) -> Result<Outcome, ApplyError> {
+        let env = Arc::clone(&self.env);
+        let mut txn = begin(&env)?;
+        // Nothing to write leaves the transaction to be aborted on drop.
+        let outcome = stage_registration(&env, &mut txn, reg)?;
+        self.finish(txn, outcome.is_some(), index)?;
+        Ok(outcome.unwrap_or(Outcome::Unchanged))
     }
 
     /// SPEC §5 bootstrap: validate everything, then install both keys,
     /// write the sidecar and insert the batch rows. Every step is
     /// idempotent, so replaying the entry after a crash converges.
     pub fn apply_bootstrap(&mut self, b: &Bootstrap) -> Result<Outcome, ApplyError> {
+        self.apply_entry_at(&Entry::Bootstrap(b.clone()), None)
+    }
+
+    fn apply_bootstrap_at(
+        &mut self,
+        b: &Bootstrap,
+        index: Option<u64>,
+    ) -> Result<Outcome, ApplyError> {
         b.validate()?;
         if self.crypto.is_none() {
             return Err(ApplyError::KekNotConfigured {
@@ -440,6 +547,9 @@ impl Applier {
             crypto.keystore.check(*id, dek)?;
         }
         let mut next = current.clone().unwrap_or_default();
+        if let Some(index) = index {
+            next.raft_applied_index = index;
+        }
         next.active_storage = b.storage_dek_id;
         next.active_raft = b.raft_dek_id;
         for (id, purpose, wrapped) in keys {
@@ -455,7 +565,8 @@ impl Applier {
         for row in &b.batch_registry {
             rows_written |= stage_registration(&env, &mut txn, row)?.is_some();
         }
-        let changed = self.install_and_persist(deks, current.as_ref(), &next, txn, rows_written)?;
+        let changed =
+            self.install_and_persist(deks, current.as_ref(), &next, txn, rows_written, index)?;
         Ok(if changed {
             Outcome::Bootstrapped
         } else {
@@ -473,6 +584,7 @@ impl Applier {
         next: &Sidecar,
         txn: lmdb::RwTransaction<'_>,
         rows_written: bool,
+        index: Option<u64>,
     ) -> Result<bool, ApplyError> {
         let mut installed = Vec::new();
         let result = (|| {
@@ -493,9 +605,7 @@ impl Applier {
             }
             self.fault_at(FaultPoint::AfterSidecarWrite)?;
             self.fault_at(FaultPoint::BeforeRegistryCommit)?;
-            if rows_written {
-                commit(&self.env, txn)?;
-            }
+            self.finish(txn, rows_written, index)?;
             Ok(sidecar_changed || rows_written || !installed.is_empty())
         })();
         if result.is_err() {
@@ -511,6 +621,14 @@ impl Applier {
     /// SPEC §5 rotation: a new DEK for one purpose becomes active (older
     /// keys stay), then the proposer's registration is applied.
     pub fn apply_rotation(&mut self, r: &Rotation) -> Result<Outcome, ApplyError> {
+        self.apply_entry_at(&Entry::Rotation(r.clone()), None)
+    }
+
+    fn apply_rotation_at(
+        &mut self,
+        r: &Rotation,
+        index: Option<u64>,
+    ) -> Result<Outcome, ApplyError> {
         r.validate()?;
         if self.crypto.is_none() {
             return Err(ApplyError::KekNotConfigured {
@@ -543,6 +661,9 @@ impl Applier {
         let dek = crypto.unwrap(r.dek_id, r.purpose, &r.wrapped)?;
         crypto.keystore.check(r.dek_id, &dek)?;
         let mut next = current.clone();
+        if let Some(index) = index {
+            next.raft_applied_index = index;
+        }
         next.set_active(r.purpose, r.dek_id);
         add_key(&mut next, r.dek_id, r.purpose, &r.wrapped);
         self.fault_at(FaultPoint::AfterUnwrap)?;
@@ -556,6 +677,7 @@ impl Applier {
             &next,
             txn,
             rows_written,
+            index,
         )?;
         Ok(if changed {
             Outcome::Rotated
@@ -565,16 +687,190 @@ impl Applier {
     }
 
     pub fn apply_entry(&mut self, entry: &Entry) -> Result<Outcome, ApplyError> {
+        self.apply_entry_at(entry, None)
+    }
+
+    /// Applies `entry` as the Raft log entry at `index` (when given): an
+    /// index at or below the applied index is skipped unexamined, and the
+    /// index is recorded in the same transaction as the entry's rows.
+    pub fn apply_entry_at(
+        &mut self,
+        entry: &Entry,
+        index: Option<u64>,
+    ) -> Result<Outcome, ApplyError> {
+        if self.is_applied(index) {
+            return Ok(Outcome::Skipped);
+        }
         match entry {
-            Entry::Registration(reg) => self.apply_registration(reg),
-            Entry::Bootstrap(b) => self.apply_bootstrap(b),
-            Entry::Rotation(r) => self.apply_rotation(r),
+            Entry::Registration(reg) => self.apply_registration_at(reg, index),
+            Entry::Bootstrap(b) => self.apply_bootstrap_at(b, index),
+            Entry::Rotation(r) => self.apply_rotation_at(r, index),
         }
     }
 
     /// Decodes `opcode ‖ payload` and applies it.
     pub fn apply(&mut self, entry: &[u8]) -> Result<Outcome, ApplyError> {
-        self.apply_entry(&Entry::decode(entry)?)
+        self.apply_at(entry, None)
+    }
+
+    /// Like [`Applier::apply_entry_at`] for bytes; a skipped index is not
+    /// even decoded.
+    pub fn apply_at(&mut self, entry: &[u8], index: Option<u64>) -> Result<Outcome, ApplyError> {
+        if self.is_applied(index) {
+            return Ok(Outcome::Skipped);
+        }
+        self.apply_entry_at(&Entry::decode(entry)?, index)
+    }
+
+    /// Applies `entries` in order with group commit: each run of
+    /// registrations is one LMDB transaction and one durable commit, with
+    /// every key read and written once. Semantics equal applying the
+    /// entries one by one: when entry `k` halts, entries before `k` are
+    /// committed and nothing of `k` or later is written. With
+    /// `first_index`, entry `i` is the Raft entry `first_index + i`.
+    pub fn apply_many(
+        &mut self,
+        entries: &[Result<Entry, MalformedPayload>],
+        first_index: Option<u64>,
+    ) -> Result<Vec<Outcome>, BatchHalt> {
+        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut position = 0;
+        while position < entries.len() {
+            position =
+                self.apply_registration_run(entries, position, first_index, &mut outcomes)?;
+            let Some(entry) = entries.get(position) else {
+                break;
+            };
+            // A bootstrap or rotation: its own transaction and sidecar write.
+            let index = first_index.map(|f| f.saturating_add(position as u64));
+            let result = match entry {
+                Ok(entry) => self.apply_entry_at(entry, index),
+                Err(malformed) => Err(ApplyError::Malformed(malformed.clone())),
+            };
+            match result {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(error) => {
+                    return Err(BatchHalt {
+                        position,
+                        error,
+                        outcomes,
+                    })
+                }
+            }
+            position += 1;
+        }
+        Ok(outcomes)
+    }
+
+    /// Applies registrations (and skips applied indexes) from `start` in
+    /// one transaction, up to the end or the first bootstrap/rotation, whose
+    /// position it returns.
+    fn apply_registration_run(
+        &mut self,
+        entries: &[Result<Entry, MalformedPayload>],
+        start: usize,
+        first_index: Option<u64>,
+        outcomes: &mut Vec<Outcome>,
+    ) -> Result<usize, BatchHalt> {
+        let env = Arc::clone(&self.env);
+        let lost = |error: ApplyError, outcomes: &mut Vec<Outcome>| {
+            outcomes.truncate(start);
+            BatchHalt {
+                position: start,
+                error,
+                outcomes: std::mem::take(outcomes),
+            }
+        };
+        let mut txn = match begin(&env) {
+            Ok(txn) => txn,
+            Err(e) => return Err(lost(e, outcomes)),
+        };
+        let mut overlay = Overlay::default();
+        let mut last_index = None;
+        let mut halt = None;
+        let mut position = start;
+        while let Some(entry) = entries.get(position) {
+            let index = first_index.map(|f| f.saturating_add(position as u64));
+            if self.is_applied(index) {
+                outcomes.push(Outcome::Skipped);
+                position += 1;
+                continue;
+            }
+            let reg = match entry {
+                Ok(Entry::Registration(reg)) => reg,
+                Ok(_) => break,
+                Err(malformed) => {
+                    halt = Some((position, ApplyError::Malformed(malformed.clone())));
+                    break;
+                }
+            };
+            let slot = match overlay.entry(packed_key(reg.dek_id, reg.node_id16())) {
+                std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
+                std::collections::hash_map::Entry::Vacant(vacant) => {
+                    match env.get_row(&txn, reg.dek_id, reg.node_id16()) {
+                        Ok(row) => vacant.insert(Slot { row, dirty: false }),
+                        Err(e) => {
+                            halt = Some((position, e.into()));
+                            break;
+                        }
+                    }
+                }
+            };
+            match decide(slot.row.as_ref(), reg) {
+                Ok(Decision::Unchanged) => outcomes.push(Outcome::Unchanged),
+                Ok(Decision::Write(value, outcome)) => {
+                    slot.row = Some(RegistryRow {
+                        dek_id: reg.dek_id,
+                        node_id16: reg.node_id16(),
+                        full_node_id: value.full_node_id,
+                        first_seen_local_epoch: value.first_seen_local_epoch,
+                        last_seen_local_epoch: value.last_seen_local_epoch,
+                    });
+                    slot.dirty = true;
+                    outcomes.push(outcome);
+                }
+                Err(e) => {
+                    halt = Some((position, e));
+                    break;
+                }
+            }
+            if index.is_some() {
+                last_index = index;
+            }
+            position += 1;
+        }
+        // Writes in key order touch each B-tree page once, in order.
+        let mut dirty: Vec<RegistryRow> = overlay
+            .into_values()
+            .filter(|slot| slot.dirty)
+            .filter_map(|slot| slot.row)
+            .collect();
+        dirty.sort_unstable();
+        for row in &dirty {
+            let key = registry_key(row.dek_id, row.node_id16);
+            if let Err(e) = txn.put(
+                env.db(),
+                &key,
+                &encode_registry_value(&row.value()),
+                WriteFlags::empty(),
+            ) {
+                return Err(lost(
+                    env.storage_error("writing a registry row", e).into(),
+                    outcomes,
+                ));
+            }
+        }
+        if let Err(e) = self.finish(txn, !dirty.is_empty(), last_index) {
+            return Err(lost(e, outcomes));
+        }
+        match halt {
+            Some((position, error)) => Err(BatchHalt {
+                position,
+                error,
+                outcomes: std::mem::take(outcomes),
+            }),
+            None => Ok(position),
+        }
     }
 
     /// A read-only view of the registry as committed now, sharing this
@@ -606,6 +902,11 @@ impl Registry {
 
     pub fn path(&self) -> &Path {
         self.snapshot.env().path()
+    }
+
+    /// The highest Raft index applied, as of this view's snapshot.
+    pub fn applied_index(&self) -> Result<Option<u64>, RegistryError> {
+        self.snapshot.env().get_applied_index(&self.snapshot)
     }
 
     /// Moves the view to the newest committed state.
@@ -910,7 +1211,7 @@ mod tests {
         let dir = temp_dir("two");
         let a = Applier::open(&dir).expect("open");
         let err = Applier::open(&dir).unwrap_err();
-        assert!(err.reason.contains("another Applier"), "{err}");
+        assert!(err.to_string().contains("another Applier"), "{err}");
         drop(a);
         Applier::open(&dir).expect("after close");
         let _ = std::fs::remove_dir_all(&dir);
@@ -1146,5 +1447,116 @@ mod tests {
             let _ = std::fs::remove_dir_all(&dir);
         }
         let _ = std::fs::remove_dir_all(&reference);
+    }
+
+    // ------------------------------------------------------------ batches
+
+    /// A deterministic stream with replays, advances, rollbacks and
+    /// collisions (xorshift, so no dependency).
+    fn stream(seed: u64, n: usize) -> Vec<Registration> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                reg(
+                    (x % 3) as u32,
+                    ((x >> 8) % 2) << 16 | ((x >> 16) % 4),
+                    ((x >> 24) % 6) as u16,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn apply_many_equals_one_by_one() {
+        let mut halted = 0;
+        for seed in 1..40u64 {
+            let entries = stream(seed, (seed as usize * 7) % 30 + 1);
+            let one_dir = temp_dir("one");
+            let mut one = Applier::open(&one_dir).expect("open");
+            let mut expected = Vec::new();
+            let mut halt_at = None;
+            for (i, r) in entries.iter().enumerate() {
+                match one.apply_registration(r) {
+                    Ok(o) => expected.push(o),
+                    Err(_) => {
+                        halt_at = Some(i);
+                        break;
+                    }
+                }
+            }
+            let many_dir = temp_dir("many");
+            let mut many = Applier::open(&many_dir).expect("open");
+            let batch: Vec<_> = entries
+                .iter()
+                .map(|r| Ok(Entry::Registration(*r)))
+                .collect();
+            match (many.apply_many(&batch, None), halt_at) {
+                (Ok(outcomes), None) => assert_eq!(outcomes, expected, "seed {seed}"),
+                (Err(halt), Some(k)) => {
+                    halted += 1;
+                    assert_eq!(halt.position, k, "seed {seed}");
+                    assert_eq!(halt.outcomes, expected, "seed {seed}");
+                }
+                (got, want) => panic!("seed {seed}: {got:?} vs halt at {want:?}"),
+            }
+            assert_eq!(
+                one.registry().expect("view").rows(None).expect("rows"),
+                many.registry().expect("view").rows(None).expect("rows"),
+                "seed {seed}"
+            );
+            drop((one, many));
+            let _ = std::fs::remove_dir_all(&one_dir);
+            let _ = std::fs::remove_dir_all(&many_dir);
+        }
+        // The streams exercise both endings.
+        assert!(halted > 5 && halted < 39, "{halted} of 39 streams halted");
+    }
+
+    #[test]
+    fn applied_index_skips_and_persists() {
+        let dir = temp_dir("index");
+        let mut a = Applier::open(&dir).expect("open");
+        assert_eq!(a.applied_index(), None);
+        let e = Entry::Registration(reg(1, 0xabcd0001, 1))
+            .encode()
+            .expect("enc");
+        assert_eq!(a.apply_at(&e, Some(10)).expect("10"), Outcome::Inserted);
+        assert_eq!(a.applied_index(), Some(10));
+        // At or below the applied index: skipped, even bytes that do not decode.
+        assert_eq!(a.apply_at(&e, Some(10)).expect("10"), Outcome::Skipped);
+        assert_eq!(
+            a.apply_at(b"\x06garbage", Some(3)).expect("3"),
+            Outcome::Skipped
+        );
+        // An unchanged entry still records its index.
+        assert_eq!(a.apply_at(&e, Some(11)).expect("11"), Outcome::Unchanged);
+        // A halt records nothing.
+        let rollback = Entry::Registration(reg(1, 0xabcd0001, 0))
+            .encode()
+            .expect("enc");
+        assert!(a.apply_at(&rollback, Some(12)).is_err());
+        assert_eq!(a.applied_index(), Some(11));
+        drop(a);
+        let mut a = Applier::open(&dir).expect("reopen");
+        assert_eq!(a.applied_index(), Some(11));
+        assert_eq!(
+            a.registry().expect("view").applied_index().expect("read"),
+            Some(11)
+        );
+        // A batch that overlaps what was applied skips the overlap.
+        let batch: Vec<_> = [reg(1, 0xabcd0001, 1), reg(1, 0xabcd0001, 2), reg(2, 5, 1)]
+            .iter()
+            .map(|r| Ok(Entry::Registration(*r)))
+            .collect();
+        assert_eq!(
+            a.apply_many(&batch, Some(11)).expect("batch"),
+            vec![Outcome::Skipped, Outcome::Advanced, Outcome::Inserted]
+        );
+        assert_eq!(a.applied_index(), Some(13));
+        drop(a);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

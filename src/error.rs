@@ -129,6 +129,8 @@ pub enum CorruptionKind {
     NodeIdMismatch,
     /// first_seen_local_epoch > last_seen_local_epoch: the rules never write that.
     EpochOrder,
+    /// The stored Raft applied index is not 8 bytes.
+    AppliedIndexLength,
 }
 
 /// A stored writer-registry row that does not decode. Never read as "no row".
@@ -146,6 +148,9 @@ pub struct RegistryCorruption {
 impl fmt::Display for RegistryCorruption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.dek_id, self.node_id16) {
+            _ if self.kind == CorruptionKind::AppliedIndexLength => {
+                f.write_str("corrupt registry metadata: ")?
+            }
             (Some(dek), Some(n16)) => write!(
                 f,
                 "corrupt writer-registry row at dek_id={dek} node_id16=0x{n16:04x}: "
@@ -178,6 +183,9 @@ impl fmt::Display for RegistryCorruption {
                 f,
                 "first_seen_local_epoch is greater than last_seen_local_epoch"
             ),
+            CorruptionKind::AppliedIndexLength => {
+                write!(f, "the applied index is {value_len} bytes, expected 8")
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use lmdb::{Cursor, Database, Environment, EnvironmentFlags, Transaction};
 
-use crate::error::{OpenError, RegistryError, StorageError};
+use crate::error::{CorruptionKind, OpenError, RegistryCorruption, RegistryError, StorageError};
 use crate::registry::{decode_row, registry_key, RegistryRow, REGISTRY_PREFIX};
 
 /// Address space reserved for the map. LMDB maps it lazily and the file
@@ -24,6 +24,10 @@ pub const DEFAULT_MAP_SIZE: usize = 1 << 30;
 /// Reader slots (each open `Registry` view holds one). The first process
 /// to create the lock file fixes this for the environment.
 pub const MAX_READERS: u32 = 1024;
+
+/// Where the Raft applied index lives: outside the registry prefix, so
+/// scans and digests of the registry never see it.
+pub const APPLIED_INDEX_KEY: &[u8] = b"!encryption|applied_index";
 
 const DATA_FILE: &str = "data.mdb";
 const WRITER_LOCK_FILE: &str = "writer.lock";
@@ -196,6 +200,61 @@ impl RegistryEnv {
         unsafe {
             lmdb_sys::mdb_reader_check(self.env.env(), &mut dead);
         }
+    }
+
+    /// Durable (fsync of data and meta pages on every commit) or not
+    /// (`MDB_NOMETASYNC`: data pages are still flushed before the meta page
+    /// is written, so a power loss can drop the newest commits but never
+    /// leaves a corrupt database; a process crash loses nothing).
+    pub fn set_durable(&self, durable: bool) -> Result<(), StorageError> {
+        // SAFETY: valid environment; NOMETASYNC may be toggled at any time.
+        let rc = unsafe {
+            lmdb_sys::mdb_env_set_flags(
+                self.env.env(),
+                lmdb_sys::MDB_NOMETASYNC,
+                std::os::raw::c_int::from(!durable),
+            )
+        };
+        if rc != 0 {
+            return Err(self.storage_error(
+                "setting the durability mode",
+                lmdb::Error::from_err_code(rc),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The highest Raft index applied, if any was ever recorded.
+    pub fn get_applied_index<T: Transaction>(&self, txn: &T) -> Result<Option<u64>, RegistryError> {
+        match txn.get(self.db, &APPLIED_INDEX_KEY) {
+            Ok(value) => match <[u8; 8]>::try_from(value) {
+                Ok(bytes) => Ok(Some(u64::from_be_bytes(bytes))),
+                Err(_) => Err(RegistryCorruption {
+                    kind: CorruptionKind::AppliedIndexLength,
+                    key: APPLIED_INDEX_KEY.to_vec(),
+                    value: Some(value.to_vec()),
+                    dek_id: None,
+                    node_id16: None,
+                }
+                .into()),
+            },
+            Err(lmdb::Error::NotFound) => Ok(None),
+            Err(e) => Err(self.storage_error("reading the applied index", e).into()),
+        }
+    }
+
+    pub fn put_applied_index(
+        &self,
+        txn: &mut lmdb::RwTransaction<'_>,
+        index: u64,
+    ) -> Result<(), StorageError> {
+        txn.put(
+            self.db,
+            &APPLIED_INDEX_KEY,
+            &index.to_be_bytes(),
+            lmdb::WriteFlags::empty(),
+        )
+        .map_err(|e| self.storage_error("writing the applied index", e))
     }
 
     /// Runs `f` in one read transaction: a consistent snapshot.
