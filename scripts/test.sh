@@ -26,4 +26,10 @@ scratch=$(mktemp -d)
 python -m venv "$scratch/venv"
 "$scratch/venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-index "$wheel"
 (cd "$scratch" && "$scratch/venv/bin/python" "$repo_root/tests/smoke_wheel.py")
+
+echo "==> benchmark script, quick sizes (keeps bench/ runnable; figures go to a scratch file)"
+"$scratch/venv/bin/python" -m pip install --quiet --disable-pip-version-check "lmdb>=1.4"
+cargo build --release --quiet --example raw_lmdb
+"$scratch/venv/bin/python" bench/run.py --quick --raw target/release/examples/raw_lmdb --output "$scratch/bench.json" > "$scratch/bench.txt"
+grep -q "columns" "$scratch/bench.txt"
 rm -rf "$scratch"

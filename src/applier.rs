@@ -6,12 +6,10 @@
 //! transaction: any error drops the transaction (an abort), so a halted
 //! entry leaves the registry byte-for-byte as it was.
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use lmdb::{Transaction, WriteFlags};
+use lmdb::{Cursor, Transaction, WriteFlags};
 
 use crate::error::{
     ApplierOpenError, ApplyError, MalformedPayload, OpenError, RegistryError, RejectReason,
@@ -20,8 +18,8 @@ use crate::error::{
 use crate::kek::{Dek, Kek};
 use crate::keystore::{Install, Keystore};
 use crate::registry::{
-    dek_prefix, encode_registry_value, registry_key, Columns, Digest, RegistryRow, RegistryValue,
-    Stats, REGISTRY_PREFIX,
+    decode_row, dek_prefix, encode_registry_value, registry_key, Columns, Digest, RegistryRow,
+    RegistryValue, Stats, REGISTRY_PREFIX,
 };
 use crate::sidecar::{self, Sidecar, SidecarKey};
 use crate::store::{open_env, OpenMode, RegistryEnv, Snapshot, WriterLock};
@@ -214,10 +212,10 @@ pub struct BatchHalt {
     pub outcomes: Vec<Outcome>,
 }
 
-/// A slot of the in-memory overlay `apply_many` keeps per registry key:
-/// each key is read from LMDB once and written once per transaction.
+/// One registry key touched by an `apply_many` run: its row as read (or
+/// the error reading it), then as the run's rules left it.
 struct Slot {
-    row: Option<RegistryRow>,
+    row: Result<Option<RegistryRow>, RegistryError>,
     dirty: bool,
 }
 
@@ -226,27 +224,6 @@ struct Slot {
 fn packed_key(dek_id: u32, node_id16: u16) -> u64 {
     (u64::from(dek_id) << 16) | u64::from(node_id16)
 }
-
-/// A multiplicative hasher for packed keys; the std SipHash would cost more
-/// than the LMDB lookup it saves.
-#[derive(Default)]
-struct PackedKeyHasher(u64);
-
-impl std::hash::Hasher for PackedKeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (n ^ (n >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type Overlay = HashMap<u64, Slot, BuildHasherDefault<PackedKeyHasher>>;
 
 /// Adds `dek_id` to `sidecar` as a key of `purpose`, keeping an entry that
 /// is already there (its `created` and `local_epoch` belong to the first
@@ -765,6 +742,14 @@ impl Applier {
     /// Applies registrations (and skips applied indexes) from `start` in
     /// one transaction, up to the end or the first bootstrap/rotation, whose
     /// position it returns.
+    ///
+    /// Each registry key the run touches is read once and written once,
+    /// both in key order through one cursor (LMDB then stays on the same
+    /// leaf page for neighbouring keys), and the four-case rules run in
+    /// entry order over those rows in memory. The result is the same as
+    /// applying the entries one by one: reads all see the state before the
+    /// run plus the run's own earlier writes, and a read that failed is
+    /// only reported by the first entry that needs that row.
     fn apply_registration_run(
         &mut self,
         entries: &[Result<Entry, MalformedPayload>],
@@ -781,51 +766,94 @@ impl Applier {
                 outcomes: std::mem::take(outcomes),
             }
         };
+        let index_of = |position: usize| first_index.map(|f| f.saturating_add(position as u64));
+
+        // 1. The run's extent and the distinct keys it touches.
+        let mut keys: Vec<u64> = Vec::new();
+        let mut end = start;
+        while let Some(entry) = entries.get(end) {
+            if !self.is_applied(index_of(end)) {
+                match entry {
+                    Ok(Entry::Registration(reg)) => {
+                        keys.push(packed_key(reg.dek_id, reg.node_id16()))
+                    }
+                    _ => break,
+                }
+            }
+            end += 1;
+        }
+        keys.sort_unstable();
+        keys.dedup();
+
         let mut txn = match begin(&env) {
             Ok(txn) => txn,
             Err(e) => return Err(lost(e, outcomes)),
         };
-        let mut overlay = Overlay::default();
+        // 2. Read every key once, in key order.
+        let mut slots: Vec<Slot> = Vec::with_capacity(keys.len());
+        if !keys.is_empty() {
+            let cursor = match txn.open_ro_cursor(env.db()) {
+                Ok(cursor) => cursor,
+                Err(e) => {
+                    return Err(lost(
+                        env.storage_error("opening a cursor", e).into(),
+                        outcomes,
+                    ))
+                }
+            };
+            for &packed in &keys {
+                let key = registry_key((packed >> 16) as u32, packed as u16);
+                let row = match cursor.get(Some(&key), None, lmdb_sys::MDB_SET_KEY) {
+                    Ok((_, value)) => decode_row(&key, value)
+                        .map(Some)
+                        .map_err(RegistryError::from),
+                    Err(lmdb::Error::NotFound) => Ok(None),
+                    Err(e) => Err(env.storage_error("reading a registry row", e).into()),
+                };
+                slots.push(Slot { row, dirty: false });
+            }
+            drop(cursor);
+        }
+
+        // 3. The rules, in entry order, over the rows in memory.
         let mut last_index = None;
         let mut halt = None;
         let mut position = start;
-        while let Some(entry) = entries.get(position) {
-            let index = first_index.map(|f| f.saturating_add(position as u64));
+        while position < end {
+            let index = index_of(position);
             if self.is_applied(index) {
                 outcomes.push(Outcome::Skipped);
                 position += 1;
                 continue;
             }
-            let reg = match entry {
-                Ok(Entry::Registration(reg)) => reg,
-                Ok(_) => break,
-                Err(malformed) => {
-                    halt = Some((position, ApplyError::Malformed(malformed.clone())));
+            let Some(Ok(Entry::Registration(reg))) = entries.get(position) else {
+                break;
+            };
+            let packed = packed_key(reg.dek_id, reg.node_id16());
+            let Some(slot) = keys
+                .binary_search(&packed)
+                .ok()
+                .and_then(|i| slots.get_mut(i))
+            else {
+                break;
+            };
+            let current = match &slot.row {
+                Ok(row) => row.as_ref(),
+                Err(e) => {
+                    halt = Some((position, ApplyError::from(e.clone())));
                     break;
                 }
             };
-            let slot = match overlay.entry(packed_key(reg.dek_id, reg.node_id16())) {
-                std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
-                std::collections::hash_map::Entry::Vacant(vacant) => {
-                    match env.get_row(&txn, reg.dek_id, reg.node_id16()) {
-                        Ok(row) => vacant.insert(Slot { row, dirty: false }),
-                        Err(e) => {
-                            halt = Some((position, e.into()));
-                            break;
-                        }
-                    }
-                }
-            };
-            match decide(slot.row.as_ref(), reg) {
+            match decide(current, reg) {
                 Ok(Decision::Unchanged) => outcomes.push(Outcome::Unchanged),
                 Ok(Decision::Write(value, outcome)) => {
-                    slot.row = Some(RegistryRow {
+                    slot.row = Ok(Some(RegistryRow {
                         dek_id: reg.dek_id,
                         node_id16: reg.node_id16(),
                         full_node_id: value.full_node_id,
                         first_seen_local_epoch: value.first_seen_local_epoch,
                         last_seen_local_epoch: value.last_seen_local_epoch,
-                    });
+                    }));
                     slot.dirty = true;
                     outcomes.push(outcome);
                 }
@@ -839,28 +867,42 @@ impl Applier {
             }
             position += 1;
         }
-        // Writes in key order touch each B-tree page once, in order.
-        let mut dirty: Vec<RegistryRow> = overlay
-            .into_values()
-            .filter(|slot| slot.dirty)
-            .filter_map(|slot| slot.row)
-            .collect();
-        dirty.sort_unstable();
-        for row in &dirty {
-            let key = registry_key(row.dek_id, row.node_id16);
-            if let Err(e) = txn.put(
-                env.db(),
-                &key,
-                &encode_registry_value(&row.value()),
-                WriteFlags::empty(),
-            ) {
-                return Err(lost(
-                    env.storage_error("writing a registry row", e).into(),
-                    outcomes,
-                ));
+        // A malformed entry right after the run halts the batch there.
+        if halt.is_none() && position == end && !self.is_applied(index_of(end)) {
+            if let Some(Err(malformed)) = entries.get(end) {
+                halt = Some((end, ApplyError::Malformed(malformed.clone())));
             }
         }
-        if let Err(e) = self.finish(txn, !dirty.is_empty(), last_index) {
+
+        // 4. Write what changed, in key order, through one cursor.
+        let mut wrote = false;
+        {
+            let mut cursor = match txn.open_rw_cursor(env.db()) {
+                Ok(cursor) => cursor,
+                Err(e) => {
+                    return Err(lost(
+                        env.storage_error("opening a cursor", e).into(),
+                        outcomes,
+                    ))
+                }
+            };
+            for slot in slots.iter().filter(|slot| slot.dirty) {
+                let Ok(Some(row)) = &slot.row else { continue };
+                let key = registry_key(row.dek_id, row.node_id16);
+                if let Err(e) = cursor.put(
+                    &key,
+                    &encode_registry_value(&row.value()),
+                    WriteFlags::empty(),
+                ) {
+                    return Err(lost(
+                        env.storage_error("writing a registry row", e).into(),
+                        outcomes,
+                    ));
+                }
+                wrote = true;
+            }
+        }
+        if let Err(e) = self.finish(txn, wrote, last_index) {
             return Err(lost(e, outcomes));
         }
         match halt {

@@ -989,6 +989,10 @@ fn entry_to_py(py: Python<'_>, entry: Entry) -> PyResult<Py<PyAny>> {
 
 /// An entry given as bytes (`opcode ‖ payload`) or as a payload object.
 fn entry_arg(obj: &Bound<'_, PyAny>) -> PyResult<Result<Entry, MalformedPayload>> {
+    // Bytes first: what a Raft log hands over.
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Entry::decode(b.as_bytes()));
+    }
     if let Ok(r) = obj.cast::<PyRegistration>() {
         return Ok(Ok(Entry::Registration(r.get().0)));
     }
@@ -1170,16 +1174,28 @@ impl PyRegistry {
     }
 }
 
-fn array_of<'py, T: Copy>(
+/// Integer types whose in-memory bytes are exactly their value in native
+/// byte order, with no padding: what `array.array` stores.
+trait PlainInt: Copy {}
+impl PlainInt for u16 {}
+impl PlainInt for u32 {}
+impl PlainInt for u64 {}
+
+/// An `array.array(typecode)` holding `values`, copied once as bytes.
+fn array_of<'py, T: PlainInt>(
     py: Python<'py>,
     typecode: &str,
     values: &[T],
-    to_bytes: impl Fn(T) -> Vec<u8>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let bytes: Vec<u8> = values.iter().flat_map(|v| to_bytes(*v)).collect();
+    // SAFETY: `T` is a primitive unsigned integer (PlainInt is implemented
+    // for u16/u32/u64 only): no padding, every byte initialised, and u8 has
+    // alignment 1, so viewing the slice as bytes is sound.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
+    };
     py.import("array")?
         .getattr("array")?
-        .call1((typecode, PyBytes::new(py, &bytes)))
+        .call1((typecode, PyBytes::new(py, bytes)))
 }
 
 #[pymethods]
@@ -1281,29 +1297,16 @@ impl PyRegistry {
         let dek_id = dek_id.map(|d| d.value());
         let c = self.read(py, |r| r.columns(dek_id))?;
         let out = PyDict::new(py);
-        out.set_item(
-            "dek_id",
-            array_of(py, "I", &c.dek_id, |v| v.to_ne_bytes().to_vec())?,
-        )?;
-        out.set_item(
-            "node_id16",
-            array_of(py, "H", &c.node_id16, |v| v.to_ne_bytes().to_vec())?,
-        )?;
-        out.set_item(
-            "full_node_id",
-            array_of(py, "Q", &c.full_node_id, |v| v.to_ne_bytes().to_vec())?,
-        )?;
+        out.set_item("dek_id", array_of(py, "I", &c.dek_id)?)?;
+        out.set_item("node_id16", array_of(py, "H", &c.node_id16)?)?;
+        out.set_item("full_node_id", array_of(py, "Q", &c.full_node_id)?)?;
         out.set_item(
             "first_seen_local_epoch",
-            array_of(py, "H", &c.first_seen_local_epoch, |v| {
-                v.to_ne_bytes().to_vec()
-            })?,
+            array_of(py, "H", &c.first_seen_local_epoch)?,
         )?;
         out.set_item(
             "last_seen_local_epoch",
-            array_of(py, "H", &c.last_seen_local_epoch, |v| {
-                v.to_ne_bytes().to_vec()
-            })?,
+            array_of(py, "H", &c.last_seen_local_epoch)?,
         )?;
         Ok(out)
     }

@@ -193,7 +193,7 @@ impl fmt::Display for RegistryCorruption {
 impl std::error::Error for RegistryCorruption {}
 
 /// An LMDB or file-system fault.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("storage fault while {operation} in {}: {detail}", path.display())]
 pub struct StorageError {
     pub operation: &'static str,
@@ -383,7 +383,7 @@ impl fmt::Display for RejectReason {
 }
 
 /// A read of the registry that failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RegistryError {
     #[error(transparent)]
     Corruption(#[from] RegistryCorruption),

@@ -212,3 +212,22 @@ def test_sync_flag_accepts_only_bools(registry_dir: Path) -> None:
     with ea.Applier(registry_dir, sync=False) as applier:
         assert applier.apply(ea.Registration(1, A, 1)) == "inserted"
     assert os.path.exists(registry_dir / "data.mdb")
+
+
+def test_a_corrupt_row_halts_only_the_entry_that_reads_it(registry_dir: Path) -> None:
+    ea.Applier(registry_dir).close()
+    plant_raw(registry_dir, ea.registry_key(5, 0x0001), b"\x00" * 11)
+    with ea.Applier(registry_dir) as applier:
+        # The rollback at position 2 comes first, although the batch reads
+        # the corrupt row (for position 3) too.
+        with pytest.raises(ea.LocalEpochRollbackError) as rollback:
+            applier.apply_many(
+                [ea.Registration(1, A, 2), ea.Registration(1, B, 1), ea.Registration(1, A, 1), ea.Registration(5, 0x1, 1)]
+            )
+        assert rollback.value.position == 2
+        with pytest.raises(ea.RegistryCorruptionError) as corrupt:
+            applier.apply_many([ea.Registration(2, A, 1), ea.Registration(5, 0x1, 1), ea.Registration(2, B, 1)])
+        assert corrupt.value.position == 1 and corrupt.value.outcomes == ["inserted"]
+        view = applier.registry
+        assert view.get(2, 0x0001) is not None and view.get(2, 0x0002) is None
+        assert view.get(1, 0x0001) == ea.RegistryRow(1, 1, A, 2, 2)

@@ -1,0 +1,351 @@
+"""Benchmark encryption-applier against what a user would write instead.
+
+Run it with `bash bench/run.sh` (release builds, a separate venv). It
+measures, in one run on one machine, with the same entries and the same
+durability setting on both sides:
+
+1. this package: apply_registration / apply one by one, apply_many in
+   batches of 1 000 and 10 000;
+2. the alternative: the same four-case rules in plain Python over the
+   `lmdb` package (py-lmdb), one transaction per entry and one per batch;
+3. the physical limit: a raw Rust loop of LMDB get+put in one transaction
+   (examples/raw_lmdb.rs), and the disk's fdatasync rate;
+4. scanning ~10^6 rows into Python: rows(), columns(), and a py-lmdb
+   cursor-and-unpack loop, each in its own process for peak RSS;
+5. growth: per-apply time with 10^3, 10^5 and 10^6 rows already stored.
+
+It prints a table and writes bench/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import lmdb
+
+import encryption_applier as ea
+
+PREFIX = b"!encryption|writers|"
+HERE = Path(__file__).resolve().parent
+
+
+# ---------------------------------------------------------------- workload
+
+
+def workload(nodes: int, deks: int, rounds: int) -> list[ea.Registration]:
+    """Round r registers every node at local epoch r + 1 (round 0 inserts,
+    later rounds advance); the same stream as examples/raw_lmdb.rs."""
+    return [
+        ea.Registration(1 + node % deks, (node << 16) | (node & 0xFFFF), round_ + 1)
+        for round_ in range(rounds)
+        for node in range(nodes)
+    ]
+
+
+# ---------------------------------------------------------------- the alternative
+
+
+class PyHalt(Exception):
+    pass
+
+
+def py_apply(txn: lmdb.Transaction, entry: bytes) -> str:
+    """SPEC §2 decoding and §4 rules, as a user would write them over py-lmdb."""
+    if len(entry) != 16 or entry[0] != 0x03 or entry[1] != 0x01:
+        raise PyHalt("malformed")
+    dek_id, full, epoch = struct.unpack_from(">IQH", entry, 2)
+    key = PREFIX + struct.pack(">I", dek_id) + b"|" + struct.pack(">H", full & 0xFFFF)
+    value = txn.get(key)
+    if value is None:
+        txn.put(key, struct.pack(">QHH", full, epoch, epoch))
+        return "inserted"
+    if len(value) != 12:
+        raise PyHalt("corrupt")
+    stored, first, last = struct.unpack(">QHH", value)
+    if stored != full:
+        raise PyHalt("collision")
+    if epoch == last:
+        return "unchanged"
+    if epoch < last:
+        raise PyHalt("rollback")
+    txn.put(key, struct.pack(">QHH", full, first, epoch))
+    return "advanced"
+
+
+def py_env(path: Path, sync: bool) -> lmdb.Environment:
+    # sync=False here is the package's sync=False: MDB_NOMETASYNC.
+    return lmdb.open(str(path), map_size=1 << 32, metasync=sync, sync=True)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def fresh(root: Path, name: str) -> Path:
+    path = root / name
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
+def chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def fsync_rate(root: Path, n: int = 500) -> float:
+    path = root / "fsync-probe"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        started = time.perf_counter()
+        for i in range(n):
+            os.pwrite(fd, bytes([i % 256]) * 512, 0)
+            os.fdatasync(fd)
+        return n / (time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        path.unlink()
+
+
+# ---------------------------------------------------------------- 1-3 throughput
+
+
+def throughput(root: Path, regs: list[ea.Registration], per_entry: int, raw_bin: str, nodes: int, deks: int, rounds: int) -> dict[str, Any]:
+    entries = [r.to_entry() for r in regs]
+    few, few_regs = entries[:per_entry], regs[:per_entry]
+    out: dict[str, Any] = {"entries": len(entries), "per_entry_entries": per_entry, "modes": {}}
+    for sync in (True, False):
+        mode: dict[str, float] = {}
+
+        def ours_one(items: list[Any], by: str) -> float:
+            with ea.Applier(fresh(root, "ours"), sync=sync) as applier:
+                call = applier.apply_registration if by == "object" else applier.apply
+                return timed(lambda: [call(x) for x in items])
+
+        mode["ours apply_registration, one by one"] = ours_one(few_regs, "object") / per_entry
+        mode["ours apply(bytes), one by one"] = ours_one(few, "bytes") / per_entry
+        for size in (1000, 10000):
+            with ea.Applier(fresh(root, "ours"), sync=sync) as applier:
+                batches = chunks(entries, size)
+                mode[f"ours apply_many, batches of {size}"] = timed(lambda: [applier.apply_many(b) for b in batches]) / len(entries)
+
+        env = py_env(fresh(root, "py"), sync)
+
+        def py_one() -> None:
+            for entry in few:
+                with env.begin(write=True) as txn:
+                    py_apply(txn, entry)
+
+        mode["plain Python + py-lmdb, txn per entry"] = timed(py_one) / per_entry
+        env.close()
+        for size in (1000, 10000):
+            env = py_env(fresh(root, "py"), sync)
+            batches = chunks(entries, size)
+
+            def py_batches() -> None:
+                for batch in batches:
+                    with env.begin(write=True) as txn:
+                        for entry in batch:
+                            py_apply(txn, entry)
+
+            mode[f"plain Python + py-lmdb, txn per {size}"] = timed(py_batches) / len(entries)
+            env.close()
+        out["modes"]["sync=True" if sync else "sync=False"] = {k: v * 1e6 for k, v in mode.items()}  # µs/entry
+
+    raw = subprocess.run([raw_bin, str(fresh(root, "raw")), str(nodes), str(deks), str(rounds)], capture_output=True, text=True, check=True)
+    out["raw"] = json.loads(raw.stdout)
+    out["fsync_per_second"] = fsync_rate(root)
+    return out
+
+
+# ---------------------------------------------------------------- 4 scans
+
+
+def build_scan_registry(path: Path, deks: int) -> int:
+    regs = [ea.Registration(dek, n16 | (dek << 16), 1) for dek in range(1, deks + 1) for n16 in range(65536)]
+    with ea.Applier(path, sync=False) as applier:
+        for batch in chunks(regs, 100_000):
+            applier.apply_many(batch)
+    return len(regs)
+
+
+def peak_rss_kb() -> int:
+    """The process's peak resident set. VmHWM starts afresh at exec, unlike
+    ru_maxrss, which Linux carries over from the parent that forked us."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def scan_child(mode: str, path: str) -> None:
+    """Runs in its own process: one scan, its time and the peak RSS."""
+    baseline = peak_rss_kb()
+    started = time.perf_counter()
+    if mode == "rows":
+        with ea.Registry(path) as registry:
+            result: Any = registry.rows()
+        count = len(result)
+    elif mode == "columns":
+        with ea.Registry(path) as registry:
+            result = registry.columns()
+        count = len(result["dek_id"])
+    else:
+        env = lmdb.open(path, map_size=1 << 32, readonly=True, lock=True)
+        columns: list[list[int]] = [[], [], [], [], []]
+        dek_ids, node_ids, fulls, firsts, lasts = columns
+        unpack_key, unpack_value = struct.Struct(">20xIxH").unpack, struct.Struct(">QHH").unpack
+        with env.begin() as txn:
+            cursor = txn.cursor()
+            if cursor.set_range(PREFIX):
+                for key, value in cursor:
+                    if not key.startswith(PREFIX):
+                        break
+                    dek_id, node16 = unpack_key(key)
+                    full, first, last = unpack_value(value)
+                    dek_ids.append(dek_id)
+                    node_ids.append(node16)
+                    fulls.append(full)
+                    firsts.append(first)
+                    lasts.append(last)
+        count = len(dek_ids)
+        result = columns
+    seconds = time.perf_counter() - started
+    peak = peak_rss_kb()
+    print(json.dumps({"seconds": seconds, "rows": count, "peak_rss_mb": peak / 1024, "baseline_rss_mb": baseline / 1024}))
+
+
+def scans(path: Path) -> dict[str, Any]:
+    out = {}
+    for mode in ("rows", "columns", "py-lmdb"):
+        proc = subprocess.run([sys.executable, __file__, "--scan-child", mode, str(path)], capture_output=True, text=True, check=True)
+        out[mode] = json.loads(proc.stdout)
+    return out
+
+
+# ---------------------------------------------------------------- 5 growth
+
+
+def growth(root: Path, big: Path, sizes: list[int], probes: int) -> dict[str, Any]:
+    out = {}
+    rng = random.Random(7)
+    for size in sizes:
+        if size >= 1_000_000:
+            path = big
+        else:
+            path = fresh(root, f"growth-{size}")
+            with ea.Applier(path, sync=False) as applier:
+                regs = [ea.Registration(1 + i // 65536, (i % 65536) | ((1 + i // 65536) << 16), 1) for i in range(size)]
+                for batch in chunks(regs, 100_000):
+                    applier.apply_many(batch)
+        with ea.Registry(path) as registry:
+            stored = len(registry)
+        keys = [(1 + i // 65536, (i % 65536) | ((1 + i // 65536) << 16)) for i in rng.sample(range(stored), min(probes, stored))]
+        row: dict[str, float] = {"rows": stored}
+        for sync in (True, False):
+            with ea.Applier(path, sync=sync) as applier:
+                epoch = 2 if sync else 3
+                row[f"apply one by one, sync={sync} (µs)"] = timed(lambda: [applier.apply(ea.Registration(d, f, epoch)) for d, f in keys]) / len(keys) * 1e6
+        with ea.Applier(path, sync=True) as applier:
+            batch = [ea.Registration(d, f, 4) for d, f in keys]
+            row["apply_many per entry, sync=True (µs)"] = timed(lambda: applier.apply_many(batch)) / len(keys) * 1e6
+        out[str(size)] = row
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+
+def report(results: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    t = results["throughput"]
+    raw_ns = t["raw"]["loop_ns_per_entry"]
+    lines.append(f"Throughput: {t['entries']} registrations ({t['per_entry_entries']} for one-by-one rows); µs per entry")
+    for mode, rows in t["modes"].items():
+        lines.append(f"  {mode}")
+        base_one = rows["plain Python + py-lmdb, txn per entry"]
+        for name, us in rows.items():
+            if "one by one" in name:
+                ratio = base_one / us
+                ref = "vs py txn-per-entry"
+            elif "apply_many" in name:
+                size = name.rsplit(" ", 1)[1]
+                ratio = rows[f"plain Python + py-lmdb, txn per {size}"] / us
+                ref = f"vs py txn per {size}; {us * 1000 / raw_ns:.2f}x raw Rust"
+            else:
+                ratio, ref = 1.0, "baseline"
+            lines.append(f"    {name:<44} {us:10.3f}   {ratio:5.2f}x faster ({ref})")
+    lines.append(f"  raw Rust get+put in one txn: {raw_ns / 1000:.3f} µs/entry ({t['raw']['with_commit_ns_per_entry'] / 1000:.3f} with commit)")
+    lines.append(f"  disk fdatasync rate: {t['fsync_per_second']:.0f}/s ({1e6 / t['fsync_per_second']:.0f} µs each)")
+    s = results["scan"]
+    lines.append(f"Scan of {s['py-lmdb']['rows']} rows into Python (own process each)")
+    for mode in ("rows", "columns", "py-lmdb"):
+        m = s[mode]
+        ratio = s["py-lmdb"]["seconds"] / m["seconds"]
+        lines.append(f"    {mode:<10} {m['seconds']:8.3f} s   {ratio:5.2f}x vs py-lmdb loop   peak RSS {m['peak_rss_mb']:.0f} MB")
+    lines.append("Growth: per-apply time by rows already stored")
+    for size, row in results["growth"].items():
+        cells = "   ".join(f"{k}: {v:.2f}" for k, v in row.items() if k != "rows")
+        lines.append(f"    {row['rows']:>9} rows   {cells}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--raw", help="path of the built raw_lmdb example")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--scan-child", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--output", default=str(HERE / "results.json"))
+    args = parser.parse_args()
+    if args.scan_child:
+        scan_child(*args.scan_child)
+        return
+    nodes, deks, rounds = (2000, 10, 5) if args.quick else (20_000, 10, 5)
+    scan_deks = 2 if args.quick else 16
+    sizes = [1_000, 10_000, 65_536 * scan_deks] if args.quick else [1_000, 100_000, 65_536 * scan_deks]
+    with tempfile.TemporaryDirectory(prefix="ea-bench-", dir=os.environ.get("BENCH_DIR")) as tmp:
+        root = Path(tmp)
+        results: dict[str, Any] = {
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                "package": ea.__version__,
+                "quick": args.quick,
+            }
+        }
+        regs = workload(nodes, deks, rounds)
+        results["throughput"] = throughput(root, regs, 2000 if not args.quick else 500, args.raw, nodes, deks, rounds)
+        big = root / "scan"
+        results["scan_rows_built"] = build_scan_registry(big, scan_deks)
+        results["scan"] = scans(big)
+        results["growth"] = growth(root, big, sizes, probes=2000 if not args.quick else 300)
+    lines = report(results)
+    print("\n".join(lines))
+    results["table"] = lines
+    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
