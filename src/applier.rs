@@ -22,7 +22,9 @@ use crate::registry::{
     RegistryValue, Stats, REGISTRY_PREFIX,
 };
 use crate::sidecar::{self, Sidecar, SidecarKey};
-use crate::store::{open_env, OpenMode, RegistryEnv, Snapshot, WriterLock};
+use crate::store::{
+    open_env_sized, OpenMode, RegistryEnv, Snapshot, TxnToken, WriterLock, DEFAULT_MAP_SIZE,
+};
 use crate::wire::{Bootstrap, Entry, Purpose, Registration, Rotation, OP_BOOTSTRAP, OP_ROTATION};
 
 /// What applying an entry did.
@@ -278,10 +280,11 @@ fn stage_registration(
     }
 }
 
-fn begin(env: &RegistryEnv) -> Result<lmdb::RwTransaction<'_>, ApplyError> {
-    env.env()
-        .begin_rw_txn()
-        .map_err(|e| env.storage_error("beginning a write transaction", e).into())
+/// A write transaction and the token that counts it open (drop the token
+/// after the transaction: declare it first).
+fn begin(env: &RegistryEnv) -> Result<(TxnToken<'_>, lmdb::RwTransaction<'_>), ApplyError> {
+    let (txn, token) = env.begin_write()?;
+    Ok((token, txn))
 }
 
 /// A commit that returns has been fsynced (LMDB's default); one that fails
@@ -291,12 +294,71 @@ fn commit(env: &RegistryEnv, txn: lmdb::RwTransaction<'_>) -> Result<(), ApplyEr
         .map_err(|e| env.storage_error("committing", e).into())
 }
 
+/// How to open an [`Applier`].
+#[derive(Debug, Clone)]
+pub struct ApplierOptions {
+    /// Needed for bootstrap and rotation; without it they halt.
+    pub kek: Option<Kek>,
+    /// The sidecar path; `keys.json` in the registry directory by default.
+    pub sidecar: Option<PathBuf>,
+    /// `true`: every commit survives power loss. `false`: see
+    /// [`RegistryEnv::set_durable`].
+    pub durable: bool,
+    /// The map size to start from when the environment is new to this
+    /// process. The map doubles by itself whenever it fills up.
+    pub map_size: usize,
+}
+
+impl Default for ApplierOptions {
+    fn default() -> Self {
+        ApplierOptions {
+            kek: None,
+            sidecar: None,
+            durable: true,
+            map_size: DEFAULT_MAP_SIZE,
+        }
+    }
+}
+
+/// Whether an error is LMDB's "map full": the entry can be retried after
+/// the map grows, since nothing of it was committed.
+fn is_map_full(error: &ApplyError) -> bool {
+    matches!(error, ApplyError::Storage(s) if s.code == Some(lmdb_sys::MDB_MAP_FULL))
+}
+
+/// Enough doublings to reach any map size a 64-bit address space allows.
+const MAX_GROWTHS: usize = 48;
+
 impl Applier {
     /// Opens the registry at `path`, creating the directory and the LMDB
     /// environment when missing, and takes the directory's writer lock.
     /// Without a KEK, bootstrap and rotation entries halt.
     pub fn open(path: &Path) -> Result<Applier, ApplierOpenError> {
-        let env = open_env(path, OpenMode::Create)?;
+        Applier::open_with(path, ApplierOptions::default())
+    }
+
+    pub fn open_with(path: &Path, options: ApplierOptions) -> Result<Applier, ApplierOpenError> {
+        let mut applier = Applier::open_plain(path, options.map_size)?;
+        applier
+            .set_durable(options.durable)
+            .map_err(ApplyError::from)?;
+        if let Some(kek) = options.kek {
+            let sidecar_path = options
+                .sidecar
+                .unwrap_or_else(|| applier.env.path().join(sidecar::SIDECAR_FILE));
+            let mut crypto = Crypto {
+                kek,
+                keystore: Keystore::new(),
+                sidecar_path,
+            };
+            crypto.sync_from_disk()?;
+            applier.crypto = Some(crypto);
+        }
+        Ok(applier)
+    }
+
+    fn open_plain(path: &Path, map_size: usize) -> Result<Applier, ApplierOpenError> {
+        let env = open_env_sized(path, OpenMode::Create, map_size)?;
         if env.is_read_only() {
             return Err(OpenError {
                 path: path.to_path_buf(),
@@ -328,18 +390,14 @@ impl Applier {
         kek: Kek,
         sidecar_path: Option<&Path>,
     ) -> Result<Applier, ApplierOpenError> {
-        let mut applier = Applier::open(path)?;
-        let sidecar_path = sidecar_path
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| applier.env.path().join(sidecar::SIDECAR_FILE));
-        let mut crypto = Crypto {
-            kek,
-            keystore: Keystore::new(),
-            sidecar_path,
-        };
-        crypto.sync_from_disk()?;
-        applier.crypto = Some(crypto);
-        Ok(applier)
+        Applier::open_with(
+            path,
+            ApplierOptions {
+                kek: Some(kek),
+                sidecar: sidecar_path.map(Path::to_path_buf),
+                ..ApplierOptions::default()
+            },
+        )
     }
 
     pub fn path(&self) -> &Path {
@@ -436,7 +494,7 @@ impl Applier {
         index: Option<u64>,
     ) -> Result<Outcome, ApplyError> {
         let env = Arc::clone(&self.env);
-        let mut txn = begin(&env)?;
+        let (_token, mut txn) = begin(&env)?;
         // Nothing to write leaves the transaction to be aborted on drop.
         let outcome = stage_registration(&env, &mut txn, reg)?;
         self.finish(txn, outcome.is_some(), index)?;
@@ -537,7 +595,7 @@ impl Applier {
         // The batch rows go through the four-case rules in one transaction
         // before anything else changes: a row that halts halts the entry.
         let env = Arc::clone(&self.env);
-        let mut txn = begin(&env)?;
+        let (_token, mut txn) = begin(&env)?;
         let mut rows_written = false;
         for row in &b.batch_registry {
             rows_written |= stage_registration(&env, &mut txn, row)?.is_some();
@@ -646,7 +704,7 @@ impl Applier {
         self.fault_at(FaultPoint::AfterUnwrap)?;
 
         let env = Arc::clone(&self.env);
-        let mut txn = begin(&env)?;
+        let (_token, mut txn) = begin(&env)?;
         let rows_written = stage_registration(&env, &mut txn, &r.proposer)?.is_some();
         let changed = self.install_and_persist(
             vec![(r.dek_id, dek)],
@@ -678,10 +736,22 @@ impl Applier {
         if self.is_applied(index) {
             return Ok(Outcome::Skipped);
         }
-        match entry {
-            Entry::Registration(reg) => self.apply_registration_at(reg, index),
-            Entry::Bootstrap(b) => self.apply_bootstrap_at(b, index),
-            Entry::Rotation(r) => self.apply_rotation_at(r, index),
+        let mut growths = 0;
+        loop {
+            let result = match entry {
+                Entry::Registration(reg) => self.apply_registration_at(reg, index),
+                Entry::Bootstrap(b) => self.apply_bootstrap_at(b, index),
+                Entry::Rotation(r) => self.apply_rotation_at(r, index),
+            };
+            // A full map aborted the transaction: nothing of the entry was
+            // committed (and every step is idempotent), so grow and retry.
+            match result {
+                Err(e) if is_map_full(&e) && growths < MAX_GROWTHS => {
+                    self.env.grow()?;
+                    growths += 1;
+                }
+                other => return other,
+            }
         }
     }
 
@@ -712,9 +782,31 @@ impl Applier {
     ) -> Result<Vec<Outcome>, BatchHalt> {
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut position = 0;
+        let mut growths = 0;
         while position < entries.len() {
             position =
-                self.apply_registration_run(entries, position, first_index, &mut outcomes)?;
+                match self.apply_registration_run(entries, position, first_index, &mut outcomes) {
+                    Ok(next) => next,
+                    // The run's transaction was lost to a full map: grow it and
+                    // apply the run again from its start.
+                    Err(halt)
+                        if halt.position == position
+                            && is_map_full(&halt.error)
+                            && growths < MAX_GROWTHS =>
+                    {
+                        if let Err(e) = self.env.grow() {
+                            return Err(BatchHalt {
+                                position,
+                                error: e.into(),
+                                outcomes: halt.outcomes,
+                            });
+                        }
+                        growths += 1;
+                        outcomes = halt.outcomes;
+                        continue;
+                    }
+                    Err(halt) => return Err(halt),
+                };
             let Some(entry) = entries.get(position) else {
                 break;
             };
@@ -785,8 +877,8 @@ impl Applier {
         keys.sort_unstable();
         keys.dedup();
 
-        let mut txn = match begin(&env) {
-            Ok(txn) => txn,
+        let (_token, mut txn) = match begin(&env) {
+            Ok(pair) => pair,
             Err(e) => return Err(lost(e, outcomes)),
         };
         // 2. Read every key once, in key order.
@@ -936,7 +1028,7 @@ pub struct Registry {
 
 impl Registry {
     pub fn open(path: &Path) -> Result<Registry, ApplierOpenError> {
-        let env = open_env(path, OpenMode::Existing)?;
+        let env = open_env_sized(path, OpenMode::Existing, DEFAULT_MAP_SIZE)?;
         Ok(Registry {
             snapshot: Snapshot::begin(env).map_err(ApplyError::from)?,
         })
@@ -1598,6 +1690,47 @@ mod tests {
             vec![Outcome::Skipped, Outcome::Advanced, Outcome::Inserted]
         );
         assert_eq!(a.applied_index(), Some(13));
+        drop(a);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_full_map_grows_and_keeps_everything() {
+        let dir = temp_dir("grow");
+        let options = ApplierOptions {
+            map_size: 64 * 1024,
+            ..ApplierOptions::default()
+        };
+        let mut a = Applier::open_with(&dir, options).expect("open");
+        let start = a.env.map_size();
+        let batch: Vec<_> = (0..20_000u64)
+            .map(|n| Ok(Entry::Registration(reg(1 + (n / 60_000) as u32, n, 1))))
+            .collect();
+        let outcomes = a.apply_many(&batch, Some(1)).expect("grows");
+        assert_eq!(outcomes.len(), 20_000);
+        for n in 0..200u32 {
+            a.apply_registration(&reg(9, u64::from(n), 1))
+                .expect("one by one grows too");
+        }
+        assert!(a.env.map_size() > start);
+        // With a view open the map cannot grow: a clear halt, nothing lost.
+        let view = a.registry().expect("view");
+        let more: Vec<_> = (0..50_000u64)
+            .map(|n| Ok(Entry::Registration(reg(7, n, 1))))
+            .collect();
+        let halt = a
+            .apply_many(&more, None)
+            .expect_err("cannot grow with a view open");
+        assert!(
+            halt.error.to_string().contains("close them"),
+            "{}",
+            halt.error
+        );
+        assert_eq!(view.len().expect("len"), 20_200);
+        drop(view);
+        a.apply_many(&more, None)
+            .expect("grows once the view is closed");
+        assert_eq!(a.registry().expect("view").len().expect("len"), 70_200);
         drop(a);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -16,7 +16,9 @@ use pyo3::types::{
 use pyo3::BoundObject;
 use zeroize::Zeroize;
 
-use crate::applier::{Applier, BatchHalt, FaultAction, FaultPoint, Outcome, Registry};
+use crate::applier::{
+    Applier, ApplierOptions, BatchHalt, FaultAction, FaultPoint, Outcome, Registry,
+};
 use crate::error::{
     ApplierOpenError, ApplyError, CorruptionKind, KekFileError, KekFileProblem, MalformedPayload,
     OpenError, RegistryCorruption, RegistryError, SidecarError, StorageError, UnwrapError,
@@ -1473,28 +1475,37 @@ impl PyApplier {
     /// the keys of an existing sidecar (`sidecar`, by default `keys.json`
     /// in the registry directory) are opened now.
     #[new]
-    #[pyo3(signature = (path, *, kek=None, sidecar=None, sync=true))]
+    #[pyo3(signature = (path, *, kek=None, sidecar=None, sync=true, map_size=None))]
     fn new(
         py: Python<'_>,
         path: PathBuf,
         kek: Option<Py<PyFileKek>>,
         sidecar: Option<PathBuf>,
         sync: bool,
+        map_size: Option<U64>,
     ) -> PyResult<Self> {
         if kek.is_none() && sidecar.is_some() {
             return Err(PyValueError::new_err(
                 "sidecar= needs kek=: without a KEK the applier keeps no keys",
             ));
         }
-        let kek_copy = kek.as_ref().map(|k| k.get().kek.clone());
-        let applier = run_detached(py, || {
-            let mut applier = match kek_copy {
-                Some(kek) => Applier::open_with_kek(&path, kek, sidecar.as_deref())?,
-                None => Applier::open(&path)?,
-            };
-            applier.set_durable(sync).map_err(ApplyError::from)?;
-            Ok(applier)
-        })?;
+        let map_size = match map_size.map(|m| m.value()) {
+            None => crate::store::DEFAULT_MAP_SIZE,
+            Some(size) if size >= 1 << 16 => usize::try_from(size)
+                .map_err(|_| PyOverflowError::new_err("map_size does not fit in memory"))?,
+            Some(size) => {
+                return Err(PyValueError::new_err(format!(
+                    "map_size={size} is below the 65536-byte minimum"
+                )))
+            }
+        };
+        let options = ApplierOptions {
+            kek: kek.as_ref().map(|k| k.get().kek.clone()),
+            sidecar,
+            durable: sync,
+            map_size,
+        };
+        let applier = run_detached(py, || Ok(Applier::open_with(&path, options)?))?;
         let path = applier.path().to_path_buf();
         Ok(PyApplier {
             inner: Mutex::new(Some(applier)),

@@ -17,7 +17,7 @@ pub mod wire;
 #[cfg(feature = "python")]
 mod bindings;
 
-pub use applier::{decide, Applier, Decision, Outcome, Registry};
+pub use applier::{decide, Applier, ApplierOptions, BatchHalt, Decision, Outcome, Registry};
 pub use error::{
     ApplierOpenError, ApplyError, CorruptionKind, KekFileError, KekFileProblem, MalformedPayload,
     MalformedReason, OpenError, PayloadKind, RegistryCorruption, RegistryError, RejectReason,

@@ -9,7 +9,8 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use lmdb::{Cursor, Database, Environment, EnvironmentFlags, Transaction};
 
@@ -38,6 +39,26 @@ pub struct RegistryEnv {
     db: Database,
     path: PathBuf,
     read_only: bool,
+    /// Transactions open in this process. LMDB may only resize its map
+    /// when there are none, so beginning a transaction and resizing take
+    /// this lock, and a resize happens only at a count of zero.
+    gate: Mutex<usize>,
+    /// When stale reader slots were last cleared.
+    last_reader_check: Mutex<Instant>,
+}
+
+/// How often a long-running writer clears reader slots of dead processes.
+const READER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Marks one transaction as open in this process until dropped.
+pub(crate) struct TxnToken<'a> {
+    env: &'a RegistryEnv,
+}
+
+impl Drop for TxnToken<'_> {
+    fn drop(&mut self) {
+        self.env.leave();
+    }
 }
 
 impl std::fmt::Debug for RegistryEnv {
@@ -72,6 +93,16 @@ fn lmdb_code(err: &lmdb::Error) -> i32 {
 
 /// Opens (or reuses, within this process) the environment at `path`.
 pub fn open_env(path: &Path, mode: OpenMode) -> Result<Arc<RegistryEnv>, OpenError> {
+    open_env_sized(path, mode, DEFAULT_MAP_SIZE)
+}
+
+/// [`open_env`] with the map size to start from when this process is the
+/// first to open the environment (it grows from there when full).
+pub fn open_env_sized(
+    path: &Path,
+    mode: OpenMode,
+    map_size: usize,
+) -> Result<Arc<RegistryEnv>, OpenError> {
     if mode == OpenMode::Create && !path.exists() {
         std::fs::create_dir_all(path)
             .map_err(|e| open_error(path, format!("cannot create the directory: {e}")))?;
@@ -94,7 +125,7 @@ pub fn open_env(path: &Path, mode: OpenMode) -> Result<Arc<RegistryEnv>, OpenErr
     }
 
     // Held while opening so two threads cannot open the same path twice.
-    let mut table = OPEN_ENVS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut table = lock(&OPEN_ENVS);
     table.retain(|(_, weak)| weak.strong_count() > 0);
     if let Some(env) = table
         .iter()
@@ -103,18 +134,18 @@ pub fn open_env(path: &Path, mode: OpenMode) -> Result<Arc<RegistryEnv>, OpenErr
     {
         return Ok(env);
     }
-    let env = Arc::new(open_lmdb(&canonical, mode)?);
+    let env = Arc::new(open_lmdb(&canonical, mode, map_size)?);
     table.push((canonical, Arc::downgrade(&env)));
     Ok(env)
 }
 
-fn open_lmdb(path: &Path, mode: OpenMode) -> Result<RegistryEnv, OpenError> {
+fn open_lmdb(path: &Path, mode: OpenMode, map_size: usize) -> Result<RegistryEnv, OpenError> {
     let open = |flags: EnvironmentFlags| {
         Environment::new()
             // NO_TLS: read transactions are not tied to OS threads, so the
             // Python layer may run them on whatever thread holds no GIL.
             .set_flags(flags | EnvironmentFlags::NO_TLS)
-            .set_map_size(DEFAULT_MAP_SIZE)
+            .set_map_size(map_size)
             .set_max_readers(MAX_READERS)
             .open_with_permissions(path, 0o600)
     };
@@ -145,9 +176,15 @@ fn open_lmdb(path: &Path, mode: OpenMode) -> Result<RegistryEnv, OpenError> {
         db,
         path: path.to_path_buf(),
         read_only,
+        gate: Mutex::new(0),
+        last_reader_check: Mutex::new(Instant::now()),
     };
     registry_env.clear_stale_readers();
     Ok(registry_env)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Whether an errno passed through by LMDB means "not allowed to write here".
@@ -167,6 +204,8 @@ impl RegistryEnv {
         self.read_only
     }
 
+    /// The raw environment, for tests that plant bytes behind the rules.
+    #[cfg(test)]
     pub(crate) fn env(&self) -> &Environment {
         &self.env
     }
@@ -178,8 +217,8 @@ impl RegistryEnv {
     pub(crate) fn storage_error(&self, operation: &'static str, err: lmdb::Error) -> StorageError {
         let detail = match err {
             lmdb::Error::MapFull => format!(
-                "{err}: the registry reached its map size of {DEFAULT_MAP_SIZE} bytes; \
-                 copy it to a new directory with a larger map (mdb_copy) before applying more"
+                "{err} (map size {} bytes); the applier grows the map and retries by itself",
+                self.map_size()
             ),
             _ => err.to_string(),
         };
@@ -192,14 +231,102 @@ impl RegistryEnv {
     }
 
     /// Frees reader slots left behind by processes that died inside a read
-    /// transaction, so they neither block page reuse nor exhaust the table.
-    fn clear_stale_readers(&self) {
+    /// transaction, so they neither pin old pages (the file would grow
+    /// without bound) nor exhaust the reader table. Returns how many.
+    pub fn clear_stale_readers(&self) -> usize {
         let mut dead: std::os::raw::c_int = 0;
         // SAFETY: the environment pointer is valid for the life of `self.env`.
-        // A failure here only means stale slots stay until the next open.
+        // A failure here only means stale slots stay until the next check.
         unsafe {
             lmdb_sys::mdb_reader_check(self.env.env(), &mut dead);
         }
+        *lock(&self.last_reader_check) = Instant::now();
+        usize::try_from(dead).unwrap_or(0)
+    }
+
+    /// Clears stale reader slots if the last check is more than a second
+    /// old: cheap enough for every write, while a long-running writer still
+    /// notices readers killed after it opened.
+    pub fn clear_stale_readers_now_and_then(&self) {
+        let due = lock(&self.last_reader_check).elapsed() >= READER_CHECK_INTERVAL;
+        if due {
+            self.clear_stale_readers();
+        }
+    }
+
+    pub fn map_size(&self) -> usize {
+        self.env.info().map_or(0, |info| info.map_size())
+    }
+
+    /// Begins a transaction through the gate. When another process has
+    /// grown the map (`MDB_MAP_RESIZED`) and no transaction is open here,
+    /// the new size is adopted and the begin retried.
+    pub(crate) fn begin_with<T>(
+        &self,
+        what: &'static str,
+        mut begin: impl FnMut() -> Result<T, lmdb::Error>,
+    ) -> Result<(T, TxnToken<'_>), StorageError> {
+        let mut open = lock(&self.gate);
+        let mut result = begin();
+        if matches!(result, Err(lmdb::Error::MapResized)) && *open == 0 {
+            // SAFETY: no transaction of this process is open (the gate is
+            // held and counts zero); size 0 adopts the size on disk.
+            let rc = unsafe { lmdb_sys::mdb_env_set_mapsize(self.env.env(), 0) };
+            if rc == 0 {
+                result = begin();
+            }
+        }
+        match result {
+            Ok(txn) => {
+                *open += 1;
+                Ok((txn, TxnToken { env: self }))
+            }
+            Err(lmdb::Error::MapResized) => Err(StorageError {
+                operation: what,
+                path: self.path.clone(),
+                detail: format!(
+                    "another process grew the registry's map, and this process can adopt the \
+                     new size only when none of its {} open views or transactions is active; \
+                     close open Registry views and retry",
+                    *open
+                ),
+                code: Some(lmdb_sys::MDB_MAP_RESIZED),
+            }),
+            Err(e) => Err(self.storage_error(what, e)),
+        }
+    }
+
+    fn leave(&self) {
+        let mut open = lock(&self.gate);
+        *open = open.saturating_sub(1);
+    }
+
+    /// Doubles the map after `MDB_MAP_FULL`. Only possible with no
+    /// transaction open in this process; otherwise says what to close.
+    pub fn grow(&self) -> Result<usize, StorageError> {
+        let open = lock(&self.gate);
+        let current = self.map_size();
+        if *open > 0 {
+            return Err(StorageError {
+                operation: "growing the map",
+                path: self.path.clone(),
+                detail: format!(
+                    "the registry filled its map of {current} bytes and cannot grow while {} \
+                     read views of it are open in this process; close them (Registry.close()) \
+                     and apply the entry again",
+                    *open
+                ),
+                code: Some(lmdb_sys::MDB_MAP_FULL),
+            });
+        }
+        let target = current.saturating_mul(2).max(1 << 20);
+        // SAFETY: the gate is held and no transaction is open in this process.
+        let rc = unsafe { lmdb_sys::mdb_env_set_mapsize(self.env.env(), target) };
+        if rc != 0 {
+            return Err(self.storage_error("growing the map", lmdb::Error::from_err_code(rc)));
+        }
+        drop(open);
+        Ok(target)
     }
 
     /// Durable (fsync of data and meta pages on every commit) or not
@@ -262,13 +389,20 @@ impl RegistryEnv {
         &self,
         f: impl FnOnce(&lmdb::RoTransaction<'_>) -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
-        let txn = self
-            .env
-            .begin_ro_txn()
-            .map_err(|e| self.storage_error("beginning a read transaction", e))?;
+        let (txn, token) =
+            self.begin_with("beginning a read transaction", || self.env.begin_ro_txn())?;
         let out = f(&txn);
         txn.abort();
+        drop(token);
         out
+    }
+
+    /// A write transaction through the gate (the token must outlive it).
+    pub(crate) fn begin_write(
+        &self,
+    ) -> Result<(lmdb::RwTransaction<'_>, TxnToken<'_>), StorageError> {
+        self.clear_stale_readers_now_and_then();
+        self.begin_with("beginning a write transaction", || self.env.begin_rw_txn())
     }
 
     /// The row at `(dek_id, node_id16)`, or `None` when there is none. A
@@ -343,37 +477,53 @@ unsafe impl Send for Snapshot {}
 
 impl Snapshot {
     pub fn begin(env: Arc<RegistryEnv>) -> Result<Snapshot, StorageError> {
-        let mut txn: *mut lmdb_sys::MDB_txn = std::ptr::null_mut();
-        // SAFETY: a valid environment, no parent, read-only flag.
-        let rc = unsafe {
-            lmdb_sys::mdb_txn_begin(
-                env.env.env(),
-                std::ptr::null_mut(),
-                lmdb_sys::MDB_RDONLY,
-                &mut txn,
-            )
-        };
-        if rc != 0 {
-            return Err(
-                env.storage_error("beginning a read snapshot", lmdb::Error::from_err_code(rc))
-            );
-        }
+        let (txn, token) = env.begin_with("beginning a read snapshot", || {
+            let mut txn: *mut lmdb_sys::MDB_txn = std::ptr::null_mut();
+            // SAFETY: a valid environment, no parent, read-only flag.
+            let rc = unsafe {
+                lmdb_sys::mdb_txn_begin(
+                    env.env.env(),
+                    std::ptr::null_mut(),
+                    lmdb_sys::MDB_RDONLY,
+                    &mut txn,
+                )
+            };
+            if rc == 0 {
+                Ok(txn)
+            } else {
+                Err(lmdb::Error::from_err_code(rc))
+            }
+        })?;
+        // The snapshot itself now stands for the open transaction.
+        std::mem::forget(token);
         Ok(Snapshot { env, txn })
     }
 
     /// Moves the snapshot to the newest committed state.
     pub fn refresh(&mut self) -> Result<(), StorageError> {
-        // SAFETY: `txn` is a live read-only transaction owned by `self`.
-        let rc = unsafe {
-            lmdb_sys::mdb_txn_reset(self.txn);
-            lmdb_sys::mdb_txn_renew(self.txn)
-        };
-        if rc != 0 {
-            return Err(self
-                .env
-                .storage_error("renewing a read snapshot", lmdb::Error::from_err_code(rc)));
+        // SAFETY: `txn` is a live read-only transaction owned by `self`;
+        // once reset it holds no pages, so the gate may count it closed.
+        unsafe { lmdb_sys::mdb_txn_reset(self.txn) };
+        self.env.leave();
+        let txn = self.txn;
+        let renewed = self.env.begin_with("renewing a read snapshot", || {
+            // SAFETY: `txn` is a reset read-only transaction owned by `self`.
+            match unsafe { lmdb_sys::mdb_txn_renew(txn) } {
+                0 => Ok(()),
+                rc => Err(lmdb::Error::from_err_code(rc)),
+            }
+        });
+        match renewed {
+            Ok(((), token)) => {
+                std::mem::forget(token);
+                Ok(())
+            }
+            Err(e) => {
+                // Counted open again so Drop's `leave` stays balanced.
+                *lock(&self.env.gate) += 1;
+                Err(e)
+            }
         }
-        Ok(())
     }
 
     pub fn env(&self) -> &Arc<RegistryEnv> {
@@ -391,6 +541,7 @@ impl Drop for Snapshot {
     fn drop(&mut self) {
         // SAFETY: `txn` is live (reset transactions may be aborted too).
         unsafe { lmdb_sys::mdb_txn_abort(self.txn) }
+        self.env.leave();
     }
 }
 

@@ -327,6 +327,7 @@ class Applier:
         kek: FileKek | None = None,
         sidecar: str | os.PathLike[str] | None = None,
         sync: bool = True,
+        map_size: int | None = None,
     ) -> Self: ...
     @property
     def kek(self) -> FileKek | None: ...
