@@ -154,8 +154,15 @@ fn open_lmdb(path: &Path, mode: OpenMode, map_size: usize) -> Result<RegistryEnv
         // A view of a registry in a directory we may not write (a copy
         // under inspection) still opens, read-only.
         Err(lmdb::Error::Other(code)) if mode == OpenMode::Existing && is_permission(code) => {
-            let env = open(EnvironmentFlags::READ_ONLY)
-                .map_err(|e| open_error(path, format!("LMDB refused to open it read-only: {e}")))?;
+            let env = open(EnvironmentFlags::READ_ONLY).map_err(|e| {
+                open_error(
+                    path,
+                    format!(
+                        "LMDB refused to open it read-only: {e} (a reader needs write access \
+                         to lock.mdb unless the filesystem itself is read-only)"
+                    ),
+                )
+            })?;
             (env, true)
         }
         Err(e) => {
