@@ -513,3 +513,49 @@ def test_a_raised_fault_leaves_a_state_that_replays(registry_dir: Path, cluster:
         assert applier.apply_bootstrap(boot) in {"bootstrapped", "unchanged"}
         assert applier.keystore.ids() == [1, 2]
         assert len(applier.registry) == 2
+
+
+def test_symlink_swapped_during_loads_never_yields_the_insecure_file(tmp_path: Path) -> None:
+    """A thread keeps swapping a symlink between an owner-only KEK and a
+    world-readable one while loads run: each load sees one file through one
+    descriptor, so it either loads the good key or refuses the bad file —
+    it never returns the bad file's bytes."""
+    import threading
+
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.write_bytes(b"\x11" * 32)
+    good.chmod(0o600)
+    bad.write_bytes(b"\x22" * 32)
+    bad.chmod(0o644)
+    link, staging = tmp_path / "kek", tmp_path / "kek.new"
+    link.symlink_to(good)
+    probe = aesgcm_wrap(b"\x11" * 32, b"\x33" * 32)
+    stop = threading.Event()
+
+    def swap() -> None:
+        targets = [bad, good]
+        n = 0
+        while not stop.is_set():
+            staging.unlink(missing_ok=True)
+            staging.symlink_to(targets[n % 2])
+            os.replace(staging, link)
+            n += 1
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    loaded = refused = 0
+    try:
+        for _ in range(3000):
+            try:
+                kek = ea.FileKek(link)
+            except ea.InsecureKEKFileError:
+                refused += 1
+            except ea.KEKFileError as err:
+                assert err.reason == "io"  # the link was mid-replace
+            else:
+                assert kek.unwrap(probe) == b"\x33" * 32  # the good key, always
+                loaded += 1
+    finally:
+        stop.set()
+        swapper.join()
+    assert loaded > 0 and refused > 0, (loaded, refused)
