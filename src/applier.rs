@@ -320,6 +320,16 @@ impl Default for ApplierOptions {
     }
 }
 
+/// The halt for a bootstrap or rotation reaching an applier with no KEK.
+fn no_kek(opcode: u8) -> ApplyError {
+    let entry = if opcode == OP_BOOTSTRAP {
+        "bootstrap"
+    } else {
+        "rotation"
+    };
+    ApplyError::KekNotConfigured { opcode, entry }
+}
+
 /// Whether an error is LMDB's "map full": the entry can be retried after
 /// the map grows, since nothing of it was committed.
 fn is_map_full(error: &ApplyError) -> bool {
@@ -515,10 +525,7 @@ impl Applier {
     ) -> Result<Outcome, ApplyError> {
         b.validate()?;
         if self.crypto.is_none() {
-            return Err(ApplyError::KekNotConfigured {
-                opcode: OP_BOOTSTRAP,
-                entry: "bootstrap",
-            });
+            return Err(no_kek(OP_BOOTSTRAP));
         }
         let reject = |r| Err(ApplyError::PayloadRejected(r));
         for (field, id) in [
@@ -551,10 +558,7 @@ impl Applier {
             (b.storage_dek_id, Purpose::Storage, &b.wrapped_storage),
             (b.raft_dek_id, Purpose::Raft, &b.wrapped_raft),
         ];
-        let crypto = self.crypto.as_mut().ok_or(ApplyError::KekNotConfigured {
-            opcode: OP_BOOTSTRAP,
-            entry: "bootstrap",
-        })?;
+        let crypto = self.crypto.as_mut().ok_or_else(|| no_kek(OP_BOOTSTRAP))?;
         let current = crypto.sync_from_disk()?;
         if let Some(sc) = current.as_ref().filter(|s| s.is_bootstrapped()) {
             let exact_replay = sc.active_storage == b.storage_dek_id
@@ -623,10 +627,7 @@ impl Applier {
     ) -> Result<bool, ApplyError> {
         let mut installed = Vec::new();
         let result = (|| {
-            let crypto = self.crypto.as_mut().ok_or(ApplyError::KekNotConfigured {
-                opcode: OP_BOOTSTRAP,
-                entry: "bootstrap",
-            })?;
+            let crypto = self.crypto.as_mut().ok_or_else(|| no_kek(OP_BOOTSTRAP))?;
             for (id, dek) in deks {
                 if crypto.keystore.install(id, dek)? == Install::New {
                     installed.push(id);
@@ -666,10 +667,7 @@ impl Applier {
     ) -> Result<Outcome, ApplyError> {
         r.validate()?;
         if self.crypto.is_none() {
-            return Err(ApplyError::KekNotConfigured {
-                opcode: OP_ROTATION,
-                entry: "rotation",
-            });
+            return Err(no_kek(OP_ROTATION));
         }
         if r.dek_id == 0 {
             return Err(ApplyError::PayloadRejected(RejectReason::ReservedKeyId {
@@ -684,10 +682,7 @@ impl Applier {
                 },
             ));
         }
-        let crypto = self.crypto.as_mut().ok_or(ApplyError::KekNotConfigured {
-            opcode: OP_ROTATION,
-            entry: "rotation",
-        })?;
+        let crypto = self.crypto.as_mut().ok_or_else(|| no_kek(OP_ROTATION))?;
         let current = crypto.sync_from_disk()?;
         let Some(current) = current.filter(Sidecar::is_bootstrapped) else {
             return Err(ApplyError::NotBootstrapped { dek_id: r.dek_id });

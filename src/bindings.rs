@@ -2101,53 +2101,58 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Purpose", &purpose)?;
     let _ = PURPOSE_ENUM.set(py, purpose.unbind());
 
-    m.add("EncryptionError", py.get_type::<EncryptionError>())?;
-    m.add(
-        "EncryptionApplyError",
-        py.get_type::<EncryptionApplyError>(),
-    )?;
-    m.add(
-        "KEKNotConfiguredError",
-        py.get_type::<KEKNotConfiguredError>(),
-    )?;
-    m.add(
-        "LocalEpochRollbackError",
-        py.get_type::<LocalEpochRollbackError>(),
-    )?;
-    m.add(
-        "NodeIDCollisionError",
-        py.get_type::<NodeIDCollisionError>(),
-    )?;
-    m.add(
-        "MalformedPayloadError",
-        py.get_type::<MalformedPayloadError>(),
-    )?;
-    m.add(
-        "RegistryCorruptionError",
-        py.get_type::<RegistryCorruptionError>(),
-    )?;
-    m.add("StorageError", py.get_type::<PyStorageError>())?;
-    m.add("RegistryOpenError", py.get_type::<RegistryOpenError>())?;
-    m.add("KEKUnwrapError", py.get_type::<KEKUnwrapError>())?;
-    m.add("KeyConflictError", py.get_type::<KeyConflictError>())?;
-    m.add(
-        "AlreadyBootstrappedError",
-        py.get_type::<AlreadyBootstrappedError>(),
-    )?;
-    m.add(
-        "NotBootstrappedError",
-        py.get_type::<NotBootstrappedError>(),
-    )?;
-    m.add(
-        "PayloadRejectedError",
-        py.get_type::<PayloadRejectedError>(),
-    )?;
-    m.add("SidecarError", py.get_type::<PySidecarError>())?;
-    m.add("KEKFileError", py.get_type::<KEKFileError>())?;
-    m.add(
-        "InsecureKEKFileError",
-        py.get_type::<InsecureKEKFileError>(),
-    )?;
+    // The exception tree, under the names of SPEC §6.
+    for (name, class) in [
+        ("EncryptionError", py.get_type::<EncryptionError>()),
+        (
+            "EncryptionApplyError",
+            py.get_type::<EncryptionApplyError>(),
+        ),
+        (
+            "KEKNotConfiguredError",
+            py.get_type::<KEKNotConfiguredError>(),
+        ),
+        (
+            "LocalEpochRollbackError",
+            py.get_type::<LocalEpochRollbackError>(),
+        ),
+        (
+            "NodeIDCollisionError",
+            py.get_type::<NodeIDCollisionError>(),
+        ),
+        (
+            "MalformedPayloadError",
+            py.get_type::<MalformedPayloadError>(),
+        ),
+        (
+            "RegistryCorruptionError",
+            py.get_type::<RegistryCorruptionError>(),
+        ),
+        ("StorageError", py.get_type::<PyStorageError>()),
+        ("RegistryOpenError", py.get_type::<RegistryOpenError>()),
+        ("KEKUnwrapError", py.get_type::<KEKUnwrapError>()),
+        ("KeyConflictError", py.get_type::<KeyConflictError>()),
+        (
+            "AlreadyBootstrappedError",
+            py.get_type::<AlreadyBootstrappedError>(),
+        ),
+        (
+            "NotBootstrappedError",
+            py.get_type::<NotBootstrappedError>(),
+        ),
+        (
+            "PayloadRejectedError",
+            py.get_type::<PayloadRejectedError>(),
+        ),
+        ("SidecarError", py.get_type::<PySidecarError>()),
+        ("KEKFileError", py.get_type::<KEKFileError>()),
+        (
+            "InsecureKEKFileError",
+            py.get_type::<InsecureKEKFileError>(),
+        ),
+    ] {
+        m.add(name, class)?;
+    }
 
     m.add("OP_REGISTRATION", wire::OP_REGISTRATION)?;
     m.add("OP_BOOTSTRAP", wire::OP_BOOTSTRAP)?;

@@ -48,6 +48,18 @@ def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.Complet
     return proc
 
 
+def interactive(code: str, *args: str) -> subprocess.Popen[str]:
+    """Starts `code` in a fresh interpreter with line-buffered text pipes on
+    stdin and stdout, for tests that drive another process step by step."""
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def plant_raw(directory: Path, key: bytes, value: bytes) -> None:
     """Writes one raw key/value into the registry's LMDB environment with an
     independent LMDB client (py-lmdb), bypassing every rule of the applier."""

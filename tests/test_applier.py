@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import encryption_applier as ea
-from conftest import dump_raw, plant_raw, run_python
+from conftest import dump_raw, interactive, plant_raw, run_python
 from model import Halt, RegistryModel
 
 A = 0xABCD_0001
@@ -323,22 +323,17 @@ def test_reader_process_sees_only_committed_states(registry_dir: Path) -> None:
         model.apply_registration(dek, full, epoch)
         states.append(model.sorted_rows())
     with ea.Applier(registry_dir) as applier:
-        reader = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys, encryption_applier as ea\n"
-                "reg = ea.Registry(sys.argv[1])\n"
-                "print('ready', flush=True)\n"
-                "for line in sys.stdin:\n"
-                "    reg.refresh()\n"
-                "    print([(r.dek_id, r.node_id16, r.full_node_id, r.first_seen_local_epoch,"
-                " r.last_seen_local_epoch) for r in reg], flush=True)\n",
-                str(registry_dir),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+        reader = interactive(
+            """
+            import sys, encryption_applier as ea
+            reg = ea.Registry(sys.argv[1])
+            print('ready', flush=True)
+            for line in sys.stdin:
+                reg.refresh()
+                print([(r.dek_id, r.node_id16, r.full_node_id, r.first_seen_local_epoch,
+                        r.last_seen_local_epoch) for r in reg], flush=True)
+            """,
+            str(registry_dir),
         )
         assert reader.stdin is not None and reader.stdout is not None
         assert reader.stdout.readline().strip() == "ready"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import encryption_applier as ea
-from conftest import dump_raw, run_python
+from conftest import dump_raw, interactive, run_python
 
 A, B, C = 0xA_0001, 0xB_0002, 0xC_0003
 
@@ -160,21 +160,16 @@ def test_snapshot_while_another_process_applies(registry_dir: Path) -> None:
     """A writer process applies in steps; this process's view stays on its
     snapshot (every read agrees with every other) until refresh()."""
     fill(registry_dir, [(1, A, 1)])
-    writer = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, encryption_applier as ea\n"
-            "a = ea.Applier(sys.argv[1])\n"
-            "for line in sys.stdin:\n"
-            "    n = int(line)\n"
-            "    a.apply_registration(ea.Registration(1, 0x10000 + n, 1))\n"
-            "    print('done', n, flush=True)\n",
-            str(registry_dir),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+    writer = interactive(
+        """
+        import sys, encryption_applier as ea
+        a = ea.Applier(sys.argv[1])
+        for line in sys.stdin:
+            n = int(line)
+            a.apply_registration(ea.Registration(1, 0x10000 + n, 1))
+            print('done', n, flush=True)
+        """,
+        str(registry_dir),
     )
     assert writer.stdin is not None and writer.stdout is not None
     view = ea.Registry(registry_dir)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import encryption_applier as ea
+from conftest import interactive
 
 def test_a_tiny_map_grows_and_nothing_acknowledged_is_lost(registry_dir: Path) -> None:
     acknowledged: list[ea.Registration] = []
@@ -46,21 +47,15 @@ def test_map_full_with_a_view_open_halts_with_the_fix_then_recovers(registry_dir
 def test_a_reader_in_another_process_follows_the_map_as_it_grows(registry_dir: Path) -> None:
     with ea.Applier(registry_dir, map_size=64 * 1024) as applier:
         applier.apply_registration(ea.Registration(1, 1, 1))
-        reader = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys, encryption_applier as ea\n"
-                "view = ea.Registry(sys.argv[1])\n"
-                "for line in sys.stdin:\n"
-                "    view.refresh()\n"
-                "    print(len(view), flush=True)\n",
-                str(registry_dir),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        reader = interactive(
+            """
+            import sys, encryption_applier as ea
+            view = ea.Registry(sys.argv[1])
+            for line in sys.stdin:
+                view.refresh()
+                print(len(view), flush=True)
+            """,
+            str(registry_dir),
         )
         assert reader.stdin and reader.stdout
         for round_ in range(1, 4):
