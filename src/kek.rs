@@ -226,17 +226,8 @@ impl Kek {
 mod tests {
     use super::*;
 
-    fn temp_path(tag: &str) -> PathBuf {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ea-kek-{tag}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        dir
+    fn temp_path(tag: &str) -> std::path::PathBuf {
+        crate::test_support::temp_dir(tag, true)
     }
 
     #[test]

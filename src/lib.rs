@@ -28,3 +28,26 @@ pub use keystore::Keystore;
 pub use registry::{RegistryRow, RegistryValue};
 pub use sidecar::{Sidecar, SidecarKey};
 pub use wire::{Bootstrap, Entry, Purpose, Registration, Rotation};
+
+/// Helpers shared by the unit tests of several modules.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A fresh path under the system temp dir, unique in this test run.
+    /// It does not exist yet; `create` makes it a directory.
+    pub(crate) fn temp_dir(tag: &str, create: bool) -> PathBuf {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ea-test-{tag}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        if create {
+            std::fs::create_dir_all(&dir).expect("mkdir");
+        }
+        dir
+    }
+}

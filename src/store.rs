@@ -594,16 +594,8 @@ impl WriterLock {
 mod tests {
     use super::*;
 
-    pub(crate) fn temp_dir(tag: &str) -> PathBuf {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ea-store-{tag}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+    fn temp_dir(tag: &str) -> std::path::PathBuf {
+        crate::test_support::temp_dir(tag, false)
     }
 
     #[test]
