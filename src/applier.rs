@@ -1035,7 +1035,9 @@ impl Registry {
 
     /// The highest Raft index applied, as of this view's snapshot.
     pub fn applied_index(&self) -> Result<Option<u64>, RegistryError> {
-        self.snapshot.env().get_applied_index(&self.snapshot)
+        let env = self.snapshot.env();
+        env.check_process("reading the applied index")?;
+        env.get_applied_index(&self.snapshot)
     }
 
     /// Moves the view to the newest committed state.
@@ -1044,9 +1046,9 @@ impl Registry {
     }
 
     pub fn get(&self, dek_id: u32, node_id16: u16) -> Result<Option<RegistryRow>, RegistryError> {
-        self.snapshot
-            .env()
-            .get_row(&self.snapshot, dek_id, node_id16)
+        let env = self.snapshot.env();
+        env.check_process("reading a registry row")?;
+        env.get_row(&self.snapshot, dek_id, node_id16)
     }
 
     /// Calls `f` on every row (or those of one DEK) in key order.
@@ -1056,6 +1058,7 @@ impl Registry {
         f: impl FnMut(RegistryRow),
     ) -> Result<(), RegistryError> {
         let env = self.snapshot.env();
+        env.check_process("scanning the registry")?;
         match dek_id {
             Some(id) => env.scan(&self.snapshot, &dek_prefix(id), f),
             None => env.scan(&self.snapshot, REGISTRY_PREFIX, f),

@@ -8,6 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -35,7 +36,11 @@ const WRITER_LOCK_FILE: &str = "writer.lock";
 
 /// One open LMDB environment with its registry database.
 pub struct RegistryEnv {
-    env: Environment,
+    /// Closed on drop only in the process that opened it (see `Drop`).
+    env: ManuallyDrop<Environment>,
+    /// The process that opened the environment. LMDB handles must not be
+    /// used after fork(): a child gets errors, and opens its own.
+    pid: u32,
     db: Database,
     path: PathBuf,
     read_only: bool,
@@ -131,9 +136,13 @@ pub fn open_env_sized(
         .iter()
         .find(|(p, _)| *p == canonical)
         .and_then(|(_, weak)| weak.upgrade())
+        .filter(|env| env.pid == std::process::id())
     {
         return Ok(env);
     }
+    // An environment inherited through fork() is unusable here; it is
+    // replaced in the table (and never closed by this process, see Drop).
+    table.retain(|(p, _)| *p != canonical);
     let env = Arc::new(open_lmdb(&canonical, mode, map_size)?);
     table.push((canonical, Arc::downgrade(&env)));
     Ok(env)
@@ -179,7 +188,8 @@ fn open_lmdb(path: &Path, mode: OpenMode, map_size: usize) -> Result<RegistryEnv
         .open_db(None)
         .map_err(|e| open_error(path, format!("LMDB: cannot open the main database: {e}")))?;
     let registry_env = RegistryEnv {
-        env,
+        env: ManuallyDrop::new(env),
+        pid: std::process::id(),
         db,
         path: path.to_path_buf(),
         read_only,
@@ -273,6 +283,7 @@ impl RegistryEnv {
         what: &'static str,
         mut begin: impl FnMut() -> Result<T, lmdb::Error>,
     ) -> Result<(T, TxnToken<'_>), StorageError> {
+        self.check_process(what)?;
         let mut open = lock(&self.gate);
         let mut result = begin();
         if matches!(result, Err(lmdb::Error::MapResized)) && *open == 0 {
@@ -301,6 +312,26 @@ impl RegistryEnv {
             }),
             Err(e) => Err(self.storage_error(what, e)),
         }
+    }
+
+    /// Refuses a handle inherited through fork(): LMDB forbids it, and it
+    /// would share the parent's reader slots and locks.
+    pub(crate) fn check_process(&self, what: &'static str) -> Result<(), StorageError> {
+        if self.pid == std::process::id() {
+            return Ok(());
+        }
+        Err(StorageError {
+            operation: what,
+            path: self.path.clone(),
+            detail: "this registry handle was opened by the parent of a fork(); LMDB handles \
+                     cannot cross fork, so open a new Applier or Registry in this process"
+                .into(),
+            code: None,
+        })
+    }
+
+    fn in_opening_process(&self) -> bool {
+        self.pid == std::process::id()
     }
 
     fn leave(&self) {
@@ -508,6 +539,7 @@ impl Snapshot {
 
     /// Moves the snapshot to the newest committed state.
     pub fn refresh(&mut self) -> Result<(), StorageError> {
+        self.env.check_process("renewing a read snapshot")?;
         // SAFETY: `txn` is a live read-only transaction owned by `self`;
         // once reset it holds no pages, so the gate may count it closed.
         unsafe { lmdb_sys::mdb_txn_reset(self.txn) };
@@ -546,9 +578,25 @@ impl Transaction for Snapshot {
 
 impl Drop for Snapshot {
     fn drop(&mut self) {
-        // SAFETY: `txn` is live (reset transactions may be aborted too).
-        unsafe { lmdb_sys::mdb_txn_abort(self.txn) }
+        // After fork() the transaction's reader slot belongs to the parent:
+        // aborting it here would release the parent's snapshot.
+        if self.env.in_opening_process() {
+            // SAFETY: `txn` is live (reset transactions may be aborted too).
+            unsafe { lmdb_sys::mdb_txn_abort(self.txn) }
+        }
         self.env.leave();
+    }
+}
+
+impl Drop for RegistryEnv {
+    fn drop(&mut self) {
+        // Closing an environment inherited through fork() would close file
+        // descriptors whose POSIX locks the child's own environment on the
+        // same files relies on; the copy is left to die with the process.
+        if self.in_opening_process() {
+            // SAFETY: dropped exactly once, here, and never used again.
+            unsafe { ManuallyDrop::drop(&mut self.env) }
+        }
     }
 }
 
