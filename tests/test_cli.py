@@ -152,3 +152,23 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
     assert os.WEXITSTATUS(status) == 0, text
     assert "300/300 entries" in text and "[" + "#" * 30 + "]" in text
     assert "applied 300 entries" in text
+
+
+def test_apply_in_chunks_reports_the_right_line_and_replays_with_indexes(tmp_path: Path) -> None:
+    regs = [ea.Registration(1, 0x10000 + n, 1) for n in range(2500)]
+    regs.append(ea.Registration(1, 0xFFFF_0000 + 7, 1))  # collides with node 7: entry 2500
+    log = write_entries(tmp_path / "log.hex", [r.to_entry() for r in regs], comments=True)
+    directory = tmp_path / "reg"
+    proc = cli("apply", directory, log, "--first-index", "100")
+    assert proc.returncode == 1
+    # Comment lines: 2 header lines, so entry i is on line i + 3.
+    assert f"log.hex:{2500 + 3}: HALT NodeIDCollisionError" in proc.stdout
+    assert "2500 entries before line 2503 were applied" in proc.stdout
+    with ea.Registry(directory) as registry:
+        assert len(registry) == 2500 and registry.applied_index == 100 + 2499
+    # Replaying the whole file skips what was applied and halts at the same entry.
+    proc = cli("apply", directory, log, "--first-index", "100")
+    assert proc.returncode == 1 and "log.hex:2503: HALT NodeIDCollisionError" in proc.stdout
+    ok = write_entries(tmp_path / "ok.hex", [r.to_entry() for r in regs[:2500]])
+    proc = cli("apply", directory, ok, "--first-index", "100")
+    assert proc.returncode == 0 and "skipped 2500" in proc.stdout

@@ -105,6 +105,11 @@ def read_entries(path: Path) -> list[tuple[int, bytes]]:
     return entries
 
 
+#: Entries per group commit: one durable commit per chunk, and the
+#: progress bar moves once per chunk.
+CHUNK = 1000
+
+
 def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
     if args.sidecar and not args.kek:
         raise SystemExit("error: --sidecar needs --kek (without a KEK the applier keeps no keys)")
@@ -114,15 +119,24 @@ def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
     progress = Progress(len(entries), enabled=sys.stdout.isatty() and len(entries) >= args.progress_threshold)
     with ea.Applier(args.directory, kek=kek, sidecar=args.sidecar) as applier:
         try:
-            for done, (number, entry) in enumerate(entries, start=1):
+            for start in range(0, len(entries), CHUNK):
+                chunk = entries[start : start + CHUNK]
+                first = None if args.first_index is None else args.first_index + start
                 try:
-                    outcomes[applier.apply(entry)] += 1
+                    outcomes.update(applier.apply_many([entry for _, entry in chunk], first_index=first))
                 except ea.EncryptionApplyError as halt:
                     progress.close()
+                    position = getattr(halt, "position", 0)
+                    outcomes.update(getattr(halt, "outcomes", []))
+                    number = chunk[position][0]
                     print(f"{args.file}:{number}: HALT {type(halt).__name__}: {halt}", file=out)
-                    print(f"{done - 1} entries before line {number} were applied; nothing of line {number} was written.", file=out)
+                    print(
+                        f"{start + position} entries before line {number} were applied; "
+                        f"nothing of line {number} was written.",
+                        file=out,
+                    )
                     return EXIT_HALT
-                progress.update(done)
+                progress.update(start + len(chunk))
         finally:
             progress.close()
     summary = ", ".join(f"{name} {count}" for name, count in sorted(outcomes.items()))
@@ -162,14 +176,22 @@ def build_parser() -> argparse.ArgumentParser:
         "apply",
         help="apply a file of hex-encoded entries",
         description=(
-            "Apply FILE, one hex-encoded entry (opcode ‖ payload) per line ('#' starts a comment), in order. "
-            "On a halt, print the line, the exception and its message and exit 1: every earlier line stays applied."
+            "Apply FILE, one hex-encoded entry (opcode ‖ payload) per line ('#' starts a comment), in order, "
+            f"with one durable commit per {CHUNK} entries. On a halt, print the line, the exception and its "
+            "message and exit 1: every earlier line stays applied."
         ),
     )
     p.add_argument("directory", help="registry directory (created if missing)")
     p.add_argument("file", help="file of hex-encoded entries")
     p.add_argument("--kek", help="KEK file, needed for bootstrap and rotation entries")
     p.add_argument("--sidecar", help="sidecar path (default: keys.json in the registry directory)")
+    p.add_argument(
+        "--first-index",
+        type=int,
+        metavar="N",
+        help="Raft index of the first entry (the next ones follow): entries already applied are skipped, "
+        "so replaying a whole log after a crash applies each entry exactly once",
+    )
     p.add_argument("--progress-threshold", type=int, default=1000, help=argparse.SUPPRESS)
     p.set_defaults(run=cmd_apply)
     return parser
