@@ -23,27 +23,32 @@ KILLS = int(os.environ.get("EA_KILLS", "60"))
 CHILD = """
 import sys, encryption_applier as ea
 directory, stream_path, kek_path = sys.argv[1], sys.argv[2], sys.argv[3]
-entries = [bytes.fromhex(line) for line in open(stream_path).read().split()]
+entries = open(stream_path).read().split()
 kek = ea.FileKek(kek_path) if kek_path != "-" else None
 applier = ea.Applier(directory, kek=kek)
-print("open", flush=True)
-for index, entry in enumerate(entries, start=1):
-    applier.apply(entry, index=index)
+start = applier.applied_index or 0   # a restarted replica resumes after what it applied
+print("open", start, flush=True)
+for index in range(start + 1, len(entries) + 1):
+    applier.apply(bytes.fromhex(entries[index - 1]), index=index)
     print(index, flush=True)   # acknowledged: apply returned
 print("done", flush=True)
 """
 
 
 def run_and_kill(directory: Path, stream: Path, kek: Path | None, rng: random.Random) -> tuple[int, bool]:
-    """Starts the child, kills it with SIGKILL after a random delay, and
-    returns the highest acknowledged index and whether it finished."""
+    """Starts the child, waits until it is applying, kills it with SIGKILL
+    after a random delay, and returns the highest acknowledged index and
+    whether the child got to the end of the stream first."""
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(directory), str(stream), str(kek) if kek else "-"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(rng.uniform(0.02, 0.25))
+    assert child.stdout is not None
+    opened = child.stdout.readline()
+    assert opened.startswith("open"), opened + (child.stderr.read() if child.stderr else "")
+    time.sleep(rng.uniform(0.002, 0.12))
     child.send_signal(signal.SIGKILL)
     out, err = child.communicate(timeout=30)
     lines = out.split()
@@ -95,7 +100,7 @@ def apply_registration_step(model: RegistryModel, reg: tuple[int, int, int]) -> 
 
 def test_sigkill_during_registration_streams(tmp_path: Path) -> None:
     rng = random.Random(1234)
-    regs = registration_stream(40_000)
+    regs = registration_stream(100_000)
     stream = write_stream(tmp_path / "stream.hex", [ea.Registration(*r).to_entry() for r in regs])
     models = Prefixes(RegistryModel(), apply_registration_step, lambda m: RegistryModel(dict(m.rows)), regs)
     directory = tmp_path / "registry"
@@ -133,7 +138,7 @@ def keyed_stream(kek_bytes: bytes) -> tuple[list[bytes], dict[bytes, bytes], lis
     entries = [ea.Bootstrap(1, wrapped(1), 2, wrapped(2), [ea.Registration(d, n, 1) for n in nodes for d in (1, 2)]).to_entry()]
     keyed_positions = [1]
     storage, epoch = 1, 1
-    for i in range(1, 6000):
+    for i in range(1, 12000):
         if i % 150 == 0:
             storage = 2 + i // 150
             epoch += 1
