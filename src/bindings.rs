@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use pyo3::exceptions::{PyException, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -26,6 +26,7 @@ use crate::error::{
 use crate::kek::{Dek, Kek, DEK_LEN};
 use crate::registry::{self as codec, RegistryRow, RegistryValue};
 use crate::sidecar::{self, Sidecar, SidecarKey};
+use crate::store::lock;
 use crate::wire::{self, Bootstrap, Entry, Purpose, Registration, Rotation};
 
 /// The exception classes, in their own module so `StorageError` does not
@@ -516,10 +517,6 @@ fn run_detached<T: Send>(
     result.map_err(|e| e.into_py(py))
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 // ---------------------------------------------------------------------------
 // Argument conversion
 
@@ -632,6 +629,14 @@ fn purpose_arg(value: &Bound<'_, PyAny>) -> PyResult<Purpose> {
                 "purpose must be 1 (Purpose.STORAGE) or 2 (Purpose.RAFT), got {raw}"
             ))
         })
+}
+
+/// How a purpose reads in a repr: the Python enum member.
+fn purpose_repr(purpose: Purpose) -> &'static str {
+    match purpose {
+        Purpose::Storage => "Purpose.STORAGE",
+        Purpose::Raft => "Purpose.RAFT",
+    }
 }
 
 fn purpose_to_py(py: Python<'_>, purpose: Purpose) -> PyResult<Py<PyAny>> {
@@ -951,10 +956,7 @@ impl PyRotation {
 
     fn __repr__(&self) -> String {
         let r = &self.0;
-        let purpose = match r.purpose {
-            Purpose::Storage => "Purpose.STORAGE",
-            Purpose::Raft => "Purpose.RAFT",
-        };
+        let purpose = purpose_repr(r.purpose);
         format!(
             "Rotation(dek_id={}, purpose={purpose}, wrapped=<{} bytes>, proposer_registration={}, sub_tag=0x{:02x})",
             r.dek_id,
@@ -1915,10 +1917,7 @@ impl PySidecarKey {
     fn __repr__(&self) -> String {
         format!(
             "SidecarKey(purpose={}, wrapped=<{} bytes>, created={:?}, local_epoch={})",
-            match self.0.purpose {
-                Purpose::Storage => "Purpose.STORAGE",
-                Purpose::Raft => "Purpose.RAFT",
-            },
+            purpose_repr(self.0.purpose),
             self.0.wrapped.len(),
             self.0.created,
             self.0.local_epoch
@@ -2101,57 +2100,27 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Purpose", &purpose)?;
     let _ = PURPOSE_ENUM.set(py, purpose.unbind());
 
-    // The exception tree, under the names of SPEC §6.
-    for (name, class) in [
-        ("EncryptionError", py.get_type::<EncryptionError>()),
-        (
-            "EncryptionApplyError",
-            py.get_type::<EncryptionApplyError>(),
-        ),
-        (
-            "KEKNotConfiguredError",
-            py.get_type::<KEKNotConfiguredError>(),
-        ),
-        (
-            "LocalEpochRollbackError",
-            py.get_type::<LocalEpochRollbackError>(),
-        ),
-        (
-            "NodeIDCollisionError",
-            py.get_type::<NodeIDCollisionError>(),
-        ),
-        (
-            "MalformedPayloadError",
-            py.get_type::<MalformedPayloadError>(),
-        ),
-        (
-            "RegistryCorruptionError",
-            py.get_type::<RegistryCorruptionError>(),
-        ),
-        ("StorageError", py.get_type::<PyStorageError>()),
-        ("RegistryOpenError", py.get_type::<RegistryOpenError>()),
-        ("KEKUnwrapError", py.get_type::<KEKUnwrapError>()),
-        ("KeyConflictError", py.get_type::<KeyConflictError>()),
-        (
-            "AlreadyBootstrappedError",
-            py.get_type::<AlreadyBootstrappedError>(),
-        ),
-        (
-            "NotBootstrappedError",
-            py.get_type::<NotBootstrappedError>(),
-        ),
-        (
-            "PayloadRejectedError",
-            py.get_type::<PayloadRejectedError>(),
-        ),
-        ("SidecarError", py.get_type::<PySidecarError>()),
-        ("KEKFileError", py.get_type::<KEKFileError>()),
-        (
-            "InsecureKEKFileError",
-            py.get_type::<InsecureKEKFileError>(),
-        ),
+    // The exception tree, each under its own class name (SPEC §6).
+    for class in [
+        py.get_type::<EncryptionError>(),
+        py.get_type::<EncryptionApplyError>(),
+        py.get_type::<KEKNotConfiguredError>(),
+        py.get_type::<LocalEpochRollbackError>(),
+        py.get_type::<NodeIDCollisionError>(),
+        py.get_type::<MalformedPayloadError>(),
+        py.get_type::<RegistryCorruptionError>(),
+        py.get_type::<PyStorageError>(),
+        py.get_type::<RegistryOpenError>(),
+        py.get_type::<KEKUnwrapError>(),
+        py.get_type::<KeyConflictError>(),
+        py.get_type::<AlreadyBootstrappedError>(),
+        py.get_type::<NotBootstrappedError>(),
+        py.get_type::<PayloadRejectedError>(),
+        py.get_type::<PySidecarError>(),
+        py.get_type::<KEKFileError>(),
+        py.get_type::<InsecureKEKFileError>(),
     ] {
-        m.add(name, class)?;
+        m.add(class.name()?, class)?;
     }
 
     m.add("OP_REGISTRATION", wire::OP_REGISTRATION)?;

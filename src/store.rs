@@ -200,7 +200,9 @@ fn open_lmdb(path: &Path, mode: OpenMode, map_size: usize) -> Result<RegistryEnv
     Ok(registry_env)
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks a mutex, taking over a poisoned one: every critical section here
+/// leaves its data consistent, and a panic must not turn into more panics.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
