@@ -1977,8 +1977,9 @@ impl PySidecar {
     }
 
     /// The sidecar as the JSON this package writes.
-    fn to_json(&self) -> String {
-        String::from_utf8_lossy(&self.0.to_json()).into_owned()
+    fn to_json(&self) -> PyResult<String> {
+        let json = self.0.to_json().map_err(PyValueError::new_err)?;
+        Ok(String::from_utf8_lossy(&json).into_owned())
     }
 
     fn __repr__(&self) -> String {

@@ -311,7 +311,10 @@ impl Sidecar {
         Ok(())
     }
 
-    pub fn to_json(&self) -> Vec<u8> {
+    /// The sidecar as pretty JSON. Fails (rather than producing an empty
+    /// or partial document that would be written in place of keys.json)
+    /// if serialisation does.
+    pub fn to_json(&self) -> Result<Vec<u8>, String> {
         let mut top = self.extra.clone();
         let keys: Map<String, Value> = self
             .keys
@@ -343,9 +346,10 @@ impl Sidecar {
             json!({"storage": self.active_storage, "raft": self.active_raft}),
         );
         top.insert("keys".into(), Value::Object(keys));
-        let mut out = serde_json::to_vec_pretty(&Value::Object(top)).unwrap_or_default();
+        let mut out = serde_json::to_vec_pretty(&Value::Object(top))
+            .map_err(|e| format!("cannot serialise the sidecar: {e}"))?;
         out.push(b'\n');
-        out
+        Ok(out)
     }
 }
 
@@ -384,6 +388,10 @@ fn parent_dir(path: &Path) -> &Path {
 pub fn write_durable(path: &Path, sidecar: &Sidecar) -> Result<(), SidecarError> {
     let tmp = tmp_path(path);
     let fail = |step: &str, e: std::io::Error| sidecar_error(path, format!("{step}: {e}"));
+    // Serialised first: a failure here leaves nothing behind.
+    let json = sidecar
+        .to_json()
+        .map_err(|reason| sidecar_error(path, reason))?;
     // A temporary file left by a crash is garbage (the rename never
     // happened); remove it rather than write through whatever it is.
     match std::fs::remove_file(&tmp) {
@@ -398,9 +406,12 @@ pub fn write_durable(path: &Path, sidecar: &Sidecar) -> Result<(), SidecarError>
         .custom_flags(libc::O_CLOEXEC)
         .open(&tmp)
         .map_err(|e| fail("creating the temporary file", e))?;
+    let json = sidecar
+        .to_json()
+        .map_err(|reason| sidecar_error(path, reason))?;
     let written = file
         .set_permissions(std::fs::Permissions::from_mode(0o600))
-        .and_then(|()| file.write_all(&sidecar.to_json()))
+        .and_then(|()| file.write_all(&json))
         .and_then(|()| file.sync_all());
     drop(file);
     if let Err(e) = written {
@@ -441,7 +452,7 @@ mod tests {
     #[test]
     fn round_trip_and_field_names() {
         let s = sample();
-        let json = s.to_json();
+        let json = s.to_json().expect("json");
         let v: Value = serde_json::from_slice(&json).expect("json");
         assert_eq!(v["version"], 1);
         assert_eq!(v["active"]["storage"], 1);
@@ -456,16 +467,17 @@ mod tests {
 
     #[test]
     fn unknown_top_level_fields_survive_a_rewrite() {
-        let mut v: Value = serde_json::from_slice(&sample().to_json()).expect("json");
+        let mut v: Value =
+            serde_json::from_slice(&sample().to_json().expect("json")).expect("json");
         v["future_field"] = json!({"x": 1});
         let parsed = Sidecar::parse(&serde_json::to_vec(&v).expect("ser")).expect("parse");
-        let again: Value = serde_json::from_slice(&parsed.to_json()).expect("json");
+        let again: Value = serde_json::from_slice(&parsed.to_json().expect("json")).expect("json");
         assert_eq!(again["future_field"], json!({"x": 1}));
     }
 
     #[test]
     fn reader_rejects_what_spec_says() {
-        let good: Value = serde_json::from_slice(&sample().to_json()).expect("json");
+        let good: Value = serde_json::from_slice(&sample().to_json().expect("json")).expect("json");
         type Mutation = Box<dyn Fn(&mut Value)>;
         let cases: Vec<(&str, Mutation)> = vec![
             ("version 2", Box::new(|v| v["version"] = json!(2))),
