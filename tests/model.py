@@ -5,6 +5,7 @@ is written from the SPEC table, independently of the code under test."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 PREFIX = b"!encryption|writers|"
@@ -17,6 +18,22 @@ class Halt:
 
     name: str
     attrs: dict[str, int]
+
+
+def expect(expected: str | Halt, call: Callable[[], str]) -> None:
+    """Runs `call` (an apply) and checks it did what the model says: the
+    same outcome string, or the same halt class with the same fields."""
+    if not isinstance(expected, Halt):
+        assert call() == expected
+        return
+    try:
+        got = call()
+    except Exception as err:  # the class name is checked right below
+        assert type(err).__name__ == expected.name, (err, expected)
+        for name, value in expected.attrs.items():
+            assert getattr(err, name) == value, (name, err, expected)
+    else:
+        raise AssertionError(f"expected {expected.name}, the applier returned {got!r}")
 
 
 @dataclass

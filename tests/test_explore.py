@@ -10,6 +10,7 @@ import pytest
 
 import encryption_applier as ea
 from conftest import dump_raw, interactive, run_python
+from model import RegistryModel
 
 A, B, C = 0xA_0001, 0xB_0002, 0xC_0003
 
@@ -39,20 +40,27 @@ def test_empty_registry_digest_is_sha256_of_nothing(registry_dir: Path) -> None:
     assert ea.Registry(registry_dir).digest() == hashlib.sha256(b"").hexdigest()
 
 
+def model_of(stream: list[tuple[int, int, int]]) -> RegistryModel:
+    model = RegistryModel()
+    for reg in stream:
+        model.apply_registration(*reg)
+    return model
+
+
 def test_stats_per_dek(registry_dir: Path) -> None:
     fill(registry_dir, STREAM)
     with ea.Registry(registry_dir) as registry:
         stats = registry.stats()
-        rows = registry.rows()
-    assert list(stats) == [1, 2, 7]
+    rows = model_of(STREAM).sorted_rows()  # (dek, node16, full, first, last)
+    assert list(stats) == sorted({r[0] for r in rows}) == [1, 2, 7]
     for dek_id, s in stats.items():
-        mine = [r for r in rows if r.dek_id == dek_id]
+        mine = [r for r in rows if r[0] == dek_id]
         assert s == {
             "rows": len(mine),
-            "min_first_seen": min(r.first_seen_local_epoch for r in mine),
-            "max_first_seen": max(r.first_seen_local_epoch for r in mine),
-            "min_last_seen": min(r.last_seen_local_epoch for r in mine),
-            "max_last_seen": max(r.last_seen_local_epoch for r in mine),
+            "min_first_seen": min(r[3] for r in mine),
+            "max_first_seen": max(r[3] for r in mine),
+            "min_last_seen": min(r[4] for r in mine),
+            "max_last_seen": max(r[4] for r in mine),
         }
 
 
@@ -71,11 +79,10 @@ def test_diff_between_replicas(tmp_path: Path) -> None:
     assert back.only_in_self == d.only_in_other and back.changed == [(b, a) for a, b in d.changed]
 
 
-def test_columns_are_arrays_matching_rows(registry_dir: Path) -> None:
+def test_columns_are_arrays_matching_the_model(registry_dir: Path) -> None:
     fill(registry_dir, STREAM)
     with ea.Registry(registry_dir) as registry:
         columns = registry.columns()
-        rows = registry.rows()
         only_7 = registry.columns(7)
     assert {name: col.typecode for name, col in columns.items()} == {
         "dek_id": "I",
@@ -84,17 +91,18 @@ def test_columns_are_arrays_matching_rows(registry_dir: Path) -> None:
         "first_seen_local_epoch": "H",
         "last_seen_local_epoch": "H",
     }
-    for name, col in columns.items():
-        assert list(col) == [getattr(r, name) for r in rows]
+    expected = list(zip(*model_of(STREAM).sorted_rows()))
+    for i, name in enumerate(["dek_id", "node_id16", "full_node_id", "first_seen_local_epoch", "last_seen_local_epoch"]):
+        assert list(columns[name]) == list(expected[i])
     assert list(only_7["dek_id"]) == [7, 7]
 
 
 def test_to_pandas_has_typed_columns(registry_dir: Path) -> None:
     import pandas
-    fill(registry_dir, STREAM + [(9, 0xFFFF_FFFF_FFFF_FFFF, 65535)])
+    stream = STREAM + [(9, 0xFFFF_FFFF_FFFF_FFFF, 65535)]
+    fill(registry_dir, stream)
     with ea.Registry(registry_dir) as registry:
         frame = registry.to_pandas()
-        rows = registry.rows()
         only_1 = registry.to_pandas(dek_id=1)
     assert isinstance(frame, pandas.DataFrame)
     assert dict(frame.dtypes.astype(str)) == {
@@ -104,9 +112,7 @@ def test_to_pandas_has_typed_columns(registry_dir: Path) -> None:
         "first_seen_local_epoch": "uint16",
         "last_seen_local_epoch": "uint16",
     }
-    assert [tuple(int(x) for x in t) for t in frame.itertuples(index=False)] == [
-        (r.dek_id, r.node_id16, r.full_node_id, r.first_seen_local_epoch, r.last_seen_local_epoch) for r in rows
-    ]
+    assert [tuple(int(x) for x in t) for t in frame.itertuples(index=False)] == model_of(stream).sorted_rows()
     assert list(only_1.dek_id) == [1, 1]
 
 

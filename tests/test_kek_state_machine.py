@@ -13,7 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import encryption_applier as ea
 from conftest import aesgcm_wrap, fingerprint
-from model import Halt, KeyedModel
+from model import KeyedModel, expect
 
 ids = st.sampled_from([0, 1, 2, 3, 4])
 fulls = st.sampled_from([0x1_0001, 0x2_0001, 0x1_0002])
@@ -51,19 +51,6 @@ class KeyedStateMachine(RuleBasedStateMachine):
             self.model.deks[blob] = self.dek_bytes[(dek_id, variant)]
         return self.wrapped_cache[key]
 
-    def compare(self, expected: str | Halt, call) -> None:  # type: ignore[no-untyped-def]
-        if isinstance(expected, Halt):
-            try:
-                got = call()
-            except ea.EncryptionApplyError as err:
-                assert type(err).__name__ == expected.name, (err, expected)
-                for name, value in expected.attrs.items():
-                    assert getattr(err, name) == value, (name, err, expected)
-            else:
-                raise AssertionError(f"expected {expected}, got {got!r}")
-        else:
-            assert call() == expected
-
     blob = st.tuples(st.integers(0, 1), st.integers(0, 2), st.sampled_from(["good"] * 6 + ["garbage", "short"]))
 
     @rule(storage=ids, raft=ids, ws=blob, wr=blob, batch=st.lists(rows, max_size=4), via=st.booleans())
@@ -72,7 +59,7 @@ class KeyedStateMachine(RuleBasedStateMachine):
         wrapped_r = self.wrapped(raft, *wr)
         expected = self.model.bootstrap(storage, wrapped_s, raft, wrapped_r, batch)
         entry = ea.Bootstrap(storage, wrapped_s, raft, wrapped_r, [ea.Registration(*r) for r in batch])
-        self.compare(expected, (lambda: self.applier.apply(entry.to_entry())) if via else (lambda: self.applier.apply_bootstrap(entry)))
+        expect(expected, (lambda: self.applier.apply(entry.to_entry())) if via else (lambda: self.applier.apply_bootstrap(entry)))
 
     @rule(dek_id=ids, purpose=purposes, w=blob, proposer=rows, same_dek=st.booleans())
     def rotation(self, dek_id, purpose, w, proposer, same_dek) -> None:  # type: ignore[no-untyped-def]
@@ -81,12 +68,12 @@ class KeyedStateMachine(RuleBasedStateMachine):
         wrapped = self.wrapped(dek_id, *w)
         expected = self.model.rotation(dek_id, purpose, wrapped, proposer)
         entry = ea.Rotation(dek_id, PURPOSE[purpose], wrapped, ea.Registration(*proposer))
-        self.compare(expected, lambda: self.applier.apply(entry.to_entry()))
+        expect(expected, lambda: self.applier.apply(entry.to_entry()))
 
     @rule(row=rows)
     def registration(self, row) -> None:  # type: ignore[no-untyped-def]
         expected = self.model.registry.apply_registration(*row)
-        self.compare(expected, lambda: self.applier.apply_registration(ea.Registration(*row)))
+        expect(expected, lambda: self.applier.apply_registration(ea.Registration(*row)))
 
     @rule()
     def restart(self) -> None:
