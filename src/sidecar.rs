@@ -406,9 +406,6 @@ pub fn write_durable(path: &Path, sidecar: &Sidecar) -> Result<(), SidecarError>
         .custom_flags(libc::O_CLOEXEC)
         .open(&tmp)
         .map_err(|e| fail("creating the temporary file", e))?;
-    let json = sidecar
-        .to_json()
-        .map_err(|reason| sidecar_error(path, reason))?;
     let written = file
         .set_permissions(std::fs::Permissions::from_mode(0o600))
         .and_then(|()| file.write_all(&json))
