@@ -16,18 +16,19 @@ use pyo3::types::{
 use pyo3::BoundObject;
 use zeroize::Zeroize;
 
-use crate::applier::{
-    Applier, ApplierOptions, BatchHalt, FaultAction, FaultPoint, Outcome, Registry,
+use crate::applier::testing::{self, FaultAction, FaultPoint};
+use crate::applier::{Applier, ApplierOptions, BatchHalt};
+use crate::error::{ApplierOpenError, ApplyError};
+use crate::fsutil::lock;
+use crate::kek::{Dek, Kek, KekFileError, KekFileProblem, UnwrapError, DEK_LEN};
+use crate::registry::{
+    self as codec, CorruptionKind, RegistryCorruption, RegistryRow, RegistryValue,
 };
-use crate::error::{
-    ApplierOpenError, ApplyError, CorruptionKind, KekFileError, KekFileProblem, MalformedPayload,
-    OpenError, RegistryCorruption, RegistryError, SidecarError, StorageError, UnwrapError,
-};
-use crate::kek::{Dek, Kek, DEK_LEN};
-use crate::registry::{self as codec, RegistryRow, RegistryValue};
-use crate::sidecar::{self, Sidecar, SidecarKey};
-use crate::store::lock;
-use crate::wire::{self, Bootstrap, Entry, Purpose, Registration, Rotation};
+use crate::rules::Outcome;
+use crate::sidecar::{self, Sidecar, SidecarError, SidecarKey};
+use crate::store::{OpenError, RegistryError, StorageError};
+use crate::view::Registry;
+use crate::wire::{self, Bootstrap, Entry, MalformedPayload, Purpose, Registration, Rotation};
 
 /// The exception classes, in their own module so `StorageError` does not
 /// clash with the core's struct of that name.
@@ -185,17 +186,6 @@ fn malformed_to_py(py: Python<'_>, m: &MalformedPayload) -> PyErr {
     err
 }
 
-fn corruption_problem(kind: &CorruptionKind) -> &'static str {
-    match kind {
-        CorruptionKind::KeyLength => "key_length",
-        CorruptionKind::KeyLayout => "key_layout",
-        CorruptionKind::ValueLength => "value_length",
-        CorruptionKind::NodeIdMismatch => "node_id_mismatch",
-        CorruptionKind::EpochOrder => "epoch_order",
-        CorruptionKind::AppliedIndexLength => "applied_index_length",
-    }
-}
-
 fn corruption_to_py(py: Python<'_>, c: &RegistryCorruption) -> PyErr {
     let err = RegistryCorruptionError::new_err(c.to_string());
     set_attrs(
@@ -212,7 +202,7 @@ fn corruption_to_py(py: Python<'_>, c: &RegistryCorruption) -> PyErr {
             ),
             ("dek_id", obj(py, c.dek_id)),
             ("node_id16", obj(py, c.node_id16)),
-            ("problem", obj(py, corruption_problem(&c.kind))),
+            ("problem", obj(py, c.kind.code())),
         ],
     );
     err
@@ -235,14 +225,14 @@ fn storage_to_py(py: Python<'_>, s: &StorageError) -> PyErr {
 fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
     let msg = err.to_string();
     match err {
-        ApplyError::KekNotConfigured { opcode, entry } => {
+        ApplyError::KekNotConfigured { opcode, kind } => {
             let e = KEKNotConfiguredError::new_err(msg);
             set_attrs(
                 py,
                 &e,
                 vec![
                     ("opcode", obj(py, *opcode)),
-                    ("entry_kind", obj(py, *entry)),
+                    ("entry_kind", obj(py, kind.as_str())),
                 ],
             );
             e
@@ -292,7 +282,7 @@ fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
             dek_id,
             purpose,
             problem,
-        } => unwrap_to_py(py, msg, Some(*dek_id), Some(purpose), problem),
+        } => unwrap_to_py(py, msg, Some(*dek_id), Some(purpose.as_str()), problem),
         ApplyError::KeyConflict { dek_id } => {
             let e = KeyConflictError::new_err(msg);
             set_attrs(py, &e, vec![("dek_id", obj(py, *dek_id))]);
@@ -1582,7 +1572,7 @@ impl PyApplier {
         let applier = guard
             .as_mut()
             .ok_or_else(|| PyValueError::new_err("operation on a closed Applier"))?;
-        applier.set_fault(fault);
+        testing::set_fault(applier, fault);
         Ok(())
     }
 

@@ -5,8 +5,9 @@
 //! produce or open one. Key bytes live in `Zeroizing` buffers and are
 //! wiped when dropped; no `Debug`, `Display` or error message shows them.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -14,13 +15,86 @@ use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use zeroize::Zeroizing;
 
-use crate::error::{KekFileError, KekFileProblem, UnwrapError};
+use crate::fsutil::{write_private_durable, Existing};
 
 pub const KEK_LEN: usize = 32;
 pub const DEK_LEN: usize = 32;
 pub const NONCE_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
 pub const WRAPPED_LEN: usize = NONCE_LEN + DEK_LEN + TAG_LEN;
+
+/// What is wrong with a KEK file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KekFileProblem {
+    Io(String),
+    NotRegular,
+    WrongSize(u64),
+    /// Group or other permission bits are set (the full mode is kept).
+    Insecure {
+        mode: u32,
+    },
+    Exists,
+    Random(String),
+}
+
+/// A KEK file that cannot be used. Not a halt: it is configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KekFileError {
+    pub path: PathBuf,
+    pub problem: KekFileProblem,
+}
+
+impl fmt::Display for KekFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KEK file {}: ", self.path.display())?;
+        match &self.problem {
+            KekFileProblem::Io(e) => write!(f, "{e}"),
+            KekFileProblem::NotRegular => f.write_str("not a regular file"),
+            KekFileProblem::WrongSize(n) => {
+                write!(f, "is {n} bytes; an AES-256 KEK is exactly 32 bytes")
+            }
+            KekFileProblem::Insecure { mode } => write!(
+                f,
+                "mode 0o{mode:03o} gives group/other access; it must be owner-only (chmod 600)"
+            ),
+            KekFileProblem::Exists => f.write_str("already exists; refusing to overwrite a KEK"),
+            KekFileProblem::Random(e) => write!(f, "no randomness for a new key: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for KekFileError {}
+
+impl KekFileProblem {
+    pub fn code(&self) -> &'static str {
+        match self {
+            KekFileProblem::Io(_) => "io",
+            KekFileProblem::NotRegular => "not_regular",
+            KekFileProblem::WrongSize(_) => "wrong_size",
+            KekFileProblem::Insecure { .. } => "insecure_mode",
+            KekFileProblem::Exists => "exists",
+            KekFileProblem::Random(_) => "random",
+        }
+    }
+}
+
+/// Why a wrapped DEK did not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UnwrapError {
+    #[error("wrapped key is {0} bytes, expected 60 (nonce 12 + ciphertext 32 + tag 16)")]
+    Length(usize),
+    #[error("authentication tag does not verify (wrong KEK or tampered bytes)")]
+    Tag,
+}
+
+impl UnwrapError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            UnwrapError::Length(_) => "length",
+            UnwrapError::Tag => "tag",
+        }
+    }
+}
 
 /// A 32-byte data-encryption key, wiped from memory when dropped.
 #[derive(Clone, PartialEq, Eq)]
@@ -75,10 +149,6 @@ fn file_error(path: &Path, problem: KekFileProblem) -> KekFileError {
     }
 }
 
-fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 impl Kek {
     /// Loads a KEK. The file is opened once and every check (regular file,
     /// exactly 32 bytes, no group/other permission bits) is made on that
@@ -130,33 +200,14 @@ impl Kek {
         let mut key = Zeroizing::new([0u8; KEK_LEN]);
         getrandom::fill(key.as_mut())
             .map_err(|e| file_error(path, KekFileProblem::Random(e.to_string())))?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| {
-                let problem = if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    KekFileProblem::Exists
-                } else {
-                    KekFileProblem::Io(e.to_string())
-                };
-                file_error(path, problem)
-            })?;
-        let written = file
-            .set_permissions(std::fs::Permissions::from_mode(0o600))
-            .and_then(|()| file.write_all(key.as_ref()))
-            .and_then(|()| file.sync_all())
-            .and_then(|()| {
-                let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-                fsync_dir(parent.unwrap_or(Path::new(".")))
-            });
-        if let Err(e) = written {
-            // Leave no half-written KEK behind for a later load to trust.
-            let _ = std::fs::remove_file(path);
-            return Err(file_error(path, KekFileProblem::Io(e.to_string())));
-        }
+        write_private_durable(path, key.as_ref(), Existing::Keep).map_err(|e| {
+            let problem = if e.source.kind() == std::io::ErrorKind::AlreadyExists {
+                KekFileProblem::Exists
+            } else {
+                KekFileProblem::Io(e.to_string())
+            };
+            file_error(path, problem)
+        })?;
         Ok(Kek {
             key,
             path: path.to_path_buf(),

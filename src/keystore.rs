@@ -19,7 +19,7 @@ pub const FINGERPRINT_HEX_LEN: usize = 16;
 /// replicas and test runs without revealing them.
 pub fn fingerprint(dek: &Dek) -> String {
     let digest = Sha256::digest(dek.expose());
-    let mut out = crate::error::hex(&digest);
+    let mut out = crate::fsutil::hex(&digest);
     out.truncate(FINGERPRINT_HEX_LEN);
     out
 }

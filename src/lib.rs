@@ -4,30 +4,43 @@
 //!
 //! The core modules know nothing of Python; `bindings` (feature `python`)
 //! is the one place that converts types and maps errors to exceptions.
+//!
+//! - `wire`: the entry codec (SPEC §2); `registry`: the row codec (§3);
+//! - `rules`: the four cases and the payload checks, as pure functions;
+//! - `store`: the LMDB environment, transaction guards, the writer lock;
+//! - `applier`: applies entries through the rules into the store;
+//! - `view`: the read-only, snapshot-pinned `Registry`;
+//! - `kek`, `keystore`, `sidecar`: keys and `keys.json` (§5);
+//! - `error`: the aggregate errors; `fsutil`: durable private writes.
 
 pub mod applier;
 pub mod error;
+pub mod fsutil;
 pub mod kek;
 pub mod keystore;
 pub mod registry;
+pub mod rules;
 pub mod sidecar;
 pub mod store;
+pub mod view;
 pub mod wire;
 
 #[cfg(feature = "python")]
 mod bindings;
 
-pub use applier::{decide, Applier, ApplierOptions, BatchHalt, Decision, Outcome, Registry};
-pub use error::{
-    ApplierOpenError, ApplyError, CorruptionKind, KekFileError, KekFileProblem, MalformedPayload,
-    MalformedReason, OpenError, PayloadKind, RegistryCorruption, RegistryError, RejectReason,
-    SidecarError, StorageError, UnwrapError,
-};
-pub use kek::{Dek, Kek};
+pub use applier::{Applier, ApplierOptions, BatchHalt};
+pub use error::{ApplierOpenError, ApplyError, RejectReason};
+pub use kek::{Dek, Kek, KekFileError, KekFileProblem, UnwrapError};
 pub use keystore::Keystore;
-pub use registry::{RegistryRow, RegistryValue};
-pub use sidecar::{Sidecar, SidecarKey};
-pub use wire::{Bootstrap, Entry, Purpose, Registration, Rotation};
+pub use registry::{CorruptionKind, RegistryCorruption, RegistryRow, RegistryValue};
+pub use rules::{decide, Decision, Outcome};
+pub use sidecar::{Sidecar, SidecarError, SidecarKey};
+pub use store::{OpenError, RegistryError, StorageError};
+pub use view::Registry;
+pub use wire::{
+    Bootstrap, Entry, MalformedPayload, MalformedReason, PayloadKind, Purpose, Registration,
+    Rotation,
+};
 
 /// Helpers shared by the unit tests of several modules.
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! real cluster. Decoding is strict: a key or value of the wrong shape is
 //! [`RegistryCorruption`], never "no row".
 
-use crate::error::{CorruptionKind, RegistryCorruption};
+use std::fmt;
+
+use crate::fsutil::hex;
 use crate::wire::node_id16;
 
 pub const REGISTRY_PREFIX: &[u8] = b"!encryption|writers|";
@@ -12,12 +14,107 @@ pub const KEY_LEN: usize = REGISTRY_PREFIX.len() + 4 + 1 + 2;
 pub const DEK_PREFIX_LEN: usize = REGISTRY_PREFIX.len() + 4 + 1;
 pub const VALUE_LEN: usize = 8 + 2 + 2;
 
+/// What is wrong with a stored registry row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorruptionKind {
+    KeyLength,
+    KeyLayout,
+    ValueLength,
+    /// The row's full_node_id does not end in the node_id16 of its key.
+    NodeIdMismatch,
+    /// first_seen_local_epoch > last_seen_local_epoch: the rules never write that.
+    EpochOrder,
+    /// The stored Raft applied index is not 8 bytes.
+    AppliedIndexLength,
+}
+
+impl CorruptionKind {
+    /// A stable, machine-readable name (exposed to Python as `.problem`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            CorruptionKind::KeyLength => "key_length",
+            CorruptionKind::KeyLayout => "key_layout",
+            CorruptionKind::ValueLength => "value_length",
+            CorruptionKind::NodeIdMismatch => "node_id_mismatch",
+            CorruptionKind::EpochOrder => "epoch_order",
+            CorruptionKind::AppliedIndexLength => "applied_index_length",
+        }
+    }
+}
+
+/// A stored writer-registry row that does not decode. Never read as "no row".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryCorruption {
+    pub kind: CorruptionKind,
+    pub key: Vec<u8>,
+    /// The stored value, when the problem is the value.
+    pub value: Option<Vec<u8>>,
+    /// Decoded from the key when the key itself is well formed.
+    pub dek_id: Option<u32>,
+    pub node_id16: Option<u16>,
+}
+
+impl fmt::Display for RegistryCorruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.dek_id, self.node_id16) {
+            _ if self.kind == CorruptionKind::AppliedIndexLength => {
+                f.write_str("corrupt registry metadata: ")?
+            }
+            (Some(dek), Some(n16)) => write!(
+                f,
+                "corrupt writer-registry row at dek_id={dek} node_id16=0x{n16:04x}: "
+            )?,
+            _ => write!(f, "corrupt writer-registry key {}: ", hex(&self.key))?,
+        }
+        let value_len = self.value.as_ref().map_or(0, Vec::len);
+        match self.kind {
+            CorruptionKind::KeyLength => {
+                write!(f, "key is {} bytes, expected {}", self.key.len(), KEY_LEN)
+            }
+            CorruptionKind::KeyLayout => {
+                write!(
+                    f,
+                    "key does not have the '<prefix><dek_id>|<node_id16>' layout"
+                )
+            }
+            CorruptionKind::ValueLength => {
+                write!(f, "value is {value_len} bytes, expected {}", VALUE_LEN)
+            }
+            CorruptionKind::NodeIdMismatch => {
+                write!(f, "stored full_node_id does not end in the key's node_id16")
+            }
+            CorruptionKind::EpochOrder => write!(
+                f,
+                "first_seen_local_epoch is greater than last_seen_local_epoch"
+            ),
+            CorruptionKind::AppliedIndexLength => {
+                write!(f, "the applied index is {value_len} bytes, expected 8")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RegistryCorruption {}
+
 /// The stored part of a row: what the key does not already say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RegistryValue {
     pub full_node_id: u64,
     pub first_seen_local_epoch: u16,
     pub last_seen_local_epoch: u16,
+}
+
+impl RegistryValue {
+    /// The row this value makes at `(dek_id, node_id16)`.
+    pub fn row(&self, dek_id: u32, node_id16: u16) -> RegistryRow {
+        RegistryRow {
+            dek_id,
+            node_id16,
+            full_node_id: self.full_node_id,
+            first_seen_local_epoch: self.first_seen_local_epoch,
+            last_seen_local_epoch: self.last_seen_local_epoch,
+        }
+    }
 }
 
 /// A whole row: key fields and value fields. Ordered like the keys are.
@@ -188,7 +285,7 @@ impl Digest {
 
     pub fn hex(self) -> String {
         use sha2::Digest as _;
-        crate::error::hex(&self.0.finalize())
+        hex(&self.0.finalize())
     }
 }
 
@@ -407,5 +504,19 @@ mod tests {
             Digest::default().hex(),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn corruption_message_names_the_row() {
+        let err = RegistryCorruption {
+            kind: CorruptionKind::ValueLength,
+            key: registry_key(9, 0x0102).to_vec(),
+            value: Some(vec![0; 11]),
+            dek_id: Some(9),
+            node_id16: Some(0x0102),
+        };
+        let msg = err.to_string();
+        assert!(msg.contains("dek_id=9 node_id16=0x0102"), "{msg}");
+        assert!(msg.contains("value is 11 bytes, expected 12"), "{msg}");
     }
 }

@@ -7,9 +7,6 @@
 //! a crash leaves either the old file or the new one, never a torn one.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,8 +14,17 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use crate::error::SidecarError;
+use crate::fsutil::{write_private_durable, Existing};
 use crate::wire::Purpose;
+
+/// A `keys.json` sidecar that cannot be read, is invalid, or could not be
+/// written durably.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sidecar {}: {reason}", path.display())]
+pub struct SidecarError {
+    pub path: PathBuf,
+    pub reason: String,
+}
 
 pub const SIDECAR_VERSION: u64 = 1;
 pub const SIDECAR_FILE: &str = "keys.json";
@@ -360,13 +366,6 @@ fn sidecar_error(path: &Path, reason: impl Into<String>) -> SidecarError {
     }
 }
 
-/// The temporary file a write goes through.
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
 /// Reads and validates the sidecar at `path`; `None` when there is none.
 pub fn read(path: &Path) -> Result<Option<Sidecar>, SidecarError> {
     match std::fs::read(path) {
@@ -378,52 +377,21 @@ pub fn read(path: &Path) -> Result<Option<Sidecar>, SidecarError> {
     }
 }
 
-fn parent_dir(path: &Path) -> &Path {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-}
-
 /// Replaces the sidecar at `path` with `sidecar`, crash-durably, mode 0600.
 pub fn write_durable(path: &Path, sidecar: &Sidecar) -> Result<(), SidecarError> {
-    let tmp = tmp_path(path);
-    let fail = |step: &str, e: std::io::Error| sidecar_error(path, format!("{step}: {e}"));
     // Serialised first: a failure here leaves nothing behind.
     let json = sidecar
         .to_json()
         .map_err(|reason| sidecar_error(path, reason))?;
-    // A temporary file left by a crash is garbage (the rename never
-    // happened); remove it rather than write through whatever it is.
-    match std::fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(fail("removing a stale temporary file", e)),
-    }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&tmp)
-        .map_err(|e| fail("creating the temporary file", e))?;
-    let written = file
-        .set_permissions(std::fs::Permissions::from_mode(0o600))
-        .and_then(|()| file.write_all(&json))
-        .and_then(|()| file.sync_all());
-    drop(file);
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(fail("writing the temporary file", e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| fail("renaming into place", e))?;
-    File::open(parent_dir(path))
-        .and_then(|d| d.sync_all())
-        .map_err(|e| fail("syncing the directory", e))
+    write_private_durable(path, &json, Existing::Replace)
+        .map_err(|e| sidecar_error(path, e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsutil::tmp_path;
+    use std::os::unix::fs::PermissionsExt;
 
     fn sample() -> Sidecar {
         let mut s = Sidecar {
@@ -567,9 +535,7 @@ mod tests {
 
     #[test]
     fn durable_write_replaces_stale_tmp_and_sets_mode() {
-        let dir = std::env::temp_dir().join(format!("ea-sidecar-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("mkdir");
+        let dir = crate::test_support::temp_dir("sidecar", true);
         let path = dir.join(SIDECAR_FILE);
         std::fs::write(tmp_path(&path), b"torn garbage").expect("stale");
         std::fs::set_permissions(tmp_path(&path), std::fs::Permissions::from_mode(0o644))

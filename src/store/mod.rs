@@ -6,17 +6,23 @@
 //! registry to one writer across processes, since two replicas sharing a
 //! registry would be a deployment bug that LMDB alone would not catch.
 
-use std::fs::{File, OpenOptions};
 use std::io;
 use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use lmdb::{Cursor, Database, Environment, EnvironmentFlags, Transaction};
+use lmdb::{Database, Environment, EnvironmentFlags};
 
-use crate::error::{CorruptionKind, OpenError, RegistryCorruption, RegistryError, StorageError};
-use crate::registry::{decode_row, registry_key, RegistryRow, REGISTRY_PREFIX};
+use crate::fsutil::lock;
+use crate::registry::RegistryCorruption;
+
+mod lock;
+mod txn;
+
+pub use lock::WriterLock;
+use txn::TxnToken;
+pub use txn::{Snapshot, WriteTxn, APPLIED_INDEX_KEY};
 
 /// Address space reserved for the map. LMDB maps it lazily and the file
 /// grows only as pages are written, so this bounds the registry size
@@ -27,12 +33,44 @@ pub const DEFAULT_MAP_SIZE: usize = 1 << 30;
 /// to create the lock file fixes this for the environment.
 pub const MAX_READERS: u32 = 1024;
 
-/// Where the Raft applied index lives: outside the registry prefix, so
-/// scans and digests of the registry never see it.
-pub const APPLIED_INDEX_KEY: &[u8] = b"!encryption|applied_index";
-
 const DATA_FILE: &str = "data.mdb";
-const WRITER_LOCK_FILE: &str = "writer.lock";
+
+/// An LMDB or file-system fault.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("storage fault while {operation} in {}: {detail}", path.display())]
+pub struct StorageError {
+    pub operation: &'static str,
+    pub path: PathBuf,
+    pub detail: String,
+    /// The LMDB or errno code, when there is one.
+    pub code: Option<i32>,
+}
+
+impl StorageError {
+    /// LMDB's "map full": nothing of the transaction was committed, and
+    /// it may be retried once the map has grown.
+    pub fn is_map_full(&self) -> bool {
+        self.code == Some(lmdb_sys::MDB_MAP_FULL)
+    }
+}
+
+/// Why an `Applier` or `Registry` could not be opened. Not a halt: no entry
+/// was involved.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open registry at {}: {reason}", path.display())]
+pub struct OpenError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// A read of the registry that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Corruption(#[from] RegistryCorruption),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
 
 /// One open LMDB environment with its registry database.
 pub struct RegistryEnv {
@@ -55,17 +93,6 @@ pub struct RegistryEnv {
 /// How often a long-running writer clears reader slots of dead processes.
 const READER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Marks one transaction as open in this process until dropped.
-pub(crate) struct TxnToken<'a> {
-    env: &'a RegistryEnv,
-}
-
-impl Drop for TxnToken<'_> {
-    fn drop(&mut self) {
-        self.env.leave();
-    }
-}
-
 impl std::fmt::Debug for RegistryEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistryEnv")
@@ -85,7 +112,7 @@ pub enum OpenMode {
 
 static OPEN_ENVS: Mutex<Vec<(PathBuf, Weak<RegistryEnv>)>> = Mutex::new(Vec::new());
 
-fn open_error(path: &Path, reason: impl Into<String>) -> OpenError {
+pub(crate) fn open_error(path: &Path, reason: impl Into<String>) -> OpenError {
     OpenError {
         path: path.to_path_buf(),
         reason: reason.into(),
@@ -200,12 +227,6 @@ fn open_lmdb(path: &Path, mode: OpenMode, map_size: usize) -> Result<RegistryEnv
     Ok(registry_env)
 }
 
-/// Locks a mutex, taking over a poisoned one: every critical section here
-/// leaves its data consistent, and a panic must not turn into more panics.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// Whether an errno passed through by LMDB means "not allowed to write here".
 fn is_permission(code: i32) -> bool {
     matches!(
@@ -221,16 +242,6 @@ impl RegistryEnv {
 
     pub fn is_read_only(&self) -> bool {
         self.read_only
-    }
-
-    /// The raw environment, for tests that plant bytes behind the rules.
-    #[cfg(test)]
-    pub(crate) fn env(&self) -> &Environment {
-        &self.env
-    }
-
-    pub(crate) fn db(&self) -> Database {
-        self.db
     }
 
     pub(crate) fn storage_error(&self, operation: &'static str, err: lmdb::Error) -> StorageError {
@@ -341,6 +352,10 @@ impl RegistryEnv {
         *open = open.saturating_sub(1);
     }
 
+    fn enter(&self) {
+        *lock(&self.gate) += 1;
+    }
+
     /// Doubles the map after `MDB_MAP_FULL`. Only possible with no
     /// transaction open in this process; otherwise says what to close.
     pub fn grow(&self) -> Result<usize, StorageError> {
@@ -390,204 +405,6 @@ impl RegistryEnv {
         }
         Ok(())
     }
-
-    /// The highest Raft index applied, if any was ever recorded.
-    pub fn get_applied_index<T: Transaction>(&self, txn: &T) -> Result<Option<u64>, RegistryError> {
-        match txn.get(self.db, &APPLIED_INDEX_KEY) {
-            Ok(value) => match <[u8; 8]>::try_from(value) {
-                Ok(bytes) => Ok(Some(u64::from_be_bytes(bytes))),
-                Err(_) => Err(RegistryCorruption {
-                    kind: CorruptionKind::AppliedIndexLength,
-                    key: APPLIED_INDEX_KEY.to_vec(),
-                    value: Some(value.to_vec()),
-                    dek_id: None,
-                    node_id16: None,
-                }
-                .into()),
-            },
-            Err(lmdb::Error::NotFound) => Ok(None),
-            Err(e) => Err(self.storage_error("reading the applied index", e).into()),
-        }
-    }
-
-    pub fn put_applied_index(
-        &self,
-        txn: &mut lmdb::RwTransaction<'_>,
-        index: u64,
-    ) -> Result<(), StorageError> {
-        txn.put(
-            self.db,
-            &APPLIED_INDEX_KEY,
-            &index.to_be_bytes(),
-            lmdb::WriteFlags::empty(),
-        )
-        .map_err(|e| self.storage_error("writing the applied index", e))
-    }
-
-    /// Runs `f` in one read transaction: a consistent snapshot.
-    pub fn read<T>(
-        &self,
-        f: impl FnOnce(&lmdb::RoTransaction<'_>) -> Result<T, RegistryError>,
-    ) -> Result<T, RegistryError> {
-        let (txn, token) =
-            self.begin_with("beginning a read transaction", || self.env.begin_ro_txn())?;
-        let out = f(&txn);
-        txn.abort();
-        drop(token);
-        out
-    }
-
-    /// A write transaction through the gate (the token must outlive it).
-    pub(crate) fn begin_write(
-        &self,
-    ) -> Result<(lmdb::RwTransaction<'_>, TxnToken<'_>), StorageError> {
-        self.clear_stale_readers_now_and_then();
-        self.begin_with("beginning a write transaction", || self.env.begin_rw_txn())
-    }
-
-    /// The row at `(dek_id, node_id16)`, or `None` when there is none. A
-    /// stored value that does not decode is an error, never `None`.
-    pub fn get_row<T: Transaction>(
-        &self,
-        txn: &T,
-        dek_id: u32,
-        node_id16: u16,
-    ) -> Result<Option<RegistryRow>, RegistryError> {
-        let key = registry_key(dek_id, node_id16);
-        match txn.get(self.db, &key) {
-            Ok(value) => Ok(Some(decode_row(&key, value)?)),
-            Err(lmdb::Error::NotFound) => Ok(None),
-            Err(e) => Err(self.storage_error("reading a registry row", e).into()),
-        }
-    }
-
-    /// Calls `f` on every row whose key starts with `prefix` (which must
-    /// itself start with the registry prefix), in key order.
-    pub fn scan<T: Transaction>(
-        &self,
-        txn: &T,
-        prefix: &[u8],
-        mut f: impl FnMut(RegistryRow),
-    ) -> Result<(), RegistryError> {
-        debug_assert!(prefix.starts_with(REGISTRY_PREFIX));
-        // The cursor lives in this named binding for the whole walk.
-        let cursor = txn
-            .open_ro_cursor(self.db)
-            .map_err(|e| self.storage_error("opening a cursor", e))?;
-        let mut step = cursor.get(Some(prefix), None, lmdb_sys::MDB_SET_RANGE);
-        loop {
-            match step {
-                Ok((Some(key), value)) => {
-                    if !key.starts_with(prefix) {
-                        break;
-                    }
-                    f(decode_row(key, value)?);
-                }
-                Ok((None, _)) => {
-                    return Err(StorageError {
-                        operation: "scanning the registry",
-                        path: self.path.clone(),
-                        detail: "LMDB cursor returned a value without a key".into(),
-                        code: None,
-                    }
-                    .into())
-                }
-                Err(lmdb::Error::NotFound) => break,
-                Err(e) => return Err(self.storage_error("scanning the registry", e).into()),
-            }
-            step = cursor.get(None, None, lmdb_sys::MDB_NEXT);
-        }
-        drop(cursor);
-        Ok(())
-    }
-}
-
-/// A read transaction pinned for as long as a view wants one consistent
-/// snapshot. With `MDB_NOTLS` it may move between threads, but LMDB
-/// forbids using it from two at once: `Snapshot` is `Send`, not `Sync`.
-pub struct Snapshot {
-    env: Arc<RegistryEnv>,
-    txn: *mut lmdb_sys::MDB_txn,
-}
-
-// SAFETY: the environment is opened with MDB_NOTLS, so a read transaction
-// is not tied to the thread that began it; `!Sync` keeps it to one thread
-// at a time, and the `Arc` keeps the environment open until it is gone.
-unsafe impl Send for Snapshot {}
-
-impl Snapshot {
-    pub fn begin(env: Arc<RegistryEnv>) -> Result<Snapshot, StorageError> {
-        let (txn, token) = env.begin_with("beginning a read snapshot", || {
-            let mut txn: *mut lmdb_sys::MDB_txn = std::ptr::null_mut();
-            // SAFETY: a valid environment, no parent, read-only flag.
-            let rc = unsafe {
-                lmdb_sys::mdb_txn_begin(
-                    env.env.env(),
-                    std::ptr::null_mut(),
-                    lmdb_sys::MDB_RDONLY,
-                    &mut txn,
-                )
-            };
-            if rc == 0 {
-                Ok(txn)
-            } else {
-                Err(lmdb::Error::from_err_code(rc))
-            }
-        })?;
-        // The snapshot itself now stands for the open transaction.
-        std::mem::forget(token);
-        Ok(Snapshot { env, txn })
-    }
-
-    /// Moves the snapshot to the newest committed state.
-    pub fn refresh(&mut self) -> Result<(), StorageError> {
-        self.env.check_process("renewing a read snapshot")?;
-        // SAFETY: `txn` is a live read-only transaction owned by `self`;
-        // once reset it holds no pages, so the gate may count it closed.
-        unsafe { lmdb_sys::mdb_txn_reset(self.txn) };
-        self.env.leave();
-        let txn = self.txn;
-        let renewed = self.env.begin_with("renewing a read snapshot", || {
-            // SAFETY: `txn` is a reset read-only transaction owned by `self`.
-            match unsafe { lmdb_sys::mdb_txn_renew(txn) } {
-                0 => Ok(()),
-                rc => Err(lmdb::Error::from_err_code(rc)),
-            }
-        });
-        match renewed {
-            Ok(((), token)) => {
-                std::mem::forget(token);
-                Ok(())
-            }
-            Err(e) => {
-                // Counted open again so Drop's `leave` stays balanced.
-                *lock(&self.env.gate) += 1;
-                Err(e)
-            }
-        }
-    }
-
-    pub fn env(&self) -> &Arc<RegistryEnv> {
-        &self.env
-    }
-}
-
-impl Transaction for Snapshot {
-    fn txn(&self) -> *mut lmdb_sys::MDB_txn {
-        self.txn
-    }
-}
-
-impl Drop for Snapshot {
-    fn drop(&mut self) {
-        // After fork() the transaction's reader slot belongs to the parent:
-        // aborting it here would release the parent's snapshot.
-        if self.env.in_opening_process() {
-            // SAFETY: `txn` is live (reset transactions may be aborted too).
-            unsafe { lmdb_sys::mdb_txn_abort(self.txn) }
-        }
-        self.env.leave();
-    }
 }
 
 impl Drop for RegistryEnv {
@@ -598,44 +415,6 @@ impl Drop for RegistryEnv {
         if self.in_opening_process() {
             // SAFETY: dropped exactly once, here, and never used again.
             unsafe { ManuallyDrop::drop(&mut self.env) }
-        }
-    }
-}
-
-impl std::fmt::Debug for Snapshot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Snapshot").field("env", &self.env).finish()
-    }
-}
-
-/// An exclusive advisory lock on `<dir>/writer.lock`, held by the one
-/// applier of a registry. Released when dropped (or when the process dies).
-#[derive(Debug)]
-pub struct WriterLock {
-    _file: File,
-}
-
-impl WriterLock {
-    pub fn acquire(dir: &Path) -> Result<WriterLock, OpenError> {
-        let lock_path = dir.join(WRITER_LOCK_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| open_error(dir, format!("cannot open {}: {e}", lock_path.display())))?;
-        match file.try_lock() {
-            Ok(()) => Ok(WriterLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(open_error(
-                dir,
-                "another Applier (in this or another process) is writing this registry; \
-                 close it first (a registry has exactly one writer)",
-            )),
-            Err(std::fs::TryLockError::Error(e)) => Err(open_error(
-                dir,
-                format!("cannot lock {}: {e}", lock_path.display()),
-            )),
         }
     }
 }
@@ -676,18 +455,6 @@ mod tests {
         std::fs::write(dir.join(DATA_FILE), vec![0x5a; 16384]).expect("write");
         let err = open_env(&dir, OpenMode::Existing).unwrap_err();
         assert!(err.reason.contains("LMDB"), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn writer_lock_is_exclusive() {
-        let dir = temp_dir("lock");
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let first = WriterLock::acquire(&dir).expect("first");
-        let err = WriterLock::acquire(&dir).unwrap_err();
-        assert!(err.reason.contains("another Applier"), "{err}");
-        drop(first);
-        WriterLock::acquire(&dir).expect("after release");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

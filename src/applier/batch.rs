@@ -1,0 +1,275 @@
+//! `apply_many`: group commit. Each run of registrations is one write
+//! transaction and one durable commit, with every registry key read once
+//! and written once; bootstraps and rotations between runs go through the
+//! one-by-one path. The result equals applying the entries one by one.
+
+use std::sync::Arc;
+
+use super::{is_map_full, Applier, MAX_GROWTHS};
+use crate::error::ApplyError;
+use crate::registry::RegistryRow;
+use crate::rules::{decide, Decision, Outcome};
+use crate::store::RegistryError;
+use crate::wire::{Entry, MalformedPayload};
+
+/// Why `apply_many` stopped: the entry at `position` halted (or, for a
+/// storage fault on commit, the first entry whose transaction was lost).
+/// Everything before `position` is committed; nothing from it on is.
+#[derive(Debug)]
+pub struct BatchHalt {
+    pub position: usize,
+    pub error: ApplyError,
+    /// The outcomes of the entries before `position`.
+    pub outcomes: Vec<Outcome>,
+}
+
+type Entries = [Result<Entry, MalformedPayload>];
+
+/// One registry key touched by a run: its row as read (or the error
+/// reading it), then as the run's rules left it.
+struct Slot {
+    row: Result<Option<RegistryRow>, RegistryError>,
+    dirty: bool,
+}
+
+/// Where the rules stopped in a run.
+struct RunEnd {
+    /// The first entry not applied by the run.
+    position: usize,
+    /// The highest Raft index the run applied.
+    last_index: Option<u64>,
+    /// The entry that halted, if one did.
+    halt: Option<(usize, ApplyError)>,
+}
+
+fn index_of(first_index: Option<u64>, position: usize) -> Option<u64> {
+    first_index.map(|f| f.saturating_add(position as u64))
+}
+
+impl Applier {
+    /// Applies `entries` in order with group commit. Semantics equal
+    /// applying the entries one by one: when entry `k` halts, entries
+    /// before `k` are committed and nothing of `k` or later is written.
+    /// With `first_index`, entry `i` is the Raft entry `first_index + i`.
+    pub fn apply_many(
+        &mut self,
+        entries: &Entries,
+        first_index: Option<u64>,
+    ) -> Result<Vec<Outcome>, BatchHalt> {
+        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut position = 0;
+        let mut growths = 0;
+        while position < entries.len() {
+            position = match self.apply_run(entries, position, first_index, &mut outcomes) {
+                Ok(next) => next,
+                // The run's transaction was lost to a full map: grow it and
+                // apply the run again from its start.
+                Err(halt)
+                    if halt.position == position
+                        && is_map_full(&halt.error)
+                        && growths < MAX_GROWTHS =>
+                {
+                    if let Err(e) = self.env.grow() {
+                        return Err(BatchHalt {
+                            position,
+                            error: e.into(),
+                            outcomes: halt.outcomes,
+                        });
+                    }
+                    growths += 1;
+                    outcomes = halt.outcomes;
+                    continue;
+                }
+                Err(halt) => return Err(halt),
+            };
+            let Some(entry) = entries.get(position) else {
+                break;
+            };
+            // A bootstrap or rotation: its own transaction and sidecar write.
+            let result = match entry {
+                Ok(entry) => self.apply_entry_at(entry, index_of(first_index, position)),
+                Err(malformed) => Err(ApplyError::Malformed(malformed.clone())),
+            };
+            match result {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(error) => {
+                    return Err(BatchHalt {
+                        position,
+                        error,
+                        outcomes,
+                    })
+                }
+            }
+            position += 1;
+        }
+        Ok(outcomes)
+    }
+
+    /// Applies registrations (and skips applied indexes) from `start` in
+    /// one transaction, up to the end or the first bootstrap/rotation, whose
+    /// position it returns.
+    ///
+    /// Each key the run touches is read once and written once, both in key
+    /// order (LMDB then stays on the same leaf page for neighbouring keys),
+    /// and the four-case rules run in entry order over those rows in
+    /// memory. Reads all see the state before the run plus the run's own
+    /// earlier writes, and a read that failed is only reported by the first
+    /// entry that needs that row: exactly what one-by-one apply would see.
+    fn apply_run(
+        &mut self,
+        entries: &Entries,
+        start: usize,
+        first_index: Option<u64>,
+        outcomes: &mut Vec<Outcome>,
+    ) -> Result<usize, BatchHalt> {
+        let lost = |error: ApplyError, outcomes: &mut Vec<Outcome>| {
+            outcomes.truncate(start);
+            BatchHalt {
+                position: start,
+                error,
+                outcomes: std::mem::take(outcomes),
+            }
+        };
+        // 1. The run's extent and the distinct keys it touches.
+        let (end, keys) = self.run_extent(entries, start, first_index);
+
+        let env = Arc::clone(&self.env);
+        let mut txn = match env.begin_write() {
+            Ok(txn) => txn,
+            Err(e) => return Err(lost(e.into(), outcomes)),
+        };
+        // 2. Read every key once, in key order.
+        let mut slots: Vec<Slot> = match txn.get_rows_in_key_order(&keys) {
+            Ok(rows) => rows
+                .into_iter()
+                .map(|row| Slot { row, dirty: false })
+                .collect(),
+            Err(e) => return Err(lost(e.into(), outcomes)),
+        };
+        // 3. The rules, in entry order, over the rows in memory.
+        let run = self.decide_run(
+            entries,
+            start,
+            end,
+            first_index,
+            &keys,
+            &mut slots,
+            outcomes,
+        );
+
+        // 4. Write what changed, in key order, and commit with the index.
+        let dirty = slots
+            .iter()
+            .filter(|slot| slot.dirty)
+            .filter_map(|slot| match &slot.row {
+                Ok(Some(row)) => Some(row),
+                _ => None,
+            });
+        let wrote = match txn.put_rows_in_key_order(dirty) {
+            Ok(wrote) => wrote,
+            Err(e) => return Err(lost(e.into(), outcomes)),
+        };
+        if let Err(e) = self.finish(txn, wrote, run.last_index) {
+            return Err(lost(e, outcomes));
+        }
+        match run.halt {
+            Some((position, error)) => Err(BatchHalt {
+                position,
+                error,
+                outcomes: std::mem::take(outcomes),
+            }),
+            None => Ok(run.position),
+        }
+    }
+
+    /// Where the run from `start` ends (the first bootstrap, rotation or
+    /// malformed entry not yet applied, or the end), and the sorted,
+    /// distinct `(dek_id, node_id16)` keys of its registrations.
+    fn run_extent(
+        &self,
+        entries: &Entries,
+        start: usize,
+        first_index: Option<u64>,
+    ) -> (usize, Vec<(u32, u16)>) {
+        let mut keys = Vec::new();
+        let mut end = start;
+        while let Some(entry) = entries.get(end) {
+            if !self.is_applied(index_of(first_index, end)) {
+                match entry {
+                    Ok(Entry::Registration(reg)) => keys.push((reg.dek_id, reg.node_id16())),
+                    _ => break,
+                }
+            }
+            end += 1;
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        (end, keys)
+    }
+
+    /// Runs the four-case rules over `entries[start..end]` against the
+    /// rows in `slots`, pushing each entry's outcome and marking the slots
+    /// it changed. Stops at the first halt; a malformed entry right after
+    /// the run halts there too.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_run(
+        &self,
+        entries: &Entries,
+        start: usize,
+        end: usize,
+        first_index: Option<u64>,
+        keys: &[(u32, u16)],
+        slots: &mut [Slot],
+        outcomes: &mut Vec<Outcome>,
+    ) -> RunEnd {
+        let mut run = RunEnd {
+            position: start,
+            last_index: None,
+            halt: None,
+        };
+        while run.position < end {
+            let index = index_of(first_index, run.position);
+            if self.is_applied(index) {
+                outcomes.push(Outcome::Skipped);
+                run.position += 1;
+                continue;
+            }
+            let Some(Ok(Entry::Registration(reg))) = entries.get(run.position) else {
+                break;
+            };
+            let key = (reg.dek_id, reg.node_id16());
+            let Some(slot) = keys.binary_search(&key).ok().and_then(|i| slots.get_mut(i)) else {
+                break;
+            };
+            let current = match &slot.row {
+                Ok(row) => row.as_ref(),
+                Err(e) => {
+                    run.halt = Some((run.position, ApplyError::from(e.clone())));
+                    return run;
+                }
+            };
+            match decide(current, reg) {
+                Ok(Decision::Unchanged) => outcomes.push(Outcome::Unchanged),
+                Ok(Decision::Write(value, outcome)) => {
+                    slot.row = Ok(Some(value.row(key.0, key.1)));
+                    slot.dirty = true;
+                    outcomes.push(outcome);
+                }
+                Err(e) => {
+                    run.halt = Some((run.position, e));
+                    return run;
+                }
+            }
+            if index.is_some() {
+                run.last_index = index;
+            }
+            run.position += 1;
+        }
+        if run.position == end && !self.is_applied(index_of(first_index, end)) {
+            if let Some(Err(malformed)) = entries.get(end) {
+                run.halt = Some((end, ApplyError::Malformed(malformed.clone())));
+            }
+        }
+        run
+    }
+}

@@ -1,0 +1,73 @@
+//! Fault injection for crash-recovery tests: stop a bootstrap or rotation
+//! at a chosen step, by failing as a storage fault would or by aborting
+//! the process as a crash would. Armed only through [`set_fault`], which
+//! the crate exposes under `applier::testing`, never as a method of the
+//! applier.
+
+use super::Applier;
+use crate::error::ApplyError;
+use crate::store::StorageError;
+
+/// The points of a bootstrap or rotation where a test can stop it, to
+/// prove that replaying the entry after a crash there converges.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultPoint {
+    AfterUnwrap,
+    AfterKeystoreInstall,
+    AfterSidecarWrite,
+    BeforeRegistryCommit,
+}
+
+impl FaultPoint {
+    pub fn from_name(name: &str) -> Option<FaultPoint> {
+        match name {
+            "after_unwrap" => Some(FaultPoint::AfterUnwrap),
+            "after_keystore_install" => Some(FaultPoint::AfterKeystoreInstall),
+            "after_sidecar_write" => Some(FaultPoint::AfterSidecarWrite),
+            "before_registry_commit" => Some(FaultPoint::BeforeRegistryCommit),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultPoint::AfterUnwrap => "after_unwrap",
+            FaultPoint::AfterKeystoreInstall => "after_keystore_install",
+            FaultPoint::AfterSidecarWrite => "after_sidecar_write",
+            FaultPoint::BeforeRegistryCommit => "before_registry_commit",
+        }
+    }
+}
+
+/// What an armed fault does: fail the apply as a storage fault would, or
+/// abort the process on the spot, as a crash would.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultAction {
+    Fail,
+    Abort,
+}
+
+/// Arms (or, with `None`, disarms) a fault on `applier` for the next
+/// bootstrap or rotation.
+pub fn set_fault(applier: &mut Applier, fault: Option<(FaultPoint, FaultAction)>) {
+    applier.fault = fault;
+}
+
+impl Applier {
+    pub(super) fn fault_at(&self, point: FaultPoint) -> Result<(), ApplyError> {
+        match self.fault {
+            Some((armed, action)) if armed == point => match action {
+                FaultAction::Abort => std::process::abort(),
+                FaultAction::Fail => Err(ApplyError::Storage(StorageError {
+                    operation: "an injected test fault",
+                    path: self.env.path().to_path_buf(),
+                    detail: format!("stopped at {}", point.name()),
+                    code: None,
+                })),
+            },
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Bootstrap and rotation (SPEC §5): validate everything first, then
+//! install keys, write the sidecar and commit the registry rows. Every
+//! step is idempotent, so replaying an entry after a crash at any point
+//! converges to the same state.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::fault::FaultPoint;
+use super::{stage_registration, Applier};
+use crate::error::ApplyError;
+use crate::kek::{Dek, Kek};
+use crate::keystore::{Install, Keystore};
+use crate::rules::{
+    check_bootstrap, check_bootstrap_replay, check_purpose, check_rotation, no_kek, Outcome,
+};
+use crate::sidecar::{self, Sidecar, SidecarKey};
+use crate::store::WriteTxn;
+use crate::wire::{Bootstrap, PayloadKind, Purpose, Rotation};
+
+/// The KEK, the keys it has opened, and where the sidecar lives.
+#[derive(Debug)]
+pub(super) struct Crypto {
+    pub(super) kek: Kek,
+    pub(super) keystore: Keystore,
+    pub(super) sidecar_path: PathBuf,
+}
+
+impl Crypto {
+    /// A KEK with every key of the sidecar at `sidecar_path` (if any)
+    /// opened, so a restarted applier carries on where it stopped.
+    pub(super) fn open(kek: Kek, sidecar_path: PathBuf) -> Result<Crypto, ApplyError> {
+        let mut crypto = Crypto {
+            kek,
+            keystore: Keystore::new(),
+            sidecar_path,
+        };
+        crypto.sync_from_disk()?;
+        Ok(crypto)
+    }
+
+    /// Reads the sidecar from disk and opens every key in it that the
+    /// keystore lacks. Done at open and before each bootstrap/rotation, so
+    /// the keystore always mirrors the sidecar on disk, even after a
+    /// failed write whose outcome is unknown.
+    fn sync_from_disk(&mut self) -> Result<Option<Sidecar>, ApplyError> {
+        let Some(sidecar) = sidecar::read(&self.sidecar_path)? else {
+            return Ok(None);
+        };
+        for (&id, key) in &sidecar.keys {
+            let dek = self.unwrap(id, key.purpose, &key.wrapped)?;
+            self.keystore.install(id, dek)?;
+        }
+        Ok(Some(sidecar))
+    }
+
+    fn unwrap(&self, dek_id: u32, purpose: Purpose, wrapped: &[u8]) -> Result<Dek, ApplyError> {
+        self.kek
+            .unwrap(wrapped)
+            .map_err(|problem| ApplyError::KekUnwrap {
+                dek_id,
+                purpose,
+                problem,
+            })
+    }
+}
+
+/// Adds `dek_id` to `sidecar` as a key of `purpose`, keeping an entry that
+/// is already there (its `created` and `local_epoch` belong to the first
+/// install). A new key starts at local epoch 0.
+fn add_key(sidecar: &mut Sidecar, dek_id: u32, purpose: Purpose, wrapped: &[u8]) {
+    sidecar.keys.entry(dek_id).or_insert_with(|| SidecarKey {
+        purpose,
+        wrapped: wrapped.to_vec(),
+        created: sidecar::rfc3339_now(),
+        local_epoch: 0,
+    });
+}
+
+/// What a validated bootstrap or rotation will change, computed before
+/// anything is changed.
+struct KeyChange {
+    kind: PayloadKind,
+    deks: Vec<(u32, Dek)>,
+    current: Option<Sidecar>,
+    next: Sidecar,
+}
+
+impl Applier {
+    fn crypto_for(&mut self, kind: PayloadKind) -> Result<&mut Crypto, ApplyError> {
+        self.crypto.as_mut().ok_or_else(|| no_kek(kind))
+    }
+
+    pub fn apply_bootstrap(&mut self, b: &Bootstrap) -> Result<Outcome, ApplyError> {
+        self.apply_entry_at(&crate::wire::Entry::Bootstrap(b.clone()), None)
+    }
+
+    /// SPEC §5 bootstrap: validate everything, then install both keys,
+    /// write the sidecar and insert the batch rows.
+    pub(super) fn apply_bootstrap_at(
+        &mut self,
+        b: &Bootstrap,
+        index: Option<u64>,
+    ) -> Result<Outcome, ApplyError> {
+        b.validate()?;
+        self.crypto_for(PayloadKind::Bootstrap)?;
+        check_bootstrap(b)?;
+        let keys = [
+            (b.storage_dek_id, Purpose::Storage, &b.wrapped_storage),
+            (b.raft_dek_id, Purpose::Raft, &b.wrapped_raft),
+        ];
+        let crypto = self.crypto_for(PayloadKind::Bootstrap)?;
+        let current = crypto.sync_from_disk()?;
+        check_bootstrap_replay(current.as_ref(), b)?;
+        for (id, purpose, _) in keys {
+            check_purpose(current.as_ref(), id, purpose)?;
+        }
+        let mut deks = Vec::with_capacity(2);
+        for (id, purpose, wrapped) in keys {
+            deks.push((id, crypto.unwrap(id, purpose, wrapped)?));
+        }
+        for (id, dek) in &deks {
+            crypto.keystore.check(*id, dek)?;
+        }
+        let mut next = current.clone().unwrap_or_default();
+        if let Some(index) = index {
+            next.raft_applied_index = index;
+        }
+        next.active_storage = b.storage_dek_id;
+        next.active_raft = b.raft_dek_id;
+        for (id, purpose, wrapped) in keys {
+            add_key(&mut next, id, purpose, wrapped);
+        }
+        self.fault_at(FaultPoint::AfterUnwrap)?;
+
+        // The batch rows go through the four-case rules in one transaction
+        // before anything else changes: a row that halts halts the entry.
+        let env = Arc::clone(&self.env);
+        let mut txn = env.begin_write()?;
+        let mut rows_written = false;
+        for row in &b.batch_registry {
+            rows_written |= stage_registration(&mut txn, row)?.is_some();
+        }
+        let change = KeyChange {
+            kind: PayloadKind::Bootstrap,
+            deks,
+            current,
+            next,
+        };
+        let changed = self.install_and_persist(change, txn, rows_written, index)?;
+        Ok(if changed {
+            Outcome::Bootstrapped
+        } else {
+            Outcome::Unchanged
+        })
+    }
+
+    pub fn apply_rotation(&mut self, r: &Rotation) -> Result<Outcome, ApplyError> {
+        self.apply_entry_at(&crate::wire::Entry::Rotation(r.clone()), None)
+    }
+
+    /// SPEC §5 rotation: a new DEK for one purpose becomes active (older
+    /// keys stay), then the proposer's registration is applied.
+    pub(super) fn apply_rotation_at(
+        &mut self,
+        r: &Rotation,
+        index: Option<u64>,
+    ) -> Result<Outcome, ApplyError> {
+        r.validate()?;
+        self.crypto_for(PayloadKind::Rotation)?;
+        check_rotation(r)?;
+        let crypto = self.crypto_for(PayloadKind::Rotation)?;
+        let current = crypto.sync_from_disk()?;
+        let Some(current) = current.filter(Sidecar::is_bootstrapped) else {
+            return Err(ApplyError::NotBootstrapped { dek_id: r.dek_id });
+        };
+        check_purpose(Some(&current), r.dek_id, r.purpose)?;
+        let dek = crypto.unwrap(r.dek_id, r.purpose, &r.wrapped)?;
+        crypto.keystore.check(r.dek_id, &dek)?;
+        let mut next = current.clone();
+        if let Some(index) = index {
+            next.raft_applied_index = index;
+        }
+        next.set_active(r.purpose, r.dek_id);
+        add_key(&mut next, r.dek_id, r.purpose, &r.wrapped);
+        self.fault_at(FaultPoint::AfterUnwrap)?;
+
+        let env = Arc::clone(&self.env);
+        let mut txn = env.begin_write()?;
+        let rows_written = stage_registration(&mut txn, &r.proposer)?.is_some();
+        let change = KeyChange {
+            kind: PayloadKind::Rotation,
+            deks: vec![(r.dek_id, dek)],
+            current: Some(current),
+            next,
+        };
+        let changed = self.install_and_persist(change, txn, rows_written, index)?;
+        Ok(if changed {
+            Outcome::Rotated
+        } else {
+            Outcome::Unchanged
+        })
+    }
+
+    /// The mutating tail shared by bootstrap and rotation: keystore, then
+    /// sidecar, then the registry commit. Returns whether anything changed.
+    /// A failure takes back the keys this call installed (the sidecar on
+    /// disk is re-read next time).
+    fn install_and_persist(
+        &mut self,
+        change: KeyChange,
+        txn: WriteTxn<'_>,
+        rows_written: bool,
+        index: Option<u64>,
+    ) -> Result<bool, ApplyError> {
+        let mut installed = Vec::new();
+        let result = (|| {
+            let crypto = self.crypto_for(change.kind)?;
+            for (id, dek) in change.deks {
+                if crypto.keystore.install(id, dek)? == Install::New {
+                    installed.push(id);
+                }
+            }
+            let sidecar_path = crypto.sidecar_path.clone();
+            self.fault_at(FaultPoint::AfterKeystoreInstall)?;
+            let sidecar_changed = change.current.as_ref() != Some(&change.next);
+            if sidecar_changed {
+                sidecar::write_durable(&sidecar_path, &change.next)?;
+            }
+            self.fault_at(FaultPoint::AfterSidecarWrite)?;
+            self.fault_at(FaultPoint::BeforeRegistryCommit)?;
+            self.finish(txn, rows_written, index)?;
+            Ok(sidecar_changed || rows_written || !installed.is_empty())
+        })();
+        if result.is_err() {
+            if let Some(crypto) = self.crypto.as_mut() {
+                for id in installed {
+                    crypto.keystore.remove(id);
+                }
+            }
+        }
+        result
+    }
+}

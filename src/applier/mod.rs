@@ -1,0 +1,306 @@
+//! Applying encryption entries to the writer registry (SPEC §4, §5).
+//!
+//! The rules are pure functions in [`crate::rules`]; the [`Applier`] feeds
+//! them the stored state and wraps each entry in one write transaction of
+//! the store. Any error drops the transaction (an abort), so a halted entry
+//! leaves the registry byte-for-byte as it was.
+//!
+//! - `mod.rs`: opening, dispatch, the Raft applied index, map growth;
+//! - `keys.rs`: bootstrap and rotation (KEK, keystore, sidecar);
+//! - `batch.rs`: `apply_many`, group commit over runs of registrations;
+//! - `fault.rs`: the crash-test hook, reachable only through [`testing`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{ApplierOpenError, ApplyError};
+use crate::kek::Kek;
+use crate::keystore::Keystore;
+use crate::rules::{decide, Decision, Outcome};
+use crate::sidecar::SidecarError;
+use crate::sidecar::{self, Sidecar};
+use crate::store::{
+    open_env_sized, OpenError, OpenMode, RegistryEnv, StorageError, WriteTxn, WriterLock,
+    DEFAULT_MAP_SIZE,
+};
+use crate::view::Registry;
+use crate::wire::{Entry, Registration};
+
+mod batch;
+mod fault;
+mod keys;
+#[cfg(test)]
+mod tests;
+
+pub use batch::BatchHalt;
+pub use fault::{FaultAction, FaultPoint};
+use keys::Crypto;
+
+/// Entry points for tests of crash recovery. Not part of the applier's
+/// API: a production host never arms a fault.
+#[doc(hidden)]
+pub mod testing {
+    pub use super::fault::set_fault;
+    pub use super::fault::{FaultAction, FaultPoint};
+}
+
+/// The one writer of a registry directory.
+#[derive(Debug)]
+pub struct Applier {
+    env: Arc<RegistryEnv>,
+    _lock: WriterLock,
+    crypto: Option<Crypto>,
+    fault: Option<(FaultPoint, FaultAction)>,
+    /// The stored Raft applied index. This applier is the only writer, so
+    /// the copy in memory is the one on disk.
+    applied_index: Option<u64>,
+}
+
+/// How to open an [`Applier`].
+#[derive(Debug, Clone)]
+pub struct ApplierOptions {
+    /// Needed for bootstrap and rotation; without it they halt.
+    pub kek: Option<Kek>,
+    /// The sidecar path; `keys.json` in the registry directory by default.
+    pub sidecar: Option<PathBuf>,
+    /// `true`: every commit survives power loss. `false`: see
+    /// [`RegistryEnv::set_durable`].
+    pub durable: bool,
+    /// The map size to start from when the environment is new to this
+    /// process. The map doubles by itself whenever it fills up.
+    pub map_size: usize,
+}
+
+impl Default for ApplierOptions {
+    fn default() -> Self {
+        ApplierOptions {
+            kek: None,
+            sidecar: None,
+            durable: true,
+            map_size: DEFAULT_MAP_SIZE,
+        }
+    }
+}
+
+/// Whether an error is LMDB's "map full": the entry can be retried after
+/// the map grows, since nothing of it was committed.
+fn is_map_full(error: &ApplyError) -> bool {
+    matches!(error, ApplyError::Storage(s) if s.is_map_full())
+}
+
+/// Enough doublings to reach any map size a 64-bit address space allows.
+const MAX_GROWTHS: usize = 48;
+
+impl Applier {
+    /// Opens the registry at `path`, creating the directory and the LMDB
+    /// environment when missing, and takes the directory's writer lock.
+    /// Without a KEK, bootstrap and rotation entries halt.
+    pub fn open(path: &Path) -> Result<Applier, ApplierOpenError> {
+        Applier::open_with(path, ApplierOptions::default())
+    }
+
+    pub fn open_with(path: &Path, options: ApplierOptions) -> Result<Applier, ApplierOpenError> {
+        let mut applier = Applier::open_plain(path, options.map_size)?;
+        applier
+            .set_durable(options.durable)
+            .map_err(ApplyError::from)?;
+        if let Some(kek) = options.kek {
+            let sidecar_path = options
+                .sidecar
+                .unwrap_or_else(|| applier.env.path().join(sidecar::SIDECAR_FILE));
+            applier.crypto = Some(Crypto::open(kek, sidecar_path)?);
+        }
+        Ok(applier)
+    }
+
+    fn open_plain(path: &Path, map_size: usize) -> Result<Applier, ApplierOpenError> {
+        let env = open_env_sized(path, OpenMode::Create, map_size)?;
+        if env.is_read_only() {
+            return Err(OpenError {
+                path: path.to_path_buf(),
+                reason: "the registry is open read-only in this process (the directory was not \
+                         writable when a Registry view opened it)"
+                    .into(),
+            }
+            .into());
+        }
+        let lock = WriterLock::acquire(env.path())?;
+        let applied_index = env.read_applied_index().map_err(ApplyError::from)?;
+        env.set_durable(true).map_err(ApplyError::from)?;
+        Ok(Applier {
+            env,
+            _lock: lock,
+            crypto: None,
+            fault: None,
+            applied_index,
+        })
+    }
+
+    /// Opens the registry with a KEK. The sidecar defaults to `keys.json`
+    /// in the registry directory; every key an existing sidecar lists is
+    /// opened now, so a restarted applier carries on where it stopped.
+    pub fn open_with_kek(
+        path: &Path,
+        kek: Kek,
+        sidecar_path: Option<&Path>,
+    ) -> Result<Applier, ApplierOpenError> {
+        Applier::open_with(
+            path,
+            ApplierOptions {
+                kek: Some(kek),
+                sidecar: sidecar_path.map(Path::to_path_buf),
+                ..ApplierOptions::default()
+            },
+        )
+    }
+
+    pub fn path(&self) -> &Path {
+        self.env.path()
+    }
+
+    pub fn has_kek(&self) -> bool {
+        self.crypto.is_some()
+    }
+
+    pub fn kek(&self) -> Option<&Kek> {
+        self.crypto.as_ref().map(|c| &c.kek)
+    }
+
+    pub fn keystore(&self) -> Option<&Keystore> {
+        self.crypto.as_ref().map(|c| &c.keystore)
+    }
+
+    pub fn sidecar_path(&self) -> Option<&Path> {
+        self.crypto.as_ref().map(|c| c.sidecar_path.as_path())
+    }
+
+    /// The sidecar as it is on disk now (`None` without a KEK or a file).
+    pub fn sidecar(&self) -> Result<Option<Sidecar>, SidecarError> {
+        match &self.crypto {
+            Some(c) => sidecar::read(&c.sidecar_path),
+            None => Ok(None),
+        }
+    }
+
+    /// `sync=True` (the default) or `False`; see [`RegistryEnv::set_durable`].
+    pub fn set_durable(&mut self, durable: bool) -> Result<(), StorageError> {
+        self.env.set_durable(durable)
+    }
+
+    /// The highest Raft index applied through this registry, if any.
+    pub fn applied_index(&self) -> Option<u64> {
+        self.applied_index
+    }
+
+    /// Whether the entry at `index` was applied already (and so would be skipped).
+    pub fn is_applied(&self, index: Option<u64>) -> bool {
+        matches!((index, self.applied_index), (Some(i), Some(done)) if i <= done)
+    }
+
+    /// Records `index` in `txn` and commits when there is anything to
+    /// commit; the applied index moves only once the commit returned.
+    /// With nothing to commit, dropping `txn` aborts it.
+    fn finish(
+        &mut self,
+        mut txn: WriteTxn<'_>,
+        wrote: bool,
+        index: Option<u64>,
+    ) -> Result<(), ApplyError> {
+        if let Some(index) = index {
+            txn.put_applied_index(index)?;
+        }
+        if wrote || index.is_some() {
+            txn.commit()?;
+            if index.is_some() {
+                self.applied_index = index;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn apply_registration(&mut self, reg: &Registration) -> Result<Outcome, ApplyError> {
+        self.apply_entry_at(&Entry::Registration(*reg), None)
+    }
+
+    fn apply_registration_at(
+        &mut self,
+        reg: &Registration,
+        index: Option<u64>,
+    ) -> Result<Outcome, ApplyError> {
+        let env = Arc::clone(&self.env);
+        let mut txn = env.begin_write()?;
+        let outcome = stage_registration(&mut txn, reg)?;
+        self.finish(txn, outcome.is_some(), index)?;
+        Ok(outcome.unwrap_or(Outcome::Unchanged))
+    }
+
+    pub fn apply_entry(&mut self, entry: &Entry) -> Result<Outcome, ApplyError> {
+        self.apply_entry_at(entry, None)
+    }
+
+    /// Applies `entry` as the Raft log entry at `index` (when given): an
+    /// index at or below the applied index is skipped unexamined, and the
+    /// index is recorded in the same transaction as the entry's rows.
+    pub fn apply_entry_at(
+        &mut self,
+        entry: &Entry,
+        index: Option<u64>,
+    ) -> Result<Outcome, ApplyError> {
+        if self.is_applied(index) {
+            return Ok(Outcome::Skipped);
+        }
+        let mut growths = 0;
+        loop {
+            let result = match entry {
+                Entry::Registration(reg) => self.apply_registration_at(reg, index),
+                Entry::Bootstrap(b) => self.apply_bootstrap_at(b, index),
+                Entry::Rotation(r) => self.apply_rotation_at(r, index),
+            };
+            // A full map aborted the transaction: nothing of the entry was
+            // committed (and every step is idempotent), so grow and retry.
+            match result {
+                Err(e) if is_map_full(&e) && growths < MAX_GROWTHS => {
+                    self.env.grow()?;
+                    growths += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Decodes `opcode ‖ payload` and applies it.
+    pub fn apply(&mut self, entry: &[u8]) -> Result<Outcome, ApplyError> {
+        self.apply_at(entry, None)
+    }
+
+    /// Like [`Applier::apply_entry_at`] for bytes; a skipped index is not
+    /// even decoded.
+    pub fn apply_at(&mut self, entry: &[u8], index: Option<u64>) -> Result<Outcome, ApplyError> {
+        if self.is_applied(index) {
+            return Ok(Outcome::Skipped);
+        }
+        self.apply_entry_at(&Entry::decode(entry)?, index)
+    }
+
+    /// A read-only view of the registry as committed now, sharing this
+    /// applier's environment.
+    pub fn registry(&self) -> Result<Registry, StorageError> {
+        Registry::pinned(Arc::clone(&self.env))
+    }
+}
+
+/// A registry read and, when the rules call for it, a write inside `txn`.
+/// Returns the outcome when it wrote.
+fn stage_registration(
+    txn: &mut WriteTxn<'_>,
+    reg: &Registration,
+) -> Result<Option<Outcome>, ApplyError> {
+    let existing = txn.get_row(reg.dek_id, reg.node_id16())?;
+    match decide(existing.as_ref(), reg)? {
+        Decision::Unchanged => Ok(None),
+        Decision::Write(value, outcome) => {
+            txn.put_row(&value.row(reg.dek_id, reg.node_id16()))?;
+            Ok(Some(outcome))
+        }
+    }
+}

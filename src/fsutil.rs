@@ -1,0 +1,141 @@
+//! Small file-system and concurrency helpers shared by the core modules.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// Locks a mutex, taking over a poisoned one: every critical section in
+/// this crate leaves its data consistent, and a panic must not turn into
+/// more panics.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// The temporary file a durable write of `path` goes through.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// What a durable write does when `path` already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Replace it atomically (rename over it).
+    Replace,
+    /// Refuse: the write fails with `io::ErrorKind::AlreadyExists` and
+    /// leaves whatever is at `path` alone (even a symlink).
+    Keep,
+}
+
+/// A durable write that failed, and at which step.
+#[derive(Debug)]
+pub struct WriteError {
+    pub step: &'static str,
+    pub source: io::Error,
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.step, self.source)
+    }
+}
+
+/// Writes `bytes` to `path`, owner-only (0600 whatever the umask) and
+/// crash-durably: a fresh temporary file beside it, fsync, then rename
+/// (or, with [`Existing::Keep`], a hard link that fails if `path` exists),
+/// then fsync of the directory. The rename or link is the commit point, so
+/// a crash leaves the old content or the new one, never a torn file, and
+/// `path` never names a half-written file.
+pub fn write_private_durable(
+    path: &Path,
+    bytes: &[u8],
+    existing: Existing,
+) -> Result<(), WriteError> {
+    let fail = |step: &'static str| move |source: io::Error| WriteError { step, source };
+    let tmp = tmp_path(path);
+    // A temporary file left by a crash is garbage (its rename never
+    // happened); remove it rather than write through whatever it is.
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fail("removing a stale temporary file")(e)),
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(fail("creating the temporary file"))?;
+    let written = file
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| file.write_all(bytes))
+        .and_then(|()| file.sync_all());
+    drop(file);
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail("writing the temporary file")(e));
+    }
+    let placed = match existing {
+        Existing::Replace => std::fs::rename(&tmp, path).map_err(fail("renaming into place")),
+        Existing::Keep => {
+            let linked = std::fs::hard_link(&tmp, path).map_err(fail("linking into place"));
+            let _ = std::fs::remove_file(&tmp);
+            linked
+        }
+    };
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    File::open(parent_dir(path))
+        .and_then(|d| d.sync_all())
+        .map_err(fail("syncing the directory"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_owner_only_and_replaces_or_keeps() {
+        let dir = crate::test_support::temp_dir("fsutil", true);
+        let path = dir.join("f");
+        write_private_durable(&path, b"one", Existing::Keep).expect("new");
+        assert_eq!(std::fs::read(&path).expect("read"), b"one");
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let err = write_private_durable(&path, b"two", Existing::Keep).unwrap_err();
+        assert_eq!(err.source.kind(), io::ErrorKind::AlreadyExists, "{err}");
+        assert_eq!(std::fs::read(&path).expect("read"), b"one");
+        write_private_durable(&path, b"three", Existing::Replace).expect("replace");
+        assert_eq!(std::fs::read(&path).expect("read"), b"three");
+        assert!(!tmp_path(&path).exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn hex_is_lower_case_pairs() {
+        assert_eq!(hex(&[0x00, 0xab, 0x7f]), "00ab7f");
+    }
+}

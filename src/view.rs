@@ -1,0 +1,109 @@
+//! The read-only `Registry` view: one pinned snapshot of a registry, with
+//! the reads and summaries (stats, digest, columns) built on a scan.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{ApplierOpenError, ApplyError};
+use crate::registry::{dek_prefix, Columns, Digest, RegistryRow, Stats, REGISTRY_PREFIX};
+use crate::store::{open_env, OpenMode, RegistryEnv, RegistryError, Snapshot, StorageError};
+
+/// A read-only view of a registry, pinned to one consistent snapshot
+/// (taken when it opens, moved by [`Registry::refresh`]). Another process,
+/// or this one's applier, may be writing meanwhile; the view sees none of
+/// it until refreshed. A pinned snapshot keeps LMDB from reusing the pages
+/// it references, so views are meant to be refreshed or dropped.
+#[derive(Debug)]
+pub struct Registry {
+    snapshot: Snapshot,
+}
+
+impl Registry {
+    pub fn open(path: &Path) -> Result<Registry, ApplierOpenError> {
+        let env = open_env(path, OpenMode::Existing)?;
+        Ok(Registry::pinned(env).map_err(ApplyError::from)?)
+    }
+
+    /// A view of `env` as committed now.
+    pub fn pinned(env: Arc<RegistryEnv>) -> Result<Registry, StorageError> {
+        Ok(Registry {
+            snapshot: Snapshot::begin(env)?,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.snapshot.env().path()
+    }
+
+    /// The highest Raft index applied, as of this view's snapshot.
+    pub fn applied_index(&self) -> Result<Option<u64>, RegistryError> {
+        self.snapshot.applied_index()
+    }
+
+    /// Moves the view to the newest committed state.
+    pub fn refresh(&mut self) -> Result<(), RegistryError> {
+        Ok(self.snapshot.refresh()?)
+    }
+
+    pub fn get(&self, dek_id: u32, node_id16: u16) -> Result<Option<RegistryRow>, RegistryError> {
+        self.snapshot.get_row(dek_id, node_id16)
+    }
+
+    /// Calls `f` on every row (or those of one DEK) in key order.
+    pub fn scan(
+        &self,
+        dek_id: Option<u32>,
+        f: impl FnMut(RegistryRow),
+    ) -> Result<(), RegistryError> {
+        match dek_id {
+            Some(id) => self.snapshot.scan(&dek_prefix(id), f),
+            None => self.snapshot.scan(REGISTRY_PREFIX, f),
+        }
+    }
+
+    /// Every row in key order, or those of one DEK.
+    pub fn rows(&self, dek_id: Option<u32>) -> Result<Vec<RegistryRow>, RegistryError> {
+        let mut rows = Vec::new();
+        self.scan(dek_id, |row| rows.push(row))?;
+        Ok(rows)
+    }
+
+    pub fn len(&self) -> Result<usize, RegistryError> {
+        let mut n = 0usize;
+        self.scan(None, |_| n += 1)?;
+        Ok(n)
+    }
+
+    pub fn is_empty(&self) -> Result<bool, RegistryError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The distinct DEK ids that have at least one row, ascending.
+    pub fn dek_ids(&self) -> Result<Vec<u32>, RegistryError> {
+        Ok(self
+            .stats()?
+            .per_dek
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    pub fn stats(&self) -> Result<Stats, RegistryError> {
+        let mut stats = Stats::default();
+        self.scan(None, |row| stats.add(&row))?;
+        Ok(stats)
+    }
+
+    /// SHA-256 hex of `key ‖ value` over every row in key order.
+    pub fn digest(&self) -> Result<String, RegistryError> {
+        let mut digest = Digest::default();
+        self.scan(None, |row| digest.add(&row))?;
+        Ok(digest.hex())
+    }
+
+    pub fn columns(&self, dek_id: Option<u32>) -> Result<Columns, RegistryError> {
+        let mut columns = Columns::default();
+        self.scan(dek_id, |row| columns.push(&row))?;
+        Ok(columns)
+    }
+}
