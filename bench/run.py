@@ -31,8 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lmdb
 
@@ -126,7 +127,9 @@ def fsync_rate(root: Path, n: int = 500) -> float:
 # ---------------------------------------------------------------- 1-3 throughput
 
 
-def throughput(root: Path, regs: list[ea.Registration], per_entry: int, raw_bin: str, nodes: int, deks: int, rounds: int) -> dict[str, Any]:
+def throughput(
+    root: Path, regs: list[ea.Registration], per_entry: int, raw_bin: str, nodes: int, deks: int, rounds: int
+) -> dict[str, Any]:
     entries = [r.to_entry() for r in regs]
     few, few_regs = entries[:per_entry], regs[:per_entry]
     out: dict[str, Any] = {"entries": len(entries), "per_entry_entries": per_entry, "modes": {}}
@@ -143,7 +146,9 @@ def throughput(root: Path, regs: list[ea.Registration], per_entry: int, raw_bin:
         for size in (1000, 10000):
             with ea.Applier(fresh(root, "ours"), sync=sync) as applier:
                 batches = chunks(entries, size)
-                mode[f"ours apply_many, batches of {size}"] = timed(lambda: [applier.apply_many(b) for b in batches]) / len(entries)
+                mode[f"ours apply_many, batches of {size}"] = timed(
+                    lambda: [applier.apply_many(b) for b in batches]
+                ) / len(entries)
 
         env = py_env(fresh(root, "py"), sync)
 
@@ -168,7 +173,12 @@ def throughput(root: Path, regs: list[ea.Registration], per_entry: int, raw_bin:
             env.close()
         out["modes"]["sync=True" if sync else "sync=False"] = {k: v * 1e6 for k, v in mode.items()}  # µs/entry
 
-    raw = subprocess.run([raw_bin, str(fresh(root, "raw")), str(nodes), str(deks), str(rounds)], capture_output=True, text=True, check=True)
+    raw = subprocess.run(
+        [raw_bin, str(fresh(root, "raw")), str(nodes), str(deks), str(rounds)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     out["raw"] = json.loads(raw.stdout)
     out["fsync_per_second"] = fsync_rate(root)
     return out
@@ -231,13 +241,17 @@ def scan_child(mode: str, path: str) -> None:
         result = columns
     seconds = time.perf_counter() - started
     peak = peak_rss_kb()
-    print(json.dumps({"seconds": seconds, "rows": count, "peak_rss_mb": peak / 1024, "baseline_rss_mb": baseline / 1024}))
+    print(
+        json.dumps({"seconds": seconds, "rows": count, "peak_rss_mb": peak / 1024, "baseline_rss_mb": baseline / 1024})
+    )
 
 
 def scans(path: Path) -> dict[str, Any]:
     out = {}
     for mode in ("rows", "columns", "py-lmdb"):
-        proc = subprocess.run([sys.executable, __file__, "--scan-child", mode, str(path)], capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--scan-child", mode, str(path)], capture_output=True, text=True, check=True
+        )
         out[mode] = json.loads(proc.stdout)
     return out
 
@@ -259,12 +273,17 @@ def growth(root: Path, big: Path, sizes: list[int], probes: int) -> dict[str, An
                     applier.apply_many(batch)
         with ea.Registry(path) as registry:
             stored = len(registry)
-        keys = [(1 + i // 65536, (i % 65536) | ((1 + i // 65536) << 16)) for i in rng.sample(range(stored), min(probes, stored))]
+        keys = [
+            (1 + i // 65536, (i % 65536) | ((1 + i // 65536) << 16))
+            for i in rng.sample(range(stored), min(probes, stored))
+        ]
         row: dict[str, float] = {"rows": stored}
         for sync in (True, False):
             with ea.Applier(path, sync=sync) as applier:
                 epoch = 2 if sync else 3
-                row[f"apply one by one, sync={sync} (µs)"] = timed(lambda: [applier.apply(ea.Registration(d, f, epoch)) for d, f in keys]) / len(keys) * 1e6
+                row[f"apply one by one, sync={sync} (µs)"] = (
+                    timed(lambda: [applier.apply(ea.Registration(d, f, epoch)) for d, f in keys]) / len(keys) * 1e6
+                )
         with ea.Applier(path, sync=True) as applier:
             batch = [ea.Registration(d, f, 4) for d, f in keys]
             row["apply_many per entry, sync=True (µs)"] = timed(lambda: applier.apply_many(batch)) / len(keys) * 1e6
@@ -279,7 +298,9 @@ def report(results: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     t = results["throughput"]
     raw_ns = t["raw"]["loop_ns_per_entry"]
-    lines.append(f"Throughput: {t['entries']} registrations ({t['per_entry_entries']} for one-by-one rows); µs per entry")
+    lines.append(
+        f"Throughput: {t['entries']} registrations ({t['per_entry_entries']} for one-by-one rows); µs per entry"
+    )
     for mode, rows in t["modes"].items():
         lines.append(f"  {mode}")
         base_one = rows["plain Python + py-lmdb, txn per entry"]
@@ -294,16 +315,21 @@ def report(results: dict[str, Any]) -> list[str]:
             else:
                 ratio, ref = 1.0, "baseline"
             lines.append(f"    {name:<44} {us:10.3f}   {ratio:5.2f}x faster ({ref})")
-    lines.append(f"  raw Rust get+put in one txn: {raw_ns / 1000:.3f} µs/entry ({t['raw']['with_commit_ns_per_entry'] / 1000:.3f} with commit)")
+    lines.append(
+        f"  raw Rust get+put in one txn: {raw_ns / 1000:.3f} µs/entry "
+        f"({t['raw']['with_commit_ns_per_entry'] / 1000:.3f} with commit)"
+    )
     lines.append(f"  disk fdatasync rate: {t['fsync_per_second']:.0f}/s ({1e6 / t['fsync_per_second']:.0f} µs each)")
     s = results["scan"]
     lines.append(f"Scan of {s['py-lmdb']['rows']} rows into Python (own process each)")
     for mode in ("rows", "columns", "py-lmdb"):
         m = s[mode]
         ratio = s["py-lmdb"]["seconds"] / m["seconds"]
-        lines.append(f"    {mode:<10} {m['seconds']:8.3f} s   {ratio:5.2f}x vs py-lmdb loop   peak RSS {m['peak_rss_mb']:.0f} MB")
+        lines.append(
+            f"    {mode:<10} {m['seconds']:8.3f} s   {ratio:5.2f}x vs py-lmdb loop   peak RSS {m['peak_rss_mb']:.0f} MB"
+        )
     lines.append("Growth: per-apply time by rows already stored")
-    for size, row in results["growth"].items():
+    for row in results["growth"].values():
         cells = "   ".join(f"{k}: {v:.2f}" for k, v in row.items() if k != "rows")
         lines.append(f"    {row['rows']:>9} rows   {cells}")
     return lines

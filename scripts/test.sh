@@ -9,6 +9,9 @@ cargo fmt --check
 echo "==> cargo clippy (core, and core + bindings)"
 cargo clippy --quiet --all-targets -- -D warnings
 cargo clippy --quiet --all-targets --features python -- -D warnings
+echo "==> ruff (lint, then format check) on the Python sources, tests, bench and notebooks"
+ruff check .
+ruff format --check .
 echo "==> cargo test"
 cargo test --quiet
 echo "==> pytest"

@@ -128,7 +128,9 @@ class KeyedModel:
             wrote |= result != "unchanged"
         return trial, wrote
 
-    def _commit(self, opened: list[tuple[int, str, bytes, bytes]], active: dict[str, int], rows: tuple[RegistryModel, bool]) -> bool:
+    def _commit(
+        self, opened: list[tuple[int, str, bytes, bytes]], active: dict[str, int], rows: tuple[RegistryModel, bool]
+    ) -> bool:
         before = (dict(self.active), dict(self.keys), dict(self.keystore))
         for dek_id, purpose, wrapped, dek in opened:
             self.keystore.setdefault(dek_id, dek)
@@ -138,7 +140,7 @@ class KeyedModel:
         return wrote or before != (self.active, self.keys, self.keystore)
 
     def bootstrap(self, storage: int, ws: bytes, raft: int, wr: bytes, batch: list[tuple[int, int, int]]) -> str | Halt:
-        for name, dek_id in (("storage_dek_id", storage), ("raft_dek_id", raft)):
+        for dek_id in (storage, raft):
             if dek_id == 0:
                 return Halt("PayloadRejectedError", {"reason": "reserved_key_id", "dek_id": 0})
         if storage == raft:

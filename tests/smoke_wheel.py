@@ -14,7 +14,7 @@ import encryption_applier as ea
 package = Path(ea.__file__).parent
 site = Path(sysconfig.get_paths()["purelib"])
 assert package.is_relative_to(site), f"imported from {package}, not from the installed wheel in {site}"
-for name in ("py.typed", "_native.pyi", "__init__.py", "cli.py", "_frames.py", "__main__.py"):
+for name in ("py.typed", "_native.pyi", "__init__.py", "exceptions.py", "cli.py", "_frames.py", "__main__.py"):
     assert (package / name).is_file(), f"{name} is missing from the wheel"
 assert any(p.name.startswith("_native") and p.suffix == ".so" for p in package.iterdir())
 
@@ -33,7 +33,9 @@ with tempfile.TemporaryDirectory() as tmp:
     script = Path(sys.executable).parent / "encryption-applier"
     out = subprocess.run([str(script), "digest", str(directory)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ea.Registry(directory).digest()
-    out = subprocess.run([sys.executable, "-m", "encryption_applier", "--version"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "encryption_applier", "--version"], capture_output=True, text=True, check=True
+    )
     assert ea.__version__ in out.stdout
 
 print(f"wheel smoke test passed: encryption_applier {ea.__version__} from {package} (cwd {os.getcwd()})")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import encryption_applier as ea
+
 from conftest import dump_raw, interactive, plant_raw, run_python
 from model import Halt, RegistryModel
 
@@ -290,9 +291,8 @@ def test_corrupt_value_raises_corruption_not_no_row(registry_dir: Path, length: 
             len(registry)
         # A read of an unaffected DEK still works.
         assert registry.rows(dek_id=1) == [ea.RegistryRow(1, 2, B, 1, 1)]
-    with ea.Applier(registry_dir) as applier:
-        with pytest.raises(ea.RegistryCorruptionError):
-            applier.apply_registration(ea.Registration(4, 0x0001, 1))
+    with ea.Applier(registry_dir) as applier, pytest.raises(ea.RegistryCorruptionError):
+        applier.apply_registration(ea.Registration(4, 0x0001, 1))
     assert dump_raw(registry_dir) == before
 
 

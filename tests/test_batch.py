@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import encryption_applier as ea
+
 from conftest import dump_raw, plant_raw
 from model import Halt, RegistryModel
 
@@ -28,7 +29,9 @@ registrations = st.builds(
 
 @settings(max_examples=60, deadline=None)
 @given(stream=st.lists(registrations, max_size=40), as_bytes=st.booleans())
-def test_apply_many_equals_one_by_one(tmp_path_factory: pytest.TempPathFactory, stream: list[ea.Registration], as_bytes: bool) -> None:
+def test_apply_many_equals_one_by_one(
+    tmp_path_factory: pytest.TempPathFactory, stream: list[ea.Registration], as_bytes: bool
+) -> None:
     root = tmp_path_factory.mktemp("batch")
     model = RegistryModel()
     expected: list[str] = []
@@ -150,7 +153,13 @@ def test_bootstrap_and_rotation_in_a_batch_with_indexes(registry_dir: Path, kek_
         ea.Registration(3, B, 1).to_entry(),
     ]
     with ea.Applier(registry_dir, kek=kek) as applier:
-        assert applier.apply_many(entries, first_index=50) == ["inserted", "bootstrapped", "inserted", "rotated", "inserted"]
+        assert applier.apply_many(entries, first_index=50) == [
+            "inserted",
+            "bootstrapped",
+            "inserted",
+            "rotated",
+            "inserted",
+        ]
         assert applier.applied_index == 54
         assert applier.sidecar.raft_applied_index == 53  # type: ignore[union-attr]
         assert len(applier.registry) == 5
@@ -222,7 +231,12 @@ def test_a_corrupt_row_halts_only_the_entry_that_reads_it(registry_dir: Path) ->
         # the corrupt row (for position 3) too.
         with pytest.raises(ea.LocalEpochRollbackError) as rollback:
             applier.apply_many(
-                [ea.Registration(1, A, 2), ea.Registration(1, B, 1), ea.Registration(1, A, 1), ea.Registration(5, 0x1, 1)]
+                [
+                    ea.Registration(1, A, 2),
+                    ea.Registration(1, B, 1),
+                    ea.Registration(1, A, 1),
+                    ea.Registration(5, 0x1, 1),
+                ]
             )
         assert rollback.value.position == 2
         with pytest.raises(ea.RegistryCorruptionError) as corrupt:

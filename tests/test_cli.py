@@ -49,7 +49,11 @@ def test_help_for_every_command(command: list[str]) -> None:
 
 def test_apply_then_inspect_digest_export(tmp_path: Path) -> None:
     directory = tmp_path / "reg"
-    entries = [ea.Registration(1, A, 1).to_entry(), ea.Registration(1, A, 2).to_entry(), ea.Registration(2, B, 1).to_entry()]
+    entries = [
+        ea.Registration(1, A, 1).to_entry(),
+        ea.Registration(1, A, 2).to_entry(),
+        ea.Registration(2, B, 1).to_entry(),
+    ]
     proc = cli("apply", directory, write_entries(tmp_path / "log.hex", entries, comments=True))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"applied 3 entries to {directory}: advanced 1, inserted 2"
@@ -67,7 +71,11 @@ def test_apply_then_inspect_digest_export(tmp_path: Path) -> None:
         {"dek_id": 1, "node_id16": 1, "full_node_id": A, "first_seen_local_epoch": 1, "last_seen_local_epoch": 2},
         {"dek_id": 2, "node_id16": 2, "full_node_id": B, "first_seen_local_epoch": 1, "last_seen_local_epoch": 1},
     ]
-    raw = b"".join(ea.registry_key(r["dek_id"], r["node_id16"]) + ea.encode_registry_value(r["full_node_id"], r["first_seen_local_epoch"], r["last_seen_local_epoch"]) for r in rows)
+    raw = b"".join(
+        ea.registry_key(r["dek_id"], r["node_id16"])
+        + ea.encode_registry_value(r["full_node_id"], r["first_seen_local_epoch"], r["last_seen_local_epoch"])
+        for r in rows
+    )
     assert cli("digest", directory).stdout.strip() == hashlib.sha256(raw).hexdigest()
 
     exported = cli("export", directory, "--format", "csv").stdout

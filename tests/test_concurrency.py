@@ -5,7 +5,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 import encryption_applier as ea
+from encryption_applier._native import test_support
+
 from model import RegistryModel
 
 THREADS = 8
@@ -76,7 +80,11 @@ def test_many_writer_and_reader_threads_on_one_applier(tmp_path: Path, kek_path:
         for thread in range(THREADS):
             expected = []
             for i in range(PER_THREAD):
-                expected.append(model.apply_registration(1 + thread % 2, (thread << 16) | (100 + thread * 1000 + i % 50), 1 + i // 50))
+                expected.append(
+                    model.apply_registration(
+                        1 + thread % 2, (thread << 16) | (100 + thread * 1000 + i % 50), 1 + i // 50
+                    )
+                )
             assert outcomes[thread] == expected
         assert [(r.key, r.value) for r in applier.registry.rows()] == model.raw_items()
 
@@ -90,7 +98,9 @@ def test_close_while_other_threads_apply(tmp_path: Path) -> None:
         n = 0
         while not stop.is_set():
             try:
-                results.append(applier.apply(ea.Registration(1, (thread << 16) | (thread * 1000 + n % 1000), 1 + n // 1000)))
+                results.append(
+                    applier.apply(ea.Registration(1, (thread << 16) | (thread * 1000 + n % 1000), 1 + n // 1000))
+                )
             except ValueError:  # closed: the documented error, not a crash
                 return
             n += 1
@@ -108,3 +118,50 @@ def test_close_while_other_threads_apply(tmp_path: Path) -> None:
     with ea.Registry(tmp_path / "registry") as registry:
         # Every apply that returned committed, and none that raised did.
         assert len(registry) == results.count("inserted")
+
+
+# Every call that waits for the applier's lock must release the GIL first,
+# or one thread waiting on another's fsync freezes the whole interpreter.
+GETTERS = {
+    "applied_index": lambda a: a.applied_index,
+    "closed": lambda a: a.closed,
+    "repr": repr,
+    "sidecar_path": lambda a: a.sidecar_path,
+    "sidecar": lambda a: a.sidecar,
+    "registry": lambda a: a.registry.close(),
+    "keystore.ids": lambda a: a.keystore.ids(),
+    "keystore.len": lambda a: len(a.keystore),
+    "keystore.contains": lambda a: 1 in a.keystore,
+    "keystore.repr": lambda a: repr(a.keystore),
+    "apply": lambda a: a.apply(ea.Registration(9, 0xABCD0001, 1)),
+}
+
+
+@pytest.mark.parametrize("getter", list(GETTERS))
+def test_waiting_for_the_applier_lock_releases_the_gil(tmp_path: Path, kek_path: Path, getter: str) -> None:
+    hold = 1.0
+    with ea.Applier(tmp_path / "reg", kek=ea.FileKek(kek_path)) as applier:
+        holder = threading.Thread(target=test_support.hold_lock, args=(applier, hold))
+        holder.start()
+        time.sleep(0.1)  # the holder has the lock (it takes it at once)
+        span: list[float] = []
+
+        def waiter() -> None:
+            span.append(time.monotonic())
+            GETTERS[getter](applier)
+            span.append(time.monotonic())
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        # This thread keeps running Python while the waiter waits; with the
+        # GIL held by the waiter it could not run until the holder let go.
+        ticks = []
+        while thread.is_alive():
+            ticks.append(time.monotonic())
+            time.sleep(0.01)
+        thread.join()
+        holder.join()
+    start, end = span
+    assert end - start > 0.3, "the call did not wait for the lock"
+    during = [t for t in ticks if start + 0.05 < t < end - 0.3]
+    assert len(during) >= 5, f"{getter}: the interpreter stalled while it waited ({len(during)} ticks)"

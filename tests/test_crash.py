@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 import encryption_applier as ea
+
 from conftest import aesgcm_wrap, fingerprint
 from model import KeyedModel, RegistryModel
 
@@ -77,7 +79,14 @@ class Prefixes:
     """The model after the first p entries, for any p, from checkpoints
     (copying the whole model after every entry would not fit)."""
 
-    def __init__(self, start: Any, step: Callable[[Any, Any], None], copy: Callable[[Any], Any], items: list[Any], every: int = 100) -> None:
+    def __init__(
+        self,
+        start: Any,
+        step: Callable[[Any, Any], None],
+        copy: Callable[[Any], Any],
+        items: list[Any],
+        every: int = 100,
+    ) -> None:
         self.step, self.copy, self.items, self.every = step, copy, items, every
         self.checkpoints = [copy(start)]
         model = copy(start)
@@ -135,14 +144,20 @@ def keyed_stream(kek_bytes: bytes) -> tuple[list[bytes], dict[bytes, bytes], lis
         return blob
 
     nodes = [(0xB0 << 32) | n for n in range(1, 21)]
-    entries = [ea.Bootstrap(1, wrapped(1), 2, wrapped(2), [ea.Registration(d, n, 1) for n in nodes for d in (1, 2)]).to_entry()]
+    entries = [
+        ea.Bootstrap(1, wrapped(1), 2, wrapped(2), [ea.Registration(d, n, 1) for n in nodes for d in (1, 2)]).to_entry()
+    ]
     keyed_positions = [1]
     storage, epoch = 1, 1
     for i in range(1, 12000):
         if i % 150 == 0:
             storage = 2 + i // 150
             epoch += 1
-            entries.append(ea.Rotation(storage, ea.Purpose.STORAGE, wrapped(storage), ea.Registration(storage, nodes[0], epoch)).to_entry())
+            entries.append(
+                ea.Rotation(
+                    storage, ea.Purpose.STORAGE, wrapped(storage), ea.Registration(storage, nodes[0], epoch)
+                ).to_entry()
+            )
             keyed_positions.append(len(entries))
         else:
             node = nodes[i % len(nodes)]
@@ -151,16 +166,30 @@ def keyed_stream(kek_bytes: bytes) -> tuple[list[bytes], dict[bytes, bytes], lis
 
 
 def copy_keyed(m: KeyedModel) -> KeyedModel:
-    return KeyedModel(deks=m.deks, registry=RegistryModel(dict(m.registry.rows)), active=dict(m.active), keys=dict(m.keys), keystore=dict(m.keystore))
+    return KeyedModel(
+        deks=m.deks,
+        registry=RegistryModel(dict(m.registry.rows)),
+        active=dict(m.active),
+        keys=dict(m.keys),
+        keystore=dict(m.keystore),
+    )
 
 
 def keyed_step(model: KeyedModel, entry: bytes) -> None:
     payload = ea.decode_entry(entry)
     if isinstance(payload, ea.Bootstrap):
-        result = model.bootstrap(payload.storage_dek_id, payload.wrapped_storage, payload.raft_dek_id, payload.wrapped_raft, [(r.dek_id, r.full_node_id, r.local_epoch) for r in payload.batch_registry])
+        result = model.bootstrap(
+            payload.storage_dek_id,
+            payload.wrapped_storage,
+            payload.raft_dek_id,
+            payload.wrapped_raft,
+            [(r.dek_id, r.full_node_id, r.local_epoch) for r in payload.batch_registry],
+        )
     elif isinstance(payload, ea.Rotation):
         p = payload.proposer_registration
-        result = model.rotation(payload.dek_id, payload.purpose.name.lower(), payload.wrapped, (p.dek_id, p.full_node_id, p.local_epoch))
+        result = model.rotation(
+            payload.dek_id, payload.purpose.name.lower(), payload.wrapped, (p.dek_id, p.full_node_id, p.local_epoch)
+        )
     else:
         result = model.registry.apply_registration(payload.dek_id, payload.full_node_id, payload.local_epoch)
     assert isinstance(result, str), result
@@ -220,7 +249,10 @@ def test_killed_readers_do_not_pin_pages_or_block(tmp_path: Path) -> None:
     directory = tmp_path / "registry"
     with ea.Applier(directory) as applier:
         applier.apply_many([ea.Registration(1, n, 1) for n in range(1, 101)])
-        readers = [subprocess.Popen([sys.executable, "-c", READER, str(directory)], stdout=subprocess.PIPE, text=True) for _ in range(8)]
+        readers = [
+            subprocess.Popen([sys.executable, "-c", READER, str(directory)], stdout=subprocess.PIPE, text=True)
+            for _ in range(8)
+        ]
         for reader in readers:
             assert reader.stdout is not None and reader.stdout.readline().strip() == "100"
         for reader in readers:
@@ -235,7 +267,17 @@ def test_killed_readers_do_not_pin_pages_or_block(tmp_path: Path) -> None:
         grown = (directory / "data.mdb").stat().st_size - size_before
         assert grown < 1 << 20, f"data.mdb grew by {grown} bytes"
     # A new process opens at once (stale slots do not block it).
-    proc = subprocess.run([sys.executable, "-c", "import sys, encryption_applier as ea; print(len(ea.Registry(sys.argv[1])))", str(directory)], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, encryption_applier as ea; print(len(ea.Registry(sys.argv[1])))",
+            str(directory),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.stdout.strip() == "100"
 
 
@@ -245,7 +287,10 @@ def test_many_killed_readers_do_not_exhaust_the_reader_table(tmp_path: Path) -> 
         applier.apply_registration(ea.Registration(1, 1, 1))
     batch = 40
     for _ in range(3):
-        readers = [subprocess.Popen([sys.executable, "-c", READER, str(directory)], stdout=subprocess.PIPE, text=True) for _ in range(batch)]
+        readers = [
+            subprocess.Popen([sys.executable, "-c", READER, str(directory)], stdout=subprocess.PIPE, text=True)
+            for _ in range(batch)
+        ]
         for reader in readers:
             assert reader.stdout is not None and reader.stdout.readline().strip() == "1"
             reader.kill()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import encryption_applier as ea
+
 from conftest import dump_raw, interactive, run_python
 from model import RegistryModel
 
@@ -91,14 +92,17 @@ def test_columns_are_arrays_matching_the_model(registry_dir: Path) -> None:
         "first_seen_local_epoch": "H",
         "last_seen_local_epoch": "H",
     }
-    expected = list(zip(*model_of(STREAM).sorted_rows()))
-    for i, name in enumerate(["dek_id", "node_id16", "full_node_id", "first_seen_local_epoch", "last_seen_local_epoch"]):
+    expected = list(zip(*model_of(STREAM).sorted_rows(), strict=True))
+    for i, name in enumerate(
+        ["dek_id", "node_id16", "full_node_id", "first_seen_local_epoch", "last_seen_local_epoch"]
+    ):
         assert list(columns[name]) == list(expected[i])
     assert list(only_7["dek_id"]) == [7, 7]
 
 
 def test_to_pandas_has_typed_columns(registry_dir: Path) -> None:
     import pandas
+
     stream = STREAM + [(9, 0xFFFF_FFFF_FFFF_FFFF, 65535)]
     fill(registry_dir, stream)
     with ea.Registry(registry_dir) as registry:

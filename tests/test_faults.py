@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 import encryption_applier as ea
+
 from conftest import interactive
+
 
 def test_a_tiny_map_grows_and_nothing_acknowledged_is_lost(registry_dir: Path) -> None:
     acknowledged: list[ea.Registration] = []

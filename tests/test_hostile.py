@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import encryption_applier as ea
+
 from conftest import aesgcm_wrap
 
 OUTCOMES = {"inserted", "advanced", "unchanged", "bootstrapped", "rotated", "skipped"}
@@ -29,7 +30,13 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     kek = ea.FileKek.generate(root / "kek")
     kek_bytes = (root / "kek").read_bytes()
     applier = ea.Applier(root / "registry", kek=kek)
-    boot = ea.Bootstrap(1, aesgcm_wrap(kek_bytes, b"\x01" * 32), 2, aesgcm_wrap(kek_bytes, b"\x02" * 32), [ea.Registration(1, 0xA0001, 3), ea.Registration(2, 0xA0001, 3)])
+    boot = ea.Bootstrap(
+        1,
+        aesgcm_wrap(kek_bytes, b"\x01" * 32),
+        2,
+        aesgcm_wrap(kek_bytes, b"\x02" * 32),
+        [ea.Registration(1, 0xA0001, 3), ea.Registration(2, 0xA0001, 3)],
+    )
     rot = ea.Rotation(3, ea.Purpose.STORAGE, aesgcm_wrap(kek_bytes, b"\x03" * 32), ea.Registration(3, 0xA0001, 4))
     applier.apply(boot)
     applier.apply(rot)
@@ -48,7 +55,12 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def state(applier: ea.Applier, root: Path) -> tuple[str, bytes, list[int], int | None]:
     keystore = applier.keystore
     assert keystore is not None
-    return (applier.registry.digest(), (root / "registry" / "keys.json").read_bytes(), keystore.ids(), applier.applied_index)
+    return (
+        applier.registry.digest(),
+        (root / "registry" / "keys.json").read_bytes(),
+        keystore.ids(),
+        applier.applied_index,
+    )
 
 
 def mutate(data: st.DataObject, entry: bytes) -> bytes:
@@ -68,7 +80,9 @@ def mutate(data: st.DataObject, entry: bytes) -> bytes:
         elif kind == "insert":
             out[at:at] = data.draw(st.binary(min_size=1, max_size=8))
         else:  # overwrite four bytes with a huge or small u32 (length prefixes, counts)
-            out[at : at + 4] = struct.pack(">I", data.draw(st.sampled_from([0, 1, 59, 60, 61, 16384, 16385, 2**31, 2**32 - 1])))
+            out[at : at + 4] = struct.pack(
+                ">I", data.draw(st.sampled_from([0, 1, 59, 60, 61, 16384, 16385, 2**31, 2**32 - 1]))
+            )
     return bytes(out)
 
 
@@ -115,7 +129,15 @@ def test_fuzz_without_a_kek(tmp_path: Path) -> None:
     @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
-        sample = data.draw(st.sampled_from([ea.Registration(1, 2, 3).to_entry(), ea.Bootstrap(1, b"", 2, b"").to_entry(), ea.Rotation(1, 1, b"", ea.Registration(1, 2, 3)).to_entry()]))
+        sample = data.draw(
+            st.sampled_from(
+                [
+                    ea.Registration(1, 2, 3).to_entry(),
+                    ea.Bootstrap(1, b"", 2, b"").to_entry(),
+                    ea.Rotation(1, 1, b"", ea.Registration(1, 2, 3)).to_entry(),
+                ]
+            )
+        )
         entry = mutate(data, sample)
         before = applier.registry.digest()
         try:
@@ -186,10 +208,12 @@ def calls(tmp_path: Path) -> list[tuple[str, Any, int]]:
 
     def add(name: str, fn: Any, arity: int, good: list[Any]) -> None:
         for position in range(arity):
+
             def call(value: Any, fn: Any = fn, position: int = position, good: list[Any] = good) -> Any:
                 args = list(good)
                 args[position] = value
                 return fn(*args)
+
             out.append((name, call, position))
 
     add("Registration", ea.Registration, 3, [1, 2, 3])

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 import encryption_applier as ea
+from encryption_applier._native import test_support
+
 from conftest import aesgcm_unwrap, aesgcm_wrap, dump_raw, fingerprint
 
 NODE = 0xABCD_0001
@@ -327,7 +329,9 @@ def test_rotation_rejections(registry_dir: Path, cluster: Cluster) -> None:
         with pytest.raises(ea.PayloadRejectedError) as err:
             applier.apply_rotation(cluster.rotation(2, ea.Purpose.STORAGE))  # 2 is the raft key
         assert err.value.reason == "purpose_mismatch"
-        conflicting = ea.Rotation(1, ea.Purpose.STORAGE, aesgcm_wrap(cluster.kek_bytes, b"\xee" * 32), ea.Registration(1, NODE, 2))
+        conflicting = ea.Rotation(
+            1, ea.Purpose.STORAGE, aesgcm_wrap(cluster.kek_bytes, b"\xee" * 32), ea.Registration(1, NODE, 2)
+        )
         with pytest.raises(ea.KeyConflictError) as conflict:
             applier.apply_rotation(conflicting)
         assert conflict.value.dek_id == 1
@@ -409,7 +413,9 @@ def test_no_key_bytes_in_messages_reprs_or_sidecar(registry_dir: Path, cluster: 
         for bad in (
             lambda: applier.apply_bootstrap(cluster.bootstrap(3, 4)),
             lambda: applier.apply_rotation(
-                ea.Rotation(1, ea.Purpose.STORAGE, aesgcm_wrap(cluster.kek_bytes, b"\xee" * 32), ea.Registration(1, NODE, 2))
+                ea.Rotation(
+                    1, ea.Purpose.STORAGE, aesgcm_wrap(cluster.kek_bytes, b"\xee" * 32), ea.Registration(1, NODE, 2)
+                )
             ),
             lambda: applier.apply_rotation(ea.Rotation(5, 1, b"\x00" * 60, ea.Registration(5, NODE, 2))),
             lambda: kek.unwrap(b"\x00" * 60),
@@ -472,8 +478,9 @@ def test_crash_at_each_step_then_replay_converges(tmp_path: Path, cluster: Clust
             sys.executable,
             "-c",
             "import sys, encryption_applier as ea\n"
+            "from encryption_applier._native import test_support\n"
             "a = ea.Applier(sys.argv[1], kek=ea.FileKek(sys.argv[2]))\n"
-            "a._set_fault(sys.argv[3], 'abort')\n"
+            "test_support.set_fault(a, sys.argv[3], 'abort')\n"
             "a.apply(bytes.fromhex(sys.argv[4]))\n"
             "print('not reached')\n",
             str(directory),
@@ -505,10 +512,10 @@ def test_crash_at_each_step_then_replay_converges(tmp_path: Path, cluster: Clust
 def test_a_raised_fault_leaves_a_state_that_replays(registry_dir: Path, cluster: Cluster, point: str) -> None:
     boot, _ = entries(cluster)
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
-        applier._set_fault(point)
+        test_support.set_fault(applier, point)
         with pytest.raises(ea.StorageError, match=point):
             applier.apply_bootstrap(boot)
-        applier._set_fault(None)
+        test_support.set_fault(applier, None)
         # The same applier (no restart) converges too.
         assert applier.apply_bootstrap(boot) in {"bootstrapped", "unchanged"}
         assert applier.keystore.ids() == [1, 2]

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import encryption_applier as ea
+
 from conftest import aesgcm_wrap, fingerprint
 from model import KeyedModel, expect
 
@@ -46,7 +47,11 @@ class KeyedStateMachine(RuleBasedStateMachine):
             return bytes([nonce_seed]) * 60
         key = (dek_id, variant, nonce_seed)
         if key not in self.wrapped_cache:
-            blob = aesgcm_wrap(self.kek_bytes, self.dek_bytes[(dek_id, variant)], nonce=bytes([nonce_seed, dek_id, variant]) + b"\x00" * 9)
+            blob = aesgcm_wrap(
+                self.kek_bytes,
+                self.dek_bytes[(dek_id, variant)],
+                nonce=bytes([nonce_seed, dek_id, variant]) + b"\x00" * 9,
+            )
             self.wrapped_cache[key] = blob
             self.model.deks[blob] = self.dek_bytes[(dek_id, variant)]
         return self.wrapped_cache[key]
@@ -59,7 +64,10 @@ class KeyedStateMachine(RuleBasedStateMachine):
         wrapped_r = self.wrapped(raft, *wr)
         expected = self.model.bootstrap(storage, wrapped_s, raft, wrapped_r, batch)
         entry = ea.Bootstrap(storage, wrapped_s, raft, wrapped_r, [ea.Registration(*r) for r in batch])
-        expect(expected, (lambda: self.applier.apply(entry.to_entry())) if via else (lambda: self.applier.apply_bootstrap(entry)))
+        expect(
+            expected,
+            (lambda: self.applier.apply(entry.to_entry())) if via else (lambda: self.applier.apply_bootstrap(entry)),
+        )
 
     @rule(dek_id=ids, purpose=purposes, w=blob, proposer=rows, same_dek=st.booleans())
     def rotation(self, dek_id, purpose, w, proposer, same_dek) -> None:  # type: ignore[no-untyped-def]

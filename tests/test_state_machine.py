@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import encryption_applier as ea
+
 from conftest import dump_raw
 from model import Halt, RegistryModel, expect, registration_payload
 
@@ -125,9 +126,7 @@ class RegistryStateMachine(RuleBasedStateMachine):
         shutil.rmtree(self.directory.parent, ignore_errors=True)
 
 
-RegistryStateMachine.TestCase.settings = settings(
-    RegistryStateMachine.TestCase.settings, stateful_step_count=40
-)
+RegistryStateMachine.TestCase.settings = settings(RegistryStateMachine.TestCase.settings, stateful_step_count=40)
 TestRegistryStateMachine = RegistryStateMachine.TestCase
 
 

@@ -6,11 +6,13 @@ import inspect
 from pathlib import Path
 
 import encryption_applier as ea
-from encryption_applier import _native
+from encryption_applier import _native, exceptions
 
 STUB = Path(ea.__file__).with_name("_native.pyi")
 # Type aliases that exist only for typing.
-STUB_ONLY = {"_BytesLike", "_Outcome", "_Payload", "_FaultPoint", "__all__"}
+STUB_ONLY = {"_BytesLike", "_Outcome", "_Payload", "_TestSupport", "__all__"}
+# Native names that the package does not re-export.
+NATIVE_ONLY = {"test_support"}
 
 
 def stub_tree() -> ast.Module:
@@ -29,11 +31,20 @@ def top_level_names(tree: ast.Module) -> set[str]:
     return names
 
 
-def test_all_is_exactly_the_native_public_names() -> None:
-    native = {n for n in dir(_native) if not n.startswith("_")} | {"__version__"}
-    assert set(ea.__all__) == native
+def test_all_is_exactly_the_native_and_exception_public_names() -> None:
+    native = {n for n in dir(_native) if not n.startswith("_")} - NATIVE_ONLY | {"__version__"}
+    assert native.isdisjoint(exceptions.__all__)
+    assert set(ea.__all__) == native | set(exceptions.__all__)
+    assert len(ea.__all__) == len(set(ea.__all__))
     for name in ea.__all__:
-        assert getattr(ea, name) is getattr(_native, name)
+        home = exceptions if name in exceptions.__all__ else _native
+        assert getattr(ea, name) is getattr(home, name)
+
+
+def test_exceptions_are_declared_in_python_and_every_one_is_exported() -> None:
+    declared = {name for name, obj in vars(exceptions).items() if isinstance(obj, type) and issubclass(obj, Exception)}
+    assert declared == set(exceptions.__all__)
+    assert not {n for n in dir(_native) if n.endswith("Error")}
 
 
 def test_stub_declares_every_runtime_name_and_nothing_else() -> None:
@@ -44,7 +55,7 @@ def test_stub_declares_every_runtime_name_and_nothing_else() -> None:
 
 def test_stub_classes_declare_every_public_member() -> None:
     for node in stub_tree().body:
-        if not isinstance(node, ast.ClassDef) or node.name == "Purpose":
+        if not isinstance(node, ast.ClassDef) or node.name == "Purpose" or node.name.startswith("_"):
             continue
         runtime_cls = getattr(_native, node.name)
         declared = {
@@ -52,8 +63,6 @@ def test_stub_classes_declare_every_public_member() -> None:
             for n in node.body
             if isinstance(n, ast.FunctionDef) or (isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name))
         }
-        if issubclass(runtime_cls, BaseException):
-            continue  # exception fields are set per instance; checked in test_applier
         public = {
             n
             for n, _ in inspect.getmembers(runtime_cls)

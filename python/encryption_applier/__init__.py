@@ -2,24 +2,13 @@
 LMDB-backed writer registry, failing closed on anything that cannot be
 applied exactly.
 
-The rules live in the Rust core (``encryption_applier._native``); this
-package re-exports its public names.
+The rules live in the Rust core (``encryption_applier._native``); the
+exceptions are declared in :mod:`encryption_applier.exceptions`. This
+package re-exports the public names of both.
 """
 
 from ._native import (
     MAX_BOOTSTRAP_BATCH,
-    AlreadyBootstrappedError,
-    FileKek,
-    InsecureKEKFileError,
-    KEKFileError,
-    KEKUnwrapError,
-    KeyConflictError,
-    Keystore,
-    NotBootstrappedError,
-    PayloadRejectedError,
-    Sidecar,
-    SidecarError,
-    SidecarKey,
     OP_BOOTSTRAP,
     OP_REGISTRATION,
     OP_ROTATION,
@@ -28,21 +17,16 @@ from ._native import (
     WIRE_VERSION,
     Applier,
     Bootstrap,
-    EncryptionApplyError,
-    EncryptionError,
-    KEKNotConfiguredError,
-    LocalEpochRollbackError,
-    MalformedPayloadError,
-    NodeIDCollisionError,
+    FileKek,
+    Keystore,
     Purpose,
     Registration,
     Registry,
-    RegistryCorruptionError,
     RegistryDiff,
-    RegistryOpenError,
     RegistryRow,
     Rotation,
-    StorageError,
+    Sidecar,
+    SidecarKey,
     __version__,
     decode_entry,
     decode_registry_key,
@@ -51,6 +35,25 @@ from ._native import (
     is_encryption_opcode,
     read_sidecar,
     registry_key,
+)
+from .exceptions import (
+    AlreadyBootstrappedError,
+    EncryptionApplyError,
+    EncryptionError,
+    InsecureKEKFileError,
+    KEKFileError,
+    KEKNotConfiguredError,
+    KEKUnwrapError,
+    KeyConflictError,
+    LocalEpochRollbackError,
+    MalformedPayloadError,
+    NodeIDCollisionError,
+    NotBootstrappedError,
+    PayloadRejectedError,
+    RegistryCorruptionError,
+    RegistryOpenError,
+    SidecarError,
+    StorageError,
 )
 
 __all__ = [

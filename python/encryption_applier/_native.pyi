@@ -4,48 +4,31 @@ import array
 import enum
 import os
 import pathlib
+import types
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any, Final, Literal, Self, final
 
-
 __version__: Final[str]
 __all__ = [
-    "AlreadyBootstrappedError",
     "Applier",
     "Bootstrap",
-    "EncryptionApplyError",
-    "EncryptionError",
     "FileKek",
-    "InsecureKEKFileError",
-    "KEKFileError",
-    "KEKNotConfiguredError",
-    "KEKUnwrapError",
-    "KeyConflictError",
     "Keystore",
-    "LocalEpochRollbackError",
     "MAX_BOOTSTRAP_BATCH",
-    "MalformedPayloadError",
-    "NodeIDCollisionError",
-    "NotBootstrappedError",
     "OP_BOOTSTRAP",
     "OP_REGISTRATION",
     "OP_ROTATION",
-    "PayloadRejectedError",
     "Purpose",
     "REGISTRY_PREFIX",
     "ROTATE_DEK",
     "Registration",
     "Registry",
-    "RegistryCorruptionError",
     "RegistryDiff",
-    "RegistryOpenError",
     "RegistryRow",
     "Rotation",
     "Sidecar",
-    "SidecarError",
     "SidecarKey",
-    "StorageError",
     "WIRE_VERSION",
     "__version__",
     "decode_entry",
@@ -55,6 +38,7 @@ __all__ = [
     "is_encryption_opcode",
     "read_sidecar",
     "registry_key",
+    "test_support",
 ]
 
 OP_REGISTRATION: Final[int]
@@ -68,7 +52,6 @@ REGISTRY_PREFIX: Final[bytes]
 _BytesLike = bytes | bytearray | memoryview
 
 _Outcome = Literal["inserted", "advanced", "unchanged", "bootstrapped", "rotated", "skipped"]
-_FaultPoint = Literal["after_unwrap", "after_keystore_install", "after_sidecar_write", "before_registry_commit"]
 
 class Purpose(enum.IntEnum):
     """What a DEK encrypts: storage data or the Raft log."""
@@ -81,8 +64,7 @@ class Registration:
     """A registration entry (opcode 0x03): one writer under one DEK."""
 
     __match_args__ = ("dek_id", "full_node_id", "local_epoch")
-    def __new__(
-cls, dek_id: int, full_node_id: int, local_epoch: int) -> Self: ...
+    def __new__(cls, dek_id: int, full_node_id: int, local_epoch: int) -> Self: ...
     @property
     def dek_id(self) -> int: ...
     @property
@@ -210,8 +192,7 @@ class RegistryRow:
 class Registry:
     """A read-only view of a registry directory, pinned to one snapshot until `refresh()`."""
 
-    def __new__(
-cls, path: str | os.PathLike[str]) -> Self: ...
+    def __new__(cls, path: str | os.PathLike[str]) -> Self: ...
     @property
     def path(self) -> pathlib.Path: ...
     @property
@@ -258,8 +239,7 @@ class RegistryDiff:
 class FileKek:
     """A 32-byte AES-256 key-encryption key read from an owner-only regular file."""
 
-    def __new__(
-cls, path: str | os.PathLike[str]) -> Self: ...
+    def __new__(cls, path: str | os.PathLike[str]) -> Self: ...
     @classmethod
     def generate(cls, path: str | os.PathLike[str]) -> FileKek: ...
     @property
@@ -337,7 +317,6 @@ class Applier:
     def sidecar(self) -> Sidecar | None: ...
     @property
     def sidecar_path(self) -> pathlib.Path | None: ...
-    def _set_fault(self, point: _FaultPoint | None, action: Literal["raise", "abort"] = "raise") -> None: ...
     @property
     def path(self) -> pathlib.Path: ...
     @property
@@ -369,84 +348,16 @@ def decode_registry_value(value: _BytesLike) -> tuple[int, int, int]: ...
 def decode_entry(entry: _BytesLike) -> _Payload: ...
 def is_encryption_opcode(opcode: int) -> bool: ...
 
-class EncryptionError(Exception):
-    """Every error this package raises on purpose."""
+class _TestSupport(types.ModuleType):
+    """Hooks for the package's own tests; not part of the public API."""
 
-class EncryptionApplyError(EncryptionError):
-    """Halt: the entry was not applied and nothing was written."""
+    def set_fault(
+        self,
+        applier: Applier,
+        point: Literal["after_unwrap", "after_keystore_install", "after_sidecar_write", "before_registry_commit"]
+        | None,
+        action: Literal["raise", "abort"] = "raise",
+    ) -> None: ...
+    def hold_lock(self, applier: Applier, seconds: float) -> None: ...
 
-    # Set when raised by Applier.apply_many: the halted entry's position
-    # and the outcomes of the (committed) entries before it.
-    position: int
-    outcomes: list[_Outcome]
-
-class KEKNotConfiguredError(EncryptionApplyError):
-    opcode: int
-    entry_kind: Literal["bootstrap", "rotation"]
-
-class LocalEpochRollbackError(EncryptionApplyError):
-    dek_id: int
-    full_node_id: int
-    last_seen: int
-    incoming: int
-
-class NodeIDCollisionError(EncryptionApplyError):
-    dek_id: int
-    node_id16: int
-    existing_full_node_id: int
-    incoming_full_node_id: int
-
-class MalformedPayloadError(EncryptionApplyError):
-    payload_kind: Literal["entry", "registration", "bootstrap", "rotation"]
-    reason: str
-    offset: int | None
-
-class RegistryCorruptionError(EncryptionApplyError):
-    key: bytes
-    value: bytes | None
-    dek_id: int | None
-    node_id16: int | None
-    problem: Literal[
-        "key_length", "key_layout", "value_length", "node_id_mismatch", "epoch_order", "applied_index_length"
-    ]
-
-class StorageError(EncryptionApplyError):
-    operation: str
-    path: str
-    code: int | None
-
-class KEKUnwrapError(EncryptionApplyError):
-    dek_id: int | None
-    purpose: Literal["storage", "raft"] | None
-    reason: Literal["length", "tag"]
-
-class KeyConflictError(EncryptionApplyError):
-    dek_id: int
-
-class AlreadyBootstrappedError(EncryptionApplyError):
-    active_storage: int
-    active_raft: int
-    storage_dek_id: int
-    raft_dek_id: int
-
-class NotBootstrappedError(EncryptionApplyError):
-    dek_id: int
-
-class PayloadRejectedError(EncryptionApplyError):
-    reason: Literal["same_ids", "reserved_key_id", "foreign_batch_row", "proposer_dek_mismatch", "purpose_mismatch"]
-    dek_id: int | None
-
-class SidecarError(EncryptionApplyError):
-    path: str
-    reason: str
-
-class RegistryOpenError(EncryptionError):
-    path: str
-    reason: str
-
-class KEKFileError(EncryptionError):
-    path: str
-    reason: Literal["io", "not_regular", "wrong_size", "insecure_mode", "exists", "random"]
-    mode: int | None
-
-class InsecureKEKFileError(KEKFileError): ...
+test_support: _TestSupport

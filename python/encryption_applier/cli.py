@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import _native as ea
+from .exceptions import EncryptionApplyError, EncryptionError
 
 EXIT_OK = 0
 EXIT_HALT = 1
@@ -31,13 +32,19 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
         rows = registry.rows(args.dek_id)
         header = ("dek_id", "node_id16", "full_node_id", "first_seen", "last_seen")
         table = [
-            (str(r.dek_id), f"0x{r.node_id16:04x}", f"0x{r.full_node_id:016x}", str(r.first_seen_local_epoch), str(r.last_seen_local_epoch))
+            (
+                str(r.dek_id),
+                f"0x{r.node_id16:04x}",
+                f"0x{r.full_node_id:016x}",
+                str(r.first_seen_local_epoch),
+                str(r.last_seen_local_epoch),
+            )
             for r in rows
         ]
         widths = [max([len(h)] + [len(t[i]) for t in table]) for i, h in enumerate(header)]
-        print("  ".join(h.rjust(w) for h, w in zip(header, widths)), file=out)
+        print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)), file=out)
         for line in table:
-            print("  ".join(c.rjust(w) for c, w in zip(line, widths)), file=out)
+            print("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)), file=out)
         scope = f" under dek_id {args.dek_id}" if args.dek_id is not None else ""
         print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}{scope}; DEKs {registry.dek_ids()}", file=out)
     return EXIT_OK
@@ -101,7 +108,7 @@ def read_entries(path: Path) -> list[tuple[int, bytes]]:
         try:
             entries.append((number, bytes.fromhex(text)))
         except ValueError as err:
-            raise SystemExit(f"error: {path}:{number}: not a hex-encoded entry ({err}); nothing was applied")
+            raise SystemExit(f"error: {path}:{number}: not a hex-encoded entry ({err}); nothing was applied") from None
     return entries
 
 
@@ -124,7 +131,7 @@ def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
                 first = None if args.first_index is None else args.first_index + start
                 try:
                     outcomes.update(applier.apply_many([entry for _, entry in chunk], first_index=first))
-                except ea.EncryptionApplyError as halt:
+                except EncryptionApplyError as halt:
                     progress.close()
                     position = getattr(halt, "position", 0)
                     outcomes.update(getattr(halt, "outcomes", []))
@@ -152,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {ea.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("inspect", help="print the registry rows as a table", description="Print the rows as a table, in key order.")
+    p = sub.add_parser(
+        "inspect", help="print the registry rows as a table", description="Print the rows as a table, in key order."
+    )
     p.add_argument("directory", help="registry directory")
     p.add_argument("--dek-id", type=int, help="only the rows of this DEK")
     p.set_defaults(run=cmd_inspect)
@@ -160,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "digest",
         help="print the registry digest",
-        description="Print SHA-256 (hex) over key ‖ value of every row in key order; equal digests mean identical registries.",
+        description="Print SHA-256 (hex) over key ‖ value of every row in key order; "
+        "equal digests mean identical registries.",
     )
     p.add_argument("directory", help="registry directory")
     p.set_defaults(run=cmd_digest)
@@ -201,9 +211,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args, out or sys.stdout)
-    except ea.EncryptionError as err:
+    except EncryptionError as err:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
-        return EXIT_HALT if isinstance(err, ea.EncryptionApplyError) else EXIT_USAGE
+        return EXIT_HALT if isinstance(err, EncryptionApplyError) else EXIT_USAGE
     except OSError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

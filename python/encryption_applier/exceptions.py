@@ -1,0 +1,289 @@
+"""Every exception :mod:`encryption_applier` raises on purpose.
+
+They are declared here, in Python, and raised from the Rust core with
+their fields set, so a host can build them too (to test its own error
+handling), and they pickle with their fields (to cross a process pool).
+
+::
+
+    EncryptionError                     every error this package raises on purpose
+    ├── EncryptionApplyError            halt: the entry was not applied, nothing was written
+    │   ├── KEKNotConfiguredError       bootstrap/rotation with no KEK wired
+    │   ├── LocalEpochRollbackError     case 3
+    │   ├── NodeIDCollisionError        case 4
+    │   ├── MalformedPayloadError       bad bytes
+    │   ├── RegistryCorruptionError     a stored row that does not decode
+    │   ├── StorageError                LMDB / file-system fault
+    │   ├── KEKUnwrapError              a wrapped DEK that does not open
+    │   ├── KeyConflictError            a DEK id already loaded with other bytes
+    │   ├── AlreadyBootstrappedError    a second, different bootstrap
+    │   ├── NotBootstrappedError        a rotation before any bootstrap
+    │   ├── PayloadRejectedError        a well-formed payload refused on its meaning
+    │   └── SidecarError                keys.json unreadable, invalid or not written
+    ├── RegistryOpenError               a registry directory that cannot be opened
+    └── KEKFileError                    a KEK file that cannot be used
+        └── InsecureKEKFileError        a KEK file readable or writable by others
+
+Each field is a keyword argument of the constructor and an attribute of
+the instance; the message is the one positional argument.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Literal
+
+__all__ = [
+    "EncryptionError",
+    "EncryptionApplyError",
+    "KEKNotConfiguredError",
+    "LocalEpochRollbackError",
+    "NodeIDCollisionError",
+    "MalformedPayloadError",
+    "RegistryCorruptionError",
+    "StorageError",
+    "KEKUnwrapError",
+    "KeyConflictError",
+    "AlreadyBootstrappedError",
+    "NotBootstrappedError",
+    "PayloadRejectedError",
+    "SidecarError",
+    "RegistryOpenError",
+    "KEKFileError",
+    "InsecureKEKFileError",
+]
+
+Outcome = Literal["inserted", "advanced", "unchanged", "bootstrapped", "rotated", "skipped"]
+PayloadKind = Literal["entry", "registration", "bootstrap", "rotation"]
+PurposeName = Literal["storage", "raft"]
+CorruptionProblem = Literal[
+    "key_length", "key_layout", "value_length", "node_id_mismatch", "epoch_order", "applied_index_length"
+]
+RejectReason = Literal["same_ids", "reserved_key_id", "foreign_batch_row", "proposer_dek_mismatch", "purpose_mismatch"]
+KEKFileReason = Literal["io", "not_regular", "wrong_size", "insecure_mode", "exists", "random"]
+
+
+def _field_names(cls: type[EncryptionError]) -> tuple[str, ...]:
+    """The keyword-only parameters of ``cls.__init__``: its fields."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def _rebuild(cls: type[EncryptionError], args: tuple[Any, ...], fields: dict[str, Any]) -> EncryptionError:
+    return cls(*args, **fields)
+
+
+class EncryptionError(Exception):
+    """Every error this package raises on purpose."""
+
+    def __init__(self, message: str = "", /) -> None:
+        super().__init__(message)
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The structured fields of this error, by name."""
+        return {name: getattr(self, name) for name in _field_names(type(self))}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt through the constructor with its fields; the instance
+        # dict (position, outcomes, notes) is restored on top.
+        return (_rebuild, (type(self), self.args, self.fields), self.__dict__)
+
+
+class EncryptionApplyError(EncryptionError):
+    """Halt: the entry was not applied and nothing of it was written. The
+    host must stop applying.
+
+    ``position`` and ``outcomes`` are set when ``Applier.apply_many``
+    raised it: the position of the entry that halted, and the outcomes of
+    the (committed) entries before it. Otherwise both are None.
+    """
+
+    position: int | None
+    outcomes: list[Outcome] | None
+
+    def __init__(self, message: str = "", /) -> None:
+        super().__init__(message)
+        self.position = None
+        self.outcomes = None
+
+
+class KEKNotConfiguredError(EncryptionApplyError):
+    """A bootstrap or rotation reached an applier that has no KEK."""
+
+    def __init__(self, message: str, /, *, opcode: int, entry_kind: PayloadKind) -> None:
+        super().__init__(message)
+        self.opcode = opcode
+        self.entry_kind = entry_kind
+
+
+class LocalEpochRollbackError(EncryptionApplyError):
+    """Case 3: a registration's local epoch is below the row's last-seen epoch."""
+
+    def __init__(self, message: str, /, *, dek_id: int, full_node_id: int, last_seen: int, incoming: int) -> None:
+        super().__init__(message)
+        self.dek_id = dek_id
+        self.full_node_id = full_node_id
+        self.last_seen = last_seen
+        self.incoming = incoming
+
+
+class NodeIDCollisionError(EncryptionApplyError):
+    """Case 4: another full node id already writes under this DEK with the same node_id16."""
+
+    def __init__(
+        self,
+        message: str,
+        /,
+        *,
+        dek_id: int,
+        node_id16: int,
+        existing_full_node_id: int,
+        incoming_full_node_id: int,
+    ) -> None:
+        super().__init__(message)
+        self.dek_id = dek_id
+        self.node_id16 = node_id16
+        self.existing_full_node_id = existing_full_node_id
+        self.incoming_full_node_id = incoming_full_node_id
+
+
+class MalformedPayloadError(EncryptionApplyError):
+    """Bytes or a payload object that are not a valid encryption payload.
+
+    ``reason`` is a stable code (``"truncated"``, ``"wrong_version"``, ...);
+    ``offset`` is where in the payload decoding stopped, when known.
+    """
+
+    def __init__(self, message: str, /, *, payload_kind: PayloadKind, reason: str, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.payload_kind = payload_kind
+        self.reason = reason
+        self.offset = offset
+
+
+class RegistryCorruptionError(EncryptionApplyError):
+    """A stored registry row that does not decode (never read as "no row")."""
+
+    def __init__(
+        self,
+        message: str,
+        /,
+        *,
+        key: bytes,
+        problem: CorruptionProblem,
+        value: bytes | None = None,
+        dek_id: int | None = None,
+        node_id16: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.problem = problem
+        self.value = value
+        self.dek_id = dek_id
+        self.node_id16 = node_id16
+
+
+class StorageError(EncryptionApplyError):
+    """An LMDB or file-system fault while applying or reading."""
+
+    def __init__(self, message: str, /, *, operation: str, path: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.path = path
+        self.code = code
+
+
+class KEKUnwrapError(EncryptionApplyError):
+    """A wrapped DEK that does not open: wrong length, wrong KEK or tampered bytes."""
+
+    def __init__(
+        self,
+        message: str,
+        /,
+        *,
+        reason: Literal["length", "tag"],
+        dek_id: int | None = None,
+        purpose: PurposeName | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.dek_id = dek_id
+        self.purpose = purpose
+
+
+class KeyConflictError(EncryptionApplyError):
+    """A DEK id already loaded with different key bytes."""
+
+    def __init__(self, message: str, /, *, dek_id: int) -> None:
+        super().__init__(message)
+        self.dek_id = dek_id
+
+
+class AlreadyBootstrappedError(EncryptionApplyError):
+    """A bootstrap that is not an exact replay of the one applied (use rotation)."""
+
+    def __init__(
+        self, message: str, /, *, active_storage: int, active_raft: int, storage_dek_id: int, raft_dek_id: int
+    ) -> None:
+        super().__init__(message)
+        self.active_storage = active_storage
+        self.active_raft = active_raft
+        self.storage_dek_id = storage_dek_id
+        self.raft_dek_id = raft_dek_id
+
+
+class NotBootstrappedError(EncryptionApplyError):
+    """A rotation before any bootstrap."""
+
+    def __init__(self, message: str, /, *, dek_id: int) -> None:
+        super().__init__(message)
+        self.dek_id = dek_id
+
+
+class PayloadRejectedError(EncryptionApplyError):
+    """A well-formed bootstrap or rotation refused on its meaning (ids, batch rows, proposer, purpose)."""
+
+    def __init__(self, message: str, /, *, reason: RejectReason, dek_id: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.dek_id = dek_id
+
+
+class SidecarError(EncryptionApplyError):
+    """A keys.json sidecar that is unreadable or invalid, or a durable write that failed."""
+
+    def __init__(self, message: str, /, *, path: str, reason: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+
+
+class RegistryOpenError(EncryptionError):
+    """A registry directory that cannot be opened (not a halt: no entry was involved)."""
+
+    def __init__(self, message: str, /, *, path: str, reason: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+
+
+class KEKFileError(EncryptionError):
+    """A KEK file that cannot be used (missing, not a regular file, wrong size, exists)."""
+
+    def __init__(self, message: str, /, *, path: str, reason: KEKFileReason, mode: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+        self.mode = mode
+
+
+class InsecureKEKFileError(KEKFileError):
+    """A KEK file readable or writable by group or others (``mode`` says how)."""
+
+
+# Shown, and pickled by reference, under the package name users import
+# them from (`encryption_applier.StorageError`), as before they moved here.
+for _name in __all__:
+    globals()[_name].__module__ = "encryption_applier"
+del _name

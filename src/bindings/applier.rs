@@ -1,0 +1,274 @@
+//! `Applier`: the one writer of a registry, as a Python handle.
+
+use std::path::{Path, PathBuf};
+
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString};
+
+use super::convert::{outcome_list, outcome_str, U64};
+use super::errors::{run_detached, Handle};
+use super::keys::{PyFileKek, PyKeystore, PySidecar};
+use super::payloads::{entry_arg, PyBootstrap, PyRegistration, PyRotation};
+use super::registry::PyRegistry;
+use crate::applier::{Applier, ApplierOptions};
+use crate::rules::Outcome;
+use crate::wire::{Entry, MalformedPayload};
+
+/// The one writer of a registry directory. Each `apply*` is one durable
+/// LMDB transaction: when it returns, the change is on disk; when it
+/// raises, nothing of the entry was written.
+#[pyclass(module = "encryption_applier", name = "Applier", frozen)]
+pub struct PyApplier {
+    pub(super) inner: Handle<Applier>,
+    path: PathBuf,
+    kek: Option<Py<PyFileKek>>,
+}
+
+impl PyApplier {
+    fn run<'py>(
+        &self,
+        py: Python<'py>,
+        entry: Result<Entry, MalformedPayload>,
+        index: Option<U64>,
+    ) -> PyResult<Bound<'py, PyString>> {
+        let index = index.map(|i| i.value());
+        let outcome: Outcome = self.inner.with(py, |applier| {
+            // An applied index is skipped before its bytes are even decoded.
+            if applier.is_applied(index) {
+                return Ok(Outcome::Skipped);
+            }
+            Ok(applier.apply_entry_at(&entry?, index)?)
+        })?;
+        Ok(outcome_str(py, outcome))
+    }
+}
+
+#[pymethods]
+impl PyApplier {
+    /// Opens (creating if missing) the registry at `path` and takes its
+    /// writer lock. With a `kek`, bootstrap and rotation apply for real and
+    /// the keys of an existing sidecar (`sidecar`, by default `keys.json`
+    /// in the registry directory) are opened now.
+    #[new]
+    #[pyo3(signature = (path, *, kek=None, sidecar=None, sync=true, map_size=None))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        kek: Option<Py<PyFileKek>>,
+        sidecar: Option<PathBuf>,
+        sync: bool,
+        map_size: Option<U64>,
+    ) -> PyResult<Self> {
+        if kek.is_none() && sidecar.is_some() {
+            return Err(PyValueError::new_err(
+                "sidecar= needs kek=: without a KEK the applier keeps no keys",
+            ));
+        }
+        let map_size = match map_size.map(|m| m.value()) {
+            None => crate::store::DEFAULT_MAP_SIZE,
+            Some(size) if size >= 1 << 16 => usize::try_from(size)
+                .map_err(|_| PyOverflowError::new_err("map_size does not fit in memory"))?,
+            Some(size) => {
+                return Err(PyValueError::new_err(format!(
+                    "map_size={size} is below the 65536-byte minimum"
+                )))
+            }
+        };
+        let options = ApplierOptions {
+            kek: kek.as_ref().map(|k| k.get().kek.clone()),
+            sidecar,
+            durable: sync,
+            map_size,
+        };
+        let applier = run_detached(py, || Ok(Applier::open_with(&path, options)?))?;
+        let path = applier.path().to_path_buf();
+        Ok(PyApplier {
+            inner: Handle::new(applier, "Applier"),
+            path,
+            kek,
+        })
+    }
+
+    /// The KEK this applier was opened with, or None.
+    #[getter]
+    fn kek(&self, py: Python<'_>) -> Option<Py<PyFileKek>> {
+        self.kek.as_ref().map(|k| k.clone_ref(py))
+    }
+
+    /// A live, read-only view of the keys this applier holds (None without
+    /// a KEK). It gives ids and fingerprints, never key bytes.
+    #[getter]
+    fn keystore(slf: &Bound<'_, Self>) -> Option<PyKeystore> {
+        slf.get().kek.as_ref()?;
+        Some(PyKeystore {
+            applier: slf.clone().unbind(),
+        })
+    }
+
+    /// Where this applier keeps its sidecar (None without a KEK).
+    #[getter]
+    fn sidecar_path(&self, py: Python<'_>) -> PyResult<Option<PathBuf>> {
+        self.inner.with(py, |applier| {
+            Ok(applier.sidecar_path().map(Path::to_path_buf))
+        })
+    }
+
+    /// The sidecar as it is on disk now, or None when there is none yet.
+    #[getter]
+    fn sidecar(&self, py: Python<'_>) -> PyResult<Option<PySidecar>> {
+        let found = self.inner.with(py, |applier| Ok(applier.sidecar()?))?;
+        Ok(found.map(PySidecar))
+    }
+
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    #[getter]
+    fn closed(&self, py: Python<'_>) -> bool {
+        self.inner.is_closed(py)
+    }
+
+    /// A read-only view of this applier's registry.
+    #[getter]
+    fn registry(&self, py: Python<'_>) -> PyResult<PyRegistry> {
+        let registry = self.inner.with(py, |applier| Ok(applier.registry()?))?;
+        Ok(PyRegistry::from_registry(registry))
+    }
+
+    /// Applies one registration by the four-case rules. With `index`, it is
+    /// the Raft entry at that index: skipped if already applied, recorded
+    /// in the same transaction otherwise.
+    #[pyo3(signature = (registration, *, index=None))]
+    fn apply_registration<'py>(
+        &self,
+        py: Python<'py>,
+        registration: PyRef<'py, PyRegistration>,
+        index: Option<U64>,
+    ) -> PyResult<Bound<'py, PyString>> {
+        let entry = Entry::Registration(registration.0);
+        drop(registration);
+        self.run(py, Ok(entry), index)
+    }
+
+    #[pyo3(signature = (bootstrap, *, index=None))]
+    fn apply_bootstrap<'py>(
+        &self,
+        py: Python<'py>,
+        bootstrap: PyRef<'py, PyBootstrap>,
+        index: Option<U64>,
+    ) -> PyResult<Bound<'py, PyString>> {
+        let entry = Entry::Bootstrap(bootstrap.0.clone());
+        drop(bootstrap);
+        self.run(py, Ok(entry), index)
+    }
+
+    #[pyo3(signature = (rotation, *, index=None))]
+    fn apply_rotation<'py>(
+        &self,
+        py: Python<'py>,
+        rotation: PyRef<'py, PyRotation>,
+        index: Option<U64>,
+    ) -> PyResult<Bound<'py, PyString>> {
+        let entry = Entry::Rotation(rotation.0.clone());
+        drop(rotation);
+        self.run(py, Ok(entry), index)
+    }
+
+    /// Applies `opcode ‖ payload` bytes (or a payload object), dispatching
+    /// on the opcode. Reserved opcodes and non-encryption bytes halt.
+    #[pyo3(signature = (entry, *, index=None))]
+    fn apply<'py>(
+        &self,
+        py: Python<'py>,
+        entry: &Bound<'py, PyAny>,
+        index: Option<U64>,
+    ) -> PyResult<Bound<'py, PyString>> {
+        let entry = entry_arg(entry)?;
+        self.run(py, entry, index)
+    }
+
+    /// Applies `entries` (bytes or payload objects) in order with group
+    /// commit: one LMDB transaction and one durable commit per run of
+    /// registrations. Equal to applying them one by one: if entry `k`
+    /// halts, entries before it stay committed, nothing of `k` or later is
+    /// written, and the exception carries `.position = k` and `.outcomes`
+    /// (those of the entries before `k`). With `first_index`, entry `i` is
+    /// the Raft entry `first_index + i`.
+    #[pyo3(signature = (entries, first_index=None))]
+    fn apply_many<'py>(
+        &self,
+        py: Python<'py>,
+        entries: &Bound<'py, PyAny>,
+        first_index: Option<U64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        if entries.cast::<PyBytes>().is_ok() || entries.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(
+                "entries must be an iterable of entries (bytes or payload objects), not one entry",
+            ));
+        }
+        let mut decoded = Vec::with_capacity(entries.len().unwrap_or(0));
+        for (position, item) in entries.try_iter()?.enumerate() {
+            let item = item?;
+            // A wrong type is a programming error: refused before anything
+            // is applied, naming the position.
+            let entry = entry_arg(&item).map_err(|e| {
+                PyTypeError::new_err(format!("entries[{position}]: {}", e.value(py)))
+            })?;
+            decoded.push(entry);
+        }
+        let first_index = first_index.map(|f| f.value());
+        if let Some(first) = first_index {
+            if first
+                .checked_add(decoded.len().saturating_sub(1) as u64)
+                .is_none()
+            {
+                return Err(PyOverflowError::new_err(format!(
+                    "first_index={first} + {} entries runs past the largest Raft index",
+                    decoded.len()
+                )));
+            }
+        }
+        let outcomes = self
+            .inner
+            .with(py, |applier| Ok(applier.apply_many(&decoded, first_index)?))?;
+        outcome_list(py, &outcomes)
+    }
+
+    /// The highest Raft index applied through this registry (None if never).
+    #[getter]
+    fn applied_index(&self, py: Python<'_>) -> PyResult<Option<u64>> {
+        self.inner.with(py, |applier| Ok(applier.applied_index()))
+    }
+
+    /// Releases the writer lock and this applier's handle on the registry.
+    fn close(&self, py: Python<'_>) {
+        // Waits (without the GIL) for an apply running on another thread.
+        self.inner.close(py);
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let state = if self.closed(py) { " closed" } else { "" };
+        format!(
+            "<Applier path={:?}{state}>",
+            self.path.display().to_string()
+        )
+    }
+}

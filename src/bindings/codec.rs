@@ -1,0 +1,81 @@
+//! The codec helpers of SPEC §6 as module functions.
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::convert::{bytes_arg, U16, U32, U64, U8};
+use super::errors::{corruption_to_py, malformed_to_py};
+use super::payloads::entry_to_py;
+use crate::registry::{self as codec, CorruptionKind, RegistryCorruption, RegistryValue};
+use crate::wire::{self, Entry};
+
+#[pyfunction]
+pub(super) fn registry_key<'py>(
+    py: Python<'py>,
+    dek_id: U32,
+    node_id16: U16,
+) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &codec::registry_key(dek_id.value(), node_id16.value()))
+}
+
+#[pyfunction]
+pub(super) fn decode_registry_key(py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<(u32, u16)> {
+    let bytes = bytes_arg(key, "key")?;
+    codec::decode_registry_key(&bytes).map_err(|c| corruption_to_py(py, &c))
+}
+
+#[pyfunction]
+#[pyo3(signature = (full_node_id, first, last))]
+pub(super) fn encode_registry_value(
+    py: Python<'_>,
+    full_node_id: U64,
+    first: U16,
+    last: U16,
+) -> Bound<'_, PyBytes> {
+    PyBytes::new(
+        py,
+        &codec::encode_registry_value(&RegistryValue {
+            full_node_id: full_node_id.value(),
+            first_seen_local_epoch: first.value(),
+            last_seen_local_epoch: last.value(),
+        }),
+    )
+}
+
+#[pyfunction]
+pub(super) fn decode_registry_value(
+    py: Python<'_>,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<(u64, u16, u16)> {
+    let bytes = bytes_arg(value, "value")?;
+    match codec::decode_registry_value(&bytes) {
+        Some(v) => Ok((
+            v.full_node_id,
+            v.first_seen_local_epoch,
+            v.last_seen_local_epoch,
+        )),
+        None => Err(corruption_to_py(
+            py,
+            &RegistryCorruption {
+                kind: CorruptionKind::ValueLength,
+                key: Vec::new(),
+                value: Some(bytes.into_owned()),
+                dek_id: None,
+                node_id16: None,
+            },
+        )),
+    }
+}
+
+/// Decodes `opcode ‖ payload` into a Registration, Bootstrap or Rotation.
+#[pyfunction]
+pub(super) fn decode_entry(py: Python<'_>, entry: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let bytes = bytes_arg(entry, "entry")?;
+    let decoded = Entry::decode(&bytes).map_err(|m| malformed_to_py(py, &m))?;
+    entry_to_py(py, decoded)
+}
+
+#[pyfunction]
+pub(super) fn is_encryption_opcode(opcode: U8) -> bool {
+    wire::is_encryption_opcode(opcode.value())
+}

@@ -1,0 +1,407 @@
+//! Core errors to Python exceptions, and the one way Python calls into the
+//! core: without the GIL, with panics caught, through a closable handle.
+//!
+//! The exception classes are declared in `encryption_applier.exceptions`
+//! (Python), with their fields as keyword arguments; this module builds
+//! them with those fields set.
+
+use std::convert::Infallible;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use pyo3::{BoundObject, PyTypeInfo};
+
+use super::convert::outcome_list;
+use crate::applier::BatchHalt;
+use crate::error::{ApplierOpenError, ApplyError};
+use crate::fsutil::lock;
+use crate::kek::{KekFileError, KekFileProblem, UnwrapError};
+use crate::registry::RegistryCorruption;
+use crate::sidecar::SidecarError;
+use crate::store::{OpenError, RegistryError, StorageError};
+use crate::wire::MalformedPayload;
+
+mod py {
+    pyo3::import_exception!(encryption_applier.exceptions, EncryptionApplyError);
+    pyo3::import_exception!(encryption_applier.exceptions, KEKNotConfiguredError);
+    pyo3::import_exception!(encryption_applier.exceptions, LocalEpochRollbackError);
+    pyo3::import_exception!(encryption_applier.exceptions, NodeIDCollisionError);
+    pyo3::import_exception!(encryption_applier.exceptions, MalformedPayloadError);
+    pyo3::import_exception!(encryption_applier.exceptions, RegistryCorruptionError);
+    pyo3::import_exception!(encryption_applier.exceptions, StorageError);
+    pyo3::import_exception!(encryption_applier.exceptions, KEKUnwrapError);
+    pyo3::import_exception!(encryption_applier.exceptions, KeyConflictError);
+    pyo3::import_exception!(encryption_applier.exceptions, AlreadyBootstrappedError);
+    pyo3::import_exception!(encryption_applier.exceptions, NotBootstrappedError);
+    pyo3::import_exception!(encryption_applier.exceptions, PayloadRejectedError);
+    pyo3::import_exception!(encryption_applier.exceptions, SidecarError);
+    pyo3::import_exception!(encryption_applier.exceptions, RegistryOpenError);
+    pyo3::import_exception!(encryption_applier.exceptions, KEKFileError);
+    pyo3::import_exception!(encryption_applier.exceptions, InsecureKEKFileError);
+}
+
+type Fields<'py> = Vec<(&'static str, Bound<'py, PyAny>)>;
+
+/// A field value; every type used here converts without failing.
+fn field<'py, T>(py: Python<'py>, value: T) -> Bound<'py, PyAny>
+where
+    T: IntoPyObject<'py, Error = Infallible>,
+{
+    match value.into_pyobject(py) {
+        Ok(bound) => bound.into_any().into_bound(),
+        Err(never) => match never {},
+    }
+}
+
+/// `E(message, **fields)` as a raisable error. Should building it fail
+/// (the exceptions module cannot be imported, memory runs out), that
+/// failure is raised instead: an exception either way, never silence.
+fn build<'py, E: PyTypeInfo>(py: Python<'py>, message: String, fields: Fields<'py>) -> PyErr {
+    let made = (|| {
+        let kwargs = PyDict::new(py);
+        for (name, value) in fields {
+            kwargs.set_item(name, value)?;
+        }
+        let instance = E::type_object(py).call((message,), Some(&kwargs))?;
+        Ok(PyErr::from_value(instance))
+    })();
+    made.unwrap_or_else(|e: PyErr| e)
+}
+
+pub(super) fn malformed_to_py(py: Python<'_>, m: &MalformedPayload) -> PyErr {
+    build::<py::MalformedPayloadError>(
+        py,
+        m.to_string(),
+        vec![
+            ("payload_kind", field(py, m.kind.as_str())),
+            ("reason", field(py, m.reason.code())),
+            ("offset", field(py, m.reason.offset())),
+        ],
+    )
+}
+
+pub(super) fn corruption_to_py(py: Python<'_>, c: &RegistryCorruption) -> PyErr {
+    build::<py::RegistryCorruptionError>(
+        py,
+        c.to_string(),
+        vec![
+            ("key", PyBytes::new(py, &c.key).into_any()),
+            ("problem", field(py, c.kind.code())),
+            (
+                "value",
+                field(py, c.value.as_deref().map(|v| PyBytes::new(py, v))),
+            ),
+            ("dek_id", field(py, c.dek_id)),
+            ("node_id16", field(py, c.node_id16)),
+        ],
+    )
+}
+
+fn storage_to_py(py: Python<'_>, s: &StorageError) -> PyErr {
+    build::<py::StorageError>(
+        py,
+        s.to_string(),
+        vec![
+            ("operation", field(py, s.operation)),
+            ("path", field(py, s.path.to_string_lossy())),
+            ("code", field(py, s.code)),
+        ],
+    )
+}
+
+pub(super) fn unwrap_to_py(
+    py: Python<'_>,
+    message: String,
+    dek_id: Option<u32>,
+    purpose: Option<&str>,
+    problem: &UnwrapError,
+) -> PyErr {
+    build::<py::KEKUnwrapError>(
+        py,
+        message,
+        vec![
+            ("reason", field(py, problem.code())),
+            ("dek_id", field(py, dek_id)),
+            ("purpose", field(py, purpose)),
+        ],
+    )
+}
+
+fn sidecar_to_py(py: Python<'_>, err: &SidecarError) -> PyErr {
+    build::<py::SidecarError>(
+        py,
+        err.to_string(),
+        vec![
+            ("path", field(py, err.path.to_string_lossy())),
+            ("reason", field(py, err.reason.as_str())),
+        ],
+    )
+}
+
+fn kek_file_to_py(py: Python<'_>, err: &KekFileError) -> PyErr {
+    let mode = match err.problem {
+        KekFileProblem::Insecure { mode } => Some(mode),
+        _ => None,
+    };
+    let fields = vec![
+        ("path", field(py, err.path.to_string_lossy())),
+        ("reason", field(py, err.problem.code())),
+        ("mode", field(py, mode)),
+    ];
+    match err.problem {
+        KekFileProblem::Insecure { .. } => {
+            build::<py::InsecureKEKFileError>(py, err.to_string(), fields)
+        }
+        _ => build::<py::KEKFileError>(py, err.to_string(), fields),
+    }
+}
+
+fn open_error_to_py(py: Python<'_>, err: &OpenError) -> PyErr {
+    build::<py::RegistryOpenError>(
+        py,
+        err.to_string(),
+        vec![
+            ("path", field(py, err.path.to_string_lossy())),
+            ("reason", field(py, err.reason.as_str())),
+        ],
+    )
+}
+
+pub(super) fn registry_error_to_py(py: Python<'_>, err: &RegistryError) -> PyErr {
+    match err {
+        RegistryError::Corruption(c) => corruption_to_py(py, c),
+        RegistryError::Storage(s) => storage_to_py(py, s),
+    }
+}
+
+fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
+    let msg = err.to_string();
+    match err {
+        ApplyError::KekNotConfigured { opcode, kind } => build::<py::KEKNotConfiguredError>(
+            py,
+            msg,
+            vec![
+                ("opcode", field(py, *opcode)),
+                ("entry_kind", field(py, kind.as_str())),
+            ],
+        ),
+        ApplyError::LocalEpochRollback {
+            dek_id,
+            full_node_id,
+            last_seen,
+            incoming,
+        } => build::<py::LocalEpochRollbackError>(
+            py,
+            msg,
+            vec![
+                ("dek_id", field(py, *dek_id)),
+                ("full_node_id", field(py, *full_node_id)),
+                ("last_seen", field(py, *last_seen)),
+                ("incoming", field(py, *incoming)),
+            ],
+        ),
+        ApplyError::NodeIdCollision {
+            dek_id,
+            node_id16,
+            existing_full_node_id,
+            incoming_full_node_id,
+        } => build::<py::NodeIDCollisionError>(
+            py,
+            msg,
+            vec![
+                ("dek_id", field(py, *dek_id)),
+                ("node_id16", field(py, *node_id16)),
+                ("existing_full_node_id", field(py, *existing_full_node_id)),
+                ("incoming_full_node_id", field(py, *incoming_full_node_id)),
+            ],
+        ),
+        ApplyError::Malformed(m) => malformed_to_py(py, m),
+        ApplyError::RegistryCorruption(c) => corruption_to_py(py, c),
+        ApplyError::Storage(s) => storage_to_py(py, s),
+        ApplyError::KekUnwrap {
+            dek_id,
+            purpose,
+            problem,
+        } => unwrap_to_py(py, msg, Some(*dek_id), Some(purpose.as_str()), problem),
+        ApplyError::KeyConflict { dek_id } => {
+            build::<py::KeyConflictError>(py, msg, vec![("dek_id", field(py, *dek_id))])
+        }
+        ApplyError::AlreadyBootstrapped {
+            active_storage,
+            active_raft,
+            storage_dek_id,
+            raft_dek_id,
+        } => build::<py::AlreadyBootstrappedError>(
+            py,
+            msg,
+            vec![
+                ("active_storage", field(py, *active_storage)),
+                ("active_raft", field(py, *active_raft)),
+                ("storage_dek_id", field(py, *storage_dek_id)),
+                ("raft_dek_id", field(py, *raft_dek_id)),
+            ],
+        ),
+        ApplyError::NotBootstrapped { dek_id } => {
+            build::<py::NotBootstrappedError>(py, msg, vec![("dek_id", field(py, *dek_id))])
+        }
+        ApplyError::PayloadRejected(reason) => build::<py::PayloadRejectedError>(
+            py,
+            msg,
+            vec![
+                ("reason", field(py, reason.code())),
+                ("dek_id", field(py, reason.dek_id())),
+            ],
+        ),
+        ApplyError::Sidecar(err) => sidecar_to_py(py, err),
+    }
+}
+
+/// Errors raised by a call into the core, before conversion to Python.
+pub(super) enum CoreError {
+    Apply(ApplyError),
+    Registry(RegistryError),
+    Open(OpenError),
+    KekFile(KekFileError),
+    Sidecar(SidecarError),
+    Batch(BatchHalt),
+    Closed(&'static str),
+    /// A Rust panic, caught before it could unwind into Python.
+    Internal(String),
+}
+
+macro_rules! core_error_from {
+    ($($source:ty => $variant:ident),* $(,)?) => {
+        $(impl From<$source> for CoreError {
+            fn from(e: $source) -> Self {
+                CoreError::$variant(e)
+            }
+        })*
+    };
+}
+
+core_error_from! {
+    ApplyError => Apply,
+    RegistryError => Registry,
+    OpenError => Open,
+    KekFileError => KekFile,
+    SidecarError => Sidecar,
+    BatchHalt => Batch,
+}
+
+impl From<MalformedPayload> for CoreError {
+    fn from(e: MalformedPayload) -> Self {
+        CoreError::Apply(ApplyError::Malformed(e))
+    }
+}
+
+impl From<StorageError> for CoreError {
+    fn from(e: StorageError) -> Self {
+        CoreError::Apply(ApplyError::Storage(e))
+    }
+}
+
+impl From<ApplierOpenError> for CoreError {
+    fn from(e: ApplierOpenError) -> Self {
+        match e {
+            ApplierOpenError::Open(e) => CoreError::Open(e),
+            ApplierOpenError::Apply(e) => CoreError::Apply(e),
+        }
+    }
+}
+
+impl CoreError {
+    pub(super) fn into_py(self, py: Python<'_>) -> PyErr {
+        match self {
+            CoreError::Apply(e) => apply_error_to_py(py, &e),
+            CoreError::Registry(e) => registry_error_to_py(py, &e),
+            CoreError::Open(e) => open_error_to_py(py, &e),
+            CoreError::KekFile(e) => kek_file_to_py(py, &e),
+            CoreError::Sidecar(e) => sidecar_to_py(py, &e),
+            CoreError::Batch(halt) => {
+                let err = apply_error_to_py(py, &halt.error);
+                let value = err.value(py);
+                // Attributes the exception declares (as None); setting them
+                // on a fresh instance fails only if memory does, and the
+                // message still names every id.
+                let _ = value.setattr("position", halt.position);
+                if let Ok(outcomes) = outcome_list(py, &halt.outcomes) {
+                    let _ = value.setattr("outcomes", outcomes);
+                }
+                err
+            }
+            CoreError::Closed(what) => {
+                PyValueError::new_err(format!("operation on a closed {what}"))
+            }
+            // A halt, so a host that catches EncryptionApplyError stops
+            // applying instead of carrying on past an unknown state.
+            CoreError::Internal(msg) => py::EncryptionApplyError::new_err(format!(
+                "internal error in encryption-applier (a bug; nothing was committed): {msg}"
+            )),
+        }
+    }
+}
+
+/// Runs core work without the GIL, turning any panic into an error.
+pub(super) fn run_detached<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> Result<T, CoreError> + Send,
+) -> PyResult<T> {
+    let result = py.detach(|| match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned());
+            Err(CoreError::Internal(msg))
+        }
+    });
+    result.map_err(|e| e.into_py(py))
+}
+
+/// A core object behind a Python handle that can be closed. Every access
+/// goes through [`Handle::with`]: the GIL is released *before* the lock is
+/// taken, so a thread waiting for another thread's fsync never stalls the
+/// rest of the interpreter.
+pub(super) struct Handle<T> {
+    inner: Mutex<Option<T>>,
+    /// The Python class name, for "operation on a closed …".
+    what: &'static str,
+}
+
+impl<T: Send> Handle<T> {
+    pub(super) fn new(value: T, what: &'static str) -> Handle<T> {
+        Handle {
+            inner: Mutex::new(Some(value)),
+            what,
+        }
+    }
+
+    /// Runs `f` on the open object, without the GIL; a closed handle is
+    /// `ValueError`.
+    pub(super) fn with<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut T) -> Result<R, CoreError> + Send,
+    ) -> PyResult<R> {
+        run_detached(py, || {
+            let mut guard = lock(&self.inner);
+            let value = guard.as_mut().ok_or(CoreError::Closed(self.what))?;
+            f(value)
+        })
+    }
+
+    pub(super) fn is_closed(&self, py: Python<'_>) -> bool {
+        py.detach(|| lock(&self.inner).is_none())
+    }
+
+    /// Closes the handle (waiting, without the GIL, for a call in flight)
+    /// and drops the object there too: closing LMDB may block.
+    pub(super) fn close(&self, py: Python<'_>) {
+        py.detach(|| drop(lock(&self.inner).take()));
+    }
+}

@@ -1,0 +1,253 @@
+//! Keys: `FileKek`, the live `Keystore` view, and the parsed `Sidecar`.
+
+use std::path::PathBuf;
+
+use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyType};
+use zeroize::Zeroize;
+
+use super::applier::PyApplier;
+use super::convert::{bytes_arg, purpose_repr, purpose_to_py, U32};
+use super::errors::{run_detached, unwrap_to_py};
+use crate::kek::{Dek, Kek, DEK_LEN};
+use crate::keystore::Keystore;
+use crate::sidecar::{self, Sidecar, SidecarKey};
+
+/// A 32-byte AES-256 key-encryption key read from a file (SPEC §5).
+#[pyclass(module = "encryption_applier", name = "FileKek", frozen)]
+pub struct PyFileKek {
+    pub(super) kek: Kek,
+}
+
+#[pymethods]
+impl PyFileKek {
+    /// Loads the KEK at `path`: a regular file of exactly 32 bytes with
+    /// owner-only permissions, checked and read through one descriptor.
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let kek = run_detached(py, || Ok(Kek::load(&path)?))?;
+        Ok(PyFileKek { kek })
+    }
+
+    /// Writes a new random KEK to `path` (mode 0600, durably) and returns
+    /// it. Refuses to overwrite an existing file.
+    #[classmethod]
+    fn generate(_cls: &Bound<'_, PyType>, py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let kek = run_detached(py, || Ok(Kek::generate(&path)?))?;
+        Ok(PyFileKek { kek })
+    }
+
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.kek.path().to_path_buf()
+    }
+
+    /// `nonce(12) ‖ AES-256-GCM ciphertext(32) ‖ tag(16)` of a 32-byte DEK.
+    fn wrap<'py>(&self, py: Python<'py>, dek: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = bytes_arg(dek, "dek")?;
+        let mut key: [u8; DEK_LEN] = bytes.as_ref().try_into().map_err(|_| {
+            PyValueError::new_err(format!("a DEK is 32 bytes, got {}", bytes.len()))
+        })?;
+        let dek = Dek::from_bytes(key);
+        key.zeroize();
+        let wrapped = self.kek.wrap(&dek).map_err(PyException::new_err)?;
+        Ok(PyBytes::new(py, &wrapped))
+    }
+
+    /// The DEK inside `wrapped`; raises KEKUnwrapError for anything but
+    /// 60 bytes that verify under this KEK.
+    fn unwrap<'py>(
+        &self,
+        py: Python<'py>,
+        wrapped: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = bytes_arg(wrapped, "wrapped")?;
+        match self.kek.unwrap(&bytes) {
+            Ok(dek) => Ok(PyBytes::new(py, dek.expose())),
+            Err(problem) => Err(unwrap_to_py(
+                py,
+                format!("cannot unwrap: {problem}"),
+                None,
+                None,
+                &problem,
+            )),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("FileKek({:?})", self.kek.path().display().to_string())
+    }
+
+    /// Refuses pickling: key bytes never leave through a pickle.
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err(
+            "FileKek cannot be pickled; load it from its file in the other process",
+        ))
+    }
+}
+
+/// A live, read-only view of an applier's keystore: ids and fingerprints.
+#[pyclass(module = "encryption_applier", name = "Keystore", frozen)]
+pub struct PyKeystore {
+    pub(super) applier: Py<PyApplier>,
+}
+
+impl PyKeystore {
+    /// Runs `f` on the applier's keystore, without the GIL while waiting
+    /// for the applier (which may be applying on another thread).
+    fn with<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&Keystore) -> T + Send) -> PyResult<T> {
+        let applier = self.applier.bind(py).get();
+        let keystore = applier.inner.with(py, |a| Ok(a.keystore().map(f)))?;
+        keystore.ok_or_else(|| PyValueError::new_err("this applier has no KEK"))
+    }
+}
+
+#[pymethods]
+impl PyKeystore {
+    /// The loaded DEK ids, ascending.
+    fn ids(&self, py: Python<'_>) -> PyResult<Vec<u32>> {
+        self.with(py, |ks| ks.ids())
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.with(py, |ks| ks.len())
+    }
+
+    fn __contains__(&self, py: Python<'_>, dek_id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let Ok(id) = dek_id.extract::<U32>() else {
+            return Ok(false);
+        };
+        let id = id.value();
+        self.with(py, |ks| ks.contains(id))
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let ids = self.ids(py)?;
+        Ok(ids.into_pyobject(py)?.try_iter()?.into_any())
+    }
+
+    /// `sha256(dek).hexdigest()[:16]` of a loaded key; KeyError if absent.
+    fn fingerprint(&self, py: Python<'_>, dek_id: U32) -> PyResult<String> {
+        let id = dek_id.value();
+        self.with(py, |ks| ks.fingerprint(id))?
+            .ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(id))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        match self.ids(py) {
+            Ok(ids) => format!("<Keystore ids={ids:?}>"),
+            Err(_) => "<Keystore closed>".to_owned(),
+        }
+    }
+}
+
+/// One key of a sidecar.
+#[pyclass(module = "encryption_applier", name = "SidecarKey", frozen, eq)]
+#[derive(Clone, PartialEq)]
+pub struct PySidecarKey(SidecarKey);
+
+#[pymethods]
+impl PySidecarKey {
+    #[getter]
+    fn purpose(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        purpose_to_py(py, self.0.purpose)
+    }
+    #[getter]
+    fn wrapped<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.0.wrapped)
+    }
+    #[getter]
+    fn created(&self) -> String {
+        self.0.created.clone()
+    }
+    #[getter]
+    fn local_epoch(&self) -> u16 {
+        self.0.local_epoch
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "SidecarKey(purpose={}, wrapped=<{} bytes>, created={:?}, local_epoch={})",
+            purpose_repr(self.0.purpose),
+            self.0.wrapped.len(),
+            self.0.created,
+            self.0.local_epoch
+        )
+    }
+}
+
+/// A parsed, validated `keys.json` sidecar.
+#[pyclass(module = "encryption_applier", name = "Sidecar", frozen, eq)]
+#[derive(Clone, PartialEq)]
+pub struct PySidecar(pub(super) Sidecar);
+
+#[pymethods]
+impl PySidecar {
+    #[getter]
+    fn version(&self) -> u64 {
+        sidecar::SIDECAR_VERSION
+    }
+    #[getter]
+    fn raft_applied_index(&self) -> u64 {
+        self.0.raft_applied_index
+    }
+    #[getter]
+    fn storage_envelope_active(&self) -> bool {
+        self.0.storage_envelope_active
+    }
+    #[getter]
+    fn raft_envelope_cutover_index(&self) -> u64 {
+        self.0.raft_envelope_cutover_index
+    }
+    /// `{"storage": id, "raft": id}`; 0 means none.
+    #[getter]
+    fn active(&self) -> std::collections::BTreeMap<&'static str, u32> {
+        [
+            ("storage", self.0.active_storage),
+            ("raft", self.0.active_raft),
+        ]
+        .into_iter()
+        .collect()
+    }
+    #[getter]
+    fn active_storage(&self) -> u32 {
+        self.0.active_storage
+    }
+    #[getter]
+    fn active_raft(&self) -> u32 {
+        self.0.active_raft
+    }
+    /// `{dek_id: SidecarKey}`, ascending ids.
+    #[getter]
+    fn keys(&self) -> std::collections::BTreeMap<u32, PySidecarKey> {
+        self.0
+            .keys
+            .iter()
+            .map(|(id, k)| (*id, PySidecarKey(k.clone())))
+            .collect()
+    }
+
+    /// The sidecar as the JSON this package writes.
+    fn to_json(&self) -> PyResult<String> {
+        let json = self.0.to_json().map_err(PyValueError::new_err)?;
+        Ok(String::from_utf8_lossy(&json).into_owned())
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Sidecar(active={{'storage': {}, 'raft': {}}}, keys={:?}, raft_applied_index={})",
+            self.0.active_storage,
+            self.0.active_raft,
+            self.0.keys.keys().collect::<Vec<_>>(),
+            self.0.raft_applied_index
+        )
+    }
+}
+
+/// Reads and validates a sidecar file; None when the file does not exist.
+#[pyfunction]
+pub(super) fn read_sidecar(py: Python<'_>, path: PathBuf) -> PyResult<Option<PySidecar>> {
+    let found = run_detached(py, || Ok(sidecar::read(&path)?))?;
+    Ok(found.map(PySidecar))
+}

@@ -1,0 +1,86 @@
+//! The Python module `encryption_applier._native`: type conversion and the
+//! mapping of core errors to exceptions. No rules live here.
+//!
+//! One file per family of Python classes (`payloads`, `registry`,
+//! `applier`, `keys`), the module functions in `codec`, the conversions in
+//! `convert` and `errors`, and the test hooks in `test_support`. The
+//! exception classes themselves are declared in Python
+//! (`encryption_applier/exceptions.py`).
+
+mod applier;
+mod codec;
+mod convert;
+mod errors;
+mod keys;
+mod payloads;
+mod registry;
+mod test_support;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+mod _native {
+    use pyo3::prelude::*;
+    use pyo3::types::{IntoPyDict, PyBytes};
+
+    use super::convert::PURPOSE_ENUM;
+    use crate::registry as codec;
+    use crate::wire::{self, Purpose};
+
+    #[pymodule_export]
+    use super::applier::PyApplier;
+    #[pymodule_export]
+    use super::codec::{
+        decode_entry, decode_registry_key, decode_registry_value, encode_registry_value,
+        is_encryption_opcode, registry_key,
+    };
+    #[pymodule_export]
+    use super::keys::{read_sidecar, PyFileKek, PyKeystore, PySidecar, PySidecarKey};
+    #[pymodule_export]
+    use super::payloads::{PyBootstrap, PyRegistration, PyRotation};
+    #[pymodule_export]
+    use super::registry::{PyRegistry, PyRegistryDiff, PyRegistryRow};
+    #[pymodule_export]
+    use super::test_support_module;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        let py = m.py();
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+
+        let purpose = py.import("enum")?.getattr("IntEnum")?.call(
+            (
+                "Purpose",
+                [
+                    ("STORAGE", Purpose::Storage as u8),
+                    ("RAFT", Purpose::Raft as u8),
+                ],
+            ),
+            Some(&[("module", "encryption_applier")].into_py_dict(py)?),
+        )?;
+        purpose.setattr(
+            "__doc__",
+            "What a DEK encrypts: storage data or the Raft log.",
+        )?;
+        m.add("Purpose", &purpose)?;
+        let _ = PURPOSE_ENUM.set(py, purpose.unbind());
+
+        m.add("OP_REGISTRATION", wire::OP_REGISTRATION)?;
+        m.add("OP_BOOTSTRAP", wire::OP_BOOTSTRAP)?;
+        m.add("OP_ROTATION", wire::OP_ROTATION)?;
+        m.add("WIRE_VERSION", wire::WIRE_VERSION)?;
+        m.add("ROTATE_DEK", wire::ROTATE_DEK)?;
+        m.add("MAX_BOOTSTRAP_BATCH", wire::MAX_BOOTSTRAP_BATCH)?;
+        m.add("REGISTRY_PREFIX", PyBytes::new(py, codec::REGISTRY_PREFIX))?;
+        Ok(())
+    }
+}
+
+/// `_native.test_support` (see [`test_support`]).
+#[pymodule]
+#[pyo3(name = "test_support")]
+fn test_support_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(test_support::set_fault, m)?)?;
+    m.add_function(wrap_pyfunction!(test_support::hold_lock, m)?)?;
+    Ok(())
+}

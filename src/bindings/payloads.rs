@@ -1,0 +1,382 @@
+//! The payload classes `Registration`, `Bootstrap` and `Rotation`: frozen
+//! wrappers of the wire types, with the codec as methods.
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple, PyType};
+
+use super::convert::{
+    bytes_arg, purpose_arg, purpose_repr, purpose_to_py, Unsigned, U16, U32, U64, U8,
+};
+use super::errors::malformed_to_py;
+use crate::wire::{self, Bootstrap, Entry, MalformedPayload, Registration, Rotation};
+
+/// A registration entry (opcode 0x03): one writer under one DEK.
+#[pyclass(module = "encryption_applier", name = "Registration", frozen, eq, hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PyRegistration(pub(super) Registration);
+
+#[pymethods]
+impl PyRegistration {
+    #[new]
+    #[pyo3(signature = (dek_id, full_node_id, local_epoch))]
+    fn new(dek_id: U32, full_node_id: U64, local_epoch: U16) -> Self {
+        PyRegistration(Registration {
+            dek_id: dek_id.value(),
+            full_node_id: full_node_id.value(),
+            local_epoch: local_epoch.value(),
+        })
+    }
+
+    #[classattr]
+    fn __match_args__() -> (&'static str, &'static str, &'static str) {
+        ("dek_id", "full_node_id", "local_epoch")
+    }
+
+    #[getter]
+    fn dek_id(&self) -> u32 {
+        self.0.dek_id
+    }
+    #[getter]
+    fn full_node_id(&self) -> u64 {
+        self.0.full_node_id
+    }
+    #[getter]
+    fn local_epoch(&self) -> u16 {
+        self.0.local_epoch
+    }
+    /// `full_node_id & 0xFFFF`: the nonce prefix and the registry key's node part.
+    #[getter]
+    fn node_id16(&self) -> u16 {
+        self.0.node_id16()
+    }
+
+    fn encode<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.0.encode())
+    }
+
+    fn to_entry<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        entry_bytes(py, &Entry::Registration(self.0))
+    }
+
+    #[classmethod]
+    fn decode(_cls: &Bound<'_, PyType>, payload: &Bound<'_, PyAny>) -> PyResult<Self> {
+        decode_with(payload, Registration::decode).map(PyRegistration)
+    }
+
+    fn __repr__(&self) -> String {
+        registration_repr(&self.0)
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let r = &slf.get().0;
+        (slf.get_type(), (r.dek_id, r.full_node_id, r.local_epoch)).into_pyobject(slf.py())
+    }
+}
+
+fn registration_repr(r: &Registration) -> String {
+    format!(
+        "Registration(dek_id={}, full_node_id=0x{:x}, local_epoch={})",
+        r.dek_id, r.full_node_id, r.local_epoch
+    )
+}
+
+/// Encoded bytes, or the reason they cannot be encoded.
+fn payload_bytes<'py>(
+    py: Python<'py>,
+    encoded: Result<Vec<u8>, MalformedPayload>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    encoded
+        .map(|b| PyBytes::new(py, &b))
+        .map_err(|m| malformed_to_py(py, &m))
+}
+
+fn entry_bytes<'py>(py: Python<'py>, entry: &Entry) -> PyResult<Bound<'py, PyBytes>> {
+    payload_bytes(py, entry.encode())
+}
+
+/// `decode(bytes)` of a byte-like Python argument.
+fn decode_with<T>(
+    payload: &Bound<'_, PyAny>,
+    decode: impl FnOnce(&[u8]) -> Result<T, MalformedPayload>,
+) -> PyResult<T> {
+    let bytes = bytes_arg(payload, "payload")?;
+    decode(&bytes).map_err(|m| malformed_to_py(payload.py(), &m))
+}
+
+fn registrations_arg(batch: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Registration>> {
+    let Some(batch) = batch else {
+        return Ok(Vec::new());
+    };
+    if batch.cast::<PyBytes>().is_ok() || batch.is_instance_of::<pyo3::types::PyString>() {
+        return Err(PyTypeError::new_err(
+            "batch_registry must be an iterable of Registration",
+        ));
+    }
+    let mut out = Vec::new();
+    for (i, item) in batch.try_iter()?.enumerate() {
+        let item = item?;
+        let reg = item.cast::<PyRegistration>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "batch_registry[{i}] must be a Registration, not {}",
+                item.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        out.push(reg.get().0);
+    }
+    Ok(out)
+}
+
+/// A bootstrap entry (opcode 0x04): the first storage and raft DEKs, wrapped,
+/// and a batch of registry rows.
+#[pyclass(module = "encryption_applier", name = "Bootstrap", frozen, eq, hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PyBootstrap(pub(super) Bootstrap);
+
+#[pymethods]
+impl PyBootstrap {
+    #[new]
+    #[pyo3(signature = (storage_dek_id, wrapped_storage, raft_dek_id, wrapped_raft, batch_registry=None))]
+    fn new(
+        storage_dek_id: U32,
+        wrapped_storage: &Bound<'_, PyAny>,
+        raft_dek_id: U32,
+        wrapped_raft: &Bound<'_, PyAny>,
+        batch_registry: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        Ok(PyBootstrap(Bootstrap {
+            storage_dek_id: storage_dek_id.value(),
+            wrapped_storage: bytes_arg(wrapped_storage, "wrapped_storage")?.into_owned(),
+            raft_dek_id: raft_dek_id.value(),
+            wrapped_raft: bytes_arg(wrapped_raft, "wrapped_raft")?.into_owned(),
+            batch_registry: registrations_arg(batch_registry)?,
+        }))
+    }
+
+    #[classattr]
+    fn __match_args__() -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ) {
+        (
+            "storage_dek_id",
+            "wrapped_storage",
+            "raft_dek_id",
+            "wrapped_raft",
+            "batch_registry",
+        )
+    }
+
+    #[getter]
+    fn storage_dek_id(&self) -> u32 {
+        self.0.storage_dek_id
+    }
+    #[getter]
+    fn wrapped_storage<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.0.wrapped_storage)
+    }
+    #[getter]
+    fn raft_dek_id(&self) -> u32 {
+        self.0.raft_dek_id
+    }
+    #[getter]
+    fn wrapped_raft<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.0.wrapped_raft)
+    }
+    /// The batch rows, as an immutable tuple of `Registration`.
+    #[getter]
+    fn batch_registry<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, self.0.batch_registry.iter().map(|r| PyRegistration(*r)))
+    }
+
+    fn encode<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        payload_bytes(py, self.0.encode())
+    }
+
+    fn to_entry<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        entry_bytes(py, &Entry::Bootstrap(self.0.clone()))
+    }
+
+    #[classmethod]
+    fn decode(_cls: &Bound<'_, PyType>, payload: &Bound<'_, PyAny>) -> PyResult<Self> {
+        decode_with(payload, Bootstrap::decode).map(PyBootstrap)
+    }
+
+    fn __repr__(&self) -> String {
+        let b = &self.0;
+        let rows: Vec<String> = b.batch_registry.iter().map(registration_repr).collect();
+        format!(
+            "Bootstrap(storage_dek_id={}, wrapped_storage=<{} bytes>, raft_dek_id={}, \
+             wrapped_raft=<{} bytes>, batch_registry=[{}])",
+            b.storage_dek_id,
+            b.wrapped_storage.len(),
+            b.raft_dek_id,
+            b.wrapped_raft.len(),
+            rows.join(", ")
+        )
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let b = &slf.get().0;
+        let rows = PyTuple::new(py, b.batch_registry.iter().map(|r| PyRegistration(*r)))?;
+        (
+            slf.get_type(),
+            (
+                b.storage_dek_id,
+                PyBytes::new(py, &b.wrapped_storage),
+                b.raft_dek_id,
+                PyBytes::new(py, &b.wrapped_raft),
+                rows,
+            ),
+        )
+            .into_pyobject(py)
+    }
+}
+
+/// A rotation entry (opcode 0x05): a new DEK for one purpose, and the
+/// proposer's registration under it.
+#[pyclass(module = "encryption_applier", name = "Rotation", frozen, eq, hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PyRotation(pub(super) Rotation);
+
+#[pymethods]
+impl PyRotation {
+    #[new]
+    #[pyo3(signature = (dek_id, purpose, wrapped, proposer_registration, sub_tag=Unsigned(u64::from(wire::ROTATE_DEK))))]
+    fn new(
+        dek_id: U32,
+        purpose: &Bound<'_, PyAny>,
+        wrapped: &Bound<'_, PyAny>,
+        proposer_registration: PyRef<'_, PyRegistration>,
+        sub_tag: U8,
+    ) -> PyResult<Self> {
+        Ok(PyRotation(Rotation {
+            sub_tag: sub_tag.value(),
+            dek_id: dek_id.value(),
+            purpose: purpose_arg(purpose)?,
+            wrapped: bytes_arg(wrapped, "wrapped")?.into_owned(),
+            proposer: proposer_registration.0,
+        }))
+    }
+
+    #[classattr]
+    fn __match_args__() -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ) {
+        (
+            "dek_id",
+            "purpose",
+            "wrapped",
+            "proposer_registration",
+            "sub_tag",
+        )
+    }
+
+    #[getter]
+    fn dek_id(&self) -> u32 {
+        self.0.dek_id
+    }
+    #[getter]
+    fn purpose(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        purpose_to_py(py, self.0.purpose)
+    }
+    #[getter]
+    fn wrapped<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.0.wrapped)
+    }
+    #[getter]
+    fn proposer_registration(&self) -> PyRegistration {
+        PyRegistration(self.0.proposer)
+    }
+    #[getter]
+    fn sub_tag(&self) -> u8 {
+        self.0.sub_tag
+    }
+
+    fn encode<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        payload_bytes(py, self.0.encode())
+    }
+
+    fn to_entry<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        entry_bytes(py, &Entry::Rotation(self.0.clone()))
+    }
+
+    #[classmethod]
+    fn decode(_cls: &Bound<'_, PyType>, payload: &Bound<'_, PyAny>) -> PyResult<Self> {
+        decode_with(payload, Rotation::decode).map(PyRotation)
+    }
+
+    fn __repr__(&self) -> String {
+        let r = &self.0;
+        let purpose = purpose_repr(r.purpose);
+        format!(
+            "Rotation(dek_id={}, purpose={purpose}, wrapped=<{} bytes>, proposer_registration={}, sub_tag=0x{:02x})",
+            r.dek_id,
+            r.wrapped.len(),
+            registration_repr(&r.proposer),
+            r.sub_tag
+        )
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let r = &slf.get().0;
+        (
+            slf.get_type(),
+            (
+                r.dek_id,
+                r.purpose as u8,
+                PyBytes::new(py, &r.wrapped),
+                PyRegistration(r.proposer),
+                r.sub_tag,
+            ),
+        )
+            .into_pyobject(py)
+    }
+}
+
+pub(super) fn entry_to_py(py: Python<'_>, entry: Entry) -> PyResult<Py<PyAny>> {
+    Ok(match entry {
+        Entry::Registration(r) => Py::new(py, PyRegistration(r))?.into_any(),
+        Entry::Bootstrap(b) => Py::new(py, PyBootstrap(b))?.into_any(),
+        Entry::Rotation(r) => Py::new(py, PyRotation(r))?.into_any(),
+    })
+}
+
+/// An entry given as bytes (`opcode ‖ payload`) or as a payload object.
+pub(super) fn entry_arg(obj: &Bound<'_, PyAny>) -> PyResult<Result<Entry, MalformedPayload>> {
+    // Bytes first: what a Raft log hands over.
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Entry::decode(b.as_bytes()));
+    }
+    if let Ok(r) = obj.cast::<PyRegistration>() {
+        return Ok(Ok(Entry::Registration(r.get().0)));
+    }
+    if let Ok(b) = obj.cast::<PyBootstrap>() {
+        return Ok(Ok(Entry::Bootstrap(b.get().0.clone())));
+    }
+    if let Ok(r) = obj.cast::<PyRotation>() {
+        return Ok(Ok(Entry::Rotation(r.get().0.clone())));
+    }
+    let bytes = bytes_arg(obj, "entry").map_err(|_| {
+        PyTypeError::new_err(format!(
+            "entry must be bytes (opcode ‖ payload) or a Registration, Bootstrap or Rotation, not {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    Ok(Entry::decode(&bytes))
+}

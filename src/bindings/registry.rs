@@ -1,0 +1,408 @@
+//! `RegistryRow`, the read-only `Registry` view and `RegistryDiff`.
+
+use std::path::PathBuf;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyTuple};
+
+use super::convert::{U16, U32, U64};
+use super::errors::{run_detached, Handle};
+use crate::registry::{self as codec, RegistryRow};
+use crate::store::RegistryError;
+use crate::view::Registry;
+
+/// One writer-registry row: key fields and stored value.
+#[pyclass(
+    module = "encryption_applier",
+    name = "RegistryRow",
+    frozen,
+    eq,
+    hash,
+    ord
+)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd)]
+pub struct PyRegistryRow(pub(super) RegistryRow);
+
+#[pymethods]
+impl PyRegistryRow {
+    /// Builds a row (e.g. to compare with `Registry.rows()`). Refuses a row
+    /// the registry could never hold: a full_node_id that does not end in
+    /// node_id16, or first > last.
+    #[new]
+    #[pyo3(signature = (dek_id, node_id16, full_node_id, first_seen_local_epoch, last_seen_local_epoch))]
+    fn new(
+        dek_id: U32,
+        node_id16: U16,
+        full_node_id: U64,
+        first_seen_local_epoch: U16,
+        last_seen_local_epoch: U16,
+    ) -> PyResult<Self> {
+        let (dek_id, node_id16) = (dek_id.value(), node_id16.value());
+        let row = RegistryRow {
+            dek_id,
+            node_id16,
+            full_node_id: full_node_id.value(),
+            first_seen_local_epoch: first_seen_local_epoch.value(),
+            last_seen_local_epoch: last_seen_local_epoch.value(),
+        };
+        codec::decode_row(
+            &codec::registry_key(dek_id, node_id16),
+            &codec::encode_registry_value(&row.value()),
+        )
+        .map(PyRegistryRow)
+        .map_err(|c| PyValueError::new_err(format!("not a valid registry row: {c}")))
+    }
+
+    #[classattr]
+    fn __match_args__() -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ) {
+        (
+            "dek_id",
+            "node_id16",
+            "full_node_id",
+            "first_seen_local_epoch",
+            "last_seen_local_epoch",
+        )
+    }
+
+    #[getter]
+    fn dek_id(&self) -> u32 {
+        self.0.dek_id
+    }
+    #[getter]
+    fn node_id16(&self) -> u16 {
+        self.0.node_id16
+    }
+    #[getter]
+    fn full_node_id(&self) -> u64 {
+        self.0.full_node_id
+    }
+    #[getter]
+    fn first_seen_local_epoch(&self) -> u16 {
+        self.0.first_seen_local_epoch
+    }
+    #[getter]
+    fn last_seen_local_epoch(&self) -> u16 {
+        self.0.last_seen_local_epoch
+    }
+    /// The 27-byte registry key of this row.
+    #[getter]
+    fn key<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &codec::registry_key(self.0.dek_id, self.0.node_id16))
+    }
+    /// The 12-byte stored value of this row.
+    #[getter]
+    fn value<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &codec::encode_registry_value(&self.0.value()))
+    }
+
+    fn __repr__(&self) -> String {
+        let r = &self.0;
+        format!(
+            "RegistryRow(dek_id={}, node_id16=0x{:04x}, full_node_id=0x{:x}, \
+             first_seen_local_epoch={}, last_seen_local_epoch={})",
+            r.dek_id,
+            r.node_id16,
+            r.full_node_id,
+            r.first_seen_local_epoch,
+            r.last_seen_local_epoch
+        )
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let r = &slf.get().0;
+        (
+            slf.get_type(),
+            (
+                r.dek_id,
+                r.node_id16,
+                r.full_node_id,
+                r.first_seen_local_epoch,
+                r.last_seen_local_epoch,
+            ),
+        )
+            .into_pyobject(slf.py())
+    }
+}
+
+/// A read-only view of a registry directory, pinned to one consistent
+/// snapshot: the state when it was opened or last `refresh()`ed. Another
+/// process may be applying meanwhile.
+#[pyclass(module = "encryption_applier", name = "Registry", frozen)]
+pub struct PyRegistry {
+    inner: Handle<Registry>,
+    path: PathBuf,
+}
+
+impl PyRegistry {
+    pub(super) fn from_registry(registry: Registry) -> Self {
+        let path = registry.path().to_path_buf();
+        PyRegistry {
+            inner: Handle::new(registry, "Registry"),
+            path,
+        }
+    }
+
+    /// Runs `f` on the view without the GIL, holding the view's lock (a
+    /// pinned LMDB snapshot serves one thread at a time).
+    fn read<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Registry) -> Result<T, RegistryError> + Send,
+    ) -> PyResult<T> {
+        self.inner.with(py, |registry| Ok(f(registry)?))
+    }
+
+    fn rows_vec(&self, py: Python<'_>, dek_id: Option<u32>) -> PyResult<Vec<PyRegistryRow>> {
+        let rows = self.read(py, |r| r.rows(dek_id))?;
+        Ok(rows.into_iter().map(PyRegistryRow).collect())
+    }
+}
+
+/// Integer types whose in-memory bytes are exactly their value in native
+/// byte order, with no padding: what `array.array` stores.
+trait PlainInt: Copy {}
+impl PlainInt for u16 {}
+impl PlainInt for u32 {}
+impl PlainInt for u64 {}
+
+/// An `array.array(typecode)` holding `values`, copied once as bytes.
+fn array_of<'py, T: PlainInt>(
+    py: Python<'py>,
+    typecode: &str,
+    values: &[T],
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: `T` is a primitive unsigned integer (PlainInt is implemented
+    // for u16/u32/u64 only): no padding, every byte initialised, and u8 has
+    // alignment 1, so viewing the slice as bytes is sound.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
+    };
+    py.import("array")?
+        .getattr("array")?
+        .call1((typecode, PyBytes::new(py, bytes)))
+}
+
+#[pymethods]
+impl PyRegistry {
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let registry = run_detached(py, || Ok(Registry::open(&path)?))?;
+        Ok(PyRegistry::from_registry(registry))
+    }
+
+    /// The registry directory (resolved to an absolute path).
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    #[getter]
+    fn closed(&self, py: Python<'_>) -> bool {
+        self.inner.is_closed(py)
+    }
+
+    /// The highest Raft index applied, as of this view's snapshot (None if never).
+    #[getter]
+    fn applied_index(&self, py: Python<'_>) -> PyResult<Option<u64>> {
+        self.read(py, |r| r.applied_index())
+    }
+
+    /// Moves the view to the newest committed state.
+    fn refresh(&self, py: Python<'_>) -> PyResult<()> {
+        self.read(py, Registry::refresh)
+    }
+
+    fn get(&self, py: Python<'_>, dek_id: U32, node_id16: U16) -> PyResult<Option<PyRegistryRow>> {
+        let (dek_id, node_id16) = (dek_id.value(), node_id16.value());
+        let row = self.read(py, |r| r.get(dek_id, node_id16))?;
+        Ok(row.map(PyRegistryRow))
+    }
+
+    #[pyo3(signature = (dek_id=None))]
+    fn rows(&self, py: Python<'_>, dek_id: Option<U32>) -> PyResult<Vec<PyRegistryRow>> {
+        self.rows_vec(py, dek_id.map(|d| d.value()))
+    }
+
+    fn dek_ids(&self, py: Python<'_>) -> PyResult<Vec<u32>> {
+        self.read(py, |r| r.dek_ids())
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.read(py, |r| r.len())
+    }
+
+    /// Iterates over every row of the snapshot, in key order.
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let rows = self.rows_vec(py, None)?;
+        Ok(rows.into_pyobject(py)?.try_iter()?.into_any())
+    }
+
+    /// `(dek_id, node_id16) in registry`.
+    fn __contains__(&self, py: Python<'_>, key: (U32, U16)) -> PyResult<bool> {
+        Ok(self.get(py, key.0, key.1)?.is_some())
+    }
+
+    /// Per-DEK row counts and epoch ranges:
+    /// `{dek_id: {"rows", "min_first_seen", "max_first_seen", "min_last_seen", "max_last_seen"}}`.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.read(py, |r| r.stats())?;
+        let out = PyDict::new(py);
+        for (dek_id, s) in stats.per_dek {
+            let entry = PyDict::new(py);
+            entry.set_item("rows", s.rows)?;
+            entry.set_item("min_first_seen", s.min_first_seen)?;
+            entry.set_item("max_first_seen", s.max_first_seen)?;
+            entry.set_item("min_last_seen", s.min_last_seen)?;
+            entry.set_item("max_last_seen", s.max_last_seen)?;
+            out.set_item(dek_id, entry)?;
+        }
+        Ok(out)
+    }
+
+    /// SHA-256 hex of `key ‖ value` over every row in key order: equal
+    /// digests mean byte-identical registries.
+    fn digest(&self, py: Python<'_>) -> PyResult<String> {
+        self.read(py, |r| r.digest())
+    }
+
+    /// Where this registry and `other` disagree, row by row.
+    fn diff(&self, py: Python<'_>, other: PyRef<'_, PyRegistry>) -> PyResult<PyRegistryDiff> {
+        // One view at a time: `other` may be this very view.
+        let left = self.read(py, |r| r.rows(None))?;
+        let right = other.read(py, |r| r.rows(None))?;
+        Ok(PyRegistryDiff(codec::diff(&left, &right)))
+    }
+
+    /// The rows as five `array.array` columns (no object per row):
+    /// `dek_id` ('I'), `node_id16` ('H'), `full_node_id` ('Q'),
+    /// `first_seen_local_epoch` ('H'), `last_seen_local_epoch` ('H').
+    #[pyo3(signature = (dek_id=None))]
+    fn columns<'py>(&self, py: Python<'py>, dek_id: Option<U32>) -> PyResult<Bound<'py, PyDict>> {
+        let dek_id = dek_id.map(|d| d.value());
+        let c = self.read(py, |r| r.columns(dek_id))?;
+        let out = PyDict::new(py);
+        out.set_item("dek_id", array_of(py, "I", &c.dek_id)?)?;
+        out.set_item("node_id16", array_of(py, "H", &c.node_id16)?)?;
+        out.set_item("full_node_id", array_of(py, "Q", &c.full_node_id)?)?;
+        out.set_item(
+            "first_seen_local_epoch",
+            array_of(py, "H", &c.first_seen_local_epoch)?,
+        )?;
+        out.set_item(
+            "last_seen_local_epoch",
+            array_of(py, "H", &c.last_seen_local_epoch)?,
+        )?;
+        Ok(out)
+    }
+
+    /// A pandas DataFrame, one row per registry row, typed columns
+    /// (needs the `notebook` extra: `pip install encryption-applier[notebook]`).
+    #[pyo3(signature = (dek_id=None))]
+    fn to_pandas<'py>(
+        slf: &Bound<'py, Self>,
+        dek_id: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.py()
+            .import("encryption_applier._frames")?
+            .getattr("registry_to_pandas")?
+            .call1((slf, dek_id))
+    }
+
+    /// Releases this view's snapshot and its handle on the environment.
+    fn close(&self, py: Python<'_>) {
+        self.inner.close(py);
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let path = self.path.display().to_string();
+        match self.read(py, |r| r.stats()) {
+            Ok(stats) => {
+                let rows: u64 = stats.per_dek.iter().map(|(_, s)| s.rows).sum();
+                let deks: Vec<u32> = stats.per_dek.iter().map(|(d, _)| *d).collect();
+                format!("<Registry path={path:?} rows={rows} dek_ids={deks:?}>")
+            }
+            Err(_) if self.closed(py) => format!("<Registry path={path:?} closed>"),
+            Err(e) => format!("<Registry path={path:?} unreadable: {e}>"),
+        }
+    }
+
+    fn _repr_html_<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.py()
+            .import("encryption_applier._frames")?
+            .getattr("registry_html")?
+            .call1((slf,))
+    }
+}
+
+/// Where two registries disagree (`Registry.diff`).
+#[pyclass(module = "encryption_applier", name = "RegistryDiff", frozen)]
+pub struct PyRegistryDiff(codec::RegistryDiff);
+
+#[pymethods]
+impl PyRegistryDiff {
+    /// Rows whose key is only in the registry `diff` was called on.
+    #[getter]
+    fn only_in_self(&self) -> Vec<PyRegistryRow> {
+        self.0
+            .only_left
+            .iter()
+            .copied()
+            .map(PyRegistryRow)
+            .collect()
+    }
+    /// Rows whose key is only in the other registry.
+    #[getter]
+    fn only_in_other(&self) -> Vec<PyRegistryRow> {
+        self.0
+            .only_right
+            .iter()
+            .copied()
+            .map(PyRegistryRow)
+            .collect()
+    }
+    /// `(self_row, other_row)` pairs with the same key and different values.
+    #[getter]
+    fn changed(&self) -> Vec<(PyRegistryRow, PyRegistryRow)> {
+        self.0
+            .changed
+            .iter()
+            .map(|(l, r)| (PyRegistryRow(*l), PyRegistryRow(*r)))
+            .collect()
+    }
+    fn __bool__(&self) -> bool {
+        !self.0.is_empty()
+    }
+    fn __len__(&self) -> usize {
+        self.0.only_left.len() + self.0.only_right.len() + self.0.changed.len()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "<RegistryDiff only_in_self={} only_in_other={} changed={}>",
+            self.0.only_left.len(),
+            self.0.only_right.len(),
+            self.0.changed.len()
+        )
+    }
+}

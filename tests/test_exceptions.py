@@ -1,0 +1,125 @@
+"""The exceptions are plain Python classes (encryption_applier.exceptions)
+with keyword fields: constructible by users, raised by the core with every
+field set, and picklable with their fields."""
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import encryption_applier as ea
+from encryption_applier import exceptions
+
+# One valid set of fields per class (the core's own values in spirit).
+SAMPLE_FIELDS: dict[type[ea.EncryptionError], dict[str, Any]] = {
+    ea.EncryptionError: {},
+    ea.EncryptionApplyError: {},
+    ea.KEKNotConfiguredError: {"opcode": 4, "entry_kind": "bootstrap"},
+    ea.LocalEpochRollbackError: {"dek_id": 1, "full_node_id": 2, "last_seen": 3, "incoming": 2},
+    ea.NodeIDCollisionError: {
+        "dek_id": 7,
+        "node_id16": 1,
+        "existing_full_node_id": 0xAAAA0001,
+        "incoming_full_node_id": 0xBBBB0001,
+    },
+    ea.MalformedPayloadError: {"payload_kind": "registration", "reason": "truncated", "offset": 5},
+    ea.RegistryCorruptionError: {
+        "key": b"k",
+        "problem": "value_length",
+        "value": b"\x00" * 11,
+        "dek_id": 4,
+        "node_id16": 1,
+    },
+    ea.StorageError: {"operation": "committing", "path": "/x", "code": -30792},
+    ea.KEKUnwrapError: {"reason": "tag", "dek_id": 3, "purpose": "raft"},
+    ea.KeyConflictError: {"dek_id": 3},
+    ea.AlreadyBootstrappedError: {"active_storage": 1, "active_raft": 2, "storage_dek_id": 3, "raft_dek_id": 4},
+    ea.NotBootstrappedError: {"dek_id": 3},
+    ea.PayloadRejectedError: {"reason": "same_ids", "dek_id": 5},
+    ea.SidecarError: {"path": "/x/keys.json", "reason": "not valid JSON"},
+    ea.RegistryOpenError: {"path": "/x", "reason": "no such directory"},
+    ea.KEKFileError: {"path": "/k", "reason": "wrong_size", "mode": None},
+    ea.InsecureKEKFileError: {"path": "/k", "reason": "insecure_mode", "mode": 0o644},
+}
+
+
+def test_every_exception_has_a_sample() -> None:
+    assert {cls.__name__ for cls in SAMPLE_FIELDS} == set(exceptions.__all__)
+
+
+def test_the_issue_example() -> None:
+    err = ea.LocalEpochRollbackError("m", dek_id=1, full_node_id=2, last_seen=3, incoming=2)
+    assert err.dek_id == 1 and err.full_node_id == 2 and err.last_seen == 3 and err.incoming == 2
+    assert str(err) == "m"
+
+
+@pytest.mark.parametrize("cls", list(SAMPLE_FIELDS), ids=lambda c: c.__name__)
+def test_fields_are_keywords_attributes_and_survive_pickle(cls: type[ea.EncryptionError]) -> None:
+    fields = SAMPLE_FIELDS[cls]
+    err = cls("boom", **fields)
+    for name, value in fields.items():
+        assert getattr(err, name) == value
+    assert err.fields == fields
+    err.add_note("a note")
+    if isinstance(err, ea.EncryptionApplyError):
+        assert err.position is None and err.outcomes is None
+        err.position, err.outcomes = 3, ["inserted"]
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is cls
+    assert back.args == ("boom",)
+    assert back.fields == fields
+    assert back.__notes__ == ["a note"]
+    if isinstance(back, ea.EncryptionApplyError):
+        assert (back.position, back.outcomes) == (3, ["inserted"])
+
+
+@pytest.mark.parametrize("cls", [c for c, f in SAMPLE_FIELDS.items() if f], ids=lambda c: c.__name__)
+def test_required_fields_are_required(cls: type[ea.EncryptionError]) -> None:
+    with pytest.raises(TypeError):
+        cls("no fields")
+
+
+def test_hierarchy_is_the_spec_tree() -> None:
+    halts = {name for name in exceptions.__all__ if issubclass(getattr(ea, name), ea.EncryptionApplyError)}
+    assert halts == {
+        "EncryptionApplyError",
+        "KEKNotConfiguredError",
+        "LocalEpochRollbackError",
+        "NodeIDCollisionError",
+        "MalformedPayloadError",
+        "RegistryCorruptionError",
+        "StorageError",
+        "KEKUnwrapError",
+        "KeyConflictError",
+        "AlreadyBootstrappedError",
+        "NotBootstrappedError",
+        "PayloadRejectedError",
+        "SidecarError",
+    }
+    assert issubclass(ea.InsecureKEKFileError, ea.KEKFileError)
+    for name in exceptions.__all__:
+        assert issubclass(getattr(ea, name), ea.EncryptionError)
+
+
+def test_a_halt_raised_by_apply_many_pickles_with_every_field(tmp_path: Path) -> None:
+    with ea.Applier(tmp_path / "reg") as applier:
+        batch = [ea.Registration(1, 0xABCD0001, 5), ea.Registration(1, 0xABCD0001, 4)]
+        with pytest.raises(ea.LocalEpochRollbackError) as caught:
+            applier.apply_many(batch)
+    err = caught.value
+    assert err.fields == {"dek_id": 1, "full_node_id": 0xABCD0001, "last_seen": 5, "incoming": 4}
+    assert (err.position, err.outcomes) == (1, ["inserted"])
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is ea.LocalEpochRollbackError
+    assert back.fields == err.fields and str(back) == str(err)
+    assert (back.position, back.outcomes) == (1, ["inserted"])
+
+
+def test_a_halt_outside_a_batch_has_no_position(tmp_path: Path) -> None:
+    with ea.Applier(tmp_path / "reg") as applier:
+        applier.apply(ea.Registration(1, 0xAAAA0001, 1))
+        with pytest.raises(ea.NodeIDCollisionError) as caught:
+            applier.apply(ea.Registration(1, 0xBBBB0001, 1))
+    assert caught.value.position is None and caught.value.outcomes is None
+    assert caught.value.existing_full_node_id == 0xAAAA0001
