@@ -48,6 +48,28 @@ pub(crate) mod test_support {
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicU32, Ordering};
 
+    use crate::registry::RegistryRow;
+    use crate::wire::Registration;
+
+    pub(crate) fn reg(dek_id: u32, full_node_id: u64, local_epoch: u16) -> Registration {
+        Registration {
+            dek_id,
+            full_node_id,
+            local_epoch,
+        }
+    }
+
+    /// The row `r` makes with the given first/last epochs.
+    pub(crate) fn row_of(r: &Registration, first: u16, last: u16) -> RegistryRow {
+        RegistryRow {
+            dek_id: r.dek_id,
+            node_id16: r.node_id16(),
+            full_node_id: r.full_node_id,
+            first_seen_local_epoch: first,
+            last_seen_local_epoch: last,
+        }
+    }
+
     /// A fresh path under the system temp dir, unique in this test run.
     /// It does not exist yet; `create` makes it a directory.
     pub(crate) fn temp_dir(tag: &str, create: bool) -> PathBuf {

@@ -198,24 +198,7 @@ pub fn check_purpose(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn reg(dek_id: u32, full_node_id: u64, local_epoch: u16) -> Registration {
-        Registration {
-            dek_id,
-            full_node_id,
-            local_epoch,
-        }
-    }
-
-    fn row_of(r: &Registration, first: u16, last: u16) -> RegistryRow {
-        RegistryRow {
-            dek_id: r.dek_id,
-            node_id16: r.node_id16(),
-            full_node_id: r.full_node_id,
-            first_seen_local_epoch: first,
-            last_seen_local_epoch: last,
-        }
-    }
+    use crate::test_support::{reg, row_of};
 
     #[test]
     fn case1_no_row_inserts_first_equals_last() {

@@ -3,27 +3,10 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::error::RejectReason;
 use crate::kek::{Dek, UnwrapError};
-use crate::registry::{decode_registry_value, registry_key, CorruptionKind, RegistryRow, KEY_LEN};
+use crate::registry::{decode_registry_value, registry_key, CorruptionKind, KEY_LEN};
 use crate::sidecar::SidecarKey;
+use crate::test_support::{reg, row_of};
 use crate::wire::{Bootstrap, MalformedReason, Purpose, Rotation, OP_BOOTSTRAP};
-
-fn reg(dek_id: u32, full_node_id: u64, local_epoch: u16) -> Registration {
-    Registration {
-        dek_id,
-        full_node_id,
-        local_epoch,
-    }
-}
-
-fn row_of(r: &Registration, first: u16, last: u16) -> RegistryRow {
-    RegistryRow {
-        dek_id: r.dek_id,
-        node_id16: r.node_id16(),
-        full_node_id: r.full_node_id,
-        first_seen_local_epoch: first,
-        last_seen_local_epoch: last,
-    }
-}
 
 fn temp_dir(tag: &str) -> std::path::PathBuf {
     crate::test_support::temp_dir(tag, false)
