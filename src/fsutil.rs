@@ -37,16 +37,6 @@ pub fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// What a durable write does when `path` already exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Existing {
-    /// Replace it atomically (rename over it).
-    Replace,
-    /// Refuse: the write fails with `io::ErrorKind::AlreadyExists` and
-    /// leaves whatever is at `path` alone (even a symlink).
-    Keep,
-}
-
 /// A durable write that failed, and at which step.
 #[derive(Debug)]
 pub struct WriteError {
@@ -60,17 +50,38 @@ impl std::fmt::Display for WriteError {
     }
 }
 
-/// Writes `bytes` to `path`, owner-only (0600 whatever the umask) and
-/// crash-durably: a fresh temporary file beside it, fsync, then rename
-/// (or, with [`Existing::Keep`], a hard link that fails if `path` exists),
-/// then fsync of the directory. The rename or link is the commit point, so
-/// a crash leaves the old content or the new one, never a torn file, and
-/// `path` never names a half-written file.
-pub fn write_private_durable(
-    path: &Path,
-    bytes: &[u8],
-    existing: Existing,
-) -> Result<(), WriteError> {
+/// Creates `path` (which must not exist, not even as a symlink) owner-only
+/// (0600 whatever the umask), writes `bytes` and fsyncs it. On failure the
+/// file is removed, so no half-written file is left under `path`.
+pub fn create_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)?;
+    let written = file
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| file.write_all(bytes))
+        .and_then(|()| file.sync_all());
+    drop(file);
+    if written.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    written
+}
+
+/// fsyncs the directory holding `path`, so a create or rename in it
+/// survives power loss.
+pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
+    File::open(parent_dir(path))?.sync_all()
+}
+
+/// Replaces `path` with `bytes`, owner-only and crash-durably: a fresh
+/// temporary file beside it ([`create_private`]), rename over `path`,
+/// fsync of the directory. The rename is the commit point, so a crash
+/// leaves the old content or the new one, never a torn file.
+pub fn replace_private_durable(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let fail = |step: &'static str| move |source: io::Error| WriteError { step, source };
     let tmp = tmp_path(path);
     // A temporary file left by a crash is garbage (its rename never
@@ -80,37 +91,12 @@ pub fn write_private_durable(
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(fail("removing a stale temporary file")(e)),
     }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&tmp)
-        .map_err(fail("creating the temporary file"))?;
-    let written = file
-        .set_permissions(std::fs::Permissions::from_mode(0o600))
-        .and_then(|()| file.write_all(bytes))
-        .and_then(|()| file.sync_all());
-    drop(file);
-    if let Err(e) = written {
+    create_private(&tmp, bytes).map_err(fail("writing the temporary file"))?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(fail("writing the temporary file")(e));
+        return Err(fail("renaming into place")(e));
     }
-    let placed = match existing {
-        Existing::Replace => std::fs::rename(&tmp, path).map_err(fail("renaming into place")),
-        Existing::Keep => {
-            let linked = std::fs::hard_link(&tmp, path).map_err(fail("linking into place"));
-            let _ = std::fs::remove_file(&tmp);
-            linked
-        }
-    };
-    if let Err(e) = placed {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    File::open(parent_dir(path))
-        .and_then(|d| d.sync_all())
-        .map_err(fail("syncing the directory"))
+    sync_parent_dir(path).map_err(fail("syncing the directory"))
 }
 
 #[cfg(test)]
@@ -118,17 +104,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn writes_owner_only_and_replaces_or_keeps() {
+    fn creates_owner_only_refuses_existing_and_replaces() {
         let dir = crate::test_support::temp_dir("fsutil", true);
         let path = dir.join("f");
-        write_private_durable(&path, b"one", Existing::Keep).expect("new");
+        create_private(&path, b"one").expect("new");
         assert_eq!(std::fs::read(&path).expect("read"), b"one");
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let err = write_private_durable(&path, b"two", Existing::Keep).unwrap_err();
-        assert_eq!(err.source.kind(), io::ErrorKind::AlreadyExists, "{err}");
+        let err = create_private(&path, b"two").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
         assert_eq!(std::fs::read(&path).expect("read"), b"one");
-        write_private_durable(&path, b"three", Existing::Replace).expect("replace");
+        replace_private_durable(&path, b"three").expect("replace");
         assert_eq!(std::fs::read(&path).expect("read"), b"three");
         assert!(!tmp_path(&path).exists());
         let _ = std::fs::remove_dir_all(&dir);

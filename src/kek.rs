@@ -15,7 +15,7 @@ use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use zeroize::Zeroizing;
 
-use crate::fsutil::{write_private_durable, Existing};
+use crate::fsutil::{create_private, sync_parent_dir};
 
 pub const KEK_LEN: usize = 32;
 pub const DEK_LEN: usize = 32;
@@ -200,14 +200,19 @@ impl Kek {
         let mut key = Zeroizing::new([0u8; KEK_LEN]);
         getrandom::fill(key.as_mut())
             .map_err(|e| file_error(path, KekFileProblem::Random(e.to_string())))?;
-        write_private_durable(path, key.as_ref(), Existing::Keep).map_err(|e| {
-            let problem = if e.source.kind() == std::io::ErrorKind::AlreadyExists {
+        create_private(path, key.as_ref()).map_err(|e| {
+            let problem = if e.kind() == std::io::ErrorKind::AlreadyExists {
                 KekFileProblem::Exists
             } else {
                 KekFileProblem::Io(e.to_string())
             };
             file_error(path, problem)
         })?;
+        if let Err(e) = sync_parent_dir(path) {
+            // Leave no KEK behind whose creation may not survive a crash.
+            let _ = std::fs::remove_file(path);
+            return Err(file_error(path, KekFileProblem::Io(e.to_string())));
+        }
         Ok(Kek {
             key,
             path: path.to_path_buf(),

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use crate::fsutil::{write_private_durable, Existing};
+use crate::fsutil::replace_private_durable;
 use crate::wire::Purpose;
 
 /// A `keys.json` sidecar that cannot be read, is invalid, or could not be
@@ -383,8 +383,7 @@ pub fn write_durable(path: &Path, sidecar: &Sidecar) -> Result<(), SidecarError>
     let json = sidecar
         .to_json()
         .map_err(|reason| sidecar_error(path, reason))?;
-    write_private_durable(path, &json, Existing::Replace)
-        .map_err(|e| sidecar_error(path, e.to_string()))
+    replace_private_durable(path, &json).map_err(|e| sidecar_error(path, e.to_string()))
 }
 
 #[cfg(test)]

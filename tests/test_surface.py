@@ -3,6 +3,7 @@ agree, so a name added to one and not the others fails here."""
 
 import ast
 import inspect
+import re
 from pathlib import Path
 
 import encryption_applier as ea
@@ -73,3 +74,12 @@ def test_stub_classes_declare_every_public_member() -> None:
 
 def test_py_typed_marker_ships() -> None:
     assert STUB.with_name("py.typed").exists()
+
+
+def test_every_exception_the_bindings_raise_is_declared() -> None:
+    # The Rust side names the classes as strings; a typo would surface only
+    # when that error is raised, so check the names here.
+    source = (Path(__file__).parents[1] / "src" / "bindings" / "errors.rs").read_text()
+    raised = set(re.findall(r'build\(\s*py,\s*"(\w+)"', source))
+    assert len(raised) >= 15
+    assert raised <= set(exceptions.__all__), raised - set(exceptions.__all__)

@@ -133,8 +133,10 @@ def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
                     outcomes.update(applier.apply_many([entry for _, entry in chunk], first_index=first))
                 except EncryptionApplyError as halt:
                     progress.close()
-                    position = getattr(halt, "position", 0)
-                    outcomes.update(getattr(halt, "outcomes", []))
+                    # No position: not a per-entry halt (an internal error);
+                    # reported against the chunk's first line, as before.
+                    position = halt.position if halt.position is not None else 0
+                    outcomes.update(halt.outcomes or [])
                     number = chunk[position][0]
                     print(f"{args.file}:{number}: HALT {type(halt).__name__}: {halt}", file=out)
                     print(

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use pyo3::{BoundObject, PyTypeInfo};
+use pyo3::{intern, BoundObject};
 
 use super::convert::outcome_list;
 use crate::applier::BatchHalt;
@@ -23,25 +23,6 @@ use crate::registry::RegistryCorruption;
 use crate::sidecar::SidecarError;
 use crate::store::{OpenError, RegistryError, StorageError};
 use crate::wire::MalformedPayload;
-
-mod py {
-    pyo3::import_exception!(encryption_applier.exceptions, EncryptionApplyError);
-    pyo3::import_exception!(encryption_applier.exceptions, KEKNotConfiguredError);
-    pyo3::import_exception!(encryption_applier.exceptions, LocalEpochRollbackError);
-    pyo3::import_exception!(encryption_applier.exceptions, NodeIDCollisionError);
-    pyo3::import_exception!(encryption_applier.exceptions, MalformedPayloadError);
-    pyo3::import_exception!(encryption_applier.exceptions, RegistryCorruptionError);
-    pyo3::import_exception!(encryption_applier.exceptions, StorageError);
-    pyo3::import_exception!(encryption_applier.exceptions, KEKUnwrapError);
-    pyo3::import_exception!(encryption_applier.exceptions, KeyConflictError);
-    pyo3::import_exception!(encryption_applier.exceptions, AlreadyBootstrappedError);
-    pyo3::import_exception!(encryption_applier.exceptions, NotBootstrappedError);
-    pyo3::import_exception!(encryption_applier.exceptions, PayloadRejectedError);
-    pyo3::import_exception!(encryption_applier.exceptions, SidecarError);
-    pyo3::import_exception!(encryption_applier.exceptions, RegistryOpenError);
-    pyo3::import_exception!(encryption_applier.exceptions, KEKFileError);
-    pyo3::import_exception!(encryption_applier.exceptions, InsecureKEKFileError);
-}
 
 type Fields<'py> = Vec<(&'static str, Bound<'py, PyAny>)>;
 
@@ -56,24 +37,29 @@ where
     }
 }
 
-/// `E(message, **fields)` as a raisable error. Should building it fail
-/// (the exceptions module cannot be imported, memory runs out), that
-/// failure is raised instead: an exception either way, never silence.
-fn build<'py, E: PyTypeInfo>(py: Python<'py>, message: String, fields: Fields<'py>) -> PyErr {
+/// `encryption_applier.exceptions.<class>(message, **fields)` as a
+/// raisable error. Should building it fail (the module cannot be imported,
+/// memory runs out), that failure is raised instead: an exception either
+/// way, never a panic and never silence.
+fn build<'py>(py: Python<'py>, class: &str, message: String, fields: Fields<'py>) -> PyErr {
     let made = (|| {
         let kwargs = PyDict::new(py);
         for (name, value) in fields {
             kwargs.set_item(name, value)?;
         }
-        let instance = E::type_object(py).call((message,), Some(&kwargs))?;
+        let instance = py
+            .import(intern!(py, "encryption_applier.exceptions"))?
+            .getattr(class)?
+            .call((message,), Some(&kwargs))?;
         Ok(PyErr::from_value(instance))
     })();
     made.unwrap_or_else(|e: PyErr| e)
 }
 
 pub(super) fn malformed_to_py(py: Python<'_>, m: &MalformedPayload) -> PyErr {
-    build::<py::MalformedPayloadError>(
+    build(
         py,
+        "MalformedPayloadError",
         m.to_string(),
         vec![
             ("payload_kind", field(py, m.kind.as_str())),
@@ -84,8 +70,9 @@ pub(super) fn malformed_to_py(py: Python<'_>, m: &MalformedPayload) -> PyErr {
 }
 
 pub(super) fn corruption_to_py(py: Python<'_>, c: &RegistryCorruption) -> PyErr {
-    build::<py::RegistryCorruptionError>(
+    build(
         py,
+        "RegistryCorruptionError",
         c.to_string(),
         vec![
             ("key", PyBytes::new(py, &c.key).into_any()),
@@ -101,8 +88,9 @@ pub(super) fn corruption_to_py(py: Python<'_>, c: &RegistryCorruption) -> PyErr 
 }
 
 fn storage_to_py(py: Python<'_>, s: &StorageError) -> PyErr {
-    build::<py::StorageError>(
+    build(
         py,
+        "StorageError",
         s.to_string(),
         vec![
             ("operation", field(py, s.operation)),
@@ -119,8 +107,9 @@ pub(super) fn unwrap_to_py(
     purpose: Option<&str>,
     problem: &UnwrapError,
 ) -> PyErr {
-    build::<py::KEKUnwrapError>(
+    build(
         py,
+        "KEKUnwrapError",
         message,
         vec![
             ("reason", field(py, problem.code())),
@@ -131,8 +120,9 @@ pub(super) fn unwrap_to_py(
 }
 
 fn sidecar_to_py(py: Python<'_>, err: &SidecarError) -> PyErr {
-    build::<py::SidecarError>(
+    build(
         py,
+        "SidecarError",
         err.to_string(),
         vec![
             ("path", field(py, err.path.to_string_lossy())),
@@ -153,15 +143,16 @@ fn kek_file_to_py(py: Python<'_>, err: &KekFileError) -> PyErr {
     ];
     match err.problem {
         KekFileProblem::Insecure { .. } => {
-            build::<py::InsecureKEKFileError>(py, err.to_string(), fields)
+            build(py, "InsecureKEKFileError", err.to_string(), fields)
         }
-        _ => build::<py::KEKFileError>(py, err.to_string(), fields),
+        _ => build(py, "KEKFileError", err.to_string(), fields),
     }
 }
 
 fn open_error_to_py(py: Python<'_>, err: &OpenError) -> PyErr {
-    build::<py::RegistryOpenError>(
+    build(
         py,
+        "RegistryOpenError",
         err.to_string(),
         vec![
             ("path", field(py, err.path.to_string_lossy())),
@@ -180,8 +171,9 @@ pub(super) fn registry_error_to_py(py: Python<'_>, err: &RegistryError) -> PyErr
 fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
     let msg = err.to_string();
     match err {
-        ApplyError::KekNotConfigured { opcode, kind } => build::<py::KEKNotConfiguredError>(
+        ApplyError::KekNotConfigured { opcode, kind } => build(
             py,
+            "KEKNotConfiguredError",
             msg,
             vec![
                 ("opcode", field(py, *opcode)),
@@ -193,8 +185,9 @@ fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
             full_node_id,
             last_seen,
             incoming,
-        } => build::<py::LocalEpochRollbackError>(
+        } => build(
             py,
+            "LocalEpochRollbackError",
             msg,
             vec![
                 ("dek_id", field(py, *dek_id)),
@@ -208,8 +201,9 @@ fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
             node_id16,
             existing_full_node_id,
             incoming_full_node_id,
-        } => build::<py::NodeIDCollisionError>(
+        } => build(
             py,
+            "NodeIDCollisionError",
             msg,
             vec![
                 ("dek_id", field(py, *dek_id)),
@@ -226,16 +220,20 @@ fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
             purpose,
             problem,
         } => unwrap_to_py(py, msg, Some(*dek_id), Some(purpose.as_str()), problem),
-        ApplyError::KeyConflict { dek_id } => {
-            build::<py::KeyConflictError>(py, msg, vec![("dek_id", field(py, *dek_id))])
-        }
+        ApplyError::KeyConflict { dek_id } => build(
+            py,
+            "KeyConflictError",
+            msg,
+            vec![("dek_id", field(py, *dek_id))],
+        ),
         ApplyError::AlreadyBootstrapped {
             active_storage,
             active_raft,
             storage_dek_id,
             raft_dek_id,
-        } => build::<py::AlreadyBootstrappedError>(
+        } => build(
             py,
+            "AlreadyBootstrappedError",
             msg,
             vec![
                 ("active_storage", field(py, *active_storage)),
@@ -244,11 +242,15 @@ fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
                 ("raft_dek_id", field(py, *raft_dek_id)),
             ],
         ),
-        ApplyError::NotBootstrapped { dek_id } => {
-            build::<py::NotBootstrappedError>(py, msg, vec![("dek_id", field(py, *dek_id))])
-        }
-        ApplyError::PayloadRejected(reason) => build::<py::PayloadRejectedError>(
+        ApplyError::NotBootstrapped { dek_id } => build(
             py,
+            "NotBootstrappedError",
+            msg,
+            vec![("dek_id", field(py, *dek_id))],
+        ),
+        ApplyError::PayloadRejected(reason) => build(
+            py,
+            "PayloadRejectedError",
             msg,
             vec![
                 ("reason", field(py, reason.code())),
@@ -337,9 +339,14 @@ impl CoreError {
             }
             // A halt, so a host that catches EncryptionApplyError stops
             // applying instead of carrying on past an unknown state.
-            CoreError::Internal(msg) => py::EncryptionApplyError::new_err(format!(
-                "internal error in encryption-applier (a bug; nothing was committed): {msg}"
-            )),
+            CoreError::Internal(msg) => build(
+                py,
+                "EncryptionApplyError",
+                format!(
+                    "internal error in encryption-applier (a bug; nothing was committed): {msg}"
+                ),
+                Vec::new(),
+            ),
         }
     }
 }
