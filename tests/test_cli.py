@@ -181,3 +181,34 @@ def test_apply_in_chunks_reports_the_right_line_and_replays_with_indexes(tmp_pat
     ok = write_entries(tmp_path / "ok.hex", [r.to_entry() for r in regs[:2500]])
     proc = cli("apply", directory, ok, "--first-index", "100")
     assert proc.returncode == 0 and "skipped 2500" in proc.stdout
+
+
+def test_apply_halt_without_a_position_names_the_lines_not_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An internal error (a caught panic) is a halt with no position: the CLI
+    # must not pretend to know which line it was, or how many were applied.
+    from encryption_applier import _native
+    from encryption_applier import cli as cli_module
+
+    class PanickingApplier:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def __enter__(self) -> "PanickingApplier":
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def apply_many(self, entries: object, first_index: object = None) -> list[str]:
+            raise ea.EncryptionApplyError("internal error in encryption-applier (a bug; nothing was committed): x")
+
+    monkeypatch.setattr(_native, "Applier", PanickingApplier)
+    entries = [ea.Registration(1, A, 1).to_entry(), ea.Registration(1, A, 2).to_entry()]
+    log = write_entries(tmp_path / "log.hex", entries)
+    out = io.StringIO()
+    assert cli_module.main(["apply", str(tmp_path / "reg"), str(log)], out=out) == 1
+    text = out.getvalue()
+    assert "log.hex:1-2: HALT EncryptionApplyError: internal error" in text, text
+    assert "0 entries before line 1 were applied; lines 1-2 may be partly applied" in text, text

@@ -133,14 +133,22 @@ def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
                     outcomes.update(applier.apply_many([entry for _, entry in chunk], first_index=first))
                 except EncryptionApplyError as halt:
                     progress.close()
-                    # No position: not a per-entry halt (an internal error);
-                    # reported against the chunk's first line, as before.
-                    position = halt.position if halt.position is not None else 0
+                    if halt.position is None:
+                        # Not tied to one entry (an internal error): say what
+                        # is known, not a line that may be wrong.
+                        lines = f"{chunk[0][0]}-{chunk[-1][0]}"
+                        print(f"{args.file}:{lines}: HALT {type(halt).__name__}: {halt}", file=out)
+                        print(
+                            f"{start} entries before line {chunk[0][0]} were applied; lines {lines} may be "
+                            "partly applied (the registry's applied index says how far).",
+                            file=out,
+                        )
+                        return EXIT_HALT
                     outcomes.update(halt.outcomes or [])
-                    number = chunk[position][0]
+                    number = chunk[halt.position][0]
                     print(f"{args.file}:{number}: HALT {type(halt).__name__}: {halt}", file=out)
                     print(
-                        f"{start + position} entries before line {number} were applied; "
+                        f"{start + halt.position} entries before line {number} were applied; "
                         f"nothing of line {number} was written.",
                         file=out,
                     )
