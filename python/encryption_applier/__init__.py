@@ -7,6 +7,7 @@ exceptions are declared in :mod:`encryption_applier.exceptions`. This
 package re-exports the public names of both.
 """
 
+from . import exceptions
 from ._native import (
     MAX_BOOTSTRAP_BATCH,
     OP_BOOTSTRAP,
@@ -36,25 +37,7 @@ from ._native import (
     read_sidecar,
     registry_key,
 )
-from .exceptions import (
-    AlreadyBootstrappedError,
-    EncryptionApplyError,
-    EncryptionError,
-    InsecureKEKFileError,
-    KEKFileError,
-    KEKNotConfiguredError,
-    KEKUnwrapError,
-    KeyConflictError,
-    LocalEpochRollbackError,
-    MalformedPayloadError,
-    NodeIDCollisionError,
-    NotBootstrappedError,
-    PayloadRejectedError,
-    RegistryCorruptionError,
-    RegistryOpenError,
-    SidecarError,
-    StorageError,
-)
+from .exceptions import *  # noqa: F403 - the exception tree, exactly its __all__
 
 __all__ = [
     # applying and reading
@@ -88,23 +71,7 @@ __all__ = [
     "decode_registry_key",
     "encode_registry_value",
     "decode_registry_value",
-    # exceptions
-    "EncryptionError",
-    "EncryptionApplyError",
-    "KEKNotConfiguredError",
-    "LocalEpochRollbackError",
-    "NodeIDCollisionError",
-    "MalformedPayloadError",
-    "RegistryCorruptionError",
-    "StorageError",
-    "KEKUnwrapError",
-    "KeyConflictError",
-    "AlreadyBootstrappedError",
-    "NotBootstrappedError",
-    "PayloadRejectedError",
-    "SidecarError",
-    "RegistryOpenError",
-    "KEKFileError",
-    "InsecureKEKFileError",
     "__version__",
 ]
+# Every exception, by the one list that declares them.
+__all__ += exceptions.__all__
