@@ -105,7 +105,7 @@ mod tests {
 
     #[test]
     fn creates_owner_only_refuses_existing_and_replaces() {
-        let dir = crate::test_support::temp_dir("fsutil", true);
+        let dir = crate::test_support::fresh_dir("fsutil");
         let path = dir.join("f");
         create_private(&path, b"one").expect("new");
         assert_eq!(std::fs::read(&path).expect("read"), b"one");

@@ -282,9 +282,7 @@ impl Kek {
 mod tests {
     use super::*;
 
-    fn temp_path(tag: &str) -> std::path::PathBuf {
-        crate::test_support::temp_dir(tag, true)
-    }
+    use crate::test_support::fresh_dir;
 
     #[test]
     fn wrap_unwrap_round_trip_and_layout() {
@@ -339,7 +337,7 @@ mod tests {
 
     #[test]
     fn generate_then_load_and_refuse_overwrite() {
-        let dir = temp_path("gen");
+        let dir = fresh_dir("gen");
         let path = dir.join("kek");
         let made = Kek::generate(&path).expect("generate");
         let meta = std::fs::metadata(&path).expect("stat");
@@ -358,7 +356,7 @@ mod tests {
 
     #[test]
     fn load_refuses_bad_files() {
-        let dir = temp_path("bad");
+        let dir = fresh_dir("bad");
         let write = |name: &str, bytes: &[u8], mode: u32| {
             let p = dir.join(name);
             std::fs::write(&p, bytes).expect("write");

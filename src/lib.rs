@@ -70,9 +70,9 @@ pub(crate) mod test_support {
         }
     }
 
-    /// A fresh path under the system temp dir, unique in this test run.
-    /// It does not exist yet; `create` makes it a directory.
-    pub(crate) fn temp_dir(tag: &str, create: bool) -> PathBuf {
+    /// A fresh path under the system temp dir, unique in this test run;
+    /// nothing exists there yet.
+    pub(crate) fn fresh_path(tag: &str) -> PathBuf {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "ea-test-{tag}-{}-{}",
@@ -80,9 +80,13 @@ pub(crate) mod test_support {
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        if create {
-            std::fs::create_dir_all(&dir).expect("mkdir");
-        }
+        dir
+    }
+
+    /// [`fresh_path`], created as an empty directory.
+    pub(crate) fn fresh_dir(tag: &str) -> PathBuf {
+        let dir = fresh_path(tag);
+        std::fs::create_dir_all(&dir).expect("mkdir");
         dir
     }
 }

@@ -534,7 +534,7 @@ mod tests {
 
     #[test]
     fn durable_write_replaces_stale_tmp_and_sets_mode() {
-        let dir = crate::test_support::temp_dir("sidecar", true);
+        let dir = crate::test_support::fresh_dir("sidecar");
         let path = dir.join(SIDECAR_FILE);
         std::fs::write(tmp_path(&path), b"torn garbage").expect("stale");
         std::fs::set_permissions(tmp_path(&path), std::fs::Permissions::from_mode(0o644))

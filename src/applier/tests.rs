@@ -5,16 +5,12 @@ use crate::error::RejectReason;
 use crate::kek::{Dek, UnwrapError};
 use crate::registry::{decode_registry_value, registry_key, CorruptionKind, KEY_LEN};
 use crate::sidecar::SidecarKey;
-use crate::test_support::{reg, row_of};
+use crate::test_support::{fresh_path, reg, row_of};
 use crate::wire::{Bootstrap, MalformedReason, Purpose, Rotation, OP_BOOTSTRAP};
-
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    crate::test_support::temp_dir(tag, false)
-}
 
 #[test]
 fn lmdb_applier_runs_the_four_cases_and_persists() {
-    let dir = temp_dir("cases");
+    let dir = fresh_path("cases");
     {
         let mut a = Applier::open(&dir).expect("open");
         assert_eq!(
@@ -64,7 +60,7 @@ fn lmdb_applier_runs_the_four_cases_and_persists() {
 
 #[test]
 fn bootstrap_and_rotation_halt_without_kek_and_write_nothing() {
-    let dir = temp_dir("kek");
+    let dir = fresh_path("kek");
     let mut a = Applier::open(&dir).expect("open");
     let b = Bootstrap {
         storage_dek_id: 1,
@@ -104,7 +100,7 @@ fn bootstrap_and_rotation_halt_without_kek_and_write_nothing() {
 
 #[test]
 fn corrupt_stored_value_halts_and_is_not_overwritten() {
-    let dir = temp_dir("corrupt");
+    let dir = fresh_path("corrupt");
     let mut a = Applier::open(&dir).expect("open");
     let key = registry_key(4, 0x0001);
     assert_eq!(key.len(), KEY_LEN);
@@ -127,7 +123,7 @@ fn corrupt_stored_value_halts_and_is_not_overwritten() {
 
 #[test]
 fn second_applier_on_same_dir_is_refused() {
-    let dir = temp_dir("two");
+    let dir = fresh_path("two");
     let a = Applier::open(&dir).expect("open");
     let err = Applier::open(&dir).unwrap_err();
     assert!(err.to_string().contains("another Applier"), "{err}");
@@ -177,7 +173,7 @@ fn open_kek(dir: &Path) -> Applier {
 
 #[test]
 fn bootstrap_installs_keys_sidecar_and_rows_and_replays_exactly() {
-    let dir = temp_dir("boot");
+    let dir = fresh_path("boot");
     let mut a = open_kek(&dir);
     let b = bootstrap(1, 2, vec![reg(1, 0xabcd0001, 1), reg(2, 0xabcd0001, 1)]);
     assert_eq!(
@@ -222,7 +218,7 @@ fn bootstrap_installs_keys_sidecar_and_rows_and_replays_exactly() {
 
 #[test]
 fn bootstrap_payload_rules() {
-    let dir = temp_dir("rules");
+    let dir = fresh_path("rules");
     let mut a = open_kek(&dir);
     let same = bootstrap(5, 5, vec![]);
     assert!(matches!(
@@ -272,7 +268,7 @@ fn bootstrap_payload_rules() {
 
 #[test]
 fn rotation_moves_one_active_id_and_keeps_old_keys() {
-    let dir = temp_dir("rot");
+    let dir = fresh_path("rot");
     let mut a = open_kek(&dir);
     assert!(matches!(
         a.apply_rotation(&rotation(3, Purpose::Storage, 1)),
@@ -335,14 +331,14 @@ fn a_fault_at_every_step_converges_on_replay() {
         FaultPoint::BeforeRegistryCommit,
     ];
     let b = bootstrap(1, 2, vec![reg(1, 0xabcd0001, 1)]);
-    let reference = temp_dir("ref");
+    let reference = fresh_path("ref");
     let mut clean = open_kek(&reference);
     clean.apply_bootstrap(&b).expect("clean");
     let clean_keys = clean.sidecar().expect("read").expect("present").keys;
     let clean_rows = clean.registry().expect("view").rows(None).expect("rows");
     drop(clean);
     for step in steps {
-        let dir = temp_dir(step.name());
+        let dir = fresh_path(step.name());
         let mut a = open_kek(&dir);
         testing::set_fault(&mut a, Some((step, FaultAction::Fail)));
         assert!(a.apply_bootstrap(&b).is_err(), "{step:?}");
@@ -393,7 +389,7 @@ fn apply_many_equals_one_by_one() {
     let mut halted = 0;
     for seed in 1..40u64 {
         let entries = stream(seed, (seed as usize * 7) % 30 + 1);
-        let one_dir = temp_dir("one");
+        let one_dir = fresh_path("one");
         let mut one = Applier::open(&one_dir).expect("open");
         let mut expected = Vec::new();
         let mut halt_at = None;
@@ -406,7 +402,7 @@ fn apply_many_equals_one_by_one() {
                 }
             }
         }
-        let many_dir = temp_dir("many");
+        let many_dir = fresh_path("many");
         let mut many = Applier::open(&many_dir).expect("open");
         let batch: Vec<_> = entries
             .iter()
@@ -436,7 +432,7 @@ fn apply_many_equals_one_by_one() {
 
 #[test]
 fn applied_index_skips_and_persists() {
-    let dir = temp_dir("index");
+    let dir = fresh_path("index");
     let mut a = Applier::open(&dir).expect("open");
     assert_eq!(a.applied_index(), None);
     let e = Entry::Registration(reg(1, 0xabcd0001, 1))
@@ -481,7 +477,7 @@ fn applied_index_skips_and_persists() {
 
 #[test]
 fn a_full_map_grows_and_keeps_everything() {
-    let dir = temp_dir("grow");
+    let dir = fresh_path("grow");
     let options = ApplierOptions {
         map_size: 64 * 1024,
         ..ApplierOptions::default()

@@ -45,7 +45,7 @@ mod tests {
 
     #[test]
     fn writer_lock_is_exclusive() {
-        let dir = crate::test_support::temp_dir("lock", true);
+        let dir = crate::test_support::fresh_dir("lock");
         let first = WriterLock::acquire(&dir).expect("first");
         let err = WriterLock::acquire(&dir).unwrap_err();
         assert!(err.reason.contains("another Applier"), "{err}");

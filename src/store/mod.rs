@@ -423,13 +423,11 @@ impl Drop for RegistryEnv {
 mod tests {
     use super::*;
 
-    fn temp_dir(tag: &str) -> std::path::PathBuf {
-        crate::test_support::temp_dir(tag, false)
-    }
+    use crate::test_support::fresh_path;
 
     #[test]
     fn one_environment_per_path_per_process() {
-        let dir = temp_dir("share");
+        let dir = fresh_path("share");
         let a = open_env(&dir, OpenMode::Create).expect("create");
         let b = open_env(&dir.join("."), OpenMode::Existing).expect("reuse");
         assert!(Arc::ptr_eq(&a, &b));
@@ -439,7 +437,7 @@ mod tests {
 
     #[test]
     fn existing_mode_refuses_missing_and_empty_dirs() {
-        let dir = temp_dir("missing");
+        let dir = fresh_path("missing");
         let err = open_env(&dir, OpenMode::Existing).unwrap_err();
         assert!(err.reason.contains("no such directory"), "{err}");
         std::fs::create_dir_all(&dir).expect("mkdir");
@@ -450,7 +448,7 @@ mod tests {
 
     #[test]
     fn garbage_data_file_is_an_open_error() {
-        let dir = temp_dir("garbage");
+        let dir = fresh_path("garbage");
         std::fs::create_dir_all(&dir).expect("mkdir");
         std::fs::write(dir.join(DATA_FILE), vec![0x5a; 16384]).expect("write");
         let err = open_env(&dir, OpenMode::Existing).unwrap_err();
