@@ -53,22 +53,29 @@ impl std::fmt::Display for WriteError {
 /// Creates `path` (which must not exist, not even as a symlink) owner-only
 /// (0600 whatever the umask), writes `bytes` and fsyncs it. On failure the
 /// file is removed, so no half-written file is left under `path`.
-pub fn create_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub fn create_private(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_CLOEXEC)
-        .open(path)?;
+        .open(path)
+        .map_err(|source| WriteError {
+            step: "creating the file",
+            source,
+        })?;
     let written = file
         .set_permissions(std::fs::Permissions::from_mode(0o600))
         .and_then(|()| file.write_all(bytes))
         .and_then(|()| file.sync_all());
     drop(file);
-    if written.is_err() {
+    written.map_err(|source| {
         let _ = std::fs::remove_file(path);
-    }
-    written
+        WriteError {
+            step: "writing the file",
+            source,
+        }
+    })
 }
 
 /// fsyncs the directory holding `path`, so a create or rename in it
@@ -91,7 +98,13 @@ pub fn replace_private_durable(path: &Path, bytes: &[u8]) -> Result<(), WriteErr
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(fail("removing a stale temporary file")(e)),
     }
-    create_private(&tmp, bytes).map_err(fail("writing the temporary file"))?;
+    create_private(&tmp, bytes).map_err(|e| WriteError {
+        step: match e.step {
+            "creating the file" => "creating the temporary file",
+            _ => "writing the temporary file",
+        },
+        source: e.source,
+    })?;
     if let Err(e) = std::fs::rename(&tmp, path) {
         let _ = std::fs::remove_file(&tmp);
         return Err(fail("renaming into place")(e));
@@ -112,7 +125,8 @@ mod tests {
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let err = create_private(&path, b"two").unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
+        assert_eq!(err.source.kind(), io::ErrorKind::AlreadyExists, "{err}");
+        assert_eq!(err.step, "creating the file");
         assert_eq!(std::fs::read(&path).expect("read"), b"one");
         replace_private_durable(&path, b"three").expect("replace");
         assert_eq!(std::fs::read(&path).expect("read"), b"three");

@@ -201,10 +201,10 @@ impl Kek {
         getrandom::fill(key.as_mut())
             .map_err(|e| file_error(path, KekFileProblem::Random(e.to_string())))?;
         create_private(path, key.as_ref()).map_err(|e| {
-            let problem = if e.kind() == std::io::ErrorKind::AlreadyExists {
+            let problem = if e.source.kind() == std::io::ErrorKind::AlreadyExists {
                 KekFileProblem::Exists
             } else {
-                KekFileProblem::Io(e.to_string())
+                KekFileProblem::Io(e.source.to_string())
             };
             file_error(path, problem)
         })?;
