@@ -8,7 +8,7 @@
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::Read;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
@@ -32,6 +32,12 @@ pub enum KekFileProblem {
     /// Group or other permission bits are set (the full mode is kept).
     Insecure {
         mode: u32,
+    },
+    /// Owned by another user than the effective one, who could swap its
+    /// contents at any time (root's own files are fine for root).
+    ForeignOwner {
+        owner: u32,
+        euid: u32,
     },
     Exists,
     Random(String),
@@ -57,6 +63,11 @@ impl fmt::Display for KekFileError {
                 f,
                 "mode 0o{mode:03o} gives group/other access; it must be owner-only (chmod 600)"
             ),
+            KekFileProblem::ForeignOwner { owner, euid } => write!(
+                f,
+                "owned by uid {owner}, not by this process's effective uid {euid}; a KEK must \
+                 belong to the user that runs the replica (chown it)"
+            ),
             KekFileProblem::Exists => f.write_str("already exists; refusing to overwrite a KEK"),
             KekFileProblem::Random(e) => write!(f, "no randomness for a new key: {e}"),
         }
@@ -72,6 +83,7 @@ impl KekFileProblem {
             KekFileProblem::NotRegular => "not_regular",
             KekFileProblem::WrongSize(_) => "wrong_size",
             KekFileProblem::Insecure { .. } => "insecure_mode",
+            KekFileProblem::ForeignOwner { .. } => "foreign_owner",
             KekFileProblem::Exists => "exists",
             KekFileProblem::Random(_) => "random",
         }
@@ -151,7 +163,8 @@ fn file_error(path: &Path, problem: KekFileProblem) -> KekFileError {
 
 impl Kek {
     /// Loads a KEK. The file is opened once and every check (regular file,
-    /// exactly 32 bytes, no group/other permission bits) is made on that
+    /// owned by the effective user, exactly 32 bytes, no group/other
+    /// permission bits) is made on that
     /// open descriptor, so a path swapped between check and read cannot
     /// slip another file in. `O_NONBLOCK` keeps a FIFO from blocking the
     /// open, and at most 33 bytes are ever read.
@@ -166,6 +179,17 @@ impl Kek {
             .map_err(|e| file_error(path, KekFileProblem::Io(e.to_string())))?;
         if !meta.file_type().is_file() {
             return Err(file_error(path, KekFileProblem::NotRegular));
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        if meta.uid() != euid {
+            return Err(file_error(
+                path,
+                KekFileProblem::ForeignOwner {
+                    owner: meta.uid(),
+                    euid,
+                },
+            ));
         }
         let mode = meta.permissions().mode() & 0o7777;
         if mode & 0o077 != 0 {
@@ -384,6 +408,22 @@ mod tests {
             Kek::load(&dir).unwrap_err().problem,
             KekFileProblem::NotRegular
         ));
+        // A file of another user: as root, chown one away; as anyone else,
+        // a root-owned file is already foreign.
+        // SAFETY: geteuid cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        let foreign = if euid == 0 {
+            let p = write("foreign", &[0u8; 32], 0o600);
+            std::os::unix::fs::chown(&p, Some(65534), None).expect("chown");
+            p
+        } else {
+            PathBuf::from("/etc/passwd")
+        };
+        let owner = std::fs::metadata(&foreign).expect("stat").uid();
+        assert_eq!(
+            Kek::load(&foreign).unwrap_err().problem,
+            KekFileProblem::ForeignOwner { owner, euid }
+        );
         assert!(matches!(
             Kek::load(Path::new("/dev/zero")).unwrap_err().problem,
             KekFileProblem::NotRegular

@@ -7,6 +7,9 @@
 //! a crash leaves either the old file or the new one, never a torn one.
 
 use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -366,15 +369,55 @@ fn sidecar_error(path: &Path, reason: impl Into<String>) -> SidecarError {
     }
 }
 
+/// The largest sidecar read: about 60 000 keys, far beyond any cluster's
+/// key history, and small enough that a hostile file costs little memory.
+pub const MAX_SIDECAR_BYTES: u64 = 16 << 20;
+
 /// Reads and validates the sidecar at `path`; `None` when there is none.
+/// The file is opened once and checked on that descriptor: `O_NONBLOCK` so
+/// a FIFO cannot block the open, a regular file only, and at most
+/// [`MAX_SIDECAR_BYTES`] read, so `/dev/zero` or a huge file is refused
+/// instead of filling memory.
 pub fn read(path: &Path) -> Result<Option<Sidecar>, SidecarError> {
-    match std::fs::read(path) {
-        Ok(bytes) => Sidecar::parse(&bytes)
-            .map(Some)
-            .map_err(|reason| sidecar_error(path, reason)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(sidecar_error(path, format!("cannot read: {e}"))),
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(sidecar_error(path, format!("cannot open: {e}"))),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| sidecar_error(path, format!("cannot stat: {e}")))?;
+    if !meta.file_type().is_file() {
+        return Err(sidecar_error(
+            path,
+            "not a regular file (a sidecar is a JSON file the applier writes)",
+        ));
     }
+    let too_big = |size: u64| {
+        sidecar_error(
+            path,
+            format!("is {size} bytes or more; a sidecar is at most {MAX_SIDECAR_BYTES} bytes"),
+        )
+    };
+    if meta.len() > MAX_SIDECAR_BYTES {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    (&file)
+        .take(MAX_SIDECAR_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| sidecar_error(path, format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > MAX_SIDECAR_BYTES {
+        // It grew between fstat and read.
+        return Err(too_big(bytes.len() as u64));
+    }
+    Sidecar::parse(&bytes)
+        .map(Some)
+        .map_err(|reason| sidecar_error(path, reason))
 }
 
 /// Replaces the sidecar at `path` with `sidecar`, crash-durably, mode 0600.

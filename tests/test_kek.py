@@ -89,6 +89,22 @@ def test_kek_with_group_or_other_bits_is_insecure(tmp_path: Path, mode: int) -> 
     assert f"0o{mode:03o}" in str(err.value)
 
 
+def test_kek_owned_by_another_user_is_insecure(tmp_path: Path) -> None:
+    # As root, give a well-formed KEK away; as anyone else, a root-owned
+    # regular file is already another user's.
+    if os.geteuid() == 0:
+        path = tmp_path / "kek"
+        path.write_bytes(os.urandom(32))
+        path.chmod(0o600)
+        os.chown(path, 65534, -1)
+    else:
+        path = Path("/etc/passwd")
+    with pytest.raises(ea.InsecureKEKFileError) as err:
+        ea.FileKek(path)
+    assert err.value.reason == "foreign_owner" and err.value.mode is None
+    assert f"uid {path.stat().st_uid}" in str(err.value) and f"uid {os.geteuid()}" in str(err.value)
+
+
 def test_kek_must_be_a_regular_file(tmp_path: Path) -> None:
     with pytest.raises(ea.KEKFileError) as err:
         ea.FileKek(tmp_path)
@@ -400,6 +416,59 @@ def test_custom_sidecar_path_and_stale_tmp(tmp_path: Path, cluster: Cluster) -> 
     assert ea.read_sidecar(tmp_path / "none.json") is None
     with pytest.raises(ValueError, match="kek"):
         ea.Applier(tmp_path / "reg2", sidecar=sidecar_path)
+
+
+def test_relative_sidecar_path_is_resolved_once_at_open(
+    tmp_path: Path, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    with ea.Applier(tmp_path / "reg", kek=ea.FileKek(cluster.kek_path), sidecar="keys.json") as applier:
+        assert applier.sidecar_path == tmp_path / "a" / "keys.json"
+        monkeypatch.chdir(tmp_path / "b")
+        applier.apply_bootstrap(cluster.bootstrap())
+        assert applier.sidecar_path == tmp_path / "a" / "keys.json"
+        # The sidecar it wrote is the one it checks: a second, different
+        # bootstrap still halts after the chdir.
+        with pytest.raises(ea.AlreadyBootstrappedError):
+            applier.apply_bootstrap(cluster.bootstrap(storage=3, raft=4))
+    assert (tmp_path / "a" / "keys.json").exists()
+    assert not (tmp_path / "b" / "keys.json").exists()
+
+
+def test_sidecar_that_is_not_a_small_regular_file_is_refused(
+    tmp_path: Path, cluster: Cluster, registry_dir: Path
+) -> None:
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.json"
+    with huge.open("wb") as f:  # sparse: costs no disk
+        f.truncate(ea.MAX_SIDECAR_BYTES + 1)
+    zero = tmp_path / "zero.json"
+    zero.symlink_to("/dev/zero")
+    code = """if True:
+        import sys, encryption_applier as ea
+        kek, reg, path = sys.argv[1:]
+        for attempt in (lambda: ea.read_sidecar(path), lambda: ea.Applier(reg, kek=ea.FileKek(kek), sidecar=path)):
+            try:
+                attempt()
+            except ea.SidecarError as err:
+                assert err.path == path, err.path
+                print(err)
+            else:
+                raise SystemExit("accepted")
+    """
+    for path, words in ((fifo, "not a regular file"), (zero, "not a regular file"), (huge, "bytes or more")):
+        # In a child with a timeout, so a FIFO that blocks hangs the child, not the suite.
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(cluster.kek_path), str(registry_dir), str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.count(words) == 2, proc.stdout
 
 
 def test_no_key_bytes_in_messages_reprs_or_sidecar(registry_dir: Path, cluster: Cluster) -> None:

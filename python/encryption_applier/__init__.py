@@ -10,6 +10,7 @@ package re-exports the public names of both.
 from . import exceptions
 from ._native import (
     MAX_BOOTSTRAP_BATCH,
+    MAX_SIDECAR_BYTES,
     OP_BOOTSTRAP,
     OP_REGISTRATION,
     OP_ROTATION,
@@ -65,6 +66,7 @@ __all__ = [
     "WIRE_VERSION",
     "ROTATE_DEK",
     "MAX_BOOTSTRAP_BATCH",
+    "MAX_SIDECAR_BYTES",
     "REGISTRY_PREFIX",
     # registry codec
     "registry_key",

@@ -16,6 +16,7 @@ __all__ = [
     "FileKek",
     "Keystore",
     "MAX_BOOTSTRAP_BATCH",
+    "MAX_SIDECAR_BYTES",
     "OP_BOOTSTRAP",
     "OP_REGISTRATION",
     "OP_ROTATION",
@@ -47,6 +48,7 @@ OP_ROTATION: Final[int]
 WIRE_VERSION: Final[int]
 ROTATE_DEK: Final[int]
 MAX_BOOTSTRAP_BATCH: Final[int]
+MAX_SIDECAR_BYTES: Final[int]
 REGISTRY_PREFIX: Final[bytes]
 
 _BytesLike = bytes | bytearray | memoryview

@@ -60,7 +60,7 @@ CorruptionProblem = Literal[
     "key_length", "key_layout", "value_length", "node_id_mismatch", "epoch_order", "applied_index_length"
 ]
 RejectReason = Literal["same_ids", "reserved_key_id", "foreign_batch_row", "proposer_dek_mismatch", "purpose_mismatch"]
-KEKFileReason = Literal["io", "not_regular", "wrong_size", "insecure_mode", "exists", "random"]
+KEKFileReason = Literal["io", "not_regular", "wrong_size", "insecure_mode", "foreign_owner", "exists", "random"]
 
 
 def _field_names(cls: type[EncryptionError]) -> tuple[str, ...]:
@@ -279,7 +279,9 @@ class KEKFileError(EncryptionError):
 
 
 class InsecureKEKFileError(KEKFileError):
-    """A KEK file readable or writable by group or others (``mode`` says how)."""
+    """A KEK file others could read or change: group/other permission bits
+    (``reason="insecure_mode"``, ``mode`` says which) or owned by another user
+    than the effective one (``reason="foreign_owner"``)."""
 
 
 # Shown, and pickled by reference, under the package name users import

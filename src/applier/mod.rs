@@ -105,9 +105,16 @@ impl Applier {
             .set_durable(options.durable)
             .map_err(ApplyError::from)?;
         if let Some(kek) = options.kek {
-            let sidecar_path = options
-                .sidecar
-                .unwrap_or_else(|| applier.env.path().join(sidecar::SIDECAR_FILE));
+            // Resolved once, here: a relative path must not follow the
+            // process's working directory, or a chdir would start a second
+            // sidecar and let a second bootstrap through.
+            let sidecar_path = match options.sidecar {
+                Some(p) => std::path::absolute(&p).map_err(|e| SidecarError {
+                    path: p.clone(),
+                    reason: format!("cannot resolve the path: {e}"),
+                })?,
+                None => applier.env.path().join(sidecar::SIDECAR_FILE),
+            };
             applier.crypto = Some(Crypto::open(kek, sidecar_path)?);
         }
         Ok(applier)

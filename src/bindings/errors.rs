@@ -142,7 +142,7 @@ fn kek_file_to_py(py: Python<'_>, err: &KekFileError) -> PyErr {
         ("mode", field(py, mode)),
     ];
     match err.problem {
-        KekFileProblem::Insecure { .. } => {
+        KekFileProblem::Insecure { .. } | KekFileProblem::ForeignOwner { .. } => {
             build(py, "InsecureKEKFileError", err.to_string(), fields)
         }
         _ => build(py, "KEKFileError", err.to_string(), fields),

@@ -71,6 +71,7 @@ mod _native {
         m.add("WIRE_VERSION", wire::WIRE_VERSION)?;
         m.add("ROTATE_DEK", wire::ROTATE_DEK)?;
         m.add("MAX_BOOTSTRAP_BATCH", wire::MAX_BOOTSTRAP_BATCH)?;
+        m.add("MAX_SIDECAR_BYTES", crate::sidecar::MAX_SIDECAR_BYTES)?;
         m.add("REGISTRY_PREFIX", PyBytes::new(py, codec::REGISTRY_PREFIX))?;
         Ok(())
     }
