@@ -84,7 +84,7 @@ impl PyApplier {
         let applier = run_detached(py, || Ok(Applier::open_with(&path, options)?))?;
         let path = applier.path().to_path_buf();
         Ok(PyApplier {
-            inner: Handle::new(applier, "Applier"),
+            inner: Handle::new(applier, "Applier", &path),
             path,
             kek,
         })

@@ -7,6 +7,8 @@
 
 use std::convert::Infallible;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use pyo3::exceptions::PyValueError;
@@ -374,41 +376,102 @@ pub(super) fn run_detached<T: Send>(
 /// goes through [`Handle::with`]: the GIL is released *before* the lock is
 /// taken, so a thread waiting for another thread's fsync never stalls the
 /// rest of the interpreter.
+///
+/// A handle inherited through fork() is refused before its lock is
+/// touched: a thread of the parent may have held the lock at the fork,
+/// and that thread does not exist in the child, so waiting would hang.
 pub(super) struct Handle<T> {
     inner: Mutex<Option<T>>,
     /// The Python class name, for "operation on a closed …".
     what: &'static str,
+    /// The registry directory, for errors.
+    path: PathBuf,
+    /// The process that opened the handle.
+    pid: u32,
+    /// Set when the handle is closed in a forked child, which may not take
+    /// the lock (see above).
+    closed_in_child: AtomicBool,
 }
 
 impl<T: Send> Handle<T> {
-    pub(super) fn new(value: T, what: &'static str) -> Handle<T> {
+    pub(super) fn new(value: T, what: &'static str, path: &Path) -> Handle<T> {
         Handle {
             inner: Mutex::new(Some(value)),
             what,
+            path: path.to_path_buf(),
+            pid: std::process::id(),
+            closed_in_child: AtomicBool::new(false),
         }
     }
 
+    fn in_child(&self) -> bool {
+        self.pid != std::process::id()
+    }
+
+    fn forked(&self) -> CoreError {
+        CoreError::Registry(RegistryError::Storage(StorageError {
+            operation: "using a handle inherited through fork()",
+            path: self.path.clone(),
+            detail: format!(
+                "this {} was opened by the parent of a fork(); LMDB handles cannot cross \
+                 fork, so open a new {} in this process",
+                self.what, self.what
+            ),
+            code: None,
+        }))
+    }
+
     /// Runs `f` on the open object, without the GIL; a closed handle is
-    /// `ValueError`.
+    /// `ValueError`, an inherited one `StorageError`.
     pub(super) fn with<R: Send>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&mut T) -> Result<R, CoreError> + Send,
     ) -> PyResult<R> {
         run_detached(py, || {
+            if self.in_child() {
+                return Err(if self.closed_in_child.load(Ordering::Relaxed) {
+                    CoreError::Closed(self.what)
+                } else {
+                    self.forked()
+                });
+            }
             let mut guard = lock(&self.inner);
             let value = guard.as_mut().ok_or(CoreError::Closed(self.what))?;
             f(value)
         })
     }
 
+    /// In a forked child, whether `close()` was called there (the parent's
+    /// state is not readable without its lock).
     pub(super) fn is_closed(&self, py: Python<'_>) -> bool {
+        if self.in_child() {
+            return self.closed_in_child.load(Ordering::Relaxed);
+        }
         py.detach(|| lock(&self.inner).is_none())
     }
 
     /// Closes the handle (waiting, without the GIL, for a call in flight)
-    /// and drops the object there too: closing LMDB may block.
+    /// and drops the object there too: closing LMDB may block. In a forked
+    /// child it only marks the handle closed: the object is the parent's.
     pub(super) fn close(&self, py: Python<'_>) {
+        if self.in_child() {
+            self.closed_in_child.store(true, Ordering::Relaxed);
+            return;
+        }
         py.detach(|| drop(lock(&self.inner).take()));
+    }
+}
+
+impl<T> Drop for Handle<T> {
+    fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            // The parent's object: its lock may be held by a thread that
+            // does not exist here, and its files are the parent's. Leaked,
+            // to die with the child. `get_mut` takes no lock.
+            if let Ok(slot) = self.inner.get_mut() {
+                std::mem::forget(slot.take());
+            }
+        }
     }
 }

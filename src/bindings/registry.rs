@@ -144,7 +144,7 @@ impl PyRegistry {
     pub(super) fn from_registry(registry: Registry) -> Self {
         let path = registry.path().to_path_buf();
         PyRegistry {
-            inner: Handle::new(registry, "Registry"),
+            inner: Handle::new(registry, "Registry", &path),
             path,
         }
     }

@@ -8,6 +8,7 @@
 
 use std::io;
 use std::mem::ManuallyDrop;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -34,6 +35,7 @@ pub const DEFAULT_MAP_SIZE: usize = 1 << 30;
 pub const MAX_READERS: u32 = 1024;
 
 const DATA_FILE: &str = "data.mdb";
+const LOCK_FILE: &str = "lock.mdb";
 
 /// An LMDB or file-system fault.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -136,8 +138,7 @@ pub fn open_env_sized(
     map_size: usize,
 ) -> Result<Arc<RegistryEnv>, OpenError> {
     if mode == OpenMode::Create && !path.exists() {
-        std::fs::create_dir_all(path)
-            .map_err(|e| open_error(path, format!("cannot create the directory: {e}")))?;
+        create_private_dir(path)?;
     }
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => open_error(path, "no such directory"),
@@ -149,6 +150,7 @@ pub fn open_env_sized(
     let canonical = path
         .canonicalize()
         .map_err(|e| open_error(path, e.to_string()))?;
+    check_directory(&canonical, &meta, mode)?;
     if mode == OpenMode::Existing && !canonical.join(DATA_FILE).is_file() {
         return Err(open_error(
             path,
@@ -173,6 +175,96 @@ pub fn open_env_sized(
     let env = Arc::new(open_lmdb(&canonical, mode, map_size)?);
     table.push((canonical, Arc::downgrade(&env)));
     Ok(env)
+}
+
+/// Creates the registry directory (and missing parents) owner-only,
+/// whatever the umask: a directory others can write is one where they can
+/// swap `lock.mdb` for a symlink that the next opener writes through.
+fn create_private_dir(path: &Path) -> Result<(), OpenError> {
+    let missing: Vec<&Path> = path
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .collect();
+    for dir in missing.into_iter().rev() {
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| {
+                    open_error(path, format!("cannot chmod 700 {}: {e}", dir.display()))
+                })?,
+            // Another process created it meanwhile: it is not ours to chmod.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(open_error(
+                    path,
+                    format!("cannot create the directory: {e}"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a directory where another user could replace the files LMDB
+/// opens (SECURITY.md): writable by group or others, or (for the writer)
+/// owned by someone else; and `data.mdb`, `lock.mdb` or `writer.lock`
+/// that is a symlink or not a regular file, since LMDB would follow it.
+fn check_directory(dir: &Path, meta: &std::fs::Metadata, mode: OpenMode) -> Result<(), OpenError> {
+    let bits = meta.permissions().mode() & 0o7777;
+    if bits & 0o022 != 0 {
+        return Err(open_error(
+            dir,
+            format!(
+                "the directory is writable by group or others (mode 0o{bits:03o}); another user \
+                 could replace its lock or data files. Make it owner-only: chmod 700"
+            ),
+        ));
+    }
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if mode == OpenMode::Create && meta.uid() != euid {
+        return Err(open_error(
+            dir,
+            format!(
+                "the directory belongs to uid {}, not to this process's uid {euid}; run the \
+                 Applier as the user that owns the registry",
+                meta.uid()
+            ),
+        ));
+    }
+    for name in [DATA_FILE, LOCK_FILE, lock::WRITER_LOCK_FILE] {
+        let file = dir.join(name);
+        match std::fs::symlink_metadata(&file) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(open_error(
+                    dir,
+                    format!("{name} is a symbolic link; refusing to follow it"),
+                ))
+            }
+            Ok(m) if !m.file_type().is_file() => {
+                return Err(open_error(dir, format!("{name} is not a regular file")))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(open_error(dir, format!("cannot stat {name}: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// Sets the files LMDB created to 0600 when the umask left them otherwise
+/// (LMDB creates them `0600 & ~umask`, and a umask of 0o277 would leave a
+/// data file its owner cannot write on the next open).
+fn tighten_lmdb_files(dir: &Path) -> Result<(), OpenError> {
+    for name in [DATA_FILE, LOCK_FILE] {
+        let file = dir.join(name);
+        let meta = std::fs::symlink_metadata(&file)
+            .map_err(|e| open_error(dir, format!("cannot stat {name}: {e}")))?;
+        if meta.permissions().mode() & 0o7777 != 0o600 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| open_error(dir, format!("cannot chmod 600 {name}: {e}")))?;
+        }
+    }
+    Ok(())
 }
 
 fn open_lmdb(path: &Path, mode: OpenMode, map_size: usize) -> Result<RegistryEnv, OpenError> {
@@ -211,6 +303,9 @@ fn open_lmdb(path: &Path, mode: OpenMode, map_size: usize) -> Result<RegistryEnv
             return Err(open_error(path, format!("LMDB: {e}{hint}")));
         }
     };
+    if mode == OpenMode::Create {
+        tighten_lmdb_files(path)?;
+    }
     let db = env
         .open_db(None)
         .map_err(|e| open_error(path, format!("LMDB: cannot open the main database: {e}")))?;
