@@ -42,13 +42,25 @@ impl CorruptionKind {
     }
 }
 
+/// How much of a bad stored value an error keeps: enough to see what it
+/// is, never a copy of whatever size a damaged file claims.
+pub const MAX_VALUE_IN_ERROR: usize = 64;
+
+/// The part of a bad value an error keeps.
+pub fn value_excerpt(value: &[u8]) -> Vec<u8> {
+    value[..value.len().min(MAX_VALUE_IN_ERROR)].to_vec()
+}
+
 /// A stored writer-registry row that does not decode. Never read as "no row".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryCorruption {
     pub kind: CorruptionKind,
     pub key: Vec<u8>,
-    /// The stored value, when the problem is the value.
+    /// The stored value (its first [`MAX_VALUE_IN_ERROR`] bytes), when the
+    /// problem is the value.
     pub value: Option<Vec<u8>>,
+    /// The stored value's whole length (0 without a value).
+    pub value_len: usize,
     /// Decoded from the key when the key itself is well formed.
     pub dek_id: Option<u32>,
     pub node_id16: Option<u16>,
@@ -66,7 +78,7 @@ impl fmt::Display for RegistryCorruption {
             )?,
             _ => write!(f, "corrupt writer-registry key {}: ", hex(&self.key))?,
         }
-        let value_len = self.value.as_ref().map_or(0, Vec::len);
+        let value_len = self.value_len;
         match self.kind {
             CorruptionKind::KeyLength => {
                 write!(f, "key is {} bytes, expected {}", self.key.len(), KEY_LEN)
@@ -158,6 +170,7 @@ fn key_corruption(kind: CorruptionKind, key: &[u8]) -> RegistryCorruption {
         kind,
         key: key.to_vec(),
         value: None,
+        value_len: 0,
         dek_id: None,
         node_id16: None,
     }
@@ -205,7 +218,8 @@ pub fn decode_row(key: &[u8], value: &[u8]) -> Result<RegistryRow, RegistryCorru
     let corrupt = |kind| RegistryCorruption {
         kind,
         key: key.to_vec(),
-        value: Some(value.to_vec()),
+        value: Some(value_excerpt(value)),
+        value_len: value.len(),
         dek_id: Some(dek_id),
         node_id16: Some(n16),
     };
@@ -512,6 +526,7 @@ mod tests {
             kind: CorruptionKind::ValueLength,
             key: registry_key(9, 0x0102).to_vec(),
             value: Some(vec![0; 11]),
+            value_len: 11,
             dek_id: Some(9),
             node_id16: Some(0x0102),
         };

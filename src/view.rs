@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::error::{ApplierOpenError, ApplyError};
 use crate::registry::{dek_prefix, Columns, Digest, RegistryRow, Stats, REGISTRY_PREFIX};
+use crate::store::verify::{VerifyReport, WalkOptions};
 use crate::store::{open_env, OpenMode, RegistryEnv, RegistryError, Snapshot, StorageError};
 
 /// A read-only view of a registry, pinned to one consistent snapshot
@@ -29,6 +30,12 @@ impl Registry {
         Ok(Registry {
             snapshot: Snapshot::begin(env)?,
         })
+    }
+
+    /// Walks every page of the registry's newest committed state (not only
+    /// this view's snapshot) and, with `options.rows`, decodes every row.
+    pub fn verify(&self, options: WalkOptions) -> Result<VerifyReport, StorageError> {
+        self.snapshot.env().verify(options)
     }
 
     pub fn path(&self) -> &Path {

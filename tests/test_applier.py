@@ -271,7 +271,8 @@ def test_view_outlives_its_applier(registry_dir: Path) -> None:
     assert view.rows() == [ea.RegistryRow(1, 1, A, 1, 1)]
 
 
-@pytest.mark.parametrize("length", [11, 13])
+# 10 000 bytes: an LMDB overflow value; the error keeps its first 64.
+@pytest.mark.parametrize("length", [11, 13, 10_000])
 def test_corrupt_value_raises_corruption_not_no_row(registry_dir: Path, length: int) -> None:
     with ea.Applier(registry_dir) as applier:
         applier.apply_registration(ea.Registration(1, B, 1))
@@ -282,7 +283,7 @@ def test_corrupt_value_raises_corruption_not_no_row(registry_dir: Path, length: 
             registry.get(4, 0x0001)
         err = info.value
         assert (err.dek_id, err.node_id16, err.problem) == (4, 1, "value_length")
-        assert err.key == ea.registry_key(4, 1) and err.value == b"\x00" * length
+        assert err.key == ea.registry_key(4, 1) and err.value == b"\x00" * min(length, 64)
         assert f"value is {length} bytes, expected 12" in str(err)
         assert "dek_id=4 node_id16=0x0001" in str(err)
         with pytest.raises(ea.RegistryCorruptionError):
@@ -294,6 +295,9 @@ def test_corrupt_value_raises_corruption_not_no_row(registry_dir: Path, length: 
     with ea.Applier(registry_dir) as applier, pytest.raises(ea.RegistryCorruptionError):
         applier.apply_registration(ea.Registration(4, 0x0001, 1))
     assert dump_raw(registry_dir) == before
+    report = ea.verify(registry_dir)
+    assert [d.problem for d in report.problems] == ["row"]
+    assert report.overflow_pages == (0 if length < 64 else -(-(length + 16) // report.page_size))
 
 
 def test_row_disagreeing_with_its_key_is_corruption(registry_dir: Path) -> None:

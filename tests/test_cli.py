@@ -38,7 +38,7 @@ def test_console_script_is_installed() -> None:
     assert SCRIPT is not None
 
 
-@pytest.mark.parametrize("command", [[], ["inspect"], ["digest"], ["export"], ["apply"]])
+@pytest.mark.parametrize("command", [[], ["inspect"], ["digest"], ["export"], ["apply"], ["verify"]])
 def test_help_for_every_command(command: list[str]) -> None:
     proc = cli(*command, "--help")
     assert proc.returncode == 0
@@ -212,3 +212,24 @@ def test_apply_halt_without_a_position_names_the_lines_not_one_line(
     text = out.getvalue()
     assert "log.hex:1-2: HALT EncryptionApplyError: internal error" in text, text
     assert "0 entries before line 1 were applied; lines 1-2 may be partly applied" in text, text
+
+
+def test_verify_reports_sound_and_damaged_registries(tmp_path: Path) -> None:
+    registry = tmp_path / "reg"
+    with ea.Applier(registry) as applier:
+        applier.apply_many([ea.Registration(1, i, 1) for i in range(1, 3000)])
+    done = cli("verify", registry)
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "ok", done
+    assert "2999 entries" in done.stdout
+    size = (registry / "data.mdb").stat().st_size
+    os.truncate(registry / "data.mdb", size // 2)
+    done = cli("verify", "--json", "--max-problems", "2", registry)
+    assert done.returncode == 1, done
+    report = json.loads(done.stdout)
+    assert report["ok"] is False and [p["problem"] for p in report["problems"]] == ["truncated", "truncated"]
+    assert report["path"] == str(registry.resolve())
+    # Every other command refuses it with one line, exit 2, no traceback.
+    done = cli("inspect", registry)
+    assert done.returncode == 2 and "DamagedRegistryError" in done.stderr and "Traceback" not in done.stderr
+    done = cli("verify", tmp_path / "missing")
+    assert done.returncode == 2 and "RegistryOpenError" in done.stderr

@@ -39,6 +39,7 @@ SAMPLE_FIELDS: dict[type[ea.EncryptionError], dict[str, Any]] = {
     ea.PayloadRejectedError: {"reason": "same_ids", "dek_id": 5},
     ea.SidecarError: {"path": "/x/keys.json", "reason": "not valid JSON"},
     ea.RegistryOpenError: {"path": "/x", "reason": "no such directory"},
+    ea.DamagedRegistryError: {"path": "/x", "reason": "data.mdb is damaged", "page": 7, "problem": "truncated"},
     ea.KEKFileError: {"path": "/k", "reason": "wrong_size", "mode": None},
     ea.InsecureKEKFileError: {"path": "/k", "reason": "insecure_mode", "mode": 0o644},
 }
@@ -98,6 +99,7 @@ def test_hierarchy_is_the_spec_tree() -> None:
         "SidecarError",
     }
     assert issubclass(ea.InsecureKEKFileError, ea.KEKFileError)
+    assert issubclass(ea.DamagedRegistryError, ea.RegistryOpenError)
     for name in exceptions.__all__:
         assert issubclass(getattr(ea, name), ea.EncryptionError)
 

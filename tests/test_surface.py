@@ -11,7 +11,7 @@ from encryption_applier import _native, exceptions
 
 STUB = Path(ea.__file__).with_name("_native.pyi")
 # Type aliases that exist only for typing.
-STUB_ONLY = {"_BytesLike", "_Outcome", "_Payload", "_TestSupport", "__all__"}
+STUB_ONLY = {"_BytesLike", "_DamageProblem", "_Outcome", "_Payload", "_TestSupport", "__all__"}
 # Native names that the package does not re-export.
 NATIVE_ONLY = {"test_support"}
 

@@ -21,6 +21,7 @@ from ._native import (
     Bootstrap,
     FileKek,
     Keystore,
+    PageDamage,
     Purpose,
     Registration,
     Registry,
@@ -29,6 +30,7 @@ from ._native import (
     Rotation,
     Sidecar,
     SidecarKey,
+    VerifyReport,
     __version__,
     decode_entry,
     decode_registry_key,
@@ -37,6 +39,7 @@ from ._native import (
     is_encryption_opcode,
     read_sidecar,
     registry_key,
+    verify,
 )
 from .exceptions import *  # noqa: F403 - the exception tree, exactly its __all__
 
@@ -46,6 +49,10 @@ __all__ = [
     "Registry",
     "RegistryRow",
     "RegistryDiff",
+    # checking data.mdb
+    "verify",
+    "VerifyReport",
+    "PageDamage",
     # keys
     "FileKek",
     "Keystore",

@@ -20,6 +20,7 @@ __all__ = [
     "OP_BOOTSTRAP",
     "OP_REGISTRATION",
     "OP_ROTATION",
+    "PageDamage",
     "Purpose",
     "REGISTRY_PREFIX",
     "ROTATE_DEK",
@@ -30,6 +31,7 @@ __all__ = [
     "Rotation",
     "Sidecar",
     "SidecarKey",
+    "VerifyReport",
     "WIRE_VERSION",
     "__version__",
     "decode_entry",
@@ -38,6 +40,7 @@ __all__ = [
     "encode_registry_value",
     "is_encryption_opcode",
     "read_sidecar",
+    "verify",
     "registry_key",
     "test_support",
 ]
@@ -208,6 +211,7 @@ class Registry:
     @property
     def applied_index(self) -> int | None: ...
     def refresh(self) -> None: ...
+    def verify(self, *, rows: bool = True, max_problems: int = 100) -> VerifyReport: ...
     def stats(self) -> dict[int, dict[str, int]]: ...
     def digest(self) -> str: ...
     def diff(self, other: Registry) -> RegistryDiff: ...
@@ -236,6 +240,70 @@ class RegistryDiff:
     def changed(self) -> list[tuple[RegistryRow, RegistryRow]]: ...
     def __bool__(self) -> bool: ...
     def __len__(self) -> int: ...
+
+_DamageProblem = Literal[
+    "truncated",
+    "meta",
+    "db_flags",
+    "page_number",
+    "page_header",
+    "node_bounds",
+    "key_order",
+    "tree_shape",
+    "counts",
+    "free_list",
+    "row",
+    "io",
+]
+
+@final
+class PageDamage:
+    """One problem found in ``data.mdb``."""
+
+    @property
+    def page(self) -> int | None: ...
+    @property
+    def problem(self) -> _DamageProblem: ...
+    @property
+    def detail(self) -> str: ...
+    def __eq__(self, other: object, /) -> bool: ...
+
+@final
+class VerifyReport:
+    """What ``verify()`` found: the snapshot walked, the main database's
+    shape, and every problem (empty when the registry is sound)."""
+
+    @property
+    def path(self) -> pathlib.Path: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def txnid(self) -> int: ...
+    @property
+    def page_size(self) -> int: ...
+    @property
+    def file_pages(self) -> int: ...
+    @property
+    def last_page(self) -> int: ...
+    @property
+    def depth(self) -> int: ...
+    @property
+    def entries(self) -> int: ...
+    @property
+    def branch_pages(self) -> int: ...
+    @property
+    def leaf_pages(self) -> int: ...
+    @property
+    def overflow_pages(self) -> int: ...
+    @property
+    def free_pages(self) -> int: ...
+    @property
+    def problems(self) -> list[PageDamage]: ...
+    def __bool__(self) -> bool: ...
+
+def verify(path: str | os.PathLike[str], *, rows: bool = True, max_problems: int = 100) -> VerifyReport:
+    """Checks the registry at ``path`` page by page without opening it for
+    use (so it works on one too damaged to open); damage is in the report."""
 
 @final
 class FileKek:

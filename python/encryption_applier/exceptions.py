@@ -21,6 +21,7 @@ handling), and they pickle with their fields (to cross a process pool).
     │   ├── PayloadRejectedError        a well-formed payload refused on its meaning
     │   └── SidecarError                keys.json unreadable, invalid or not written
     ├── RegistryOpenError               a registry directory that cannot be opened
+    │   └── DamagedRegistryError        data.mdb fails the page check at open
     └── KEKFileError                    a KEK file that cannot be used
         └── InsecureKEKFileError        a KEK file readable or writable by others
 
@@ -49,6 +50,7 @@ __all__ = [
     "PayloadRejectedError",
     "SidecarError",
     "RegistryOpenError",
+    "DamagedRegistryError",
     "KEKFileError",
     "InsecureKEKFileError",
 ]
@@ -60,6 +62,20 @@ CorruptionProblem = Literal[
     "key_length", "key_layout", "value_length", "node_id_mismatch", "epoch_order", "applied_index_length"
 ]
 RejectReason = Literal["same_ids", "reserved_key_id", "foreign_batch_row", "proposer_dek_mismatch", "purpose_mismatch"]
+DamageProblem = Literal[
+    "truncated",
+    "meta",
+    "db_flags",
+    "page_number",
+    "page_header",
+    "node_bounds",
+    "key_order",
+    "tree_shape",
+    "counts",
+    "free_list",
+    "row",
+    "io",
+]
 KEKFileReason = Literal["io", "not_regular", "wrong_size", "insecure_mode", "foreign_owner", "exists", "random"]
 
 
@@ -163,7 +179,9 @@ class MalformedPayloadError(EncryptionApplyError):
 
 
 class RegistryCorruptionError(EncryptionApplyError):
-    """A stored registry row that does not decode (never read as "no row")."""
+    """A stored registry row that does not decode (never read as "no row").
+    ``value`` is the stored value when it is the problem, at most its first
+    64 bytes."""
 
     def __init__(
         self,
@@ -266,6 +284,21 @@ class RegistryOpenError(EncryptionError):
         super().__init__(message)
         self.path = path
         self.reason = reason
+
+
+class DamagedRegistryError(RegistryOpenError):
+    """``data.mdb`` failed the structural check every open makes before LMDB
+    reads it (a truncated file, a damaged page, database flags another
+    program set). Nothing was read from it; ``encryption_applier.verify``
+    lists every problem. ``page`` is where the first was found (None when
+    it is not one page's) and ``problem`` its stable code."""
+
+    def __init__(
+        self, message: str, /, *, path: str, reason: str, page: int | None = None, problem: DamageProblem
+    ) -> None:
+        super().__init__(message, path=path, reason=reason)
+        self.page = page
+        self.problem = problem
 
 
 class KEKFileError(EncryptionError):

@@ -20,7 +20,7 @@ use crate::rules::{decide, Decision, Outcome};
 use crate::sidecar::SidecarError;
 use crate::sidecar::{self, Sidecar};
 use crate::store::{
-    open_env_sized, OpenError, OpenMode, RegistryEnv, StorageError, WriteTxn, WriterLock,
+    open_env_sized, open_error, OpenMode, RegistryEnv, StorageError, WriteTxn, WriterLock,
     DEFAULT_MAP_SIZE,
 };
 use crate::view::Registry;
@@ -123,12 +123,11 @@ impl Applier {
     fn open_plain(path: &Path, map_size: usize) -> Result<Applier, ApplierOpenError> {
         let env = open_env_sized(path, OpenMode::Create, map_size)?;
         if env.is_read_only() {
-            return Err(OpenError {
-                path: path.to_path_buf(),
-                reason: "the registry is open read-only in this process (the directory was not \
-                         writable when a Registry view opened it)"
-                    .into(),
-            }
+            return Err(open_error(
+                path,
+                "the registry is open read-only in this process (the directory was not \
+                 writable when a Registry view opened it)",
+            )
             .into());
         }
         let lock = WriterLock::acquire(env.path())?;

@@ -59,7 +59,8 @@ pub(super) fn decode_registry_value(
             &RegistryCorruption {
                 kind: CorruptionKind::ValueLength,
                 key: Vec::new(),
-                value: Some(bytes.into_owned()),
+                value: Some(codec::value_excerpt(&bytes)),
+                value_len: bytes.len(),
                 dek_id: None,
                 node_id16: None,
             },

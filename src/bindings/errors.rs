@@ -152,15 +152,18 @@ fn kek_file_to_py(py: Python<'_>, err: &KekFileError) -> PyErr {
 }
 
 fn open_error_to_py(py: Python<'_>, err: &OpenError) -> PyErr {
-    build(
-        py,
-        "RegistryOpenError",
-        err.to_string(),
-        vec![
-            ("path", field(py, err.path.to_string_lossy())),
-            ("reason", field(py, err.reason.as_str())),
-        ],
-    )
+    let mut fields = vec![
+        ("path", field(py, err.path.to_string_lossy())),
+        ("reason", field(py, err.reason.as_str())),
+    ];
+    match &err.damage {
+        Some(damage) => {
+            fields.push(("page", field(py, damage.page)));
+            fields.push(("problem", field(py, damage.kind.code())));
+            build(py, "DamagedRegistryError", err.to_string(), fields)
+        }
+        None => build(py, "RegistryOpenError", err.to_string(), fields),
+    }
 }
 
 pub(super) fn registry_error_to_py(py: Python<'_>, err: &RegistryError) -> PyErr {

@@ -15,6 +15,7 @@ mod keys;
 mod payloads;
 mod registry;
 mod test_support;
+mod verify;
 
 use pyo3::prelude::*;
 
@@ -42,6 +43,8 @@ mod _native {
     use super::registry::{PyRegistry, PyRegistryDiff, PyRegistryRow};
     #[pymodule_export]
     use super::test_support_module;
+    #[pymodule_export]
+    use super::verify::{verify, PyPageDamage, PyVerifyReport};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

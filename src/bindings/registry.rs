@@ -8,6 +8,7 @@ use pyo3::types::{PyBytes, PyDict, PyTuple};
 
 use super::convert::{U16, U32, U64};
 use super::errors::{run_detached, Handle};
+use super::verify::PyVerifyReport;
 use crate::registry::{self as codec, RegistryRow};
 use crate::store::RegistryError;
 use crate::view::Registry;
@@ -212,6 +213,16 @@ impl PyRegistry {
     #[getter]
     fn applied_index(&self, py: Python<'_>) -> PyResult<Option<u64>> {
         self.read(py, |r| r.applied_index())
+    }
+
+    /// Checks every page of the registry's newest committed state (not only
+    /// this view's snapshot) and, with `rows`, decodes every row. Damage is
+    /// in the report, not raised.
+    #[pyo3(signature = (*, rows=true, max_problems=100))]
+    fn verify(&self, py: Python<'_>, rows: bool, max_problems: usize) -> PyResult<PyVerifyReport> {
+        let options = super::verify::options(rows, max_problems)?;
+        let report = self.read(py, |r| Ok(r.verify(options)?))?;
+        PyVerifyReport::new(py, self.path.clone(), report)
     }
 
     /// Moves the view to the newest committed state.

@@ -20,10 +20,12 @@ use crate::registry::RegistryCorruption;
 
 mod lock;
 mod txn;
+pub mod verify;
 
 pub use lock::WriterLock;
 use txn::TxnToken;
 pub use txn::{Snapshot, WriteTxn, APPLIED_INDEX_KEY};
+use verify::{Damage, VerifyReport, WalkOptions};
 
 /// Address space reserved for the map. LMDB maps it lazily and the file
 /// grows only as pages are written, so this bounds the registry size
@@ -63,6 +65,8 @@ impl StorageError {
 pub struct OpenError {
     pub path: PathBuf,
     pub reason: String,
+    /// Set when the reason is damage found in `data.mdb`.
+    pub damage: Option<Damage>,
 }
 
 /// A read of the registry that failed.
@@ -118,6 +122,20 @@ pub(crate) fn open_error(path: &Path, reason: impl Into<String>) -> OpenError {
     OpenError {
         path: path.to_path_buf(),
         reason: reason.into(),
+        damage: None,
+    }
+}
+
+fn damaged(path: &Path, damage: Damage) -> OpenError {
+    OpenError {
+        path: path.to_path_buf(),
+        reason: format!(
+            "data.mdb is damaged ({}): {damage}; nothing was read from it. Run \
+             `encryption-applier verify` for every problem, and restore the registry from a \
+             replica or a backup",
+            damage.kind.code()
+        ),
+        damage: Some(damage),
     }
 }
 
@@ -172,9 +190,88 @@ pub fn open_env_sized(
     // An environment inherited through fork() is unusable here; it is
     // replaced in the table (and never closed by this process, see Drop).
     table.retain(|(p, _)| *p != canonical);
-    let env = Arc::new(open_lmdb(&canonical, mode, map_size)?);
+    let env = Arc::new(open_lmdb(&canonical, mode, map_size, Checked::AtOpen)?);
     table.push((canonical, Arc::downgrade(&env)));
     Ok(env)
+}
+
+/// Whether [`open_lmdb`] walks the file before handing the environment out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    /// Every open: the first problem refuses the open.
+    AtOpen,
+    /// For [`verify_path`], which walks it itself and reports everything.
+    ByCaller,
+}
+
+/// The problems at open: the first is enough to refuse.
+const AT_OPEN: WalkOptions = WalkOptions {
+    max_problems: 1,
+    rows: false,
+};
+
+/// Verifies the registry at `path` without opening it for use: the
+/// header, then (if LMDB can safely map the file) a walk of every page
+/// and, with `options.rows`, every row. Damage is in the report; `Err`
+/// only when there is no registry to look at.
+pub fn verify_path(path: &Path, options: WalkOptions) -> Result<VerifyReport, OpenError> {
+    let canonical = path.canonicalize().map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => open_error(path, "no such directory"),
+        _ => open_error(path, e.to_string()),
+    })?;
+    let meta = std::fs::metadata(&canonical).map_err(|e| open_error(path, e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(open_error(path, "not a directory"));
+    }
+    check_directory(&canonical, &meta, OpenMode::Existing)?;
+    let data = canonical.join(DATA_FILE);
+    let file = verify::open_data_file(&data).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => open_error(path, "no registry here (no data.mdb)"),
+        _ => open_error(path, format!("cannot open data.mdb: {e}")),
+    })?;
+    if let Err(problem) = verify::read_header(&file) {
+        let metas = verify::read_metas(&file).ok();
+        let newest = metas.as_ref().map(verify::newest);
+        return Ok(VerifyReport {
+            txnid: newest.map_or(0, |m| m.txnid),
+            page_size: newest.map_or(0, |m| m.page_size),
+            last_page: newest.map_or(0, |m| m.last_page),
+            problems: vec![problem],
+            ..VerifyReport::default()
+        });
+    }
+    drop(file);
+    let mut table = lock(&OPEN_ENVS);
+    table.retain(|(_, weak)| weak.strong_count() > 0);
+    let shared = table
+        .iter()
+        .find(|(p, _)| *p == canonical)
+        .and_then(|(_, weak)| weak.upgrade())
+        .filter(|env| env.pid == std::process::id());
+    match shared {
+        Some(env) => {
+            drop(table);
+            env.verify(options)
+                .map_err(|e| open_error(path, e.to_string()))
+        }
+        None => {
+            // A private environment, opened and closed with the table held
+            // so that no other open of this path can overlap it (one
+            // Environment per path per process).
+            let env = open_lmdb(
+                &canonical,
+                OpenMode::Existing,
+                DEFAULT_MAP_SIZE,
+                Checked::ByCaller,
+            )?;
+            let report = env
+                .verify(options)
+                .map_err(|e| open_error(path, e.to_string()));
+            drop(env);
+            drop(table);
+            report
+        }
+    }
 }
 
 /// Creates the registry directory (and missing parents) owner-only,
@@ -267,7 +364,24 @@ fn tighten_lmdb_files(dir: &Path) -> Result<(), OpenError> {
     Ok(())
 }
 
-fn open_lmdb(path: &Path, mode: OpenMode, map_size: usize) -> Result<RegistryEnv, OpenError> {
+fn open_lmdb(
+    path: &Path,
+    mode: OpenMode,
+    map_size: usize,
+    checked: Checked,
+) -> Result<RegistryEnv, OpenError> {
+    // Before LMDB maps the file: meta pages, flags and root it will use.
+    let data = path.join(DATA_FILE);
+    match verify::open_data_file(&data) {
+        Ok(file) => {
+            let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(false);
+            if !empty {
+                verify::read_header(&file).map_err(|d| damaged(path, d))?;
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(open_error(path, format!("cannot open data.mdb: {e}"))),
+    }
     let open = |flags: EnvironmentFlags| {
         Environment::new()
             // NO_TLS: read transactions are not tied to OS threads, so the
@@ -319,6 +433,14 @@ fn open_lmdb(path: &Path, mode: OpenMode, map_size: usize) -> Result<RegistryEnv
         last_reader_check: Mutex::new(Instant::now()),
     };
     registry_env.clear_stale_readers();
+    if checked == Checked::AtOpen {
+        let report = registry_env
+            .verify(AT_OPEN)
+            .map_err(|e| open_error(path, e.to_string()))?;
+        if let Some(problem) = report.problems.into_iter().next() {
+            return Err(damaged(path, problem));
+        }
+    }
     Ok(registry_env)
 }
 
@@ -422,6 +544,46 @@ impl RegistryEnv {
         }
     }
 
+    /// Walks the newest snapshot of `data.mdb` (see [`verify`]) while a read
+    /// transaction pins it, so a writer in another process reuses none of
+    /// its pages meanwhile.
+    pub fn verify(&self, options: WalkOptions) -> Result<VerifyReport, StorageError> {
+        let io_error = |e: io::Error| StorageError {
+            operation: "verifying data.mdb",
+            path: self.path.clone(),
+            detail: e.to_string(),
+            code: e.raw_os_error(),
+        };
+        let file = verify::open_data_file(&self.path.join(DATA_FILE)).map_err(io_error)?;
+        // The meta of the pinned snapshot is overwritten only after two
+        // more commits; if a writer was that quick, pin again.
+        for _ in 0..100 {
+            let (txn, _token) =
+                self.begin_with("beginning a read transaction", || self.env.begin_ro_txn())?;
+            // SAFETY: `txn` is a live read transaction of this environment.
+            let txnid = unsafe { lmdb_sys::mdb_txn_id(lmdb::Transaction::txn(&txn)) } as u64;
+            let metas = match verify::read_metas(&file) {
+                Ok(metas) => metas,
+                Err(problem) => return Ok(report_of(problem)),
+            };
+            let Some(meta) = metas.iter().find(|m| m.txnid == txnid).copied() else {
+                continue;
+            };
+            if let Err(problem) = verify::check_meta(&meta) {
+                return Ok(report_of(problem));
+            }
+            let report = verify::walk(&file, &meta, options);
+            drop(txn);
+            return Ok(report);
+        }
+        Err(StorageError {
+            operation: "verifying data.mdb",
+            path: self.path.clone(),
+            detail: "another process commits too fast to pin a snapshot; retry".into(),
+            code: None,
+        })
+    }
+
     /// Refuses a handle inherited through fork(): LMDB forbids it, and it
     /// would share the parent's reader slots and locks.
     pub(crate) fn check_process(&self, what: &'static str) -> Result<(), StorageError> {
@@ -499,6 +661,13 @@ impl RegistryEnv {
             ));
         }
         Ok(())
+    }
+}
+
+fn report_of(problem: Damage) -> VerifyReport {
+    VerifyReport {
+        problems: vec![problem],
+        ..VerifyReport::default()
     }
 }
 

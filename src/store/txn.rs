@@ -12,8 +12,8 @@ use lmdb::{Cursor, Transaction, WriteFlags};
 
 use super::{RegistryEnv, RegistryError, StorageError};
 use crate::registry::{
-    decode_row, encode_registry_value, registry_key, CorruptionKind, RegistryCorruption,
-    RegistryRow, REGISTRY_PREFIX,
+    decode_row, encode_registry_value, registry_key, value_excerpt, CorruptionKind,
+    RegistryCorruption, RegistryRow, REGISTRY_PREFIX,
 };
 
 /// Where the Raft applied index lives: outside the registry prefix, so
@@ -57,7 +57,8 @@ fn get_applied_index<T: Transaction>(
             Err(_) => Err(RegistryCorruption {
                 kind: CorruptionKind::AppliedIndexLength,
                 key: APPLIED_INDEX_KEY.to_vec(),
-                value: Some(value.to_vec()),
+                value: Some(value_excerpt(value)),
+                value_len: value.len(),
                 dek_id: None,
                 node_id16: None,
             }

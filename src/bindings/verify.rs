@@ -1,0 +1,143 @@
+//! `verify()` and `Registry.verify()`: the structural check of `data.mdb`
+//! as Python objects.
+
+use std::path::PathBuf;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use super::errors::run_detached;
+use crate::store::verify::{Damage, VerifyReport, WalkOptions};
+use crate::store::verify_path;
+
+/// One problem found in `data.mdb`.
+#[pyclass(module = "encryption_applier", name = "PageDamage", frozen, eq)]
+#[derive(PartialEq)]
+pub struct PyPageDamage(Damage);
+
+#[pymethods]
+impl PyPageDamage {
+    /// The page where it was found, or None when it is not one page's.
+    #[getter]
+    fn page(&self) -> Option<u64> {
+        self.0.page
+    }
+    /// A stable code: "truncated", "meta", "db_flags", "page_number",
+    /// "page_header", "node_bounds", "key_order", "tree_shape", "counts",
+    /// "free_list", "row" or "io".
+    #[getter]
+    fn problem(&self) -> &'static str {
+        self.0.kind.code()
+    }
+    /// What is wrong, in words.
+    #[getter]
+    fn detail(&self) -> &str {
+        &self.0.detail
+    }
+    fn __str__(&self) -> String {
+        self.0.to_string()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "PageDamage(page={}, problem={:?}, detail={:?})",
+            self.0.page.map_or("None".to_owned(), |p| p.to_string()),
+            self.0.kind.code(),
+            self.0.detail
+        )
+    }
+}
+
+/// What `verify()` found: the snapshot walked, the main database's shape,
+/// and every problem (empty when the registry is sound).
+#[pyclass(module = "encryption_applier", name = "VerifyReport", frozen, get_all)]
+pub struct PyVerifyReport {
+    /// The registry directory.
+    path: PathBuf,
+    /// The LMDB transaction id of the snapshot walked.
+    txnid: u64,
+    page_size: u32,
+    /// Whole pages in data.mdb.
+    file_pages: u64,
+    /// The last page LMDB has allocated.
+    last_page: u64,
+    /// Of the main database: depth, entries (rows plus the applied index)
+    /// and pages by kind.
+    depth: u16,
+    entries: u64,
+    branch_pages: u64,
+    leaf_pages: u64,
+    overflow_pages: u64,
+    /// Pages on LMDB's free lists.
+    free_pages: u64,
+    problems: Vec<Py<PyPageDamage>>,
+}
+
+impl PyVerifyReport {
+    pub(super) fn new(py: Python<'_>, path: PathBuf, report: VerifyReport) -> PyResult<Self> {
+        Ok(PyVerifyReport {
+            path,
+            txnid: report.txnid,
+            page_size: report.page_size,
+            file_pages: report.file_pages,
+            last_page: report.last_page,
+            depth: report.depth,
+            entries: report.entries,
+            branch_pages: report.branch_pages,
+            leaf_pages: report.leaf_pages,
+            overflow_pages: report.overflow_pages,
+            free_pages: report.free_pages,
+            problems: report
+                .problems
+                .into_iter()
+                .map(|d| Py::new(py, PyPageDamage(d)))
+                .collect::<PyResult<_>>()?,
+        })
+    }
+}
+
+#[pymethods]
+impl PyVerifyReport {
+    /// True when no problem was found.
+    #[getter]
+    fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+    fn __bool__(&self) -> bool {
+        self.problems.is_empty()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "<VerifyReport path={:?} txnid={} entries={} pages={}/{} problems={}>",
+            self.path.display().to_string(),
+            self.txnid,
+            self.entries,
+            self.file_pages,
+            self.last_page + 1,
+            self.problems.len()
+        )
+    }
+}
+
+pub(super) fn options(rows: bool, max_problems: usize) -> PyResult<WalkOptions> {
+    if max_problems == 0 {
+        return Err(PyValueError::new_err("max_problems must be at least 1"));
+    }
+    Ok(WalkOptions { max_problems, rows })
+}
+
+/// Checks the registry at `path` page by page without opening it for use,
+/// so it also works on a registry too damaged to open. Never raises for
+/// damage: it is in the report.
+#[pyfunction]
+#[pyo3(signature = (path, *, rows=true, max_problems=100))]
+pub(super) fn verify(
+    py: Python<'_>,
+    path: PathBuf,
+    rows: bool,
+    max_problems: usize,
+) -> PyResult<PyVerifyReport> {
+    let options = options(rows, max_problems)?;
+    let report = run_detached(py, || Ok(verify_path(&path, options)?))?;
+    let path = path.canonicalize().unwrap_or(path);
+    PyVerifyReport::new(py, path, report)
+}
