@@ -13,6 +13,37 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The effective user id of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Whether a read-only open follows a final symlink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    Symlinks,
+    NoSymlinks,
+}
+
+/// Opens `path` for reading so that nothing about it can block or hang
+/// the caller: `O_NONBLOCK` (a FIFO opens at once, and reads from it fail
+/// instead of waiting), no controlling terminal, close-on-exec. Every
+/// check is then made on the returned descriptor's metadata, never on the
+/// path again.
+pub fn open_for_reading(path: &Path, follow: Follow) -> io::Result<(File, std::fs::Metadata)> {
+    let nofollow = match follow {
+        Follow::Symlinks => 0,
+        Follow::NoSymlinks => libc::O_NOFOLLOW,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY | nofollow)
+        .open(path)?;
+    let meta = file.metadata()?;
+    Ok((file, meta))
+}
+
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;

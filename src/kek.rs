@@ -6,16 +6,15 @@
 //! wiped when dropped; no `Debug`, `Display` or error message shows them.
 
 use std::fmt;
-use std::fs::OpenOptions;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use zeroize::Zeroizing;
 
-use crate::fsutil::{create_private, sync_parent_dir};
+use crate::fsutil::{create_private, euid, open_for_reading, sync_parent_dir, Follow};
 
 pub const KEK_LEN: usize = 32;
 pub const DEK_LEN: usize = 32;
@@ -169,19 +168,12 @@ impl Kek {
     /// slip another file in. `O_NONBLOCK` keeps a FIFO from blocking the
     /// open, and at most 33 bytes are ever read.
     pub fn load(path: &Path) -> Result<Kek, KekFileError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
-            .open(path)
-            .map_err(|e| file_error(path, KekFileProblem::Io(e.to_string())))?;
-        let meta = file
-            .metadata()
+        let (file, meta) = open_for_reading(path, Follow::Symlinks)
             .map_err(|e| file_error(path, KekFileProblem::Io(e.to_string())))?;
         if !meta.file_type().is_file() {
             return Err(file_error(path, KekFileProblem::NotRegular));
         }
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let euid = unsafe { libc::geteuid() };
+        let euid = euid();
         if meta.uid() != euid {
             return Err(file_error(
                 path,
@@ -410,8 +402,7 @@ mod tests {
         ));
         // A file of another user: as root, chown one away; as anyone else,
         // a root-owned file is already foreign.
-        // SAFETY: geteuid cannot fail.
-        let euid = unsafe { libc::geteuid() };
+        let euid = crate::fsutil::euid();
         let foreign = if euid == 0 {
             let p = write("foreign", &[0u8; 32], 0o600);
             std::os::unix::fs::chown(&p, Some(65534), None).expect("chown");

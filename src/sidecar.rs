@@ -7,9 +7,7 @@
 //! a crash leaves either the old file or the new one, never a torn one.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,7 +15,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use crate::fsutil::replace_private_durable;
+use crate::fsutil::{open_for_reading, replace_private_durable, Follow};
 use crate::wire::Purpose;
 
 /// A `keys.json` sidecar that cannot be read, is invalid, or could not be
@@ -379,18 +377,11 @@ pub const MAX_SIDECAR_BYTES: u64 = 16 << 20;
 /// [`MAX_SIDECAR_BYTES`] read, so `/dev/zero` or a huge file is refused
 /// instead of filling memory.
 pub fn read(path: &Path) -> Result<Option<Sidecar>, SidecarError> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
-        .open(path)
-    {
-        Ok(file) => file,
+    let (file, meta) = match open_for_reading(path, Follow::Symlinks) {
+        Ok(opened) => opened,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(sidecar_error(path, format!("cannot open: {e}"))),
     };
-    let meta = file
-        .metadata()
-        .map_err(|e| sidecar_error(path, format!("cannot stat: {e}")))?;
     if !meta.file_type().is_file() {
         return Err(sidecar_error(
             path,

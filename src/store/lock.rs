@@ -101,8 +101,7 @@ impl WriterLock {
                 format!("{} is not a regular file", lock_path.display()),
             ));
         }
-        // SAFETY: geteuid cannot fail.
-        let euid = unsafe { libc::geteuid() };
+        let euid = crate::fsutil::euid();
         if meta.uid() != euid {
             return Err(open_error(
                 dir,

@@ -316,8 +316,7 @@ fn check_directory(dir: &Path, meta: &std::fs::Metadata, mode: OpenMode) -> Resu
             ),
         ));
     }
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = crate::fsutil::euid();
     if mode == OpenMode::Create && meta.uid() != euid {
         return Err(open_error(
             dir,

@@ -28,11 +28,12 @@
 
 use std::cmp::Ordering;
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 
 use std::path::Path;
 
+use crate::fsutil::{open_for_reading, Follow};
 use crate::registry::{decode_row, REGISTRY_PREFIX};
 
 use super::txn::APPLIED_INDEX_KEY;
@@ -217,10 +218,11 @@ fn db_record(b: &[u8], at: usize) -> DbRecord {
 
 /// Opens `data.mdb` for reading: never through a symlink, never blocking.
 pub fn open_data_file(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
-        .open(path)
+    let (file, meta) = open_for_reading(path, Follow::NoSymlinks)?;
+    if !meta.file_type().is_file() {
+        return Err(std::io::Error::other("data.mdb is not a regular file"));
+    }
+    Ok(file)
 }
 
 fn read_at(file: &File, buf: &mut [u8], offset: u64, page: Option<u64>) -> Result<(), Damage> {
@@ -433,9 +435,13 @@ struct Walker<'f> {
     page_size: usize,
     file_pages: u64,
     last_page: u64,
-    /// One bit per page: reached already (by a tree, an overflow run or a
-    /// free list).
+    /// One bit per page of the file: reached already (by a tree, an
+    /// overflow run or a free list). Sized by the file, not by the meta's
+    /// last page, which damage can make huge.
     seen: Vec<u64>,
+    /// Free-listed pages past the end of the file (LMDB frees pages it
+    /// never wrote); only free lists can reach there.
+    seen_past_end: std::collections::HashSet<u64>,
     options: WalkOptions,
     problems: Vec<Damage>,
     free_pages: u64,
@@ -504,8 +510,15 @@ impl Walker<'_> {
             return false;
         }
         for page in first..end {
-            let (word, bit) = ((page / 64) as usize, 1u64 << (page % 64));
-            if self.seen[word] & bit != 0 {
+            let fresh = if page < self.file_pages {
+                let (word, bit) = ((page / 64) as usize, 1u64 << (page % 64));
+                let fresh = self.seen[word] & bit == 0;
+                self.seen[word] |= bit;
+                fresh
+            } else {
+                self.seen_past_end.insert(page)
+            };
+            if !fresh {
                 self.report(damage(
                     Some(page),
                     DamageKind::PageNumber,
@@ -515,7 +528,6 @@ impl Walker<'_> {
                 ));
                 return false;
             }
-            self.seen[word] |= bit;
         }
         true
     }
@@ -963,7 +975,8 @@ pub fn walk(file: &File, meta: &Meta, options: WalkOptions) -> VerifyReport {
         page_size,
         file_pages,
         last_page: meta.last_page,
-        seen: vec![0; usize::try_from(meta.last_page / 64 + 1).unwrap_or(0)],
+        seen: vec![0; usize::try_from(file_pages / 64 + 1).unwrap_or(0)],
+        seen_past_end: std::collections::HashSet::new(),
         options: WalkOptions {
             max_problems: options.max_problems.max(1),
             ..options
@@ -998,6 +1011,7 @@ mod tests {
     use crate::store::verify_path;
     use crate::test_support::fresh_path;
     use crate::wire::Registration;
+    use std::fs::OpenOptions;
     use std::path::PathBuf;
 
     const FULL: WalkOptions = WalkOptions {
