@@ -141,6 +141,46 @@ def test_a_huge_value_size_in_a_leaf_node_is_refused(copy: Path) -> None:
     assert_refused(probe(copy), "node_bounds")
 
 
+def test_an_odd_node_offset_is_refused(copy: Path) -> None:
+    """LMDB asserts nodes are 2-byte aligned when it moves one: a node
+    moved intact to an odd offset (free space made for it) is refused."""
+    meta = read_meta(copy)
+    base = first_leaf(copy) * meta["psize"]
+    data = (copy / "data.mdb").read_bytes()
+    lower, upper = struct.unpack_from("=HH", data, base + 12)
+    assert upper - lower >= 2, "the leaf has free space"
+    ptrs = struct.unpack_from(f"={(lower - PAGE_HEADER) // 2}H", data, base + PAGE_HEADER)
+    j = min(range(len(ptrs)), key=lambda i: ptrs[i])
+    assert ptrs[j] == upper
+    lo, hi, _flags, ksize = struct.unpack_from("=HHHH", data, base + upper)
+    node = data[base + upper : base + upper + 8 + ksize + (lo | hi << 16)]
+    patch(copy, base + upper - 1, node)
+    patch(copy, base + PAGE_HEADER + 2 * j, struct.pack("=H", upper - 1))
+    patch(copy, base + 14, struct.pack("=H", upper - 2))
+    lines = probe(copy)
+    assert_refused(lines, "node_bounds")
+
+
+def test_a_free_list_out_of_order_is_refused(copy: Path) -> None:
+    """LMDB finds runs of free pages assuming each list descends; an
+    unsorted one could hand out a page in use."""
+    data = (copy / "data.mdb").read_bytes()
+    meta = read_meta(copy)
+    base = meta["slot"] * meta["psize"]
+    (free_root,) = struct.unpack_from("=Q", data, base + META + 24 + 40)
+    (free_depth,) = struct.unpack_from("=H", data, base + META + 24 + 6)
+    assert free_depth == 1, "the fixture's free-page tree is one leaf"
+    leaf = free_root * meta["psize"]
+    (ptr,) = struct.unpack_from("=H", data, leaf + PAGE_HEADER)
+    _lo, _hi, flags, ksize = struct.unpack_from("=HHHH", data, leaf + ptr)
+    assert flags == 0, "an inline free list"
+    ids = leaf + ptr + 8 + ksize
+    count, first, second = struct.unpack_from("=QQQ", data, ids)
+    assert count >= 2 and first > second
+    patch(copy, ids + 8, struct.pack("=QQ", second, first))
+    assert_refused(probe(copy), "free_list")
+
+
 def test_branch_pointing_twice_at_one_child_is_refused(copy: Path) -> None:
     meta = read_meta(copy)
     data = (copy / "data.mdb").read_bytes()

@@ -472,9 +472,11 @@ impl<T> Drop for Handle<T> {
             // The parent's object: its lock may be held by a thread that
             // does not exist here, and its files are the parent's. Leaked,
             // to die with the child. `get_mut` takes no lock.
-            if let Ok(slot) = self.inner.get_mut() {
-                std::mem::forget(slot.take());
-            }
+            let slot = self
+                .inner
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::mem::forget(slot.take());
         }
     }
 }

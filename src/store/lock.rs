@@ -158,6 +158,11 @@ impl Drop for WriterLock {
             // number may since belong to another file of the child.
             return;
         }
+        // Unlocked first: the lock belongs to the open file description,
+        // and a child forked between our open and our listing of the
+        // descriptor (or between the listing's removal and the close)
+        // would keep it alive. LOCK_UN releases it for every copy.
+        let _ = self.file.unlock();
         // Unlisted before the close, so a concurrent fork never closes a
         // number that is about to be reused.
         let _ = LOCK_FDS[self.slot].compare_exchange(

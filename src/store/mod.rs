@@ -168,7 +168,7 @@ pub fn open_env_sized(
     let canonical = path
         .canonicalize()
         .map_err(|e| open_error(path, e.to_string()))?;
-    check_directory(&canonical, &meta, mode)?;
+    check_directory(&canonical, &meta)?;
     if mode == OpenMode::Existing && !canonical.join(DATA_FILE).is_file() {
         return Err(open_error(
             path,
@@ -223,7 +223,7 @@ pub fn verify_path(path: &Path, options: WalkOptions) -> Result<VerifyReport, Op
     if !meta.is_dir() {
         return Err(open_error(path, "not a directory"));
     }
-    check_directory(&canonical, &meta, OpenMode::Existing)?;
+    check_directory(&canonical, &meta)?;
     let data = canonical.join(DATA_FILE);
     let file = verify::open_data_file(&data).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => open_error(path, "no registry here (no data.mdb)"),
@@ -283,10 +283,17 @@ fn create_private_dir(path: &Path) -> Result<(), OpenError> {
         .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
         .collect();
     for dir in missing.into_iter().rev() {
-        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-            Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        // The registry itself is owner-only; parents it needs are only
+        // kept from being writable by others (others may need to reach
+        // siblings), whatever the umask.
+        let mode = if dir == path { 0o700 } else { 0o755 };
+        match std::fs::DirBuilder::new().mode(mode).create(dir) {
+            Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
                 .map_err(|e| {
-                    open_error(path, format!("cannot chmod 700 {}: {e}", dir.display()))
+                    open_error(
+                        path,
+                        format!("cannot chmod {mode:o} {}: {e}", dir.display()),
+                    )
                 })?,
             // Another process created it meanwhile: it is not ours to chmod.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -301,31 +308,58 @@ fn create_private_dir(path: &Path) -> Result<(), OpenError> {
     Ok(())
 }
 
-/// Refuses a directory where another user could replace the files LMDB
-/// opens (SECURITY.md): writable by group or others, or (for the writer)
-/// owned by someone else; and `data.mdb`, `lock.mdb` or `writer.lock`
-/// that is a symlink or not a regular file, since LMDB would follow it.
-fn check_directory(dir: &Path, meta: &std::fs::Metadata, mode: OpenMode) -> Result<(), OpenError> {
-    let bits = meta.permissions().mode() & 0o7777;
-    if bits & 0o022 != 0 {
-        return Err(open_error(
-            dir,
-            format!(
-                "the directory is writable by group or others (mode 0o{bits:03o}); another user \
-                 could replace its lock or data files. Make it owner-only: chmod 700"
-            ),
+/// What an open does about a registry directory's owner and mode.
+#[derive(Debug, PartialEq, Eq)]
+enum DirVerdict {
+    Fine,
+    /// Ours, but group/other may write it: take those bits away.
+    Tighten(u32),
+    Refuse(String),
+}
+
+/// The rule of SECURITY.md ("Registry directory"). LMDB writes `lock.mdb`
+/// even to read, following symlinks, so whoever can write the directory
+/// could redirect that write: only this user or root may own it, and
+/// nobody else may write it.
+fn directory_verdict(owner: u32, euid: u32, mode: u32) -> DirVerdict {
+    let bits = mode & 0o7777;
+    if owner != euid && owner != 0 {
+        return DirVerdict::Refuse(format!(
+            "the directory belongs to uid {owner}, not to this process's uid {euid} (or root); \
+             its owner could redirect LMDB's writes to lock.mdb. Run as uid {owner} (e.g. sudo \
+             -u), or copy the registry"
         ));
     }
-    let euid = crate::fsutil::euid();
-    if mode == OpenMode::Create && meta.uid() != euid {
-        return Err(open_error(
-            dir,
-            format!(
-                "the directory belongs to uid {}, not to this process's uid {euid}; run the \
-                 Applier as the user that owns the registry",
-                meta.uid()
-            ),
-        ));
+    if bits & 0o022 == 0 {
+        DirVerdict::Fine
+    } else if owner == euid {
+        DirVerdict::Tighten(bits & !0o022)
+    } else {
+        DirVerdict::Refuse(format!(
+            "the directory is writable by group or others (mode 0o{bits:03o}); another user \
+             could replace its lock or data files. Its owner (root) should chmod go-w it"
+        ))
+    }
+}
+
+/// Applies [`directory_verdict`], and refuses a `data.mdb`, `lock.mdb` or
+/// `writer.lock` that is a symlink or not a regular file, since LMDB would
+/// follow it.
+fn check_directory(dir: &Path, meta: &std::fs::Metadata) -> Result<(), OpenError> {
+    match directory_verdict(meta.uid(), crate::fsutil::euid(), meta.permissions().mode()) {
+        DirVerdict::Fine => {}
+        DirVerdict::Tighten(bits) => {
+            // A registry made by an older version under umask 002 or 000.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(bits)).map_err(|e| {
+                open_error(
+                    dir,
+                    format!(
+                        "the directory is writable by group or others and chmod go-w failed: {e}"
+                    ),
+                )
+            })?;
+        }
+        DirVerdict::Refuse(reason) => return Err(open_error(dir, reason)),
     }
     for name in [DATA_FILE, LOCK_FILE, lock::WRITER_LOCK_FILE] {
         let file = dir.join(name);
@@ -375,7 +409,17 @@ fn open_lmdb(
         Ok(file) => {
             let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(false);
             if !empty {
-                verify::read_header(&file).map_err(|d| damaged(path, d))?;
+                // Retried like a walk's meta (see RegistryEnv::verify): a
+                // meta page can be read mid-write by another process.
+                let mut header = verify::read_header(&file);
+                for _ in 1..META_ATTEMPTS {
+                    if header.is_ok() {
+                        break;
+                    }
+                    std::thread::sleep(META_RETRY_PAUSE);
+                    header = verify::read_header(&file);
+                }
+                header.map_err(|d| damaged(path, d))?;
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -554,33 +598,65 @@ impl RegistryEnv {
             code: e.raw_os_error(),
         };
         let file = verify::open_data_file(&self.path.join(DATA_FILE)).map_err(io_error)?;
-        // The meta of the pinned snapshot is overwritten only after two
-        // more commits; if a writer was that quick, pin again.
-        for _ in 0..100 {
+        // A problem may be passing: a meta page read while another process
+        // writes it, or the pinned snapshot's meta already overwritten two
+        // commits later. Damage is what stays after a few fresh pins.
+        let mut problem = None;
+        for attempt in 0..META_ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(META_RETRY_PAUSE);
+            }
             let (txn, _token) =
                 self.begin_with("beginning a read transaction", || self.env.begin_ro_txn())?;
-            // SAFETY: `txn` is a live read transaction of this environment.
-            let txnid = unsafe { lmdb_sys::mdb_txn_id(lmdb::Transaction::txn(&txn)) } as u64;
+            let raw = lmdb::Transaction::txn(&txn);
+            // SAFETY: `raw` is a live read transaction of this environment.
+            let txnid = unsafe { lmdb_sys::mdb_txn_id(raw) } as u64;
             let metas = match verify::read_metas(&file) {
                 Ok(metas) => metas,
-                Err(problem) => return Ok(report_of(problem)),
+                Err(p) => {
+                    problem = Some(p);
+                    continue;
+                }
             };
-            let Some(meta) = metas.iter().find(|m| m.txnid == txnid).copied() else {
-                continue;
+            // A reader takes the meta by its transaction id's parity
+            // (mdb_txn_renew0), not the newer of the two.
+            let meta = metas[usize::from(txnid & 1 == 1)];
+            let found = if meta.txnid != txnid {
+                Some(verify::damage(
+                    Some(meta.slot),
+                    verify::DamageKind::Meta,
+                    format!(
+                        "meta page {} holds transaction {}, but LMDB reads it as transaction \
+                         {txnid}",
+                        meta.slot, meta.txnid
+                    ),
+                ))
+            } else if let Err(p) = verify::check_meta(&metas[0]).and(verify::check_meta(&metas[1]))
+            {
+                Some(p)
+            } else if !same_as_lmdb(raw, 0, &meta.free)
+                || !same_as_lmdb(raw, self.db.dbi(), &meta.main)
+            {
+                Some(verify::damage(
+                    Some(meta.slot),
+                    verify::DamageKind::Meta,
+                    "the meta page in the file differs from the one LMDB uses",
+                ))
+            } else {
+                None
             };
-            if let Err(problem) = verify::check_meta(&meta) {
-                return Ok(report_of(problem));
+            match found {
+                Some(p) => problem = Some(p),
+                None => {
+                    let report = verify::walk(&file, &meta, options);
+                    drop(txn);
+                    return Ok(report);
+                }
             }
-            let report = verify::walk(&file, &meta, options);
-            drop(txn);
-            return Ok(report);
         }
-        Err(StorageError {
-            operation: "verifying data.mdb",
-            path: self.path.clone(),
-            detail: "another process commits too fast to pin a snapshot; retry".into(),
-            code: None,
-        })
+        Ok(report_of(problem.unwrap_or_else(|| {
+            verify::damage(None, verify::DamageKind::Meta, "no consistent meta page")
+        })))
     }
 
     /// Refuses a handle inherited through fork(): LMDB forbids it, and it
@@ -663,6 +739,35 @@ impl RegistryEnv {
     }
 }
 
+/// How often a meta page that looks wrong is read again before it counts
+/// as damage, and the pause between reads.
+const META_ATTEMPTS: usize = 20;
+const META_RETRY_PAUSE: Duration = Duration::from_millis(5);
+
+/// Whether LMDB's own view of a database in `txn` (`mdb_stat`) is the
+/// record read from the file.
+fn same_as_lmdb(
+    txn: *mut lmdb_sys::MDB_txn,
+    dbi: lmdb_sys::MDB_dbi,
+    record: &verify::DbRecord,
+) -> bool {
+    let mut stat = std::mem::MaybeUninit::<lmdb_sys::MDB_stat>::uninit();
+    // SAFETY: `txn` is live and `dbi` is a handle of its environment (0 is
+    // LMDB's free-page database, always valid); mdb_stat fills `stat` on
+    // success.
+    let rc = unsafe { lmdb_sys::mdb_stat(txn, dbi, stat.as_mut_ptr()) };
+    if rc != 0 {
+        return false;
+    }
+    // SAFETY: initialised by the successful call above.
+    let stat = unsafe { stat.assume_init() };
+    u64::from(stat.ms_depth) == u64::from(record.depth)
+        && stat.ms_branch_pages as u64 == record.branch_pages
+        && stat.ms_leaf_pages as u64 == record.leaf_pages
+        && stat.ms_overflow_pages as u64 == record.overflow_pages
+        && stat.ms_entries as u64 == record.entries
+}
+
 fn report_of(problem: Damage) -> VerifyReport {
     VerifyReport {
         problems: vec![problem],
@@ -685,6 +790,33 @@ impl Drop for RegistryEnv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directory_verdicts() {
+        use DirVerdict::{Fine, Refuse, Tighten};
+        let refused = |v: DirVerdict, words: &str| matches!(v, Refuse(r) if r.contains(words));
+        // (owner, euid, mode)
+        assert_eq!(directory_verdict(1000, 1000, 0o40700), Fine);
+        assert_eq!(directory_verdict(1000, 1000, 0o40755), Fine);
+        assert_eq!(directory_verdict(0, 1000, 0o40755), Fine); // root's, read by a user
+        assert_eq!(directory_verdict(0, 0, 0o40700), Fine);
+        assert_eq!(directory_verdict(1000, 1000, 0o40775), Tighten(0o755));
+        assert_eq!(directory_verdict(1000, 1000, 0o40777), Tighten(0o755));
+        assert_eq!(directory_verdict(0, 0, 0o41777), Tighten(0o1755));
+        assert!(refused(
+            directory_verdict(0, 1000, 0o40777),
+            "writable by group or others (mode 0o777)"
+        ));
+        assert!(refused(directory_verdict(0, 1000, 0o40770), "mode 0o770"));
+        assert!(refused(
+            directory_verdict(1000, 0, 0o40700),
+            "belongs to uid 1000"
+        ));
+        assert!(refused(
+            directory_verdict(1000, 2000, 0o40755),
+            "Run as uid 1000"
+        ));
+    }
 
     use crate::test_support::fresh_path;
 

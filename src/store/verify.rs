@@ -63,6 +63,7 @@ const MAX_DEPTH: u16 = 40;
 /// environment's persistent flags, of which the package sets none).
 const MAIN_DB_FLAGS: u16 = 0;
 const FREE_DB_FLAGS: u16 = 0x08;
+const MDB_NOSUBDIR: u16 = 0x4000;
 
 const FLAG_NAMES: [(u16, &str); 8] = [
     (0x01, "MDB_FIXEDMAP"),
@@ -158,7 +159,7 @@ impl fmt::Display for Damage {
     }
 }
 
-fn damage(page: Option<u64>, kind: DamageKind, detail: impl Into<String>) -> Damage {
+pub(crate) fn damage(page: Option<u64>, kind: DamageKind, detail: impl Into<String>) -> Damage {
     Damage {
         page,
         kind,
@@ -246,7 +247,7 @@ fn parse_meta(slot: u64, page: &[u8]) -> Result<Meta, Damage> {
         return Err(damage(
             here,
             DamageKind::Meta,
-            format!("not a meta page (page flags 0x{flags:04x})"),
+            format!("not a meta page (page flags 0x{flags:04x}): not an LMDB file"),
         ));
     }
     let m = PAGE_HEADER;
@@ -358,7 +359,9 @@ pub fn check_meta(meta: &Meta) -> Result<(), Damage> {
             ),
         ));
     }
-    if meta.free.flags != FREE_DB_FLAGS {
+    // Also where LMDB keeps the creating environment's flags: MDB_NOSUBDIR
+    // (a file made with subdir=False, or by mdb_copy -n) is harmless here.
+    if meta.free.flags & !MDB_NOSUBDIR != FREE_DB_FLAGS {
         return Err(damage(
             here,
             DamageKind::DbFlags,
@@ -435,6 +438,7 @@ struct Walker<'f> {
     page_size: usize,
     file_pages: u64,
     last_page: u64,
+    txnid: u64,
     /// One bit per page of the file: reached already (by a tree, an
     /// overflow run or a free list). Sized by the file, not by the meta's
     /// last page, which damage can make huge.
@@ -510,7 +514,7 @@ impl Walker<'_> {
             return false;
         }
         for page in first..end {
-            let fresh = if page < self.file_pages {
+            let fresh = if page / 64 < self.seen.len() as u64 {
                 let (word, bit) = ((page / 64) as usize, 1u64 << (page % 64));
                 let fresh = self.seen[word] & bit == 0;
                 self.seen[word] |= bit;
@@ -693,6 +697,7 @@ impl Walker<'_> {
             || lower > upper
             || upper > ps
             || !(lower - PAGE_HEADER).is_multiple_of(2)
+            || !upper.is_multiple_of(2)
         {
             self.report(bad(
                 DamageKind::PageHeader,
@@ -701,12 +706,10 @@ impl Walker<'_> {
             return Vec::new();
         }
         let keys = (lower - PAGE_HEADER) / 2;
-        // LMDB asserts that a branch of the main tree has two children
-        // (the free-page tree may briefly have one, ITS#8336).
-        let min_keys = match (is_leaf, tree) {
-            (false, Tree::Main) => 2,
-            _ => 1,
-        };
+        // LMDB asserts that a branch has two children (mdb_rebalance, for
+        // every tree; the free tree has one only in the middle of a
+        // rebalance, never in a commit).
+        let min_keys = if is_leaf { 1 } else { 2 };
         if keys < min_keys {
             self.report(bad(
                 DamageKind::TreeShape,
@@ -726,7 +729,8 @@ impl Walker<'_> {
         let mut previous: Option<&[u8]> = None;
         for i in 0..keys {
             let at = usize::from(u16_at(buf, PAGE_HEADER + 2 * i));
-            if at < upper || at + NODE_HEADER > ps {
+            // Nodes are 2-byte aligned: LMDB asserts it when it moves one.
+            if at < upper || at + NODE_HEADER > ps || !at.is_multiple_of(2) {
                 self.report(bad(
                     DamageKind::NodeBounds,
                     format!("node {i} at offset {at} is outside the node area {upper}..{ps}"),
@@ -821,7 +825,7 @@ impl Walker<'_> {
                     buf[key_end..end].to_vec()
                 };
                 match tree {
-                    Tree::Free => self.free_list(page, &value),
+                    Tree::Free => self.free_list(page, key, &value),
                     Tree::Main if self.options.rows => self.check_row(page, key, &value),
                     Tree::Main => {}
                 }
@@ -862,8 +866,17 @@ impl Walker<'_> {
     }
 
     /// A free-list record: a count, then that many page numbers.
-    fn free_list(&mut self, leaf: u64, value: &[u8]) {
+    fn free_list(&mut self, leaf: u64, key: &[u8], value: &[u8]) {
         let malformed = |detail: String| damage(Some(leaf), DamageKind::FreeList, detail);
+        // Keyed by the transaction that freed the pages: one that has
+        // committed, so at most this snapshot's.
+        let freed_by = u64_at(key, 0);
+        if freed_by == 0 || freed_by > self.txnid {
+            return self.report(malformed(format!(
+                "a free list of transaction {freed_by}, in a snapshot of transaction {}",
+                self.txnid
+            )));
+        }
         if value.len() < 8 || !value.len().is_multiple_of(8) {
             return self.report(malformed(format!(
                 "a free list of {} bytes, not a whole number of page numbers",
@@ -871,14 +884,27 @@ impl Walker<'_> {
             )));
         }
         let count = u64_at(value, 0);
-        if count.checked_add(1).and_then(|n| n.checked_mul(8)) != Some(value.len() as u64) {
+        // LMDB reads only the count; a record may have room to spare
+        // (mdb_freelist_save reserves before it fills).
+        let used = count.checked_add(1).and_then(|n| n.checked_mul(8));
+        if used.is_none_or(|used| used > value.len() as u64) {
             return self.report(malformed(format!(
                 "a free list claims {count} pages in {} bytes",
                 value.len()
             )));
         }
-        for at in (8..value.len()).step_by(8) {
+        let mut previous = u64::MAX;
+        for at in (8..8 + 8 * count as usize).step_by(8) {
             let page = u64_at(value, at);
+            // LMDB merges free lists and finds runs of free pages assuming
+            // each list is strictly descending; an unsorted one could make
+            // it hand out a page that is in use.
+            if page >= previous {
+                return self.report(malformed(format!(
+                    "a free list is not in descending order (page {page} after {previous})"
+                )));
+            }
+            previous = page;
             // A free page past the end of the file is normal: LMDB frees
             // pages it never wrote.
             if !self.claim(page, 1, false, "free list") {
@@ -975,7 +1001,10 @@ pub fn walk(file: &File, meta: &Meta, options: WalkOptions) -> VerifyReport {
         page_size,
         file_pages,
         last_page: meta.last_page,
-        seen: vec![0; usize::try_from(file_pages / 64 + 1).unwrap_or(0)],
+        txnid: meta.txnid,
+        // Sized by what can be in use: pages past the file's end are
+        // refused, and past the last page too (a sparse file can be huge).
+        seen: vec![0; usize::try_from(file_pages.min(meta.last_page + 1) / 64 + 1).unwrap_or(0)],
         seen_past_end: std::collections::HashSet::new(),
         options: WalkOptions {
             max_problems: options.max_problems.max(1),
@@ -987,7 +1016,27 @@ pub fn walk(file: &File, meta: &Meta, options: WalkOptions) -> VerifyReport {
     };
     let main = walker.tree(Tree::Main, &meta.main);
     if !walker.full() {
-        walker.tree(Tree::Free, &meta.free);
+        let free = walker.tree(Tree::Free, &meta.free);
+        // Every page LMDB has allocated is a meta, in a tree, or free (its
+        // own audit, mdb_audit); a last page damaged upwards fails this.
+        let accounted = NUM_METAS
+            + [&main, &free]
+                .iter()
+                .map(|c| c.branch + c.leaf + c.overflow)
+                .sum::<u64>()
+            + walker.free_pages;
+        if walker.problems.is_empty() && accounted != meta.last_page + 1 {
+            walker.report(damage(
+                Some(meta.slot),
+                DamageKind::Counts,
+                format!(
+                    "{accounted} pages are metas, in a tree or free, but the meta's last page is \
+                     {} ({} pages)",
+                    meta.last_page,
+                    meta.last_page + 1
+                ),
+            ));
+        }
     }
     VerifyReport {
         txnid: meta.txnid,
