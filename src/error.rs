@@ -37,6 +37,17 @@ pub enum RejectReason {
         existing: Purpose,
         incoming: Purpose,
     },
+    /// A Raft envelope cutover with no Raft index (or index 0): its index
+    /// is the cutover point, so it cannot be applied without one.
+    CutoverWithoutIndex { dek_id: u32 },
+    /// A cutover whose purpose is not its sub-tag's layer.
+    CutoverPurpose {
+        dek_id: u32,
+        sub_tag: u8,
+        purpose: Purpose,
+    },
+    /// A cutover carrying a wrapped key (it installs none).
+    CutoverWrapped { dek_id: u32, len: usize },
 }
 
 impl RejectReason {
@@ -47,6 +58,9 @@ impl RejectReason {
             RejectReason::ForeignBatchRow { .. } => "foreign_batch_row",
             RejectReason::ProposerDekMismatch { .. } => "proposer_dek_mismatch",
             RejectReason::PurposeMismatch { .. } => "purpose_mismatch",
+            RejectReason::CutoverWithoutIndex { .. } => "cutover_without_index",
+            RejectReason::CutoverPurpose { .. } => "cutover_purpose",
+            RejectReason::CutoverWrapped { .. } => "cutover_wrapped",
         }
     }
 
@@ -56,7 +70,10 @@ impl RejectReason {
             RejectReason::SameIds { dek_id }
             | RejectReason::ForeignBatchRow { dek_id, .. }
             | RejectReason::ProposerDekMismatch { dek_id, .. }
-            | RejectReason::PurposeMismatch { dek_id, .. } => Some(*dek_id),
+            | RejectReason::PurposeMismatch { dek_id, .. }
+            | RejectReason::CutoverWithoutIndex { dek_id }
+            | RejectReason::CutoverPurpose { dek_id, .. }
+            | RejectReason::CutoverWrapped { dek_id, .. } => Some(*dek_id),
             RejectReason::ReservedKeyId { .. } => Some(0),
         }
     }
@@ -98,6 +115,25 @@ impl fmt::Display for RejectReason {
                 "dek_id={dek_id} is already a {} key; it cannot become a {} key",
                 existing.as_str(),
                 incoming.as_str()
+            ),
+            RejectReason::CutoverWithoutIndex { dek_id } => write!(
+                f,
+                "enable-raft-envelope for dek_id={dek_id} needs its Raft index (the cutover point); \
+                 apply it with index="
+            ),
+            RejectReason::CutoverPurpose {
+                dek_id,
+                sub_tag,
+                purpose,
+            } => write!(
+                f,
+                "sub_tag=0x{sub_tag:02x} for dek_id={dek_id} carries purpose {}; enable-storage-envelope \
+                 must carry storage and enable-raft-envelope raft",
+                purpose.as_str()
+            ),
+            RejectReason::CutoverWrapped { dek_id, len } => write!(
+                f,
+                "an envelope cutover for dek_id={dek_id} carries a {len}-byte wrapped key; it must carry none"
             ),
         }
     }
@@ -150,6 +186,24 @@ pub enum ApplyError {
     PayloadRejected(RejectReason),
     #[error(transparent)]
     Sidecar(#[from] SidecarError),
+    /// The host's `on_raft_cutover` hook failed; nothing was written.
+    #[error("the on_raft_cutover hook failed for cutover_index={cutover_index} dek_id={dek_id}: {failure}; nothing was written")]
+    CutoverHook {
+        cutover_index: u64,
+        dek_id: u32,
+        failure: HookError,
+    },
+}
+
+/// What a host hook returned instead of success: its own error, kept
+/// whole so the bindings can chain it (a Python exception stays one).
+#[derive(Debug, Clone)]
+pub struct HookError(pub std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl fmt::Display for HookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
 }
 
 /// Why an applier could not be constructed.

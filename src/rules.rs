@@ -6,7 +6,7 @@
 use crate::error::{ApplyError, RejectReason};
 use crate::registry::{RegistryRow, RegistryValue};
 use crate::sidecar::Sidecar;
-use crate::wire::{Bootstrap, PayloadKind, Purpose, Registration, Rotation};
+use crate::wire::{Bootstrap, PayloadKind, Purpose, Registration, Rotation, ENABLE_RAFT_ENVELOPE};
 
 /// What applying an entry did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,6 +25,15 @@ pub enum Outcome {
     /// The entry's Raft index is at or below the applied index: it was
     /// applied before, and is not looked at again.
     Skipped,
+    /// An envelope cutover took effect (its proposer row applied, the
+    /// sidecar flipped).
+    Enabled,
+    /// An envelope cutover for a layer already cut over: only the index
+    /// moved (its proposer row is not looked at, as in Go).
+    AlreadyActive,
+    /// An envelope cutover naming a DEK that is no longer the active one
+    /// of its purpose: only the index moved.
+    StaleDek,
 }
 
 impl Outcome {
@@ -36,6 +45,9 @@ impl Outcome {
             Outcome::Bootstrapped => "bootstrapped",
             Outcome::Rotated => "rotated",
             Outcome::Skipped => "skipped",
+            Outcome::Enabled => "enabled",
+            Outcome::AlreadyActive => "already-active",
+            Outcome::StaleDek => "stale-dek",
         }
     }
 }
@@ -174,6 +186,66 @@ pub fn check_rotation(r: &Rotation) -> Result<(), ApplyError> {
         ));
     }
     Ok(())
+}
+
+/// The checks of an envelope cutover (sub-tags 0x04/0x05) that need no
+/// state, in Go's order: a Raft index for the Raft cutover, the purpose
+/// its sub-tag implies, no wrapped key, the proposer under the same DEK.
+pub fn check_cutover(r: &Rotation, index: Option<u64>) -> Result<(), ApplyError> {
+    let reject = |reason| Err(ApplyError::PayloadRejected(reason));
+    let layer = if r.sub_tag == ENABLE_RAFT_ENVELOPE {
+        Purpose::Raft
+    } else {
+        Purpose::Storage
+    };
+    if layer == Purpose::Raft && index.unwrap_or(0) == 0 {
+        return reject(RejectReason::CutoverWithoutIndex { dek_id: r.dek_id });
+    }
+    if r.purpose != layer {
+        return reject(RejectReason::CutoverPurpose {
+            dek_id: r.dek_id,
+            sub_tag: r.sub_tag,
+            purpose: r.purpose,
+        });
+    }
+    if !r.wrapped.is_empty() {
+        return reject(RejectReason::CutoverWrapped {
+            dek_id: r.dek_id,
+            len: r.wrapped.len(),
+        });
+    }
+    check_rotation(r)
+}
+
+/// Which of Go's three branches a cutover takes against the sidecar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutoverBranch {
+    /// The DEK is no longer the active one of its purpose.
+    Stale,
+    /// The layer was cut over before.
+    AlreadyActive,
+    /// The cutover takes effect now.
+    Fresh,
+}
+
+/// Go's order differs by layer: storage tests staleness first, Raft tests
+/// "already cut over" first (elastickv applier.go).
+pub fn cutover_branch(sidecar: &Sidecar, r: &Rotation) -> CutoverBranch {
+    if r.sub_tag == ENABLE_RAFT_ENVELOPE {
+        if sidecar.raft_envelope_cutover_index != 0 {
+            CutoverBranch::AlreadyActive
+        } else if r.dek_id != sidecar.active_raft {
+            CutoverBranch::Stale
+        } else {
+            CutoverBranch::Fresh
+        }
+    } else if r.dek_id != sidecar.active_storage {
+        CutoverBranch::Stale
+    } else if sidecar.storage_envelope_active {
+        CutoverBranch::AlreadyActive
+    } else {
+        CutoverBranch::Fresh
+    }
 }
 
 /// A key id keeps its purpose for good: installing it as the other one

@@ -27,7 +27,11 @@ pub struct SidecarError {
     pub reason: String,
 }
 
-pub const SIDECAR_VERSION: u64 = 1;
+/// The version written: 2, with `storage_envelope_cutover_index` (as Go
+/// HEAD). Versions 1 and 2 are read; a version-1 file becomes version 2 on
+/// its next write, as in Go.
+pub const SIDECAR_VERSION: u64 = 2;
+pub const SIDECAR_READABLE_VERSIONS: std::ops::RangeInclusive<u64> = 1..=2;
 pub const SIDECAR_FILE: &str = "keys.json";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +48,9 @@ pub struct SidecarKey {
 pub struct Sidecar {
     pub raft_applied_index: u64,
     pub storage_envelope_active: bool,
+    /// The Raft index of the storage cutover (0 before it, or when it was
+    /// applied without an index).
+    pub storage_envelope_cutover_index: u64,
     pub raft_envelope_cutover_index: u64,
     /// 0 = none.
     pub active_storage: u32,
@@ -58,6 +65,7 @@ impl Default for Sidecar {
         Sidecar {
             raft_applied_index: 0,
             storage_envelope_active: false,
+            storage_envelope_cutover_index: 0,
             raft_envelope_cutover_index: 0,
             active_storage: 0,
             active_raft: 0,
@@ -67,10 +75,11 @@ impl Default for Sidecar {
     }
 }
 
-const KNOWN_FIELDS: [&str; 6] = [
+const KNOWN_FIELDS: [&str; 7] = [
     "version",
     "raft_applied_index",
     "storage_envelope_active",
+    "storage_envelope_cutover_index",
     "raft_envelope_cutover_index",
     "active",
     "keys",
@@ -199,6 +208,15 @@ impl Sidecar {
         }
     }
 
+    /// Records that the entry at `index` was applied: the stored index
+    /// only moves up, and an entry without one (or index 0) leaves it
+    /// (elastickv applier.go, advanceRaftAppliedIndex).
+    pub fn advance_raft_applied_index(&mut self, index: Option<u64>) {
+        if let Some(index) = index.filter(|&i| i > self.raft_applied_index) {
+            self.raft_applied_index = index;
+        }
+    }
+
     pub fn set_active(&mut self, purpose: Purpose, dek_id: u32) {
         match purpose {
             Purpose::Storage => self.active_storage = dek_id,
@@ -214,9 +232,12 @@ impl Sidecar {
             return Err("the top level must be a JSON object".to_owned());
         };
         let version = top.get("version").ok_or("missing \"version\"")?;
-        if version.as_u64() != Some(SIDECAR_VERSION) {
+        if !version
+            .as_u64()
+            .is_some_and(|v| SIDECAR_READABLE_VERSIONS.contains(&v))
+        {
             return Err(format!(
-                "version {version} is not supported (expected {SIDECAR_VERSION})"
+                "version {version} is not supported (expected 1 or {SIDECAR_VERSION})"
             ));
         }
         let mut sidecar = Sidecar::default();
@@ -227,6 +248,10 @@ impl Sidecar {
             sidecar.storage_envelope_active = v
                 .as_bool()
                 .ok_or_else(|| format!("storage_envelope_active must be a boolean, got {v}"))?;
+        }
+        if let Some(v) = top.get("storage_envelope_cutover_index") {
+            sidecar.storage_envelope_cutover_index =
+                uint(v, "storage_envelope_cutover_index", u64::MAX)?;
         }
         if let Some(v) = top.get("raft_envelope_cutover_index") {
             sidecar.raft_envelope_cutover_index = uint(v, "raft_envelope_cutover_index", u64::MAX)?;
@@ -318,45 +343,71 @@ impl Sidecar {
         Ok(())
     }
 
-    /// The sidecar as pretty JSON. Fails (rather than producing an empty
-    /// or partial document that would be written in place of keys.json)
-    /// if serialisation does.
+    /// The sidecar as elastickv writes it (`json.MarshalIndent(sc, "", "  ")`):
+    /// two-space indent, the struct's field order, key ids sorted as
+    /// strings, no trailing newline. Fields this version does not know are
+    /// written back after `keys`. Fails (rather than producing a partial
+    /// document that would replace keys.json) if serialisation does.
     pub fn to_json(&self) -> Result<Vec<u8>, String> {
-        let mut top = self.extra.clone();
-        let keys: Map<String, Value> = self
-            .keys
-            .iter()
-            .map(|(id, k)| {
-                (
-                    id.to_string(),
-                    json!({
-                        "purpose": k.purpose.as_str(),
-                        "wrapped": BASE64.encode(&k.wrapped),
-                        "created": k.created,
-                        "local_epoch": k.local_epoch,
-                    }),
-                )
-            })
-            .collect();
-        top.insert("version".into(), json!(SIDECAR_VERSION));
-        top.insert("raft_applied_index".into(), json!(self.raft_applied_index));
-        top.insert(
-            "storage_envelope_active".into(),
-            json!(self.storage_envelope_active),
+        fn value(v: &Value) -> Result<String, String> {
+            serde_json::to_string(v).map_err(|e| format!("cannot serialise the sidecar: {e}"))
+        }
+        let mut ids: Vec<String> = self.keys.keys().map(u32::to_string).collect();
+        ids.sort();
+        let mut out = String::from("{\n");
+        let mut field = |name: &str, rendered: String| {
+            if out.len() > 2 {
+                out.push_str(",\n");
+            }
+            out.push_str(&format!("  {}: {rendered}", json!(name)));
+        };
+        field("version", SIDECAR_VERSION.to_string());
+        field("raft_applied_index", self.raft_applied_index.to_string());
+        field(
+            "storage_envelope_active",
+            self.storage_envelope_active.to_string(),
         );
-        top.insert(
-            "raft_envelope_cutover_index".into(),
-            json!(self.raft_envelope_cutover_index),
+        field(
+            "storage_envelope_cutover_index",
+            self.storage_envelope_cutover_index.to_string(),
         );
-        top.insert(
-            "active".into(),
-            json!({"storage": self.active_storage, "raft": self.active_raft}),
+        field(
+            "raft_envelope_cutover_index",
+            self.raft_envelope_cutover_index.to_string(),
         );
-        top.insert("keys".into(), Value::Object(keys));
-        let mut out = serde_json::to_vec_pretty(&Value::Object(top))
-            .map_err(|e| format!("cannot serialise the sidecar: {e}"))?;
-        out.push(b'\n');
-        Ok(out)
+        field(
+            "active",
+            format!(
+                "{{\n    \"storage\": {},\n    \"raft\": {}\n  }}",
+                self.active_storage, self.active_raft
+            ),
+        );
+        let keys = if ids.is_empty() {
+            "{}".to_owned()
+        } else {
+            let mut body = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let key = &self.keys[&id.parse::<u32>().map_err(|e| e.to_string())?];
+                body.push(format!(
+                    "    {}: {{\n      \"purpose\": {},\n      \"wrapped\": {},\n      \"created\": {},\n      \"local_epoch\": {}\n    }}",
+                    json!(id),
+                    json!(key.purpose.as_str()),
+                    json!(BASE64.encode(&key.wrapped)),
+                    value(&json!(key.created))?,
+                    key.local_epoch
+                ));
+            }
+            format!("{{\n{}\n  }}", body.join(",\n"))
+        };
+        field("keys", keys);
+        for (name, extra) in &self.extra {
+            let pretty = serde_json::to_string_pretty(extra)
+                .map_err(|e| format!("cannot serialise the sidecar: {e}"))?
+                .replace('\n', "\n  ");
+            field(name, pretty);
+        }
+        out.push_str("\n}");
+        Ok(out.into_bytes())
     }
 }
 
@@ -452,7 +503,7 @@ mod tests {
         let s = sample();
         let json = s.to_json().expect("json");
         let v: Value = serde_json::from_slice(&json).expect("json");
-        assert_eq!(v["version"], 1);
+        assert_eq!(v["version"], 2);
         assert_eq!(v["active"]["storage"], 1);
         assert_eq!(v["active"]["raft"], 2);
         assert_eq!(v["keys"]["1"]["purpose"], "storage");
@@ -461,6 +512,69 @@ mod tests {
         assert_eq!(v["storage_envelope_active"], false);
         assert_eq!(v["raft_envelope_cutover_index"], 0);
         assert_eq!(Sidecar::parse(&json).expect("parse"), s);
+    }
+
+    #[test]
+    fn written_byte_for_byte_as_go_marshal_indent() {
+        let mut s = sample();
+        s.storage_envelope_cutover_index = 7;
+        s.keys.insert(
+            10,
+            SidecarKey {
+                purpose: Purpose::Storage,
+                wrapped: vec![0xFF, 0xEE],
+                created: "2026-05-16T17:53:00Z".into(),
+                local_epoch: 65535,
+            },
+        );
+        let w1 = BASE64.encode([1u8; 60]);
+        let w2 = BASE64.encode([2u8; 60]);
+        // json.MarshalIndent(sc, "", "  "): struct order, keys as strings
+        // ("10" before "2"), no trailing newline.
+        let expected = format!(
+            r#"{{
+  "version": 2,
+  "raft_applied_index": 42,
+  "storage_envelope_active": false,
+  "storage_envelope_cutover_index": 7,
+  "raft_envelope_cutover_index": 0,
+  "active": {{
+    "storage": 1,
+    "raft": 2
+  }},
+  "keys": {{
+    "1": {{
+      "purpose": "storage",
+      "wrapped": "{w1}",
+      "created": "2026-05-16T17:53:00Z",
+      "local_epoch": 3
+    }},
+    "10": {{
+      "purpose": "storage",
+      "wrapped": "/+4=",
+      "created": "2026-05-16T17:53:00Z",
+      "local_epoch": 65535
+    }},
+    "2": {{
+      "purpose": "raft",
+      "wrapped": "{w2}",
+      "created": "2026-05-16T17:53:00Z",
+      "local_epoch": 3
+    }}
+  }}
+}}"#
+        );
+        assert_eq!(
+            String::from_utf8(s.to_json().expect("json")).expect("utf8"),
+            expected
+        );
+        let empty = Sidecar {
+            raft_applied_index: 1,
+            ..Sidecar::default()
+        };
+        assert!(String::from_utf8(empty.to_json().expect("json"))
+            .expect("utf8")
+            .contains("\"keys\": {}\n}"));
     }
 
     #[test]
@@ -478,7 +592,8 @@ mod tests {
         let good: Value = serde_json::from_slice(&sample().to_json().expect("json")).expect("json");
         type Mutation = Box<dyn Fn(&mut Value)>;
         let cases: Vec<(&str, Mutation)> = vec![
-            ("version 2", Box::new(|v| v["version"] = json!(2))),
+            ("version 3", Box::new(|v| v["version"] = json!(3))),
+            ("version 0", Box::new(|v| v["version"] = json!(0))),
             (
                 "no version",
                 Box::new(|v| {

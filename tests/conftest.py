@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+import encryption_applier as ea
+
 # "dev" for a quick local run, "ci" (chosen automatically when CI is set)
 # for more examples, "long" for a fuzzing session by hand:
 #   HYPOTHESIS_PROFILE=long bash scripts/test.sh -k fuzz
@@ -123,3 +125,46 @@ def fingerprint(dek: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(dek).hexdigest()[:16]
+
+
+# ------------------------------------------------------------ a cluster
+
+NODE = 0xABCD_0001
+OTHER = 0x1234_0002
+
+
+def deks() -> dict[int, bytes]:
+    return {i: bytes([i]) * 32 for i in range(1, 8)}
+
+
+class Cluster:
+    """Wraps DEKs with an independent AES-GCM under the test's KEK."""
+
+    def __init__(self, kek_path: Path) -> None:
+        self.kek_path = kek_path
+        self.kek_bytes = kek_path.read_bytes()
+        self.deks = deks()
+
+    def wrapped(self, dek_id: int) -> bytes:
+        return aesgcm_wrap(self.kek_bytes, self.deks[dek_id])
+
+    def bootstrap(self, storage: int = 1, raft: int = 2, rows: list[ea.Registration] | None = None) -> ea.Bootstrap:
+        rows = [ea.Registration(storage, NODE, 1), ea.Registration(raft, NODE, 1)] if rows is None else rows
+        return ea.Bootstrap(storage, self.wrapped(storage), raft, self.wrapped(raft), rows)
+
+    def wrapped_bytes(self, registry: Path, dek_id: int) -> bytes:
+        """The wrapped key the sidecar holds for `dek_id` (a wrap is
+        randomised, so it is read back rather than recomputed)."""
+        sidecar = ea.read_sidecar(registry / "keys.json")
+        assert sidecar is not None
+        wrapped = sidecar.keys[dek_id].wrapped
+        assert aesgcm_unwrap(self.kek_bytes, wrapped) == self.deks[dek_id]
+        return wrapped
+
+    def rotation(self, dek_id: int, purpose: ea.Purpose, epoch: int = 2, full: int = NODE) -> ea.Rotation:
+        return ea.Rotation(dek_id, purpose, self.wrapped(dek_id), ea.Registration(dek_id, full, epoch))
+
+
+@pytest.fixture
+def cluster(kek_path: Path) -> Cluster:
+    return Cluster(kek_path)

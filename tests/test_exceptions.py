@@ -37,6 +37,7 @@ SAMPLE_FIELDS: dict[type[ea.EncryptionError], dict[str, Any]] = {
     ea.AlreadyBootstrappedError: {"active_storage": 1, "active_raft": 2, "storage_dek_id": 3, "raft_dek_id": 4},
     ea.NotBootstrappedError: {"dek_id": 3},
     ea.PayloadRejectedError: {"reason": "same_ids", "dek_id": 5},
+    ea.CutoverHookError: {"cutover_index": 40, "dek_id": 2},
     ea.SidecarError: {"path": "/x/keys.json", "reason": "not valid JSON"},
     ea.RegistryOpenError: {"path": "/x", "reason": "no such directory"},
     ea.DamagedRegistryError: {"path": "/x", "reason": "data.mdb is damaged", "page": 7, "problem": "truncated"},
@@ -96,6 +97,7 @@ def test_hierarchy_is_the_spec_tree() -> None:
         "AlreadyBootstrappedError",
         "NotBootstrappedError",
         "PayloadRejectedError",
+        "CutoverHookError",
         "SidecarError",
     }
     assert issubclass(ea.InsecureKEKFileError, ea.KEKFileError)

@@ -17,39 +17,7 @@ import pytest
 import encryption_applier as ea
 from encryption_applier._native import test_support
 
-from conftest import aesgcm_unwrap, aesgcm_wrap, dump_raw, fingerprint
-
-NODE = 0xABCD_0001
-OTHER = 0x1234_0002
-
-
-def deks() -> dict[int, bytes]:
-    return {i: bytes([i]) * 32 for i in range(1, 8)}
-
-
-class Cluster:
-    """Wraps DEKs with an independent AES-GCM under the test's KEK."""
-
-    def __init__(self, kek_path: Path) -> None:
-        self.kek_path = kek_path
-        self.kek_bytes = kek_path.read_bytes()
-        self.deks = deks()
-
-    def wrapped(self, dek_id: int) -> bytes:
-        return aesgcm_wrap(self.kek_bytes, self.deks[dek_id])
-
-    def bootstrap(self, storage: int = 1, raft: int = 2, rows: list[ea.Registration] | None = None) -> ea.Bootstrap:
-        rows = [ea.Registration(storage, NODE, 1), ea.Registration(raft, NODE, 1)] if rows is None else rows
-        return ea.Bootstrap(storage, self.wrapped(storage), raft, self.wrapped(raft), rows)
-
-    def rotation(self, dek_id: int, purpose: ea.Purpose, epoch: int = 2, full: int = NODE) -> ea.Rotation:
-        return ea.Rotation(dek_id, purpose, self.wrapped(dek_id), ea.Registration(dek_id, full, epoch))
-
-
-@pytest.fixture
-def cluster(kek_path: Path) -> Cluster:
-    return Cluster(kek_path)
-
+from conftest import NODE, OTHER, Cluster, aesgcm_unwrap, aesgcm_wrap, dump_raw, fingerprint
 
 # ------------------------------------------------------------------ KEK files
 
@@ -199,7 +167,7 @@ def test_bootstrap_installs_keys_sidecar_and_rows(registry_dir: Path, cluster: C
         assert applier.sidecar_path == registry_dir.resolve() / "keys.json"
     assert sidecar is not None
     assert (sidecar.version, sidecar.active, sidecar.active_storage, sidecar.active_raft) == (
-        1,
+        2,
         {"storage": 1, "raft": 2},
         1,
         2,
@@ -212,8 +180,16 @@ def test_bootstrap_installs_keys_sidecar_and_rows(registry_dir: Path, cluster: C
     path = registry_dir / "keys.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     doc = json.loads(path.read_text())
-    assert doc["version"] == 1 and doc["active"] == {"storage": 1, "raft": 2}
-    assert set(doc) >= {"version", "raft_applied_index", "storage_envelope_active", "raft_envelope_cutover_index"}
+    assert doc["version"] == 2 and doc["active"] == {"storage": 1, "raft": 2}
+    assert list(doc) == [
+        "version",
+        "raft_applied_index",
+        "storage_envelope_active",
+        "storage_envelope_cutover_index",
+        "raft_envelope_cutover_index",
+        "active",
+        "keys",
+    ]
     assert doc["keys"]["1"]["purpose"] == "storage" and doc["keys"]["2"]["purpose"] == "raft"
     assert base64.b64decode(doc["keys"]["2"]["wrapped"], validate=True) == boot.wrapped_raft
     assert doc["keys"]["1"]["local_epoch"] == 0
@@ -388,7 +364,13 @@ def test_restart_loads_keys_from_the_sidecar(registry_dir: Path, cluster: Cluste
 
 @pytest.mark.parametrize(
     "content",
-    [b"{", b"[]", b'{"version": 2, "active": {"storage": 0, "raft": 0}, "keys": {}}', b'{"version": 1}'],
+    [
+        b"{",
+        b"[]",
+        b'{"version": 3, "active": {"storage": 0, "raft": 0}, "keys": {}}',
+        b'{"version": 0, "active": {"storage": 0, "raft": 0}, "keys": {}}',
+        b'{"version": 1}',
+    ],
 )
 def test_invalid_sidecar_is_refused_at_construction(registry_dir: Path, kek_path: Path, content: bytes) -> None:
     ea.Applier(registry_dir).close()

@@ -9,6 +9,8 @@ package re-exports the public names of both.
 
 from . import exceptions
 from ._native import (
+    ENABLE_RAFT_ENVELOPE,
+    ENABLE_STORAGE_ENVELOPE,
     MAX_BOOTSTRAP_BATCH,
     MAX_SIDECAR_BYTES,
     OP_BOOTSTRAP,
@@ -72,6 +74,8 @@ __all__ = [
     "OP_ROTATION",
     "WIRE_VERSION",
     "ROTATE_DEK",
+    "ENABLE_STORAGE_ENVELOPE",
+    "ENABLE_RAFT_ENVELOPE",
     "MAX_BOOTSTRAP_BATCH",
     "MAX_SIDECAR_BYTES",
     "REGISTRY_PREFIX",

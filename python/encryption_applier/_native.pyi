@@ -5,7 +5,7 @@ import enum
 import os
 import pathlib
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Final, Literal, Self, final
 
@@ -24,6 +24,8 @@ __all__ = [
     "Purpose",
     "REGISTRY_PREFIX",
     "ROTATE_DEK",
+    "ENABLE_STORAGE_ENVELOPE",
+    "ENABLE_RAFT_ENVELOPE",
     "Registration",
     "Registry",
     "RegistryDiff",
@@ -50,13 +52,25 @@ OP_BOOTSTRAP: Final[int]
 OP_ROTATION: Final[int]
 WIRE_VERSION: Final[int]
 ROTATE_DEK: Final[int]
+ENABLE_STORAGE_ENVELOPE: Final[int]
+ENABLE_RAFT_ENVELOPE: Final[int]
 MAX_BOOTSTRAP_BATCH: Final[int]
 MAX_SIDECAR_BYTES: Final[int]
 REGISTRY_PREFIX: Final[bytes]
 
 _BytesLike = bytes | bytearray | memoryview
 
-_Outcome = Literal["inserted", "advanced", "unchanged", "bootstrapped", "rotated", "skipped"]
+_Outcome = Literal[
+    "inserted",
+    "advanced",
+    "unchanged",
+    "bootstrapped",
+    "rotated",
+    "skipped",
+    "enabled",
+    "already-active",
+    "stale-dek",
+]
 
 class Purpose(enum.IntEnum):
     """What a DEK encrypts: storage data or the Raft log."""
@@ -352,6 +366,8 @@ class Sidecar:
     @property
     def storage_envelope_active(self) -> bool: ...
     @property
+    def storage_envelope_cutover_index(self) -> int: ...
+    @property
     def raft_envelope_cutover_index(self) -> int: ...
     @property
     def active(self) -> dict[str, int]: ...
@@ -378,6 +394,7 @@ class Applier:
         sidecar: str | os.PathLike[str] | None = None,
         sync: bool = True,
         map_size: int | None = None,
+        on_raft_cutover: Callable[[int, int], object] | None = None,
     ) -> Self: ...
     @property
     def kek(self) -> FileKek | None: ...

@@ -19,6 +19,7 @@ handling), and they pickle with their fields (to cross a process pool).
     │   ├── AlreadyBootstrappedError    a second, different bootstrap
     │   ├── NotBootstrappedError        a rotation before any bootstrap
     │   ├── PayloadRejectedError        a well-formed payload refused on its meaning
+    │   ├── CutoverHookError            the on_raft_cutover hook raised
     │   └── SidecarError                keys.json unreadable, invalid or not written
     ├── RegistryOpenError               a registry directory that cannot be opened
     │   └── DamagedRegistryError        data.mdb fails the page check at open
@@ -48,6 +49,7 @@ __all__ = [
     "AlreadyBootstrappedError",
     "NotBootstrappedError",
     "PayloadRejectedError",
+    "CutoverHookError",
     "SidecarError",
     "RegistryOpenError",
     "DamagedRegistryError",
@@ -55,13 +57,32 @@ __all__ = [
     "InsecureKEKFileError",
 ]
 
-Outcome = Literal["inserted", "advanced", "unchanged", "bootstrapped", "rotated", "skipped"]
+Outcome = Literal[
+    "inserted",
+    "advanced",
+    "unchanged",
+    "bootstrapped",
+    "rotated",
+    "skipped",
+    "enabled",
+    "already-active",
+    "stale-dek",
+]
 PayloadKind = Literal["entry", "registration", "bootstrap", "rotation"]
 PurposeName = Literal["storage", "raft"]
 CorruptionProblem = Literal[
     "key_length", "key_layout", "value_length", "node_id_mismatch", "epoch_order", "applied_index_length"
 ]
-RejectReason = Literal["same_ids", "reserved_key_id", "foreign_batch_row", "proposer_dek_mismatch", "purpose_mismatch"]
+RejectReason = Literal[
+    "same_ids",
+    "reserved_key_id",
+    "foreign_batch_row",
+    "proposer_dek_mismatch",
+    "purpose_mismatch",
+    "cutover_without_index",
+    "cutover_purpose",
+    "cutover_wrapped",
+]
 DamageProblem = Literal[
     "truncated",
     "meta",
@@ -265,6 +286,18 @@ class PayloadRejectedError(EncryptionApplyError):
     def __init__(self, message: str, /, *, reason: RejectReason, dek_id: int | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.dek_id = dek_id
+
+
+class CutoverHookError(EncryptionApplyError):
+    """The ``on_raft_cutover`` hook raised (its exception is the
+    ``__cause__``) when told of the Raft envelope cutover at
+    ``cutover_index`` with active Raft key ``dek_id``. Nothing of the entry
+    was written; a replay tells the hook again."""
+
+    def __init__(self, message: str, /, *, cutover_index: int, dek_id: int) -> None:
+        super().__init__(message)
+        self.cutover_index = cutover_index
         self.dek_id = dek_id
 
 

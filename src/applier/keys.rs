@@ -8,15 +8,29 @@ use std::sync::Arc;
 
 use super::fault::FaultPoint;
 use super::{stage_registration, Applier};
-use crate::error::ApplyError;
+use crate::error::{ApplyError, HookError};
 use crate::kek::{Dek, Kek};
 use crate::keystore::{Install, Keystore};
 use crate::rules::{
-    check_bootstrap, check_bootstrap_replay, check_purpose, check_rotation, no_kek, Outcome,
+    check_bootstrap, check_bootstrap_replay, check_cutover, check_purpose, check_rotation,
+    cutover_branch, no_kek, CutoverBranch, Outcome,
 };
 use crate::sidecar::{self, Sidecar, SidecarKey};
 use crate::store::WriteTxn;
-use crate::wire::{Bootstrap, PayloadKind, Purpose, Rotation};
+use crate::wire::{Bootstrap, PayloadKind, Purpose, Rotation, ENABLE_RAFT_ENVELOPE, ROTATE_DEK};
+
+/// The host's `on_raft_cutover(cutover_index, active_raft_dek_id)`: told
+/// when the Raft layer is cut over (and again on each replay, and after a
+/// Raft rotation past the cutover), so it can start reading enveloped
+/// entries after `cutover_index`. Its error halts the entry.
+#[derive(Clone)]
+pub struct RaftCutoverHook(pub Arc<dyn Fn(u64, u32) -> Result<(), HookError> + Send + Sync>);
+
+impl std::fmt::Debug for RaftCutoverHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RaftCutoverHook")
+    }
+}
 
 /// The KEK, the keys it has opened, and where the sidecar lives.
 #[derive(Debug)]
@@ -24,16 +38,22 @@ pub(super) struct Crypto {
     pub(super) kek: Kek,
     pub(super) keystore: Keystore,
     pub(super) sidecar_path: PathBuf,
+    pub(super) on_raft_cutover: Option<RaftCutoverHook>,
 }
 
 impl Crypto {
     /// A KEK with every key of the sidecar at `sidecar_path` (if any)
     /// opened, so a restarted applier carries on where it stopped.
-    pub(super) fn open(kek: Kek, sidecar_path: PathBuf) -> Result<Crypto, ApplyError> {
+    pub(super) fn open(
+        kek: Kek,
+        sidecar_path: PathBuf,
+        on_raft_cutover: Option<RaftCutoverHook>,
+    ) -> Result<Crypto, ApplyError> {
         let mut crypto = Crypto {
             kek,
             keystore: Keystore::new(),
             sidecar_path,
+            on_raft_cutover,
         };
         crypto.sync_from_disk()?;
         Ok(crypto)
@@ -123,9 +143,7 @@ impl Applier {
             crypto.keystore.check(*id, dek)?;
         }
         let mut next = current.clone().unwrap_or_default();
-        if let Some(index) = index {
-            next.raft_applied_index = index;
-        }
+        next.advance_raft_applied_index(index);
         next.active_storage = b.storage_dek_id;
         next.active_raft = b.raft_dek_id;
         for (id, purpose, wrapped) in keys {
@@ -168,6 +186,9 @@ impl Applier {
     ) -> Result<Outcome, ApplyError> {
         r.validate()?;
         self.crypto_for(PayloadKind::Rotation)?;
+        if r.sub_tag != ROTATE_DEK {
+            return self.apply_cutover_at(r, index);
+        }
         check_rotation(r)?;
         let crypto = self.crypto_for(PayloadKind::Rotation)?;
         let current = crypto.sync_from_disk()?;
@@ -178,9 +199,7 @@ impl Applier {
         let dek = crypto.unwrap(r.dek_id, r.purpose, &r.wrapped)?;
         crypto.keystore.check(r.dek_id, &dek)?;
         let mut next = current.clone();
-        if let Some(index) = index {
-            next.raft_applied_index = index;
-        }
+        next.advance_raft_applied_index(index);
         next.set_active(r.purpose, r.dek_id);
         add_key(&mut next, r.dek_id, r.purpose, &r.wrapped);
         self.fault_at(FaultPoint::AfterUnwrap)?;
@@ -188,6 +207,12 @@ impl Applier {
         let env = Arc::clone(&self.env);
         let mut txn = env.begin_write()?;
         let rows_written = stage_registration(&mut txn, &r.proposer)?.is_some();
+        // Past the Raft cutover, a new Raft key must reach the host before
+        // anything is written (Go tells it after; we keep "a halt writes
+        // nothing", and a replay tells it again).
+        if r.purpose == Purpose::Raft && next.raft_envelope_cutover_index != 0 {
+            self.tell_raft_cutover(next.raft_envelope_cutover_index, r.dek_id)?;
+        }
         let change = KeyChange {
             kind: PayloadKind::Rotation,
             deks: vec![(r.dek_id, dek)],
@@ -199,6 +224,65 @@ impl Applier {
             Outcome::Rotated
         } else {
             Outcome::Unchanged
+        })
+    }
+
+    /// An envelope cutover (sub-tags 0x04/0x05, SPEC §7): Go's stale /
+    /// already-active / fresh branches, in Go's order per layer. Only the
+    /// fresh branch applies the proposer row (by the four cases) and flips
+    /// the sidecar; every branch advances the Raft applied index. The Raft
+    /// hook runs before anything is written.
+    fn apply_cutover_at(
+        &mut self,
+        r: &Rotation,
+        index: Option<u64>,
+    ) -> Result<Outcome, ApplyError> {
+        check_cutover(r, index)?;
+        let crypto = self.crypto_for(PayloadKind::Rotation)?;
+        let Some(current) = crypto.sync_from_disk()?.filter(Sidecar::is_bootstrapped) else {
+            return Err(ApplyError::NotBootstrapped { dek_id: r.dek_id });
+        };
+        let branch = cutover_branch(&current, r);
+        let raft = r.sub_tag == ENABLE_RAFT_ENVELOPE;
+        let mut next = current.clone();
+        next.advance_raft_applied_index(index);
+        let env = Arc::clone(&self.env);
+        let mut txn = env.begin_write()?;
+        let mut rows_written = false;
+        if branch == CutoverBranch::Fresh {
+            rows_written = stage_registration(&mut txn, &r.proposer)?.is_some();
+            if raft {
+                next.raft_envelope_cutover_index = index.unwrap_or(0);
+            } else {
+                next.storage_envelope_active = true;
+                next.storage_envelope_cutover_index = index.unwrap_or(0);
+            }
+        }
+        if raft && branch != CutoverBranch::Stale {
+            self.tell_raft_cutover(next.raft_envelope_cutover_index, next.active_raft)?;
+        }
+        let change = KeyChange {
+            kind: PayloadKind::Rotation,
+            deks: Vec::new(),
+            current: Some(current),
+            next,
+        };
+        self.install_and_persist(change, txn, rows_written, index)?;
+        Ok(match branch {
+            CutoverBranch::Fresh => Outcome::Enabled,
+            CutoverBranch::AlreadyActive => Outcome::AlreadyActive,
+            CutoverBranch::Stale => Outcome::StaleDek,
+        })
+    }
+
+    fn tell_raft_cutover(&self, cutover_index: u64, dek_id: u32) -> Result<(), ApplyError> {
+        let Some(hook) = self.crypto.as_ref().and_then(|c| c.on_raft_cutover.clone()) else {
+            return Ok(());
+        };
+        (hook.0)(cutover_index, dek_id).map_err(|failure| ApplyError::CutoverHook {
+            cutover_index,
+            dek_id,
+            failure,
         })
     }
 

@@ -35,6 +35,7 @@ mod tests;
 pub use batch::BatchHalt;
 pub use fault::{FaultAction, FaultPoint};
 use keys::Crypto;
+pub use keys::RaftCutoverHook;
 
 /// Entry points for tests of crash recovery. Not part of the applier's
 /// API: a production host never arms a fault.
@@ -69,6 +70,8 @@ pub struct ApplierOptions {
     /// The map size to start from when the environment is new to this
     /// process. The map doubles by itself whenever it fills up.
     pub map_size: usize,
+    /// Told of the Raft envelope cutover (needs `kek`).
+    pub on_raft_cutover: Option<RaftCutoverHook>,
 }
 
 impl Default for ApplierOptions {
@@ -78,6 +81,7 @@ impl Default for ApplierOptions {
             sidecar: None,
             durable: true,
             map_size: DEFAULT_MAP_SIZE,
+            on_raft_cutover: None,
         }
     }
 }
@@ -115,7 +119,7 @@ impl Applier {
                 })?,
                 None => applier.env.path().join(sidecar::SIDECAR_FILE),
             };
-            applier.crypto = Some(Crypto::open(kek, sidecar_path)?);
+            applier.crypto = Some(Crypto::open(kek, sidecar_path, options.on_raft_cutover)?);
         }
         Ok(applier)
     }

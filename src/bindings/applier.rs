@@ -1,6 +1,7 @@
 //! `Applier`: the one writer of a registry, as a Python handle.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -11,7 +12,8 @@ use super::errors::{run_detached, Handle};
 use super::keys::{PyFileKek, PyKeystore, PySidecar};
 use super::payloads::{entry_arg, PyBootstrap, PyRegistration, PyRotation};
 use super::registry::PyRegistry;
-use crate::applier::{Applier, ApplierOptions};
+use crate::applier::{Applier, ApplierOptions, RaftCutoverHook};
+use crate::error::HookError;
 use crate::rules::Outcome;
 use crate::wire::{Entry, MalformedPayload};
 
@@ -51,7 +53,7 @@ impl PyApplier {
     /// the keys of an existing sidecar (`sidecar`, by default `keys.json`
     /// in the registry directory) are opened now.
     #[new]
-    #[pyo3(signature = (path, *, kek=None, sidecar=None, sync=true, map_size=None))]
+    #[pyo3(signature = (path, *, kek=None, sidecar=None, sync=true, map_size=None, on_raft_cutover=None))]
     fn new(
         py: Python<'_>,
         path: PathBuf,
@@ -59,12 +61,36 @@ impl PyApplier {
         sidecar: Option<PathBuf>,
         sync: bool,
         map_size: Option<U64>,
+        on_raft_cutover: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         if kek.is_none() && sidecar.is_some() {
             return Err(PyValueError::new_err(
                 "sidecar= needs kek=: without a KEK the applier keeps no keys",
             ));
         }
+        if kek.is_none() && on_raft_cutover.is_some() {
+            return Err(PyValueError::new_err(
+                "on_raft_cutover= needs kek=: without a KEK no cutover is applied",
+            ));
+        }
+        if let Some(hook) = &on_raft_cutover {
+            if !hook.bind(py).is_callable() {
+                return Err(PyTypeError::new_err(
+                    "on_raft_cutover must be callable as on_raft_cutover(cutover_index, active_raft_dek_id)",
+                ));
+            }
+        }
+        // Called from the core without the GIL; it takes the GIL only for
+        // the call (the applier's lock is never awaited with it held).
+        let on_raft_cutover = on_raft_cutover.map(|hook| {
+            RaftCutoverHook(Arc::new(move |cutover_index: u64, dek_id: u32| {
+                Python::attach(|py| {
+                    hook.call1(py, (cutover_index, dek_id))
+                        .map(drop)
+                        .map_err(|e| HookError(Arc::new(e)))
+                })
+            }))
+        });
         let map_size = match map_size.map(|m| m.value()) {
             None => crate::store::DEFAULT_MAP_SIZE,
             Some(size) if size >= 1 << 16 => usize::try_from(size)
@@ -80,6 +106,7 @@ impl PyApplier {
             sidecar,
             durable: sync,
             map_size,
+            on_raft_cutover,
         };
         let applier = run_detached(py, || Ok(Applier::open_with(&path, options)?))?;
         let path = applier.path().to_path_buf();

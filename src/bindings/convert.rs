@@ -150,6 +150,9 @@ pub(super) fn outcome_str(py: Python<'_>, outcome: Outcome) -> Bound<'_, PyStrin
         Outcome::Bootstrapped => pyo3::intern!(py, "bootstrapped"),
         Outcome::Rotated => pyo3::intern!(py, "rotated"),
         Outcome::Skipped => pyo3::intern!(py, "skipped"),
+        Outcome::Enabled => pyo3::intern!(py, "enabled"),
+        Outcome::AlreadyActive => pyo3::intern!(py, "already-active"),
+        Outcome::StaleDek => pyo3::intern!(py, "stale-dek"),
     };
     s.clone()
 }

@@ -247,6 +247,27 @@ fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
                 ("raft_dek_id", field(py, *raft_dek_id)),
             ],
         ),
+        ApplyError::CutoverHook {
+            cutover_index,
+            dek_id,
+            failure,
+        } => {
+            let err = build(
+                py,
+                "CutoverHookError",
+                msg,
+                vec![
+                    ("cutover_index", field(py, *cutover_index)),
+                    ("dek_id", field(py, *dek_id)),
+                ],
+            );
+            // The hook's own exception, chained, when it was a Python one.
+            let hook_error: &(dyn std::error::Error + 'static) = &*failure.0;
+            if let Some(cause) = hook_error.downcast_ref::<PyErr>() {
+                err.set_cause(py, Some(cause.clone_ref(py)));
+            }
+            err
+        }
         ApplyError::NotBootstrapped { dek_id } => build(
             py,
             "NotBootstrappedError",

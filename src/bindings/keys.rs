@@ -196,6 +196,11 @@ impl PySidecar {
     fn storage_envelope_active(&self) -> bool {
         self.0.storage_envelope_active
     }
+    /// The Raft index of the storage cutover (0 before it).
+    #[getter]
+    fn storage_envelope_cutover_index(&self) -> u64 {
+        self.0.storage_envelope_cutover_index
+    }
     #[getter]
     fn raft_envelope_cutover_index(&self) -> u64 {
         self.0.raft_envelope_cutover_index

@@ -73,6 +73,8 @@ mod _native {
         m.add("OP_ROTATION", wire::OP_ROTATION)?;
         m.add("WIRE_VERSION", wire::WIRE_VERSION)?;
         m.add("ROTATE_DEK", wire::ROTATE_DEK)?;
+        m.add("ENABLE_STORAGE_ENVELOPE", wire::ENABLE_STORAGE_ENVELOPE)?;
+        m.add("ENABLE_RAFT_ENVELOPE", wire::ENABLE_RAFT_ENVELOPE)?;
         m.add("MAX_BOOTSTRAP_BATCH", wire::MAX_BOOTSTRAP_BATCH)?;
         m.add("MAX_SIDECAR_BYTES", crate::sidecar::MAX_SIDECAR_BYTES)?;
         m.add("REGISTRY_PREFIX", PyBytes::new(py, codec::REGISTRY_PREFIX))?;

@@ -17,8 +17,14 @@ pub const OP_ROTATION: u8 = 0x05;
 pub const OP_RESERVED: [u8; 2] = [0x06, 0x07];
 pub const WIRE_VERSION: u8 = 0x01;
 pub const ROTATE_DEK: u8 = 0x01;
-/// Sub-tags reserved for future rotation kinds; not applicable today.
-pub const RESERVED_SUB_TAGS: std::ops::RangeInclusive<u8> = 0x02..=0x05;
+/// The one-shot storage-layer cutover: from this entry on, storage values
+/// are written in envelopes (SPEC §7, elastickv wire.go).
+pub const ENABLE_STORAGE_ENVELOPE: u8 = 0x04;
+/// The one-shot Raft-layer cutover: entries after this one are enveloped.
+pub const ENABLE_RAFT_ENVELOPE: u8 = 0x05;
+/// Sub-tags reserved for future rotation kinds (rewrap, retire); they
+/// halt, as every byte not listed above does.
+pub const RESERVED_SUB_TAGS: std::ops::RangeInclusive<u8> = 0x02..=0x03;
 pub const MAX_BOOTSTRAP_BATCH: u32 = 16384;
 
 /// Registration payload length: ver + dek_id + full_node_id + local_epoch.
@@ -341,7 +347,10 @@ impl Bootstrap {
 }
 
 fn check_sub_tag(sub_tag: u8) -> Result<(), MalformedPayload> {
-    let reason = if sub_tag == ROTATE_DEK {
+    let reason = if matches!(
+        sub_tag,
+        ROTATE_DEK | ENABLE_STORAGE_ENVELOPE | ENABLE_RAFT_ENVELOPE
+    ) {
         return Ok(());
     } else if RESERVED_SUB_TAGS.contains(&sub_tag) {
         MalformedReason::ReservedSubTag(sub_tag)

@@ -233,8 +233,8 @@ fn rotation_sub_tag_and_purpose_rules() {
         bytes[1] = tag;
         let result = Rotation::decode(&bytes);
         match tag {
-            0x01 => assert!(result.is_ok()),
-            0x02..=0x05 => assert_eq!(
+            0x01 | 0x04 | 0x05 => assert!(result.is_ok()),
+            0x02..=0x03 => assert_eq!(
                 reason(result.unwrap_err()),
                 MalformedReason::ReservedSubTag(tag)
             ),
