@@ -471,6 +471,69 @@ pub fn write_durable(path: &Path, sidecar: &Sidecar) -> Result<(), SidecarError>
     replace_private_durable(path, &json).map_err(|e| sidecar_error(path, e.to_string()))
 }
 
+/// Why a node's local epoch could not be moved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EpochError {
+    #[error(transparent)]
+    Sidecar(#[from] SidecarError),
+    /// Every nonce prefix of this key is used up: only a new key helps.
+    #[error("local epoch exhausted: dek_id={dek_id} is already at local_epoch=0xffff in {}; rotate to a new DEK (rotate-dek) before writing again", path.display())]
+    Exhausted { dek_id: u32, path: PathBuf },
+}
+
+/// The highest local epoch: after it, a key's nonces could repeat.
+pub const LOCAL_EPOCH_MAX: u16 = u16::MAX;
+
+/// Moves the local epoch of key `dek_id` up by one, durably, and returns
+/// it: what a node does at each start before it writes under the key, so
+/// that no nonce of an earlier run (node_id16 ‖ local_epoch ‖ count) can
+/// come again (elastickv write_path_startup.go, BumpLocalEpoch). Meant for
+/// start-up, before an `Applier` opens the same sidecar. `dek_id` 0 is
+/// reserved and must be refused by the caller.
+pub fn bump_local_epoch(path: &Path, dek_id: u32) -> Result<u16, EpochError> {
+    let mut sidecar = read(path)?
+        .ok_or_else(|| sidecar_error(path, "no sidecar: the cluster is not bootstrapped"))?;
+    let key = sidecar
+        .keys
+        .get_mut(&dek_id)
+        .ok_or_else(|| sidecar_error(path, format!("no key dek_id={dek_id} in the sidecar")))?;
+    if key.local_epoch == LOCAL_EPOCH_MAX {
+        return Err(EpochError::Exhausted {
+            dek_id,
+            path: path.to_path_buf(),
+        });
+    }
+    key.local_epoch += 1;
+    let epoch = key.local_epoch;
+    write_durable(path, &sidecar)?;
+    Ok(epoch)
+}
+
+/// The epochs a node pins at start (elastickv main_encryption_write_wiring
+/// .go): `(0, 0)` without a sidecar or before a storage key; otherwise the
+/// active storage key's epoch bumped, and the active Raft key's bumped too
+/// once the Raft layer is cut over (else 0).
+pub fn prepare_epochs(path: &Path) -> Result<(u16, u16), EpochError> {
+    let Some(sidecar) = read(path)? else {
+        return Ok((0, 0));
+    };
+    if sidecar.active_storage == 0 {
+        return Ok((0, 0));
+    }
+    let storage = bump_local_epoch(path, sidecar.active_storage)?;
+    if sidecar.raft_envelope_cutover_index == 0 {
+        return Ok((storage, 0));
+    }
+    if sidecar.active_raft == 0 {
+        return Err(sidecar_error(
+            path,
+            "the Raft layer is cut over but there is no active Raft key",
+        )
+        .into());
+    }
+    Ok((storage, bump_local_epoch(path, sidecar.active_raft)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,6 +39,8 @@ SAMPLE_FIELDS: dict[type[ea.EncryptionError], dict[str, Any]] = {
     ea.PayloadRejectedError: {"reason": "same_ids", "dek_id": 5},
     ea.CutoverHookError: {"cutover_index": 40, "dek_id": 2},
     ea.SidecarError: {"path": "/x/keys.json", "reason": "not valid JSON"},
+    ea.StartupRefusedError: {"sentinel": "ErrKEKMismatch"},
+    ea.LocalEpochExhaustedError: {"dek_id": 3, "path": "/x/keys.json", "sentinel": "ErrLocalEpochExhausted"},
     ea.RegistryOpenError: {"path": "/x", "reason": "no such directory"},
     ea.DamagedRegistryError: {"path": "/x", "reason": "data.mdb is damaged", "page": 7, "problem": "truncated"},
     ea.KEKFileError: {"path": "/k", "reason": "wrong_size", "mode": None},

@@ -42,6 +42,8 @@ __all__ = [
     "encode_registry_value",
     "is_encryption_opcode",
     "read_sidecar",
+    "bump_local_epoch",
+    "prepare_epochs",
     "verify",
     "registry_key",
     "test_support",
@@ -381,6 +383,8 @@ class Sidecar:
     def __eq__(self, other: object, /) -> bool: ...
 
 def read_sidecar(path: str | os.PathLike[str]) -> Sidecar | None: ...
+def bump_local_epoch(path: str | os.PathLike[str], dek_id: int) -> int: ...
+def prepare_epochs(path: str | os.PathLike[str]) -> tuple[int, int]: ...
 
 @final
 class Applier:
@@ -395,6 +399,8 @@ class Applier:
         sync: bool = True,
         map_size: int | None = None,
         on_raft_cutover: Callable[[int, int], object] | None = None,
+        local_epoch: int = ...,
+        raft_local_epoch: int = ...,
     ) -> Self: ...
     @property
     def kek(self) -> FileKek | None: ...

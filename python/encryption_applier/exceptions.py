@@ -21,6 +21,8 @@ handling), and they pickle with their fields (to cross a process pool).
     │   ├── PayloadRejectedError        a well-formed payload refused on its meaning
     │   ├── CutoverHookError            the on_raft_cutover hook raised
     │   └── SidecarError                keys.json unreadable, invalid or not written
+    ├── StartupRefusedError             a node must not start (elastickv's startup guards)
+    │   └── LocalEpochExhaustedError    a key's local epoch is at 0xFFFF: rotate first
     ├── RegistryOpenError               a registry directory that cannot be opened
     │   └── DamagedRegistryError        data.mdb fails the page check at open
     └── KEKFileError                    a KEK file that cannot be used
@@ -51,6 +53,8 @@ __all__ = [
     "PayloadRejectedError",
     "CutoverHookError",
     "SidecarError",
+    "StartupRefusedError",
+    "LocalEpochExhaustedError",
     "RegistryOpenError",
     "DamagedRegistryError",
     "KEKFileError",
@@ -308,6 +312,27 @@ class SidecarError(EncryptionApplyError):
         super().__init__(message)
         self.path = path
         self.reason = reason
+
+
+class StartupRefusedError(EncryptionError):
+    """A node must not start as configured: one of elastickv's startup
+    guards refused (not a halt: no entry was involved). ``sentinel`` is the
+    name of the Go error it stands for."""
+
+    def __init__(self, message: str, /, *, sentinel: str) -> None:
+        super().__init__(message)
+        self.sentinel = sentinel
+
+
+class LocalEpochExhaustedError(StartupRefusedError):
+    """Key ``dek_id`` is at local epoch 0xFFFF in the sidecar at ``path``:
+    another start could repeat a nonce, so a rotation to a new key must come
+    first."""
+
+    def __init__(self, message: str, /, *, dek_id: int, path: str, sentinel: str = "ErrLocalEpochExhausted") -> None:
+        super().__init__(message, sentinel=sentinel)
+        self.dek_id = dek_id
+        self.path = path
 
 
 class RegistryOpenError(EncryptionError):

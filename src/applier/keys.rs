@@ -39,6 +39,9 @@ pub(super) struct Crypto {
     pub(super) keystore: Keystore,
     pub(super) sidecar_path: PathBuf,
     pub(super) on_raft_cutover: Option<RaftCutoverHook>,
+    /// The epochs this node pinned at start, recorded on the keys it
+    /// rotates to (storage, Raft).
+    pub(super) epochs: (u16, u16),
 }
 
 impl Crypto {
@@ -48,12 +51,14 @@ impl Crypto {
         kek: Kek,
         sidecar_path: PathBuf,
         on_raft_cutover: Option<RaftCutoverHook>,
+        epochs: (u16, u16),
     ) -> Result<Crypto, ApplyError> {
         let mut crypto = Crypto {
             kek,
             keystore: Keystore::new(),
             sidecar_path,
             on_raft_cutover,
+            epochs,
         };
         crypto.sync_from_disk()?;
         Ok(crypto)
@@ -85,9 +90,43 @@ impl Crypto {
     }
 }
 
-/// Adds `dek_id` to `sidecar` as a key of `purpose`, keeping an entry that
-/// is already there (its `created` and `local_epoch` belong to the first
-/// install). A new key starts at local epoch 0.
+/// Records a rotated key as Go does (applier.go, writeRotationSidecar): at
+/// the node's pinned epoch for its purpose, and, for a key id already
+/// there, with the new wrap and a new `created` when the wrap differs (the
+/// same DEK wrapped again; the keystore has checked the bytes). An exact
+/// replay keeps `created`, so replaying changes nothing else.
+fn put_rotated_key(
+    sidecar: &mut Sidecar,
+    dek_id: u32,
+    purpose: Purpose,
+    wrapped: &[u8],
+    epoch: u16,
+) {
+    match sidecar.keys.get_mut(&dek_id) {
+        Some(key) => {
+            if key.wrapped != wrapped {
+                key.wrapped = wrapped.to_vec();
+                key.created = sidecar::rfc3339_now();
+            }
+            key.local_epoch = epoch;
+        }
+        None => {
+            sidecar.keys.insert(
+                dek_id,
+                SidecarKey {
+                    purpose,
+                    wrapped: wrapped.to_vec(),
+                    created: sidecar::rfc3339_now(),
+                    local_epoch: epoch,
+                },
+            );
+        }
+    }
+}
+
+/// Adds a bootstrap key to `sidecar`, keeping an entry that is already
+/// there (a bootstrap is only ever replayed exactly). Bootstrap keys start
+/// at local epoch 0, as in Go.
 fn add_key(sidecar: &mut Sidecar, dek_id: u32, purpose: Purpose, wrapped: &[u8]) {
     sidecar.keys.entry(dek_id).or_insert_with(|| SidecarKey {
         purpose,
@@ -201,7 +240,11 @@ impl Applier {
         let mut next = current.clone();
         next.advance_raft_applied_index(index);
         next.set_active(r.purpose, r.dek_id);
-        add_key(&mut next, r.dek_id, r.purpose, &r.wrapped);
+        let epoch = match r.purpose {
+            Purpose::Storage => crypto.epochs.0,
+            Purpose::Raft => crypto.epochs.1,
+        };
+        put_rotated_key(&mut next, r.dek_id, r.purpose, &r.wrapped, epoch);
         self.fault_at(FaultPoint::AfterUnwrap)?;
 
         let env = Arc::clone(&self.env);

@@ -72,6 +72,10 @@ pub struct ApplierOptions {
     pub map_size: usize,
     /// Told of the Raft envelope cutover (needs `kek`).
     pub on_raft_cutover: Option<RaftCutoverHook>,
+    /// This node's pinned local epochs (see `sidecar::prepare_epochs`),
+    /// recorded on storage and Raft keys it rotates to.
+    pub local_epoch: u16,
+    pub raft_local_epoch: u16,
 }
 
 impl Default for ApplierOptions {
@@ -82,6 +86,8 @@ impl Default for ApplierOptions {
             durable: true,
             map_size: DEFAULT_MAP_SIZE,
             on_raft_cutover: None,
+            local_epoch: 0,
+            raft_local_epoch: 0,
         }
     }
 }
@@ -119,7 +125,12 @@ impl Applier {
                 })?,
                 None => applier.env.path().join(sidecar::SIDECAR_FILE),
             };
-            applier.crypto = Some(Crypto::open(kek, sidecar_path, options.on_raft_cutover)?);
+            applier.crypto = Some(Crypto::open(
+                kek,
+                sidecar_path,
+                options.on_raft_cutover,
+                (options.local_epoch, options.raft_local_epoch),
+            )?);
         }
         Ok(applier)
     }

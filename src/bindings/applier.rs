@@ -7,7 +7,7 @@ use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
-use super::convert::{outcome_list, outcome_str, U64};
+use super::convert::{outcome_list, outcome_str, U16, U64};
 use super::errors::{run_detached, Handle};
 use super::keys::{PyFileKek, PyKeystore, PySidecar};
 use super::payloads::{entry_arg, PyBootstrap, PyRegistration, PyRotation};
@@ -53,7 +53,11 @@ impl PyApplier {
     /// the keys of an existing sidecar (`sidecar`, by default `keys.json`
     /// in the registry directory) are opened now.
     #[new]
-    #[pyo3(signature = (path, *, kek=None, sidecar=None, sync=true, map_size=None, on_raft_cutover=None))]
+    #[pyo3(signature = (
+        path, *, kek=None, sidecar=None, sync=true, map_size=None, on_raft_cutover=None,
+        local_epoch=U16::ZERO, raft_local_epoch=U16::ZERO
+    ))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
         py: Python<'_>,
         path: PathBuf,
@@ -62,6 +66,8 @@ impl PyApplier {
         sync: bool,
         map_size: Option<U64>,
         on_raft_cutover: Option<Py<PyAny>>,
+        local_epoch: U16,
+        raft_local_epoch: U16,
     ) -> PyResult<Self> {
         if kek.is_none() && sidecar.is_some() {
             return Err(PyValueError::new_err(
@@ -107,6 +113,8 @@ impl PyApplier {
             durable: sync,
             map_size,
             on_raft_cutover,
+            local_epoch: local_epoch.value(),
+            raft_local_epoch: raft_local_epoch.value(),
         };
         let applier = run_detached(py, || Ok(Applier::open_with(&path, options)?))?;
         let path = applier.path().to_path_buf();

@@ -44,6 +44,8 @@ impl<const BITS: u32> Unsigned<BITS> {
     } else {
         (1u64 << BITS) - 1
     };
+    /// For keyword arguments that default to 0.
+    pub(super) const ZERO: Self = Unsigned(0);
 }
 
 impl<'a, 'py, const BITS: u32> FromPyObject<'a, 'py> for Unsigned<BITS> {

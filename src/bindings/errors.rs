@@ -22,7 +22,7 @@ use crate::error::{ApplierOpenError, ApplyError};
 use crate::fsutil::lock;
 use crate::kek::{KekFileError, KekFileProblem, UnwrapError};
 use crate::registry::RegistryCorruption;
-use crate::sidecar::SidecarError;
+use crate::sidecar::{EpochError, SidecarError};
 use crate::store::{OpenError, RegistryError, StorageError};
 use crate::wire::MalformedPayload;
 
@@ -119,6 +119,21 @@ pub(super) fn unwrap_to_py(
             ("purpose", field(py, purpose)),
         ],
     )
+}
+
+fn epoch_to_py(py: Python<'_>, err: &EpochError) -> PyErr {
+    match err {
+        EpochError::Sidecar(e) => sidecar_to_py(py, e),
+        EpochError::Exhausted { dek_id, path } => build(
+            py,
+            "LocalEpochExhaustedError",
+            err.to_string(),
+            vec![
+                ("dek_id", field(py, *dek_id)),
+                ("path", field(py, path.to_string_lossy())),
+            ],
+        ),
+    }
 }
 
 fn sidecar_to_py(py: Python<'_>, err: &SidecarError) -> PyErr {
@@ -294,6 +309,7 @@ pub(super) enum CoreError {
     Open(OpenError),
     KekFile(KekFileError),
     Sidecar(SidecarError),
+    Epoch(EpochError),
     Batch(BatchHalt),
     Closed(&'static str),
     /// A Rust panic, caught before it could unwind into Python.
@@ -316,6 +332,7 @@ core_error_from! {
     OpenError => Open,
     KekFileError => KekFile,
     SidecarError => Sidecar,
+    EpochError => Epoch,
     BatchHalt => Batch,
 }
 
@@ -348,6 +365,7 @@ impl CoreError {
             CoreError::Open(e) => open_error_to_py(py, &e),
             CoreError::KekFile(e) => kek_file_to_py(py, &e),
             CoreError::Sidecar(e) => sidecar_to_py(py, &e),
+            CoreError::Epoch(e) => epoch_to_py(py, &e),
             CoreError::Batch(halt) => {
                 let err = apply_error_to_py(py, &halt.error);
                 let value = err.value(py);

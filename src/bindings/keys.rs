@@ -250,6 +250,29 @@ impl PySidecar {
     }
 }
 
+/// Moves the local epoch of key `dek_id` in the sidecar at `path` up by
+/// one, durably, and returns it (what a node does at start before writing
+/// under the key). Call it before an Applier opens the same sidecar.
+#[pyfunction]
+pub(super) fn bump_local_epoch(py: Python<'_>, path: PathBuf, dek_id: U32) -> PyResult<u16> {
+    let dek_id = dek_id.value();
+    if dek_id == 0 {
+        return Err(PyValueError::new_err(
+            "dek_id 0 is reserved (0 means no key: the cluster is not bootstrapped)",
+        ));
+    }
+    run_detached(py, || Ok(sidecar::bump_local_epoch(&path, dek_id)?))
+}
+
+/// The epochs a node pins at start, as `(storage, raft)`: `(0, 0)` without
+/// a sidecar or storage key; the active storage key's epoch bumped; the
+/// active Raft key's bumped once the Raft layer is cut over (else 0).
+/// Pass them to `Applier(local_epoch=, raft_local_epoch=)`.
+#[pyfunction]
+pub(super) fn prepare_epochs(py: Python<'_>, path: PathBuf) -> PyResult<(u16, u16)> {
+    run_detached(py, || Ok(sidecar::prepare_epochs(&path)?))
+}
+
 /// Reads and validates a sidecar file; None when the file does not exist.
 #[pyfunction]
 pub(super) fn read_sidecar(py: Python<'_>, path: PathBuf) -> PyResult<Option<PySidecar>> {

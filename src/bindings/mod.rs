@@ -36,7 +36,10 @@ mod _native {
         is_encryption_opcode, registry_key,
     };
     #[pymodule_export]
-    use super::keys::{read_sidecar, PyFileKek, PyKeystore, PySidecar, PySidecarKey};
+    use super::keys::{
+        bump_local_epoch, prepare_epochs, read_sidecar, PyFileKek, PyKeystore, PySidecar,
+        PySidecarKey,
+    };
     #[pymodule_export]
     use super::payloads::{PyBootstrap, PyRegistration, PyRotation};
     #[pymodule_export]
