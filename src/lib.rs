@@ -18,6 +18,7 @@ pub mod error;
 pub mod fsutil;
 pub mod kek;
 pub mod keystore;
+pub mod nodeid;
 pub mod registry;
 pub mod rules;
 pub mod sidecar;

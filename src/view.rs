@@ -5,9 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{ApplierOpenError, ApplyError};
+use crate::nodeid::{check_join, WriterUint16Collision};
 use crate::registry::{dek_prefix, Columns, Digest, RegistryRow, Stats, REGISTRY_PREFIX};
 use crate::store::verify::{VerifyReport, WalkOptions};
 use crate::store::{open_env, OpenMode, RegistryEnv, RegistryError, Snapshot, StorageError};
+use crate::wire::{node_id16, Registration};
 
 /// A read-only view of a registry, pinned to one consistent snapshot
 /// (taken when it opens, moved by [`Registry::refresh`]). Another process,
@@ -36,6 +38,30 @@ impl Registry {
     /// this view's snapshot) and, with `options.rows`, decodes every row.
     pub fn verify(&self, options: WalkOptions) -> Result<VerifyReport, StorageError> {
         self.snapshot.env().verify(options)
+    }
+
+    /// elastickv's pre-join check against this snapshot: the rows a node
+    /// with `full_node_id` must register before it joins (storage DEK, then
+    /// Raft DEK unless 0), or the collision that forbids the join.
+    pub fn check_join(
+        &self,
+        full_node_id: u64,
+        storage_dek_id: u32,
+        raft_dek_id: u32,
+    ) -> Result<Result<Vec<Registration>, WriterUint16Collision>, RegistryError> {
+        // Before bootstrap there is nothing to register (as Go).
+        if storage_dek_id == 0 {
+            return Ok(Ok(Vec::new()));
+        }
+        let mut deks = Vec::with_capacity(2);
+        for dek_id in [storage_dek_id, raft_dek_id] {
+            if dek_id == 0 {
+                continue;
+            }
+            let row = self.get(dek_id, node_id16(full_node_id))?;
+            deks.push((dek_id, row.map(|r| r.full_node_id)));
+        }
+        Ok(check_join(full_node_id, &deks))
     }
 
     pub fn path(&self) -> &Path {

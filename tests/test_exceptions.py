@@ -41,6 +41,13 @@ SAMPLE_FIELDS: dict[type[ea.EncryptionError], dict[str, Any]] = {
     ea.SidecarError: {"path": "/x/keys.json", "reason": "not valid JSON"},
     ea.StartupRefusedError: {"sentinel": "ErrKEKMismatch"},
     ea.LocalEpochExhaustedError: {"dek_id": 3, "path": "/x/keys.json", "sentinel": "ErrLocalEpochExhausted"},
+    ea.WriterUint16CollisionError: {
+        "dek_id": 1,
+        "node_id16": 7,
+        "existing_full_node_id": 0x10007,
+        "incoming_full_node_id": 0x20007,
+        "sentinel": "ErrWriterUint16Collision",
+    },
     ea.RegistryOpenError: {"path": "/x", "reason": "no such directory"},
     ea.DamagedRegistryError: {"path": "/x", "reason": "data.mdb is damaged", "page": 7, "problem": "truncated"},
     ea.KEKFileError: {"path": "/k", "reason": "wrong_size", "mode": None},

@@ -38,8 +38,11 @@ from ._native import (
     decode_entry,
     decode_registry_key,
     decode_registry_value,
+    derive_node_id,
     encode_registry_value,
+    find_node_id_collisions,
     is_encryption_opcode,
+    node_id16,
     prepare_epochs,
     read_sidecar,
     registry_key,
@@ -71,6 +74,10 @@ __all__ = [
     "Rotation",
     "Purpose",
     "decode_entry",
+    # node ids
+    "derive_node_id",
+    "node_id16",
+    "find_node_id_collisions",
     "is_encryption_opcode",
     # constants
     "OP_REGISTRATION",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import _native as ea
-from .exceptions import EncryptionApplyError, EncryptionError
+from .exceptions import EncryptionApplyError, EncryptionError, WriterUint16CollisionError
 
 EXIT_OK = 0
 EXIT_HALT = 1
@@ -88,6 +88,45 @@ def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
             print(f"DAMAGE {damage.problem} at {where}: {damage.detail}", file=out)
         print("ok" if report.ok else f"{len(report.problems)} problem(s) found", file=out)
     return EXIT_OK if report.ok else EXIT_DAMAGED
+
+
+def _uint64(text: str) -> int:
+    """A full node id as elastickv's admin takes it: decimal or 0x-hex."""
+    try:
+        value = int(text[2:], 16) if text[:2].lower() == "0x" else int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a decimal or 0x-hex integer") from None
+    if not 0 <= value < 1 << 64:
+        raise argparse.ArgumentTypeError(f"{text} is not a 64-bit unsigned integer")
+    return value
+
+
+def cmd_probe_node_id(args: argparse.Namespace, out: TextIO) -> int:
+    full = args.full_node_id if args.full_node_id is not None else ea.derive_node_id(args.raft_id)
+    masked = ea.node_id16(full)
+    # elastickv-admin's layout: "%#016x (%d)" and "%#04x (%d)".
+    print(f"full_node_id: 0x{full:016x} ({full})", file=out)
+    print(f"node_id:      0x{masked:04x} ({masked})", file=out)
+    if args.registry is None:
+        return EXIT_OK
+    storage, raft = args.storage_dek_id, args.raft_dek_id
+    if storage is None:
+        sidecar = ea.read_sidecar(args.sidecar or Path(args.registry) / "keys.json")
+        storage, raft = (sidecar.active_storage, sidecar.active_raft) if sidecar else (0, 0)
+    if storage == 0:
+        print("join: nothing to check (no active storage DEK: not bootstrapped)", file=out)
+        return EXIT_OK
+    with ea.Registry(args.registry) as registry:
+        try:
+            needed = registry.check_join(full, storage, raft or 0)
+        except WriterUint16CollisionError as err:
+            print(f"join: REFUSED: {err}", file=sys.stderr)
+            return EXIT_HALT
+    if needed:
+        print("join: ok after registering " + ", ".join(repr(r) for r in needed), file=out)
+    else:
+        print("join: ok (already registered)", file=out)
+    return EXIT_OK
 
 
 def cmd_digest(args: argparse.Namespace, out: TextIO) -> int:
@@ -237,6 +276,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pages-only", action="store_true", help="check the pages, not the rows")
     p.add_argument("--max-problems", type=int, default=100, metavar="N", help="stop after N problems (default 100)")
     p.set_defaults(run=cmd_verify)
+
+    p = sub.add_parser(
+        "probe-node-id",
+        help="show a node's 64-bit id and 16-bit prefix, and whether it may join",
+        description="Print full_node_id and node_id as elastickv-admin does. With --registry, also run "
+        "elastickv's pre-join check against the active DEKs (from the sidecar, or --storage-dek-id/"
+        "--raft-dek-id): exit 1 when another node holds the prefix.",
+    )
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--full-node-id", type=_uint64, metavar="N", help="the 64-bit id (decimal or 0x-hex)")
+    who.add_argument("--raft-id", metavar="S", help="the Raft id; the full id is derived as elastickv does")
+    p.add_argument("--registry", metavar="DIR", help="registry directory to check the join against")
+    p.add_argument("--sidecar", metavar="PATH", help="sidecar with the active DEKs (default DIR/keys.json)")
+    p.add_argument("--storage-dek-id", type=int, metavar="ID", help="active storage DEK (instead of the sidecar's)")
+    p.add_argument("--raft-dek-id", type=int, metavar="ID", help="active Raft DEK (with --storage-dek-id)")
+    p.set_defaults(run=cmd_probe_node_id)
 
     p = sub.add_parser("export", help="write the rows as CSV or JSON", description="Write the rows as CSV or JSON.")
     p.add_argument("directory", help="registry directory")

@@ -22,7 +22,8 @@ handling), and they pickle with their fields (to cross a process pool).
     │   ├── CutoverHookError            the on_raft_cutover hook raised
     │   └── SidecarError                keys.json unreadable, invalid or not written
     ├── StartupRefusedError             a node must not start (elastickv's startup guards)
-    │   └── LocalEpochExhaustedError    a key's local epoch is at 0xFFFF: rotate first
+    │   ├── LocalEpochExhaustedError    a key's local epoch is at 0xFFFF: rotate first
+    │   └── WriterUint16CollisionError  a joining node's 16-bit prefix is another node's
     ├── RegistryOpenError               a registry directory that cannot be opened
     │   └── DamagedRegistryError        data.mdb fails the page check at open
     └── KEKFileError                    a KEK file that cannot be used
@@ -55,6 +56,7 @@ __all__ = [
     "SidecarError",
     "StartupRefusedError",
     "LocalEpochExhaustedError",
+    "WriterUint16CollisionError",
     "RegistryOpenError",
     "DamagedRegistryError",
     "KEKFileError",
@@ -333,6 +335,29 @@ class LocalEpochExhaustedError(StartupRefusedError):
         super().__init__(message, sentinel=sentinel)
         self.dek_id = dek_id
         self.path = path
+
+
+class WriterUint16CollisionError(StartupRefusedError):
+    """A node with ``incoming_full_node_id`` must not join: under DEK
+    ``dek_id`` its 16-bit prefix ``node_id16`` is registered to
+    ``existing_full_node_id`` (their nonces would share a prefix)."""
+
+    def __init__(
+        self,
+        message: str,
+        /,
+        *,
+        dek_id: int,
+        node_id16: int,
+        existing_full_node_id: int,
+        incoming_full_node_id: int,
+        sentinel: str = "ErrWriterUint16Collision",
+    ) -> None:
+        super().__init__(message, sentinel=sentinel)
+        self.dek_id = dek_id
+        self.node_id16 = node_id16
+        self.existing_full_node_id = existing_full_node_id
+        self.incoming_full_node_id = incoming_full_node_id
 
 
 class RegistryOpenError(EncryptionError):

@@ -6,6 +6,7 @@ use pyo3::types::PyBytes;
 use super::convert::{bytes_arg, U16, U32, U64, U8};
 use super::errors::{corruption_to_py, malformed_to_py};
 use super::payloads::entry_to_py;
+use crate::nodeid;
 use crate::registry::{self as codec, CorruptionKind, RegistryCorruption, RegistryValue};
 use crate::wire::{self, Entry};
 
@@ -74,6 +75,27 @@ pub(super) fn decode_entry(py: Python<'_>, entry: &Bound<'_, PyAny>) -> PyResult
     let bytes = bytes_arg(entry, "entry")?;
     let decoded = Entry::decode(&bytes).map_err(|m| malformed_to_py(py, &m))?;
     entry_to_py(py, decoded)
+}
+
+/// elastickv's DeriveNodeID: FNV-1a 64 of the Raft id's UTF-8 bytes; ""
+/// gives 0 and a hash of 0 becomes 1.
+#[pyfunction]
+pub(super) fn derive_node_id(raft_id: &str) -> u64 {
+    nodeid::derive_node_id(raft_id)
+}
+
+/// The low 16 bits of a full node id: its nonce prefix and registry key part.
+#[pyfunction]
+pub(super) fn node_id16(full_node_id: U64) -> u16 {
+    wire::node_id16(full_node_id.value())
+}
+
+/// Pairs of distinct ids sharing their low 16 bits, `(first seen, later)`
+/// in input order; zero ids and repeats are ignored.
+#[pyfunction]
+pub(super) fn find_node_id_collisions(ids: Vec<U64>) -> Vec<(u64, u64)> {
+    let ids: Vec<u64> = ids.iter().map(U64::value).collect();
+    nodeid::find_node_id_collisions(&ids)
 }
 
 #[pyfunction]

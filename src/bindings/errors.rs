@@ -21,6 +21,7 @@ use crate::applier::BatchHalt;
 use crate::error::{ApplierOpenError, ApplyError};
 use crate::fsutil::lock;
 use crate::kek::{KekFileError, KekFileProblem, UnwrapError};
+use crate::nodeid::WriterUint16Collision;
 use crate::registry::RegistryCorruption;
 use crate::sidecar::{EpochError, SidecarError};
 use crate::store::{OpenError, RegistryError, StorageError};
@@ -310,6 +311,7 @@ pub(super) enum CoreError {
     KekFile(KekFileError),
     Sidecar(SidecarError),
     Epoch(EpochError),
+    Join(WriterUint16Collision),
     Batch(BatchHalt),
     Closed(&'static str),
     /// A Rust panic, caught before it could unwind into Python.
@@ -333,6 +335,7 @@ core_error_from! {
     KekFileError => KekFile,
     SidecarError => Sidecar,
     EpochError => Epoch,
+    WriterUint16Collision => Join,
     BatchHalt => Batch,
 }
 
@@ -366,6 +369,17 @@ impl CoreError {
             CoreError::KekFile(e) => kek_file_to_py(py, &e),
             CoreError::Sidecar(e) => sidecar_to_py(py, &e),
             CoreError::Epoch(e) => epoch_to_py(py, &e),
+            CoreError::Join(e) => build(
+                py,
+                "WriterUint16CollisionError",
+                e.to_string(),
+                vec![
+                    ("dek_id", field(py, e.dek_id)),
+                    ("node_id16", field(py, e.node_id16)),
+                    ("existing_full_node_id", field(py, e.existing_full_node_id)),
+                    ("incoming_full_node_id", field(py, e.incoming_full_node_id)),
+                ],
+            ),
             CoreError::Batch(halt) => {
                 let err = apply_error_to_py(py, &halt.error);
                 let value = err.value(py);

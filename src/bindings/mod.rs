@@ -32,8 +32,9 @@ mod _native {
     use super::applier::PyApplier;
     #[pymodule_export]
     use super::codec::{
-        decode_entry, decode_registry_key, decode_registry_value, encode_registry_value,
-        is_encryption_opcode, registry_key,
+        decode_entry, decode_registry_key, decode_registry_value, derive_node_id,
+        encode_registry_value, find_node_id_collisions, is_encryption_opcode, node_id16,
+        registry_key,
     };
     #[pymodule_export]
     use super::keys::{

@@ -1,7 +1,7 @@
 //! The payload classes `Registration`, `Bootstrap` and `Rotation`: frozen
 //! wrappers of the wire types, with the codec as methods.
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple, PyType};
 
@@ -206,6 +206,35 @@ impl PyBootstrap {
     #[classmethod]
     fn decode(_cls: &Bound<'_, PyType>, payload: &Bound<'_, PyAny>) -> PyResult<Self> {
         decode_with(payload, Bootstrap::decode).map(PyBootstrap)
+    }
+
+    /// The bootstrap elastickv's admin builds for a cluster: a storage row
+    /// and a Raft row for each `(full_node_id, local_epoch)` writer, in
+    /// order, after its checks (ids non-zero and distinct, wrapped DEKs of
+    /// 1..=4096 bytes, at least one writer, no full id or node_id16 twice,
+    /// at most 16 384 rows). A failed check is ValueError.
+    #[classmethod]
+    fn for_cluster(
+        _cls: &Bound<'_, PyType>,
+        storage_dek_id: U32,
+        wrapped_storage: &Bound<'_, PyAny>,
+        raft_dek_id: U32,
+        wrapped_raft: &Bound<'_, PyAny>,
+        writers: Vec<(U64, U16)>,
+    ) -> PyResult<Self> {
+        let writers: Vec<(u64, u16)> = writers
+            .into_iter()
+            .map(|(full, epoch)| (full.value(), epoch.value()))
+            .collect();
+        crate::nodeid::bootstrap_for_cluster(
+            storage_dek_id.value(),
+            &bytes_arg(wrapped_storage, "wrapped_storage")?,
+            raft_dek_id.value(),
+            &bytes_arg(wrapped_raft, "wrapped_raft")?,
+            &writers,
+        )
+        .map(PyBootstrap)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
     fn __repr__(&self) -> String {

@@ -8,6 +8,7 @@ use pyo3::types::{PyBytes, PyDict, PyTuple};
 
 use super::convert::{U16, U32, U64};
 use super::errors::{run_detached, Handle};
+use super::payloads::PyRegistration;
 use super::verify::PyVerifyReport;
 use crate::registry::{self as codec, RegistryRow};
 use crate::store::RegistryError;
@@ -223,6 +224,29 @@ impl PyRegistry {
         let options = super::verify::options(rows, max_problems)?;
         let report = self.read(py, |r| Ok(r.verify(options)?))?;
         PyVerifyReport::new(py, self.path.clone(), report)
+    }
+
+    /// elastickv's pre-join check (against this view's snapshot): the
+    /// registrations a node with `full_node_id` must have applied before it
+    /// joins (at epoch 0; storage DEK, then the Raft DEK unless 0); raises
+    /// WriterUint16CollisionError when another node holds its 16-bit prefix.
+    #[pyo3(signature = (full_node_id, storage_dek_id, raft_dek_id=U32::ZERO))]
+    fn check_join(
+        &self,
+        py: Python<'_>,
+        full_node_id: U64,
+        storage_dek_id: U32,
+        raft_dek_id: U32,
+    ) -> PyResult<Vec<PyRegistration>> {
+        let (full, storage, raft) = (
+            full_node_id.value(),
+            storage_dek_id.value(),
+            raft_dek_id.value(),
+        );
+        let needed = self
+            .inner
+            .with(py, |r| Ok(r.check_join(full, storage, raft)??))?;
+        Ok(needed.into_iter().map(PyRegistration).collect())
     }
 
     /// Moves the view to the newest committed state.
