@@ -99,6 +99,10 @@ class KeyedModel:
     active: dict[str, int] = field(default_factory=lambda: {"storage": 0, "raft": 0})
     keys: dict[int, tuple[str, bytes]] = field(default_factory=dict)  # id -> (purpose, wrapped)
     keystore: dict[int, bytes] = field(default_factory=dict)
+    # SPEC §7: the envelope cutovers recorded in the sidecar.
+    storage_envelope_active: bool = False
+    storage_cutover_index: int = 0
+    raft_cutover_index: int = 0
 
     def bootstrapped(self) -> bool:
         return self.active["storage"] != 0 or self.active["raft"] != 0
@@ -129,12 +133,22 @@ class KeyedModel:
         return trial, wrote
 
     def _commit(
-        self, opened: list[tuple[int, str, bytes, bytes]], active: dict[str, int], rows: tuple[RegistryModel, bool]
+        self,
+        opened: list[tuple[int, str, bytes, bytes]],
+        active: dict[str, int],
+        rows: tuple[RegistryModel, bool],
+        rewrap: bool = False,
     ) -> bool:
+        """`rewrap`: a rotation records the wrap it carries (SPEC §7: the
+        same DEK wrapped again replaces the stored wrap); a bootstrap keeps
+        the first one."""
         before = (dict(self.active), dict(self.keys), dict(self.keystore))
         for dek_id, purpose, wrapped, dek in opened:
             self.keystore.setdefault(dek_id, dek)
-            self.keys.setdefault(dek_id, (purpose, wrapped))
+            if rewrap:
+                self.keys[dek_id] = (purpose, wrapped)
+            else:
+                self.keys.setdefault(dek_id, (purpose, wrapped))
         self.active.update(active)
         self.registry, wrote = rows
         return wrote or before != (self.active, self.keys, self.keystore)
@@ -189,5 +203,51 @@ class KeyedModel:
         rows = self._rows([proposer])
         if isinstance(rows, Halt):
             return rows
-        changed = self._commit([(dek_id, purpose, wrapped, dek)], {purpose: dek_id}, rows)
+        changed = self._commit([(dek_id, purpose, wrapped, dek)], {purpose: dek_id}, rows, rewrap=True)
         return "rotated" if changed else "unchanged"
+
+    def cutover(
+        self, layer: str, dek_id: int, purpose: str, wrapped: bytes, proposer: tuple[int, int, int], index: int | None
+    ) -> str | Halt:
+        """SPEC §7 / parity N1: enable-storage-envelope (layer "storage")
+        or enable-raft-envelope (layer "raft"): payload checks, then Go's
+        three branches (storage tests stale first, Raft already-active
+        first); only a fresh cutover applies its proposer row."""
+        reject = lambda reason, dek: Halt("PayloadRejectedError", {"reason": reason, "dek_id": dek})  # noqa: E731
+        if layer == "raft" and not index:
+            return reject("cutover_without_index", dek_id)
+        if purpose != layer:
+            return reject("cutover_purpose", dek_id)
+        if wrapped:
+            return reject("cutover_wrapped", dek_id)
+        if dek_id == 0:
+            return reject("reserved_key_id", 0)
+        if proposer[0] != dek_id:
+            return reject("proposer_dek_mismatch", dek_id)
+        if not self.bootstrapped():
+            return Halt("NotBootstrappedError", {"dek_id": dek_id})
+        # The replay of the entry that flipped a layer (same Raft index) is
+        # fresh again: the sidecar may have been written before a crash
+        # kept the registry from committing its proposer row.
+        if layer == "raft":
+            replay = bool(index) and index == self.raft_cutover_index and dek_id == self.active["raft"]
+            if self.raft_cutover_index and not replay:
+                return "already-active"
+            if dek_id != self.active["raft"]:
+                return "stale-dek"
+        else:
+            replay = bool(index) and index == self.storage_cutover_index
+            if dek_id != self.active["storage"]:
+                return "stale-dek"
+            if self.storage_envelope_active and not replay:
+                return "already-active"
+        rows = self._rows([proposer])
+        if isinstance(rows, Halt):
+            return rows
+        self.registry = rows[0]
+        if layer == "raft":
+            self.raft_cutover_index = index or 0
+        else:
+            self.storage_envelope_active = True
+            self.storage_cutover_index = index or 0
+        return "enabled"

@@ -3,6 +3,8 @@ as elastickv HEAD applies and writes them (SPEC §7, parity study N1)."""
 
 import base64
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -259,3 +261,54 @@ def test_raft_applied_index_only_moves_up_and_ignores_no_index(
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as again:
         again.apply_rotation(cluster.rotation(4, ea.Purpose.STORAGE, epoch=4), index=20)
         assert sidecar(again).raft_applied_index == 50 and again.applied_index == 20
+
+
+# ---------------------------------------------------------------- crashes
+
+
+@pytest.mark.parametrize("point", ["after_keystore_install", "after_sidecar_write", "before_registry_commit"])
+@pytest.mark.parametrize("layer", [ea.ENABLE_STORAGE_ENVELOPE, ea.ENABLE_RAFT_ENVELOPE])
+def test_a_crash_at_each_step_of_a_cutover_then_replay_converges(
+    tmp_path: Path, cluster: Cluster, point: str, layer: int
+) -> None:
+    boot = cluster.bootstrap()
+    dek_id = 1 if layer == ea.ENABLE_STORAGE_ENVELOPE else 2
+    cut = enable(layer, dek_id, full=0x5555_0003, epoch=4)  # the proposer is a new row
+    reference = tmp_path / "reference"
+    with ea.Applier(reference, kek=ea.FileKek(cluster.kek_path)) as applier:
+        applier.apply_bootstrap(boot, index=1)
+        assert applier.apply_rotation(cut, index=2) == "enabled"
+        expected = (applier.registry.rows(), applier.applied_index, applier.sidecar)
+    crashed = tmp_path / "crashed"
+    with ea.Applier(crashed, kek=ea.FileKek(cluster.kek_path)) as applier:
+        applier.apply_bootstrap(boot, index=1)
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, encryption_applier as ea\n"
+            "from encryption_applier._native import test_support\n"
+            "a = ea.Applier(sys.argv[1], kek=ea.FileKek(sys.argv[2]))\n"
+            "test_support.set_fault(a, sys.argv[3], 'abort')\n"
+            "a.apply(bytes.fromhex(sys.argv[4]), index=2)\n"
+            "print('not reached')\n",
+            str(crashed),
+            str(cluster.kek_path),
+            point,
+            cut.to_entry().hex(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode < 0 and "not reached" not in child.stdout, child
+    # The host replays its log from the registry's applied index + 1.
+    with ea.Applier(crashed, kek=ea.FileKek(cluster.kek_path)) as applier:
+        assert applier.applied_index == 1
+        assert applier.apply_rotation(cut, index=2) == "enabled"
+        assert applier.apply_rotation(cut, index=2) == "skipped"
+        got = (applier.registry.rows(), applier.applied_index, applier.sidecar)
+    assert got[0] == expected[0] and got[1] == expected[1]
+    assert got[2] is not None and expected[2] is not None
+    for name in ("active", "storage_envelope_active", "storage_envelope_cutover_index", "raft_envelope_cutover_index"):
+        assert getattr(got[2], name) == getattr(expected[2], name), name

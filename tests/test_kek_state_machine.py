@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import encryption_applier as ea
 
@@ -37,6 +37,7 @@ class KeyedStateMachine(RuleBasedStateMachine):
         self.wrapped_cache: dict[tuple[int, int, int], bytes] = {}
         self.model = KeyedModel(deks={})
         self.applier = ea.Applier(self.directory, kek=self.kek)
+        self.next_index = 0
 
     def wrapped(self, dek_id: int, variant: int, nonce_seed: int, kind: str) -> bytes:
         """A wrapped DEK made with pyca/cryptography, or a blob that must not
@@ -58,6 +59,13 @@ class KeyedStateMachine(RuleBasedStateMachine):
 
     blob = st.tuples(st.integers(0, 1), st.integers(0, 2), st.sampled_from(["good"] * 6 + ["garbage", "short"]))
 
+    @initialize(booted=st.booleans())
+    def maybe_bootstrapped(self, booted: bool) -> None:
+        """Half the runs start from a valid bootstrap, so rotations and
+        cutovers of active keys are reached often, not only by luck."""
+        if booted:
+            self.bootstrap(1, 2, (0, 0, "good"), (0, 0, "good"), [], False)
+
     @rule(storage=ids, raft=ids, ws=blob, wr=blob, batch=st.lists(rows, max_size=4), via=st.booleans())
     def bootstrap(self, storage, raft, ws, wr, batch, via) -> None:  # type: ignore[no-untyped-def]
         wrapped_s = self.wrapped(storage, *ws)
@@ -77,6 +85,31 @@ class KeyedStateMachine(RuleBasedStateMachine):
         expected = self.model.rotation(dek_id, purpose, wrapped, proposer)
         entry = ea.Rotation(dek_id, PURPOSE[purpose], wrapped, ea.Registration(*proposer))
         expect(expected, lambda: self.applier.apply(entry.to_entry()))
+
+    @rule(
+        layer=purposes,
+        dek=st.sampled_from(["active"] * 4 + [0, 1, 2, 3, 4]),
+        other_purpose=st.integers(0, 7),
+        wrapped=st.sampled_from([b""] * 7 + [b"x" * 60]),
+        proposer=rows,
+        same_dek=st.integers(0, 5),
+        with_index=st.integers(0, 6),
+    )
+    def cutover(self, layer, dek, other_purpose, wrapped, proposer, same_dek, with_index) -> None:  # type: ignore[no-untyped-def]
+        # Mostly well-formed cutovers of the active key, so every branch
+        # (enabled, already-active, stale-dek) is reached; sometimes not.
+        dek_id = self.model.active[layer] if dek == "active" else dek
+        purpose = layer if other_purpose else ("storage" if layer == "raft" else "raft")
+        if same_dek:
+            proposer = (dek_id, *proposer[1:])
+        index = None
+        if with_index:  # mostly with a fresh Raft index, as a host applies them
+            self.next_index += 1
+            index = self.next_index
+        expected = self.model.cutover(layer, dek_id, purpose, wrapped, proposer, index)
+        sub_tag = ea.ENABLE_RAFT_ENVELOPE if layer == "raft" else ea.ENABLE_STORAGE_ENVELOPE
+        entry = ea.Rotation(dek_id, PURPOSE[purpose], wrapped, ea.Registration(*proposer), sub_tag=sub_tag)
+        expect(expected, lambda: self.applier.apply(entry.to_entry(), index=index))
 
     @rule(row=rows)
     def registration(self, row) -> None:  # type: ignore[no-untyped-def]
@@ -107,6 +140,11 @@ class KeyedStateMachine(RuleBasedStateMachine):
             assert sidecar is not None
             assert sidecar.active == self.model.active
             assert {i: (k.purpose.name.lower(), k.wrapped) for i, k in sidecar.keys.items()} == self.model.keys
+            assert (
+                sidecar.storage_envelope_active,
+                sidecar.storage_envelope_cutover_index,
+                sidecar.raft_envelope_cutover_index,
+            ) == (self.model.storage_envelope_active, self.model.storage_cutover_index, self.model.raft_cutover_index)
 
     def teardown(self) -> None:
         self.applier.close()

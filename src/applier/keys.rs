@@ -285,7 +285,7 @@ impl Applier {
         let Some(current) = crypto.sync_from_disk()?.filter(Sidecar::is_bootstrapped) else {
             return Err(ApplyError::NotBootstrapped { dek_id: r.dek_id });
         };
-        let branch = cutover_branch(&current, r);
+        let branch = cutover_branch(&current, r, index);
         let raft = r.sub_tag == ENABLE_RAFT_ENVELOPE;
         let mut next = current.clone();
         next.advance_raft_applied_index(index);
