@@ -81,24 +81,28 @@ impl std::fmt::Display for WriteError {
     }
 }
 
-/// Creates `path` (which must not exist, not even as a symlink) owner-only
-/// (0600 whatever the umask), writes `bytes` and fsyncs it. On failure the
-/// file is removed, so no half-written file is left under `path`.
-pub fn create_private(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    let mut file = OpenOptions::new()
+/// Creates `path` for writing, which must not exist (not even as a
+/// symlink), owner-only (0600 whatever the umask).
+pub fn create_private_file(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|source| WriteError {
-            step: "creating the file",
-            source,
-        })?;
-    let written = file
-        .set_permissions(std::fs::Permissions::from_mode(0o600))
-        .and_then(|()| file.write_all(bytes))
-        .and_then(|()| file.sync_all());
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// Creates `path` (which must not exist, not even as a symlink) owner-only
+/// (0600 whatever the umask), writes `bytes` and fsyncs it. On failure the
+/// file is removed, so no half-written file is left under `path`.
+pub fn create_private(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let mut file = create_private_file(path).map_err(|source| WriteError {
+        step: "creating the file",
+        source,
+    })?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
     drop(file);
     written.map_err(|source| {
         let _ = std::fs::remove_file(path);

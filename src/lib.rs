@@ -22,6 +22,7 @@ pub mod nodeid;
 pub mod registry;
 pub mod rules;
 pub mod sidecar;
+pub mod startup;
 pub mod store;
 pub mod view;
 pub mod wire;

@@ -38,7 +38,9 @@ def test_console_script_is_installed() -> None:
     assert SCRIPT is not None
 
 
-@pytest.mark.parametrize("command", [[], ["inspect"], ["digest"], ["export"], ["apply"], ["verify"]])
+@pytest.mark.parametrize(
+    "command", [[], ["inspect"], ["digest"], ["export"], ["apply"], ["verify"], ["doctor"], ["probe-node-id"]]
+)
 def test_help_for_every_command(command: list[str]) -> None:
     proc = cli(*command, "--help")
     assert proc.returncode == 0

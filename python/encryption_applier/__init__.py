@@ -35,10 +35,12 @@ from ._native import (
     VerifyReport,
     __version__,
     bump_local_epoch,
+    check_startup,
     decode_entry,
     decode_registry_key,
     decode_registry_value,
     derive_node_id,
+    diagnose_startup,
     encode_registry_value,
     find_node_id_collisions,
     is_encryption_opcode,
@@ -66,6 +68,9 @@ __all__ = [
     "Sidecar",
     "SidecarKey",
     "read_sidecar",
+    # start-up
+    "diagnose_startup",
+    "check_startup",
     "bump_local_epoch",
     "prepare_epochs",
     # payloads

@@ -45,6 +45,8 @@ __all__ = [
     "encode_registry_value",
     "is_encryption_opcode",
     "read_sidecar",
+    "diagnose_startup",
+    "check_startup",
     "bump_local_epoch",
     "prepare_epochs",
     "verify",
@@ -396,6 +398,36 @@ class Sidecar:
     def __eq__(self, other: object, /) -> bool: ...
 
 def read_sidecar(path: str | os.PathLike[str]) -> Sidecar | None: ...
+def diagnose_startup(
+    *,
+    encryption_enabled: bool,
+    kek: FileKek | None = None,
+    sidecar_path: str | os.PathLike[str] | None = None,
+    registry: Registry | None = None,
+    full_node_id: int | None = None,
+    members: Iterable[int] = ...,
+    log: Iterable[tuple[int, bytes]] = ...,
+    engine_applied_index: int | None = None,
+    snapshot_cutover_index: int | None = None,
+    phase: Literal["pre-bump", "post-replay"] = "pre-bump",
+) -> list[Any]:  # list[StartupRefusedError]
+    """Every refusal of elastickv's startup guards, in Go's order."""
+
+def check_startup(
+    *,
+    encryption_enabled: bool,
+    kek: FileKek | None = None,
+    sidecar_path: str | os.PathLike[str] | None = None,
+    registry: Registry | None = None,
+    full_node_id: int | None = None,
+    members: Iterable[int] = ...,
+    log: Iterable[tuple[int, bytes]] = ...,
+    engine_applied_index: int | None = None,
+    snapshot_cutover_index: int | None = None,
+    phase: Literal["pre-bump", "post-replay"] = "pre-bump",
+) -> None:
+    """diagnose_startup, raising the first refusal."""
+
 def derive_node_id(raft_id: str) -> int: ...
 def node_id16(full_node_id: int) -> int: ...
 def find_node_id_collisions(ids: Iterable[int]) -> list[tuple[int, int]]: ...

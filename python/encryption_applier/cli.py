@@ -129,6 +129,45 @@ def cmd_probe_node_id(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
+    sidecar = Path(args.sidecar) if args.sidecar else Path(args.directory) / "keys.json"
+    full = (
+        args.full_node_id
+        if args.full_node_id is not None
+        else (ea.derive_node_id(args.raft_id) if args.raft_id else None)
+    )
+    kek = ea.FileKek(args.kek) if args.kek else None
+    registry = ea.Registry(args.directory) if (Path(args.directory) / "data.mdb").exists() else None
+    try:
+        refusals = ea.diagnose_startup(
+            encryption_enabled=not args.encryption_disabled,
+            kek=kek,
+            sidecar_path=sidecar,
+            registry=registry,
+            full_node_id=full,
+            members=args.member,
+            engine_applied_index=args.engine_applied_index,
+            snapshot_cutover_index=args.snapshot_cutover_index,
+            phase=args.phase,
+        )
+    finally:
+        if registry is not None:
+            registry.close()
+    node = f"0x{full:016x}" if full is not None else "not given (guard 7 skipped)"
+    print(
+        f"checked {args.directory}: encryption {'off' if args.encryption_disabled else 'on'}, "
+        f"KEK {args.kek or 'none'}, sidecar {sidecar}{'' if sidecar.exists() else ' (absent)'}, "
+        f"node {node}, {len(args.member)} members, phase {args.phase}",
+        file=out,
+    )
+    for refusal in refusals:
+        print(f"REFUSED {refusal.sentinel} ({type(refusal).__name__}): {refusal}", file=out)
+        print(f"    {refusal.meaning}", file=out)
+    if not refusals:
+        print("ok: no startup guard refuses", file=out)
+    return EXIT_OK if not refusals else EXIT_DAMAGED
+
+
 def cmd_digest(args: argparse.Namespace, out: TextIO) -> int:
     with ea.Registry(args.directory) as registry:
         print(registry.digest(), file=out)
@@ -292,6 +331,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage-dek-id", type=int, metavar="ID", help="active storage DEK (instead of the sidecar's)")
     p.add_argument("--raft-dek-id", type=int, metavar="ID", help="active Raft DEK (with --storage-dek-id)")
     p.set_defaults(run=cmd_probe_node_id)
+
+    p = sub.add_parser(
+        "doctor",
+        help="run elastickv's startup guards against a data directory",
+        description="Run elastickv's startup guards (in Go's order) and print every refusal with its Go error "
+        "name and what it means. Exit 0 when the node may start, 1 when a guard refuses.",
+    )
+    p.add_argument("directory", help="registry directory")
+    p.add_argument("--kek", help="KEK file")
+    p.add_argument("--sidecar", help="sidecar path (default: keys.json in the directory)")
+    p.add_argument("--encryption-disabled", action="store_true", help="the node runs with encryption off")
+    node = p.add_mutually_exclusive_group()
+    node.add_argument("--full-node-id", type=_uint64, metavar="N", help="this node's 64-bit id")
+    node.add_argument("--raft-id", metavar="S", help="this node's Raft id (the full id is derived)")
+    p.add_argument("--member", type=_uint64, action="append", default=[], metavar="N", help="a member's full id")
+    p.add_argument("--phase", choices=("pre-bump", "post-replay"), default="pre-bump")
+    p.add_argument("--engine-applied-index", type=int, metavar="N", help="the engine's applied index")
+    p.add_argument("--snapshot-cutover-index", type=int, metavar="N", help="cutover index of the restored snapshot")
+    p.set_defaults(run=cmd_doctor)
 
     p = sub.add_parser("export", help="write the rows as CSV or JSON", description="Write the rows as CSV or JSON.")
     p.add_argument("directory", help="registry directory")

@@ -22,8 +22,16 @@ handling), and they pickle with their fields (to cross a process pool).
     │   ├── CutoverHookError            the on_raft_cutover hook raised
     │   └── SidecarError                keys.json unreadable, invalid or not written
     ├── StartupRefusedError             a node must not start (elastickv's startup guards)
-    │   ├── LocalEpochExhaustedError    a key's local epoch is at 0xFFFF: rotate first
-    │   └── WriterUint16CollisionError  a joining node's 16-bit prefix is another node's
+    │   ├── SidecarPresentWithoutFlagError   a sidecar on disk while encryption is off
+    │   ├── KEKRequiredWithFlagError         encryption on without a KEK
+    │   ├── KEKMismatchError                 the KEK does not unwrap a sidecar key
+    │   ├── LocalEpochExhaustedError         a key's local epoch is at 0xFFFF: rotate first
+    │   ├── UnsupportedFilesystemError       fsync does not work where the sidecar lives
+    │   ├── StartupNodeIDCollisionError      two members share a 16-bit node id
+    │   ├── StartupLocalEpochRollbackError   the sidecar's epoch is not ahead of the registry
+    │   ├── EnvelopeCutoverDivergenceError   snapshot and sidecar disagree on the Raft cutover
+    │   ├── SidecarBehindRaftLogError        the sidecar missed an encryption entry
+    │   └── WriterUint16CollisionError       a joining node's 16-bit prefix is another node's
     ├── RegistryOpenError               a registry directory that cannot be opened
     │   └── DamagedRegistryError        data.mdb fails the page check at open
     └── KEKFileError                    a KEK file that cannot be used
@@ -55,7 +63,15 @@ __all__ = [
     "CutoverHookError",
     "SidecarError",
     "StartupRefusedError",
+    "SidecarPresentWithoutFlagError",
+    "KEKRequiredWithFlagError",
+    "KEKMismatchError",
     "LocalEpochExhaustedError",
+    "UnsupportedFilesystemError",
+    "StartupNodeIDCollisionError",
+    "StartupLocalEpochRollbackError",
+    "EnvelopeCutoverDivergenceError",
+    "SidecarBehindRaftLogError",
     "WriterUint16CollisionError",
     "RegistryOpenError",
     "DamagedRegistryError",
@@ -321,20 +337,185 @@ class StartupRefusedError(EncryptionError):
     guards refused (not a halt: no entry was involved). ``sentinel`` is the
     name of the Go error it stands for."""
 
-    def __init__(self, message: str, /, *, sentinel: str) -> None:
+    def __init__(self, message: str, /, *, sentinel: str, meaning: str | None = None) -> None:
         super().__init__(message)
         self.sentinel = sentinel
+        self.meaning = meaning
+
+
+class SidecarPresentWithoutFlagError(StartupRefusedError):
+    """A sidecar is at ``path`` but encryption is off: starting would
+    silently downgrade to cleartext."""
+
+    def __init__(
+        self, message: str, /, *, path: str, sentinel: str = "ErrSidecarPresentWithoutFlag", meaning: str | None = None
+    ) -> None:
+        super().__init__(message, sentinel=sentinel, meaning=meaning)
+        self.path = path
+
+
+class KEKRequiredWithFlagError(StartupRefusedError):
+    """Encryption is on but no KEK is configured."""
+
+    def __init__(
+        self, message: str, /, *, sentinel: str = "ErrKEKRequiredWithFlag", meaning: str | None = None
+    ) -> None:
+        super().__init__(message, sentinel=sentinel, meaning=meaning)
+
+
+class KEKMismatchError(StartupRefusedError):
+    """The configured KEK cannot unwrap key ``dek_id`` (``purpose``) of the
+    sidecar; ``problem`` says how the unwrap failed."""
+
+    def __init__(
+        self,
+        message: str,
+        /,
+        *,
+        dek_id: int,
+        purpose: PurposeName,
+        problem: str,
+        sentinel: str = "ErrKEKMismatch",
+        meaning: str | None = None,
+    ) -> None:
+        super().__init__(message, sentinel=sentinel, meaning=meaning)
+        self.dek_id = dek_id
+        self.purpose = purpose
+        self.problem = problem
 
 
 class LocalEpochExhaustedError(StartupRefusedError):
     """Key ``dek_id`` is at local epoch 0xFFFF in the sidecar at ``path``:
     another start could repeat a nonce, so a rotation to a new key must come
-    first."""
+    first. ``purpose`` is set when the startup guard found it (the active
+    key of that purpose)."""
 
-    def __init__(self, message: str, /, *, dek_id: int, path: str, sentinel: str = "ErrLocalEpochExhausted") -> None:
-        super().__init__(message, sentinel=sentinel)
+    def __init__(
+        self,
+        message: str,
+        /,
+        *,
+        dek_id: int,
+        path: str,
+        purpose: PurposeName | None = None,
+        sentinel: str = "ErrLocalEpochExhausted",
+        meaning: str | None = None,
+    ) -> None:
+        super().__init__(message, sentinel=sentinel, meaning=meaning)
         self.dek_id = dek_id
         self.path = path
+        self.purpose = purpose
+
+
+class UnsupportedFilesystemError(StartupRefusedError):
+    """An fsync failed when probing the sidecar's directory ``path``."""
+
+    def __init__(
+        self,
+        message: str,
+        /,
+        *,
+        path: str,
+        detail: str,
+        sentinel: str = "ErrUnsupportedFilesystem",
+        meaning: str | None = None,
+    ) -> None:
+        super().__init__(message, sentinel=sentinel, meaning=meaning)
+        self.path = path
+        self.detail = detail
+
+
+class StartupNodeIDCollisionError(StartupRefusedError):
+    """Two members' full ids share their low 16 bits (a start-up refusal;
+    the halt of the same name without ``Startup`` is case 4 of an apply)."""
+
+    def __init__(
+        self,
+        message: str,
+        /,
+        *,
+        first_full_node_id: int,
+        second_full_node_id: int,
+        sentinel: str = "ErrNodeIDCollision",
+        meaning: str | None = None,
+    ) -> None:
+        super().__init__(message, sentinel=sentinel, meaning=meaning)
+        self.first_full_node_id = first_full_node_id
+        self.second_full_node_id = second_full_node_id
+
+
+class StartupLocalEpochRollbackError(StartupRefusedError):
+    """This node's registry row under the active storage key forbids a
+    start: ``problem`` is ``"no_row"`` (the storage layer is cut over but
+    there is no row), ``"foreign_row"`` (``owner_full_node_id`` holds the
+    prefix) or ``"behind"`` (``sidecar_epoch`` below ``last_seen`` before
+    the bump, or not above it after replay; ``phase`` says which)."""
+
+    def __init__(
+        self,
+        message: str,
+        /,
+        *,
+        dek_id: int,
+        full_node_id: int,
+        phase: str,
+        problem: str,
+        sidecar_epoch: int | None = None,
+        last_seen: int | None = None,
+        owner_full_node_id: int | None = None,
+        sentinel: str = "ErrLocalEpochRollback",
+        meaning: str | None = None,
+    ) -> None:
+        super().__init__(message, sentinel=sentinel, meaning=meaning)
+        self.dek_id = dek_id
+        self.full_node_id = full_node_id
+        self.phase = phase
+        self.problem = problem
+        self.sidecar_epoch = sidecar_epoch
+        self.last_seen = last_seen
+        self.owner_full_node_id = owner_full_node_id
+
+
+class EnvelopeCutoverDivergenceError(StartupRefusedError):
+    """The restored snapshot's Raft cutover index differs from the sidecar's."""
+
+    def __init__(
+        self,
+        message: str,
+        /,
+        *,
+        snapshot_cutover_index: int,
+        sidecar_cutover_index: int,
+        sentinel: str = "ErrEnvelopeCutoverDivergence",
+        meaning: str | None = None,
+    ) -> None:
+        super().__init__(message, sentinel=sentinel, meaning=meaning)
+        self.snapshot_cutover_index = snapshot_cutover_index
+        self.sidecar_cutover_index = sidecar_cutover_index
+
+
+class SidecarBehindRaftLogError(StartupRefusedError):
+    """The sidecar's ``sidecar_applied_index`` is behind the engine's
+    ``engine_applied_index`` and entry ``entry_index`` (an encryption entry,
+    ``opcode``) lies in between."""
+
+    def __init__(
+        self,
+        message: str,
+        /,
+        *,
+        sidecar_applied_index: int,
+        engine_applied_index: int,
+        entry_index: int,
+        opcode: int,
+        sentinel: str = "ErrSidecarBehindRaftLog",
+        meaning: str | None = None,
+    ) -> None:
+        super().__init__(message, sentinel=sentinel, meaning=meaning)
+        self.sidecar_applied_index = sidecar_applied_index
+        self.engine_applied_index = engine_applied_index
+        self.entry_index = entry_index
+        self.opcode = opcode
 
 
 class WriterUint16CollisionError(StartupRefusedError):
@@ -352,8 +533,9 @@ class WriterUint16CollisionError(StartupRefusedError):
         existing_full_node_id: int,
         incoming_full_node_id: int,
         sentinel: str = "ErrWriterUint16Collision",
+        meaning: str | None = None,
     ) -> None:
-        super().__init__(message, sentinel=sentinel)
+        super().__init__(message, sentinel=sentinel, meaning=meaning)
         self.dek_id = dek_id
         self.node_id16 = node_id16
         self.existing_full_node_id = existing_full_node_id

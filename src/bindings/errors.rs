@@ -24,13 +24,14 @@ use crate::kek::{KekFileError, KekFileProblem, UnwrapError};
 use crate::nodeid::WriterUint16Collision;
 use crate::registry::RegistryCorruption;
 use crate::sidecar::{EpochError, SidecarError};
+use crate::startup::StartupError;
 use crate::store::{OpenError, RegistryError, StorageError};
 use crate::wire::MalformedPayload;
 
 type Fields<'py> = Vec<(&'static str, Bound<'py, PyAny>)>;
 
 /// A field value; every type used here converts without failing.
-fn field<'py, T>(py: Python<'py>, value: T) -> Bound<'py, PyAny>
+pub(super) fn field<'py, T>(py: Python<'py>, value: T) -> Bound<'py, PyAny>
 where
     T: IntoPyObject<'py, Error = Infallible>,
 {
@@ -44,7 +45,12 @@ where
 /// raisable error. Should building it fail (the module cannot be imported,
 /// memory runs out), that failure is raised instead: an exception either
 /// way, never a panic and never silence.
-fn build<'py>(py: Python<'py>, class: &str, message: String, fields: Fields<'py>) -> PyErr {
+pub(super) fn build<'py>(
+    py: Python<'py>,
+    class: &str,
+    message: String,
+    fields: Fields<'py>,
+) -> PyErr {
     let made = (|| {
         let kwargs = PyDict::new(py);
         for (name, value) in fields {
@@ -312,6 +318,7 @@ pub(super) enum CoreError {
     Sidecar(SidecarError),
     Epoch(EpochError),
     Join(WriterUint16Collision),
+    Startup(StartupError),
     Batch(BatchHalt),
     Closed(&'static str),
     /// A Rust panic, caught before it could unwind into Python.
@@ -336,6 +343,7 @@ core_error_from! {
     SidecarError => Sidecar,
     EpochError => Epoch,
     WriterUint16Collision => Join,
+    StartupError => Startup,
     BatchHalt => Batch,
 }
 
@@ -369,6 +377,8 @@ impl CoreError {
             CoreError::KekFile(e) => kek_file_to_py(py, &e),
             CoreError::Sidecar(e) => sidecar_to_py(py, &e),
             CoreError::Epoch(e) => epoch_to_py(py, &e),
+            CoreError::Startup(StartupError::Sidecar(e)) => sidecar_to_py(py, &e),
+            CoreError::Startup(e) => pyo3::exceptions::PyOSError::new_err(e.to_string()),
             CoreError::Join(e) => build(
                 py,
                 "WriterUint16CollisionError",

@@ -14,6 +14,7 @@ mod errors;
 mod keys;
 mod payloads;
 mod registry;
+mod startup;
 mod test_support;
 mod verify;
 
@@ -45,6 +46,8 @@ mod _native {
     use super::payloads::{PyBootstrap, PyRegistration, PyRotation};
     #[pymodule_export]
     use super::registry::{PyRegistry, PyRegistryDiff, PyRegistryRow};
+    #[pymodule_export]
+    use super::startup::{check_startup, diagnose_startup};
     #[pymodule_export]
     use super::test_support_module;
     #[pymodule_export]

@@ -161,6 +161,15 @@ impl PyRegistry {
         self.inner.with(py, |registry| Ok(f(registry)?))
     }
 
+    /// Runs `f` on the view (as [`Self::read`]) for other binding modules.
+    pub(super) fn with_view<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&Registry) -> Result<T, super::errors::CoreError> + Send,
+    ) -> PyResult<T> {
+        self.inner.with(py, |registry| f(registry))
+    }
+
     fn rows_vec(&self, py: Python<'_>, dek_id: Option<u32>) -> PyResult<Vec<PyRegistryRow>> {
         let rows = self.read(py, |r| r.rows(dek_id))?;
         Ok(rows.into_iter().map(PyRegistryRow).collect())
