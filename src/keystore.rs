@@ -55,6 +55,27 @@ impl Keystore {
         }
     }
 
+    /// Opens an envelope with the key it names: a storage value (with its
+    /// user key, commit timestamp and expiry, which its AAD binds) or,
+    /// with `storage: None`, a Raft entry.
+    pub fn decrypt(
+        &self,
+        env: &crate::envelope::Envelope,
+        storage: Option<(&[u8], u64, u64)>,
+    ) -> Result<Vec<u8>, crate::envelope::EnvelopeError> {
+        let dek = self
+            .keys
+            .get(&env.key_id)
+            .ok_or(crate::envelope::EnvelopeError::UnknownKey { key_id: env.key_id })?;
+        let aad = match storage {
+            Some((user_key, commit_ts, expire_at)) => {
+                env.storage_aad(user_key, commit_ts, expire_at)
+            }
+            None => env.raft_aad(),
+        };
+        env.open(dek, &aad)
+    }
+
     /// Installs a key; returns whether it was new.
     pub fn install(&mut self, dek_id: u32, dek: Dek) -> Result<Install, ApplyError> {
         let install = self.check(dek_id, &dek)?;

@@ -14,6 +14,7 @@
 //! - `error`: the aggregate errors; `fsutil`: durable private writes.
 
 pub mod applier;
+pub mod envelope;
 pub mod error;
 pub mod fsutil;
 pub mod kek;

@@ -32,6 +32,10 @@ handling), and they pickle with their fields (to cross a process pool).
     │   ├── EnvelopeCutoverDivergenceError   snapshot and sidecar disagree on the Raft cutover
     │   ├── SidecarBehindRaftLogError        the sidecar missed an encryption entry
     │   └── WriterUint16CollisionError       a joining node's 16-bit prefix is another node's
+    ├── EnvelopeError                   an elastickv envelope that cannot be read or opened
+    │   ├── EnvelopeShortError          fewer than 34 bytes
+    │   ├── EnvelopeVersionError        a version other than 0x01
+    │   └── IntegrityError              does not verify under its key and AAD
     ├── RegistryOpenError               a registry directory that cannot be opened
     │   └── DamagedRegistryError        data.mdb fails the page check at open
     └── KEKFileError                    a KEK file that cannot be used
@@ -73,6 +77,10 @@ __all__ = [
     "EnvelopeCutoverDivergenceError",
     "SidecarBehindRaftLogError",
     "WriterUint16CollisionError",
+    "EnvelopeError",
+    "EnvelopeShortError",
+    "EnvelopeVersionError",
+    "IntegrityError",
     "RegistryOpenError",
     "DamagedRegistryError",
     "KEKFileError",
@@ -540,6 +548,36 @@ class WriterUint16CollisionError(StartupRefusedError):
         self.node_id16 = node_id16
         self.existing_full_node_id = existing_full_node_id
         self.incoming_full_node_id = incoming_full_node_id
+
+
+class EnvelopeError(EncryptionError):
+    """An elastickv envelope that cannot be decoded or opened."""
+
+
+class EnvelopeShortError(EnvelopeError):
+    """Bytes too short (``length``) to be an envelope: 18 header bytes and
+    a 16-byte tag at least."""
+
+    def __init__(self, message: str, /, *, length: int) -> None:
+        super().__init__(message)
+        self.length = length
+
+
+class EnvelopeVersionError(EnvelopeError):
+    """An envelope ``version`` other than 0x01."""
+
+    def __init__(self, message: str, /, *, version: int) -> None:
+        super().__init__(message)
+        self.version = version
+
+
+class IntegrityError(EnvelopeError):
+    """An envelope under ``key_id`` whose tag does not verify: the wrong
+    key, the wrong AAD (user key, timestamp, expiry) or tampered bytes."""
+
+    def __init__(self, message: str, /, *, key_id: int) -> None:
+        super().__init__(message)
+        self.key_id = key_id
 
 
 class RegistryOpenError(EncryptionError):

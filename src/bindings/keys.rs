@@ -8,7 +8,8 @@ use pyo3::types::{PyBytes, PyType};
 use zeroize::Zeroize;
 
 use super::applier::PyApplier;
-use super::convert::{bytes_arg, purpose_repr, purpose_to_py, U32};
+use super::convert::{bytes_arg, purpose_repr, purpose_to_py, U32, U64};
+use super::envelope::{envelope_arg, envelope_error_to_py};
 use super::errors::{run_detached, unwrap_to_py};
 use crate::kek::{Dek, Kek, DEK_LEN};
 use crate::keystore::Keystore;
@@ -125,6 +126,41 @@ impl PyKeystore {
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let ids = self.ids(py)?;
         Ok(ids.into_pyobject(py)?.try_iter()?.into_any())
+    }
+
+    /// Opens a storage value's envelope (an Envelope or its bytes) with
+    /// the key it names; its AAD binds `user_key`, `commit_ts` and
+    /// `expire_at`. IntegrityError when it does not verify, KeyError for a
+    /// key this keystore lacks.
+    #[pyo3(signature = (envelope, user_key, commit_ts, expire_at=U64::ZERO))]
+    fn decrypt_storage<'py>(
+        &self,
+        py: Python<'py>,
+        envelope: &Bound<'py, PyAny>,
+        user_key: &Bound<'py, PyAny>,
+        commit_ts: U64,
+        expire_at: U64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let env = envelope_arg(envelope)?;
+        let key = bytes_arg(user_key, "user_key")?.into_owned();
+        let (ts, exp) = (commit_ts.value(), expire_at.value());
+        let plain = self.with(py, |ks| ks.decrypt(&env, Some((&key, ts, exp))))?;
+        plain
+            .map(|p| PyBytes::new(py, &p))
+            .map_err(|e| envelope_error_to_py(py, &e))
+    }
+
+    /// Opens a Raft entry's envelope with the key it names.
+    fn decrypt_raft<'py>(
+        &self,
+        py: Python<'py>,
+        envelope: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let env = envelope_arg(envelope)?;
+        let plain = self.with(py, |ks| ks.decrypt(&env, None))?;
+        plain
+            .map(|p| PyBytes::new(py, &p))
+            .map_err(|e| envelope_error_to_py(py, &e))
     }
 
     /// `sha256(dek).hexdigest()[:16]` of a loaded key; KeyError if absent.

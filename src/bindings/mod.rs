@@ -10,6 +10,7 @@
 mod applier;
 mod codec;
 mod convert;
+mod envelope;
 mod errors;
 mod keys;
 mod payloads;
@@ -37,6 +38,8 @@ mod _native {
         encode_registry_value, find_node_id_collisions, is_encryption_opcode, node_id16,
         registry_key,
     };
+    #[pymodule_export]
+    use super::envelope::{audit_nonces, PyEnvelope, PyNonce, PyNonceFinding};
     #[pymodule_export]
     use super::keys::{
         bump_local_epoch, prepare_epochs, read_sidecar, PyFileKek, PyKeystore, PySidecar,
