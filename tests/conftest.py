@@ -168,3 +168,30 @@ class Cluster:
 @pytest.fixture
 def cluster(kek_path: Path) -> Cluster:
     return Cluster(kek_path)
+
+
+def crash_applying(directory: Path, kek_path: Path, point: str, entry: bytes, index: int | None = None) -> None:
+    """Applies `entry` in a child process that aborts (a real crash, no
+    cleanup) at fault `point`, and checks it did die there."""
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, encryption_applier as ea\n"
+            "from encryption_applier._native import test_support\n"
+            "a = ea.Applier(sys.argv[1], kek=ea.FileKek(sys.argv[2]))\n"
+            "test_support.set_fault(a, sys.argv[3], 'abort')\n"
+            "index = int(sys.argv[5]) if sys.argv[5] else None\n"
+            "a.apply(bytes.fromhex(sys.argv[4]), index=index)\n"
+            "print('not reached')\n",
+            str(directory),
+            str(kek_path),
+            point,
+            entry.hex(),
+            "" if index is None else str(index),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode < 0 and "not reached" not in child.stdout, child

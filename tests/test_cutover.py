@@ -3,15 +3,13 @@ as elastickv HEAD applies and writes them (SPEC §7, parity study N1)."""
 
 import base64
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import encryption_applier as ea
 
-from conftest import NODE, OTHER, Cluster
+from conftest import NODE, OTHER, Cluster, crash_applying
 
 # The parity study's pinned example: enable-storage, dek 7, proposer
 # 0xABCD0001 at epoch 2, no wrapped key.
@@ -282,26 +280,7 @@ def test_a_crash_at_each_step_of_a_cutover_then_replay_converges(
     crashed = tmp_path / "crashed"
     with ea.Applier(crashed, kek=ea.FileKek(cluster.kek_path)) as applier:
         applier.apply_bootstrap(boot, index=1)
-    child = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys, encryption_applier as ea\n"
-            "from encryption_applier._native import test_support\n"
-            "a = ea.Applier(sys.argv[1], kek=ea.FileKek(sys.argv[2]))\n"
-            "test_support.set_fault(a, sys.argv[3], 'abort')\n"
-            "a.apply(bytes.fromhex(sys.argv[4]), index=2)\n"
-            "print('not reached')\n",
-            str(crashed),
-            str(cluster.kek_path),
-            point,
-            cut.to_entry().hex(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert child.returncode < 0 and "not reached" not in child.stdout, child
+    crash_applying(crashed, cluster.kek_path, point, cut.to_entry(), index=2)
     # The host replays its log from the registry's applied index + 1.
     with ea.Applier(crashed, kek=ea.FileKek(cluster.kek_path)) as applier:
         assert applier.applied_index == 1

@@ -17,7 +17,7 @@ import pytest
 import encryption_applier as ea
 from encryption_applier._native import test_support
 
-from conftest import NODE, OTHER, Cluster, aesgcm_unwrap, aesgcm_wrap, dump_raw, fingerprint
+from conftest import NODE, OTHER, Cluster, aesgcm_unwrap, aesgcm_wrap, crash_applying, dump_raw, fingerprint
 
 # ------------------------------------------------------------------ KEK files
 
@@ -522,28 +522,7 @@ def test_crash_at_each_step_then_replay_converges(tmp_path: Path, cluster: Clust
     if which == "rotation":
         with ea.Applier(directory, kek=ea.FileKek(cluster.kek_path)) as applier:
             applier.apply_bootstrap(boot)
-    crashing = (boot if which == "bootstrap" else rot).to_entry()
-    # A real crash: the child aborts at the fault point.
-    child = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys, encryption_applier as ea\n"
-            "from encryption_applier._native import test_support\n"
-            "a = ea.Applier(sys.argv[1], kek=ea.FileKek(sys.argv[2]))\n"
-            "test_support.set_fault(a, sys.argv[3], 'abort')\n"
-            "a.apply(bytes.fromhex(sys.argv[4]))\n"
-            "print('not reached')\n",
-            str(directory),
-            str(cluster.kek_path),
-            point,
-            crashing.hex(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert child.returncode < 0 and "not reached" not in child.stdout
+    crash_applying(directory, cluster.kek_path, point, (boot if which == "bootstrap" else rot).to_entry())
     if point == "after_sidecar_write" or point == "before_registry_commit":
         assert (directory / "keys.json").exists()
     # A restarted applier replays the log from the entry that crashed (the

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Final, Literal, Self, final
 
+from encryption_applier.exceptions import DamageProblem as _DamageProblem
+
 __version__: Final[str]
 __all__ = [
     "Applier",
@@ -275,21 +277,6 @@ class RegistryDiff:
     def changed(self) -> list[tuple[RegistryRow, RegistryRow]]: ...
     def __bool__(self) -> bool: ...
     def __len__(self) -> int: ...
-
-_DamageProblem = Literal[
-    "truncated",
-    "meta",
-    "db_flags",
-    "page_number",
-    "page_header",
-    "node_bounds",
-    "key_order",
-    "tree_shape",
-    "counts",
-    "free_list",
-    "row",
-    "io",
-]
 
 @final
 class PageDamage:
