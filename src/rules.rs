@@ -214,7 +214,15 @@ pub fn check_cutover(r: &Rotation, index: Option<u64>) -> Result<(), ApplyError>
             len: r.wrapped.len(),
         });
     }
-    check_rotation(r)
+    // Unlike rotate-dek, id 0 is not refused: Go takes the stale (or, for
+    // Raft, already-active) branch for it.
+    if r.proposer.dek_id != r.dek_id {
+        return reject(RejectReason::ProposerDekMismatch {
+            dek_id: r.dek_id,
+            proposer_dek_id: r.proposer.dek_id,
+        });
+    }
+    Ok(())
 }
 
 /// Which of Go's three branches a cutover takes against the sidecar.
@@ -230,20 +238,9 @@ pub enum CutoverBranch {
 
 /// Go's order differs by layer: storage tests staleness first, Raft tests
 /// "already cut over" first (elastickv applier.go).
-///
-/// One addition: the sidecar is written before the registry commits, so a
-/// crash between the two leaves the layer flipped but the proposer row not
-/// written. The replay of that very entry (its Raft index is the recorded
-/// cutover index) is therefore taken as fresh again, and writes the row
-/// (the four cases make a second write of it a no-op). Go writes the row
-/// first and has no such window; without an index the entry cannot be
-/// recognised, which is why cutovers should carry theirs.
-pub fn cutover_branch(sidecar: &Sidecar, r: &Rotation, index: Option<u64>) -> CutoverBranch {
-    let replay_of = |cutover_index: u64| cutover_index != 0 && index == Some(cutover_index);
+pub fn cutover_branch(sidecar: &Sidecar, r: &Rotation) -> CutoverBranch {
     if r.sub_tag == ENABLE_RAFT_ENVELOPE {
-        if replay_of(sidecar.raft_envelope_cutover_index) && r.dek_id == sidecar.active_raft {
-            CutoverBranch::Fresh
-        } else if sidecar.raft_envelope_cutover_index != 0 {
+        if sidecar.raft_envelope_cutover_index != 0 {
             CutoverBranch::AlreadyActive
         } else if r.dek_id != sidecar.active_raft {
             CutoverBranch::Stale
@@ -252,8 +249,7 @@ pub fn cutover_branch(sidecar: &Sidecar, r: &Rotation, index: Option<u64>) -> Cu
         }
     } else if r.dek_id != sidecar.active_storage {
         CutoverBranch::Stale
-    } else if sidecar.storage_envelope_active && !replay_of(sidecar.storage_envelope_cutover_index)
-    {
+    } else if sidecar.storage_envelope_active {
         CutoverBranch::AlreadyActive
     } else {
         CutoverBranch::Fresh

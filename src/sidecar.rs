@@ -46,6 +46,9 @@ pub struct SidecarKey {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sidecar {
+    /// The version read (1 or 2); what is written is always
+    /// [`SIDECAR_VERSION`].
+    pub version: u64,
     pub raft_applied_index: u64,
     pub storage_envelope_active: bool,
     /// The Raft index of the storage cutover (0 before it, or when it was
@@ -63,6 +66,7 @@ pub struct Sidecar {
 impl Default for Sidecar {
     fn default() -> Self {
         Sidecar {
+            version: SIDECAR_VERSION,
             raft_applied_index: 0,
             storage_envelope_active: false,
             storage_envelope_cutover_index: 0,
@@ -240,7 +244,10 @@ impl Sidecar {
                 "version {version} is not supported (expected 1 or {SIDECAR_VERSION})"
             ));
         }
-        let mut sidecar = Sidecar::default();
+        let mut sidecar = Sidecar {
+            version: version.as_u64().unwrap_or(SIDECAR_VERSION),
+            ..Sidecar::default()
+        };
         if let Some(v) = top.get("raft_applied_index") {
             sidecar.raft_applied_index = uint(v, "raft_applied_index", u64::MAX)?;
         }
@@ -510,28 +517,33 @@ pub fn bump_local_epoch(path: &Path, dek_id: u32) -> Result<u16, EpochError> {
 }
 
 /// The epochs a node pins at start (elastickv main_encryption_write_wiring
-/// .go): `(0, 0)` without a sidecar or before a storage key; otherwise the
-/// active storage key's epoch bumped, and the active Raft key's bumped too
-/// once the Raft layer is cut over (else 0).
+/// .go): `(0, 0)` without a sidecar; the active storage key's epoch bumped
+/// (0 without one), and the active Raft key's bumped once the Raft layer is
+/// cut over (else 0).
 pub fn prepare_epochs(path: &Path) -> Result<(u16, u16), EpochError> {
     let Some(sidecar) = read(path)? else {
         return Ok((0, 0));
     };
-    if sidecar.active_storage == 0 {
-        return Ok((0, 0));
-    }
-    let storage = bump_local_epoch(path, sidecar.active_storage)?;
-    if sidecar.raft_envelope_cutover_index == 0 {
-        return Ok((storage, 0));
-    }
-    if sidecar.active_raft == 0 {
+    let raft_cut_over = sidecar.raft_envelope_cutover_index != 0;
+    // Checked before anything is bumped, so a refusal writes nothing.
+    if raft_cut_over && sidecar.active_raft == 0 {
         return Err(sidecar_error(
             path,
             "the Raft layer is cut over but there is no active Raft key",
         )
         .into());
     }
-    Ok((storage, bump_local_epoch(path, sidecar.active_raft)?))
+    let storage = if sidecar.active_storage == 0 {
+        0
+    } else {
+        bump_local_epoch(path, sidecar.active_storage)?
+    };
+    let raft = if raft_cut_over {
+        bump_local_epoch(path, sidecar.active_raft)?
+    } else {
+        0
+    };
+    Ok((storage, raft))
 }
 
 #[cfg(test)]

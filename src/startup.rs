@@ -4,6 +4,8 @@
 //! returns every refusal; a host raises the first.
 //!
 //! The guards, in order (Go file in parentheses):
+//! 0. a restored snapshot whose Raft cutover differs from the sidecar's
+//!    (main.go runs it first, before the KEK is loaded);
 //! 1. a sidecar on disk while encryption is off (startup.go);
 //! 2. encryption on without a KEK;
 //! 3. a KEK that does not unwrap every key of the sidecar;
@@ -12,8 +14,7 @@
 //! 6. two members sharing a 16-bit node id (only once a storage key is
 //!    active; main_encryption_startup_guard.go);
 //! 7. this node's registry row against the sidecar's epoch (ditto);
-//! 8. a restored snapshot whose Raft cutover differs from the sidecar's;
-//! 9. a sidecar behind the Raft log over an encryption entry (audit.go).
+//! 8. a sidecar behind the Raft log over an encryption entry (audit.go).
 
 use std::fmt;
 use std::fs::File;
@@ -24,6 +25,7 @@ use crate::kek::Kek;
 use crate::nodeid::find_node_id_collisions;
 use crate::registry::RegistryRow;
 use crate::sidecar::{self, Sidecar, LOCAL_EPOCH_MAX};
+use crate::store::RegistryError;
 use crate::wire::{node_id16, Purpose, OP_BOOTSTRAP};
 
 /// When the check runs: before the node bumps its epoch at start, or after
@@ -56,8 +58,8 @@ pub struct StartupInput<'a> {
 /// The registry as the guards see it: this node's row under a DEK, and the
 /// applied index.
 pub trait RegistryLookup {
-    fn row(&self, dek_id: u32, node_id16: u16) -> Result<Option<RegistryRow>, String>;
-    fn applied_index(&self) -> Result<Option<u64>, String>;
+    fn row(&self, dek_id: u32, node_id16: u16) -> Result<Option<RegistryRow>, RegistryError>;
+    fn applied_index(&self) -> Result<Option<u64>, RegistryError>;
 }
 
 /// Why guard 7 refused.
@@ -264,29 +266,64 @@ impl fmt::Display for Refusal {
 }
 
 /// A failure that is not a refusal: the diagnosis itself could not run.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
     Sidecar(#[from] sidecar::SidecarError),
-    #[error("reading the registry: {0}")]
-    Registry(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("cannot stat the sidecar {}: {detail}", path.display())]
+    Stat { path: PathBuf, detail: String },
     #[error("fsync probe in {}: {detail}", dir.display())]
     Probe { dir: PathBuf, detail: String },
 }
 
-/// Runs every guard in order and returns the refusals (empty: the node may
-/// start). A guard that cannot run for lack of input is skipped, except
-/// where Go treats the missing thing as absent (no registry = no rows).
+/// Runs the guards in order and returns the refusals (empty: the node may
+/// start); with `first_only`, stops at the first, as Go does (so later
+/// guards, such as the filesystem probe, do not run). A guard that cannot
+/// run for lack of input is skipped, except where Go treats the missing
+/// thing as absent (no registry = no rows).
 pub fn diagnose(
     input: &StartupInput<'_>,
     registry: Option<&dyn RegistryLookup>,
+    first_only: bool,
 ) -> Result<Vec<Refusal>, StartupError> {
     let mut out = Vec::new();
+    let stop = |out: &Vec<Refusal>| first_only && !out.is_empty();
     let path = input.sidecar_path;
     let present = match path {
-        Some(p) => std::fs::symlink_metadata(p).is_ok(),
+        Some(p) => match std::fs::metadata(p) {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            // Unknown is not absent: that would turn the guards off.
+            Err(e) => {
+                return Err(StartupError::Stat {
+                    path: p.to_path_buf(),
+                    detail: e.to_string(),
+                })
+            }
+        },
         None => false,
     };
+    // 0: before anything else, with the sidecar read whatever the KEK.
+    if let (true, Some(snapshot), Some(p)) =
+        (input.encryption_enabled, input.snapshot_cutover_index, path)
+    {
+        let ours = if present {
+            sidecar::read(p)?.map_or(0, |s| s.raft_envelope_cutover_index)
+        } else {
+            0
+        };
+        if snapshot != 0 && snapshot != ours {
+            out.push(Refusal::EnvelopeCutoverDivergence {
+                snapshot,
+                sidecar: ours,
+            });
+        }
+    }
+    if stop(&out) {
+        return Ok(out);
+    }
     // The sidecar is parsed only when it matters (startup.go:156-171).
     let sidecar: Option<Sidecar> = match path {
         Some(p) if present && input.encryption_enabled && input.kek.is_some() => sidecar::read(p)?,
@@ -300,6 +337,9 @@ pub fn diagnose(
     }
     if input.encryption_enabled && input.kek.is_none() {
         out.push(Refusal::KekRequiredWithFlag);
+    }
+    if stop(&out) {
+        return Ok(out);
     }
     // 3: ascending ids; the first key that does not unwrap.
     if let (true, Some(sc), Some(kek)) = (input.encryption_enabled, &sidecar, input.kek) {
@@ -315,6 +355,9 @@ pub fn diagnose(
                 problem: problem.to_string(),
             });
         }
+    }
+    if stop(&out) {
+        return Ok(out);
     }
     // 4
     if let (true, Some(sc), Some(p)) = (input.encryption_enabled, &sidecar, path) {
@@ -334,16 +377,25 @@ pub fn diagnose(
             }
         }
     }
+    if stop(&out) {
+        return Ok(out);
+    }
     // 5
     if let (true, Some(p)) = (input.encryption_enabled, path) {
         if let Some(refusal) = probe_filesystem(p)? {
             out.push(refusal);
         }
     }
+    if stop(&out) {
+        return Ok(out);
+    }
     // 6, 7: only once a storage key is active.
     if let Some(sc) = sidecar.as_ref().filter(|s| s.active_storage != 0) {
         if let Some(&(first, second)) = find_node_id_collisions(input.members).first() {
             out.push(Refusal::NodeIdCollision { first, second });
+        }
+        if stop(&out) {
+            return Ok(out);
         }
         if let Some(full) = input.full_node_id {
             if let Some(refusal) =
@@ -353,24 +405,15 @@ pub fn diagnose(
             }
         }
     }
-    // 8
-    if let (true, Some(snapshot)) = (input.encryption_enabled, input.snapshot_cutover_index) {
-        let ours = sidecar
-            .as_ref()
-            .map_or(0, |s| s.raft_envelope_cutover_index);
-        if snapshot != 0 && snapshot != ours {
-            out.push(Refusal::EnvelopeCutoverDivergence {
-                snapshot,
-                sidecar: ours,
-            });
-        }
+    if stop(&out) {
+        return Ok(out);
     }
-    // 9: Go only warns when the sidecar never recorded an index.
+    // 8: Go only warns when the sidecar never recorded an index.
     if let Some(sc) = sidecar.as_ref().filter(|s| s.raft_applied_index != 0) {
         let engine = match input.engine_applied_index {
             Some(i) => Some(i),
             None => match registry {
-                Some(r) => r.applied_index().map_err(StartupError::Registry)?,
+                Some(r) => r.applied_index()?,
                 None => None,
             },
         };
@@ -405,9 +448,7 @@ fn rollback(
         return Ok(None); // the sidecar reader refuses this already
     };
     let row = match registry {
-        Some(r) => r
-            .row(dek_id, node_id16(full))
-            .map_err(StartupError::Registry)?,
+        Some(r) => r.row(dek_id, node_id16(full))?,
         None => None, // no registry on disk: no rows, as Go
     };
     let problem = match row {
@@ -476,10 +517,10 @@ fn probe_filesystem(sidecar_path: &Path) -> Result<Option<Refusal>, StartupError
 }
 
 impl RegistryLookup for crate::view::Registry {
-    fn row(&self, dek_id: u32, node_id16: u16) -> Result<Option<RegistryRow>, String> {
-        self.get(dek_id, node_id16).map_err(|e| e.to_string())
+    fn row(&self, dek_id: u32, node_id16: u16) -> Result<Option<RegistryRow>, RegistryError> {
+        self.get(dek_id, node_id16)
     }
-    fn applied_index(&self) -> Result<Option<u64>, String> {
-        crate::view::Registry::applied_index(self).map_err(|e| e.to_string())
+    fn applied_index(&self) -> Result<Option<u64>, RegistryError> {
+        crate::view::Registry::applied_index(self)
     }
 }

@@ -220,26 +220,19 @@ class KeyedModel:
             return reject("cutover_purpose", dek_id)
         if wrapped:
             return reject("cutover_wrapped", dek_id)
-        if dek_id == 0:
-            return reject("reserved_key_id", 0)
-        if proposer[0] != dek_id:
+        if proposer[0] != dek_id:  # (id 0 is not refused: it is simply stale)
             return reject("proposer_dek_mismatch", dek_id)
         if not self.bootstrapped():
             return Halt("NotBootstrappedError", {"dek_id": dek_id})
-        # The replay of the entry that flipped a layer (same Raft index) is
-        # fresh again: the sidecar may have been written before a crash
-        # kept the registry from committing its proposer row.
         if layer == "raft":
-            replay = bool(index) and index == self.raft_cutover_index and dek_id == self.active["raft"]
-            if self.raft_cutover_index and not replay:
+            if self.raft_cutover_index:
                 return "already-active"
             if dek_id != self.active["raft"]:
                 return "stale-dek"
         else:
-            replay = bool(index) and index == self.storage_cutover_index
             if dek_id != self.active["storage"]:
                 return "stale-dek"
-            if self.storage_envelope_active and not replay:
+            if self.storage_envelope_active:
                 return "already-active"
         rows = self._rows([proposer])
         if isinstance(rows, Halt):

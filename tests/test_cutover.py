@@ -136,6 +136,32 @@ def test_a_raising_hook_halts_and_writes_nothing(registry_dir: Path, cluster: Cl
     assert told == [(3, 2)]
 
 
+def test_a_hook_that_uses_its_applier_halts_instead_of_hanging(registry_dir: Path, cluster: Cluster) -> None:
+    holder: list[ea.Applier] = []
+
+    def hook(index: int, dek_id: int) -> None:
+        holder[0].sidecar  # noqa: B018 - the applier is busy with the apply that called the hook
+
+    with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path), on_raft_cutover=hook) as applier:
+        holder.append(applier)
+        applier.apply_bootstrap(cluster.bootstrap(), index=1)
+        with pytest.raises(ea.CutoverHookError) as err:
+            applier.apply_rotation(enable(ea.ENABLE_RAFT_ENVELOPE, 2), index=2)
+        assert isinstance(err.value.__cause__, RuntimeError) and "busy" in str(err.value.__cause__)
+        assert not applier.closed and applier.applied_index == 1
+
+
+def test_keyboard_interrupt_in_the_hook_is_not_wrapped(registry_dir: Path, cluster: Cluster) -> None:
+    def hook(index: int, dek_id: int) -> None:
+        raise KeyboardInterrupt
+
+    with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path), on_raft_cutover=hook) as applier:
+        applier.apply_bootstrap(cluster.bootstrap(), index=1)
+        with pytest.raises(KeyboardInterrupt):
+            applier.apply_rotation(enable(ea.ENABLE_RAFT_ENVELOPE, 2), index=2)
+        assert applier.applied_index == 1
+
+
 def test_hook_needs_a_kek_and_a_callable(registry_dir: Path, kek_path: Path) -> None:
     with pytest.raises(ValueError, match="needs kek"):
         ea.Applier(registry_dir, on_raft_cutover=print)
@@ -236,7 +262,7 @@ def test_a_version_1_sidecar_is_read_continued_and_written_as_2(
     doc = json.loads(path.read_bytes())
     v1 = {k: v for k, v in doc.items() if k != "storage_envelope_cutover_index"} | {"version": 1}
     path.write_bytes(go_sidecar(v1))
-    assert ea.read_sidecar(path).version == 2  # type: ignore[union-attr]
+    assert ea.read_sidecar(path).version == 1  # type: ignore[union-attr]
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as again:
         assert again.apply_rotation(enable(ea.ENABLE_STORAGE_ENVELOPE, 1), index=2) == "enabled"
     after = json.loads(path.read_bytes())
@@ -264,14 +290,17 @@ def test_raft_applied_index_only_moves_up_and_ignores_no_index(
 # ---------------------------------------------------------------- crashes
 
 
-@pytest.mark.parametrize("point", ["after_keystore_install", "after_sidecar_write", "before_registry_commit"])
+@pytest.mark.parametrize("point", ["before_registry_commit", "after_registry_rows", "after_sidecar_write"])
 @pytest.mark.parametrize("layer", [ea.ENABLE_STORAGE_ENVELOPE, ea.ENABLE_RAFT_ENVELOPE])
 def test_a_crash_at_each_step_of_a_cutover_then_replay_converges(
     tmp_path: Path, cluster: Cluster, point: str, layer: int
 ) -> None:
-    boot = cluster.bootstrap()
+    """The proposer is new to the registry (an empty-batch bootstrap), so a
+    crash that left the layer flipped without its row would make the
+    start-up guard refuse this node for good."""
+    boot = cluster.bootstrap(rows=[])
     dek_id = 1 if layer == ea.ENABLE_STORAGE_ENVELOPE else 2
-    cut = enable(layer, dek_id, full=0x5555_0003, epoch=4)  # the proposer is a new row
+    cut = enable(layer, dek_id, full=NODE, epoch=0)
     reference = tmp_path / "reference"
     with ea.Applier(reference, kek=ea.FileKek(cluster.kek_path)) as applier:
         applier.apply_bootstrap(boot, index=1)
@@ -281,13 +310,33 @@ def test_a_crash_at_each_step_of_a_cutover_then_replay_converges(
     with ea.Applier(crashed, kek=ea.FileKek(cluster.kek_path)) as applier:
         applier.apply_bootstrap(boot, index=1)
     crash_applying(crashed, cluster.kek_path, point, cut.to_entry(), index=2)
-    # The host replays its log from the registry's applied index + 1.
+    # The node restarts: the start-up guards let it (its row is there if
+    # the layer is flipped), and it replays from applied_index + 1.
+    with ea.Registry(crashed) as view:
+        ea.check_startup(
+            encryption_enabled=True,
+            kek=ea.FileKek(cluster.kek_path),
+            sidecar_path=crashed / "keys.json",
+            registry=view,
+            full_node_id=NODE,
+        )
     with ea.Applier(crashed, kek=ea.FileKek(cluster.kek_path)) as applier:
         assert applier.applied_index == 1
-        assert applier.apply_rotation(cut, index=2) == "enabled"
+        expected_outcome = "already-active" if point == "after_sidecar_write" else "enabled"
+        assert applier.apply_rotation(cut, index=2) == expected_outcome
         assert applier.apply_rotation(cut, index=2) == "skipped"
         got = (applier.registry.rows(), applier.applied_index, applier.sidecar)
     assert got[0] == expected[0] and got[1] == expected[1]
     assert got[2] is not None and expected[2] is not None
     for name in ("active", "storage_envelope_active", "storage_envelope_cutover_index", "raft_envelope_cutover_index"):
         assert getattr(got[2], name) == getattr(expected[2], name), name
+
+
+def test_a_failed_sidecar_write_takes_the_cutover_row_back(registry_dir: Path, cluster: Cluster) -> None:
+    with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
+        applier.apply_bootstrap(cluster.bootstrap(rows=[]), index=1)
+        (registry_dir / "keys.json.tmp").mkdir()  # the durable write cannot create its temporary file
+        with pytest.raises(ea.SidecarError):
+            applier.apply_rotation(enable(ea.ENABLE_STORAGE_ENVELOPE, 1, full=NODE, epoch=0), index=2)
+        assert applier.registry.rows() == [] and applier.applied_index == 1
+        assert not applier.sidecar.storage_envelope_active  # type: ignore[union-attr]

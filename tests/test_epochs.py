@@ -95,3 +95,12 @@ def test_prepare_epochs(booted: Path, cluster: Cluster, tmp_path: Path) -> None:
     assert ea.prepare_epochs(path) == (3, 1)
     keys = keys_json(booted)["keys"]
     assert (keys["1"]["local_epoch"], keys["2"]["local_epoch"]) == (3, 1)
+    # the Raft epoch does not depend on a storage key (as Go)
+    write_json(booted, keys_json(booted) | {"active": {"storage": 0, "raft": 2}})
+    assert ea.prepare_epochs(path) == (0, 2)
+    # a refusal writes nothing: cut over, but no active Raft key
+    write_json(booted, keys_json(booted) | {"active": {"storage": 1, "raft": 0}})
+    before = path.read_bytes()
+    with pytest.raises(ea.SidecarError, match="no active Raft key"):
+        ea.prepare_epochs(path)
+    assert path.read_bytes() == before

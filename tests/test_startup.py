@@ -168,8 +168,14 @@ def test_sidecar_behind_the_raft_log(booted: Path, cluster: Cluster) -> None:
     )
     # only registrations in the gap: fine; the engine's index from the registry by default
     assert ea.diagnose_startup(**args, engine_applied_index=5, log=log[:3]) == []  # type: ignore[arg-type]
+    # The registry's applied index stands in for the engine's when none is given.
     with ea.Registry(booted) as registry:
         assert ea.diagnose_startup(**args, registry=registry, log=log) == []  # type: ignore[arg-type]
+    with ea.Applier(booted) as applier:
+        applier.apply_registration(ea.Registration(1, NODE, 1), index=5)  # the sidecar stays at 1
+    with ea.Registry(booted) as registry:
+        (refusal,) = ea.diagnose_startup(**args, registry=registry, log=log)  # type: ignore[arg-type]
+        assert (refusal.engine_applied_index, refusal.entry_index) == (5, 4)
     # a sidecar that never recorded an index is skipped (Go only warns)
     edit_sidecar(booted, raft_applied_index=0)
     assert ea.diagnose_startup(**args, engine_applied_index=5, log=log) == []  # type: ignore[arg-type]
@@ -188,13 +194,29 @@ def test_every_refusal_in_gos_order_and_check_raises_the_first(booted: Path, tmp
         snapshot_cutover_index=3,
     )
     assert sentinels(refusals) == [
+        "ErrEnvelopeCutoverDivergence",  # main.go runs it before the KEK is loaded
         "ErrKEKMismatch",
         "ErrLocalEpochExhausted",
         "ErrNodeIDCollision",
-        "ErrEnvelopeCutoverDivergence",
     ]
     with pytest.raises(ea.KEKMismatchError):
         ea.check_startup(encryption_enabled=True, kek=other, sidecar_path=booted / "keys.json", members=members)
+
+
+def test_check_startup_stops_at_the_first_refusal_as_go(tmp_path: Path) -> None:
+    # No KEK, and a sidecar directory that does not exist: Go refuses for the
+    # KEK and never probes the directory (which would be an OSError).
+    missing = tmp_path / "missing" / "keys.json"
+    with pytest.raises(ea.KEKRequiredWithFlagError):
+        ea.check_startup(encryption_enabled=True, sidecar_path=missing)
+    with pytest.raises(OSError, match="fsync probe"):
+        ea.diagnose_startup(encryption_enabled=True, sidecar_path=missing)
+
+
+def test_divergence_reads_the_sidecar_without_a_kek(booted: Path) -> None:
+    edit_sidecar(booted, raft_envelope_cutover_index=7)
+    refusals = ea.diagnose_startup(encryption_enabled=True, sidecar_path=booted / "keys.json", snapshot_cutover_index=7)
+    assert sentinels(refusals) == ["ErrKEKRequiredWithFlag"]  # no false divergence
 
 
 def test_doctor_cli(booted: Path, cluster: Cluster, tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ pub enum FaultPoint {
     AfterKeystoreInstall,
     AfterSidecarWrite,
     BeforeRegistryCommit,
+    /// A cutover's proposer row is committed, the sidecar not yet written.
+    AfterRegistryRows,
 }
 
 impl FaultPoint {
@@ -26,6 +28,7 @@ impl FaultPoint {
             "after_keystore_install" => Some(FaultPoint::AfterKeystoreInstall),
             "after_sidecar_write" => Some(FaultPoint::AfterSidecarWrite),
             "before_registry_commit" => Some(FaultPoint::BeforeRegistryCommit),
+            "after_registry_rows" => Some(FaultPoint::AfterRegistryRows),
             _ => None,
         }
     }
@@ -36,6 +39,7 @@ impl FaultPoint {
             FaultPoint::AfterKeystoreInstall => "after_keystore_install",
             FaultPoint::AfterSidecarWrite => "after_sidecar_write",
             FaultPoint::BeforeRegistryCommit => "before_registry_commit",
+            FaultPoint::AfterRegistryRows => "after_registry_rows",
         }
     }
 }

@@ -11,13 +11,16 @@ use super::{stage_registration, Applier};
 use crate::error::{ApplyError, HookError};
 use crate::kek::{Dek, Kek};
 use crate::keystore::{Install, Keystore};
+use crate::registry::RegistryRow;
 use crate::rules::{
     check_bootstrap, check_bootstrap_replay, check_cutover, check_purpose, check_rotation,
     cutover_branch, no_kek, CutoverBranch, Outcome,
 };
 use crate::sidecar::{self, Sidecar, SidecarKey};
 use crate::store::WriteTxn;
-use crate::wire::{Bootstrap, PayloadKind, Purpose, Rotation, ENABLE_RAFT_ENVELOPE, ROTATE_DEK};
+use crate::wire::{
+    Bootstrap, PayloadKind, Purpose, Registration, Rotation, ENABLE_RAFT_ENVELOPE, ROTATE_DEK,
+};
 
 /// The host's `on_raft_cutover(cutover_index, active_raft_dek_id)`: told
 /// when the Raft layer is cut over (and again on each replay, and after a
@@ -285,14 +288,16 @@ impl Applier {
         let Some(current) = crypto.sync_from_disk()?.filter(Sidecar::is_bootstrapped) else {
             return Err(ApplyError::NotBootstrapped { dek_id: r.dek_id });
         };
-        let branch = cutover_branch(&current, r, index);
+        let branch = cutover_branch(&current, r);
         let raft = r.sub_tag == ENABLE_RAFT_ENVELOPE;
         let mut next = current.clone();
         next.advance_raft_applied_index(index);
         let env = Arc::clone(&self.env);
         let mut txn = env.begin_write()?;
         let mut rows_written = false;
+        let mut previous = None;
         if branch == CutoverBranch::Fresh {
+            previous = txn.get_row(r.proposer.dek_id, r.proposer.node_id16())?;
             rows_written = stage_registration(&mut txn, &r.proposer)?.is_some();
             if raft {
                 next.raft_envelope_cutover_index = index.unwrap_or(0);
@@ -304,18 +309,53 @@ impl Applier {
         if raft && branch != CutoverBranch::Stale {
             self.tell_raft_cutover(next.raft_envelope_cutover_index, next.active_raft)?;
         }
-        let change = KeyChange {
-            kind: PayloadKind::Rotation,
-            deks: Vec::new(),
-            current: Some(current),
-            next,
-        };
-        self.install_and_persist(change, txn, rows_written, index)?;
+        // Go's order: the proposer row first, then the sidecar. A crash
+        // between them leaves the layer not yet flipped and the replay
+        // fresh again; the other way round, the flipped layer would skip
+        // the row on replay, and the start-up guard would find this node
+        // without one. The applied index comes last, so a crash before it
+        // replays the entry.
+        self.fault_at(FaultPoint::BeforeRegistryCommit)?;
+        if rows_written {
+            txn.commit()?;
+        } else {
+            drop(txn);
+        }
+        self.fault_at(FaultPoint::AfterRegistryRows)?;
+        if current != next {
+            let path = self.crypto_for(PayloadKind::Rotation)?.sidecar_path.clone();
+            if let Err(e) = sidecar::write_durable(&path, &next) {
+                if rows_written {
+                    // Take the row back, so the halt leaves the registry as it
+                    // was; should that fail too, the row stays, and it is one a
+                    // replay of this entry writes anyway.
+                    let _ = self.restore_row(&r.proposer, previous);
+                }
+                return Err(e.into());
+            }
+        }
+        self.fault_at(FaultPoint::AfterSidecarWrite)?;
+        let txn = env.begin_write()?;
+        self.finish(txn, false, index)?;
         Ok(match branch {
             CutoverBranch::Fresh => Outcome::Enabled,
             CutoverBranch::AlreadyActive => Outcome::AlreadyActive,
             CutoverBranch::Stale => Outcome::StaleDek,
         })
+    }
+
+    fn restore_row(
+        &self,
+        reg: &Registration,
+        previous: Option<RegistryRow>,
+    ) -> Result<(), ApplyError> {
+        let mut txn = self.env.begin_write()?;
+        match previous {
+            Some(row) => txn.put_row(&row)?,
+            None => txn.delete_row(reg.dek_id, reg.node_id16())?,
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     fn tell_raft_cutover(&self, cutover_index: u64, dek_id: u32) -> Result<(), ApplyError> {

@@ -279,9 +279,9 @@ impl PyApplier {
     }
 
     /// Releases the writer lock and this applier's handle on the registry.
-    fn close(&self, py: Python<'_>) {
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
         // Waits (without the GIL) for an apply running on another thread.
-        self.inner.close(py);
+        self.inner.close(py)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -294,9 +294,9 @@ impl PyApplier {
         _exc_type: Option<&Bound<'_, PyAny>>,
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
-    ) -> bool {
-        self.close(py);
-        false
+    ) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {

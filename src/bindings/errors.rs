@@ -283,9 +283,13 @@ fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
                     ("dek_id", field(py, *dek_id)),
                 ],
             );
-            // The hook's own exception, chained, when it was a Python one.
+            // The hook's own exception, chained, when it was a Python one;
+            // KeyboardInterrupt and SystemExit go through unwrapped.
             let hook_error: &(dyn std::error::Error + 'static) = &*failure.0;
             if let Some(cause) = hook_error.downcast_ref::<PyErr>() {
+                if !cause.is_instance_of::<pyo3::exceptions::PyException>(py) {
+                    return cause.clone_ref(py);
+                }
                 err.set_cause(py, Some(cause.clone_ref(py)));
             }
             err
@@ -321,6 +325,8 @@ pub(super) enum CoreError {
     Startup(StartupError),
     Batch(BatchHalt),
     Closed(&'static str),
+    /// A call on a handle from inside a call on the same handle.
+    Reentrant(&'static str),
     /// A Rust panic, caught before it could unwind into Python.
     Internal(String),
 }
@@ -378,6 +384,7 @@ impl CoreError {
             CoreError::Sidecar(e) => sidecar_to_py(py, &e),
             CoreError::Epoch(e) => epoch_to_py(py, &e),
             CoreError::Startup(StartupError::Sidecar(e)) => sidecar_to_py(py, &e),
+            CoreError::Startup(StartupError::Registry(e)) => registry_error_to_py(py, &e),
             CoreError::Startup(e) => pyo3::exceptions::PyOSError::new_err(e.to_string()),
             CoreError::Join(e) => build(
                 py,
@@ -405,6 +412,10 @@ impl CoreError {
             CoreError::Closed(what) => {
                 PyValueError::new_err(format!("operation on a closed {what}"))
             }
+            CoreError::Reentrant(what) => pyo3::exceptions::PyRuntimeError::new_err(format!(
+                "this {what} is busy with the call this one comes from (an on_raft_cutover hook \
+                 cannot use its applier; act on its arguments after apply returns)"
+            )),
             // A halt, so a host that catches EncryptionApplyError stops
             // applying instead of carrying on past an unknown state.
             CoreError::Internal(msg) => build(
@@ -436,6 +447,20 @@ pub(super) fn run_detached<T: Send>(
         }
     });
     result.map_err(|e| e.into_py(py))
+}
+
+thread_local! {
+    /// The handles whose lock this thread holds (their addresses).
+    static HELD: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Takes a handle off [`HELD`] when its call ends, even by a panic.
+struct Release(usize);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        HELD.with(|held| held.borrow_mut().retain(|&h| h != self.0));
+    }
 }
 
 /// A core object behind a Python handle that can be closed. Every access
@@ -502,7 +527,16 @@ impl<T: Send> Handle<T> {
                     self.forked()
                 });
             }
+            // A call from inside a call on this handle (an on_raft_cutover
+            // hook using its applier) would wait for a lock its own thread
+            // holds: refused instead of hanging.
+            if self.held_here() {
+                return Err(CoreError::Reentrant(self.what));
+            }
+            let me = self as *const Self as usize;
             let mut guard = lock(&self.inner);
+            HELD.with(|held| held.borrow_mut().push(me));
+            let _release = Release(me);
             let value = guard.as_mut().ok_or(CoreError::Closed(self.what))?;
             f(value)
         })
@@ -514,18 +548,31 @@ impl<T: Send> Handle<T> {
         if self.in_child() {
             return self.closed_in_child.load(Ordering::Relaxed);
         }
+        if self.held_here() {
+            return false; // a call on it is in progress on this thread
+        }
         py.detach(|| lock(&self.inner).is_none())
+    }
+
+    /// Whether this thread is inside a call on this handle.
+    fn held_here(&self) -> bool {
+        let me = self as *const Self as usize;
+        HELD.with(|held| held.borrow().contains(&me))
     }
 
     /// Closes the handle (waiting, without the GIL, for a call in flight)
     /// and drops the object there too: closing LMDB may block. In a forked
     /// child it only marks the handle closed: the object is the parent's.
-    pub(super) fn close(&self, py: Python<'_>) {
+    pub(super) fn close(&self, py: Python<'_>) -> PyResult<()> {
         if self.in_child() {
             self.closed_in_child.store(true, Ordering::Relaxed);
-            return;
+            return Ok(());
+        }
+        if self.held_here() {
+            return Err(CoreError::Reentrant(self.what).into_py(py));
         }
         py.detach(|| drop(lock(&self.inner).take()));
+        Ok(())
     }
 }
 

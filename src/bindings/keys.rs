@@ -221,8 +221,9 @@ pub struct PySidecar(pub(super) Sidecar);
 #[pymethods]
 impl PySidecar {
     #[getter]
+    /// The version of the file read (1 or 2); this package writes 2.
     fn version(&self) -> u64 {
-        sidecar::SIDECAR_VERSION
+        self.0.version
     }
     #[getter]
     fn raft_applied_index(&self) -> u64 {

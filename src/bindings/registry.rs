@@ -360,8 +360,8 @@ impl PyRegistry {
     }
 
     /// Releases this view's snapshot and its handle on the environment.
-    fn close(&self, py: Python<'_>) {
-        self.inner.close(py);
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.inner.close(py)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -374,9 +374,9 @@ impl PyRegistry {
         _exc_type: Option<&Bound<'_, PyAny>>,
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
-    ) -> bool {
-        self.close(py);
-        false
+    ) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {

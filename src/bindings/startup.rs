@@ -157,6 +157,7 @@ fn run(
     py: Python<'_>,
     args: Inputs,
     registry: Option<PyRef<'_, PyRegistry>>,
+    first_only: bool,
 ) -> PyResult<Vec<Refusal>> {
     let diagnose_with =
         move |view: Option<&crate::view::Registry>| -> Result<Vec<Refusal>, CoreError> {
@@ -172,7 +173,7 @@ fn run(
                 phase: Some(args.phase),
             };
             let lookup = view.map(|v| v as &dyn crate::startup::RegistryLookup);
-            Ok(diagnose(&input, lookup)?)
+            Ok(diagnose(&input, lookup, first_only)?)
         };
     match registry {
         Some(view) => view.with_view(py, |v| diagnose_with(Some(v))),
@@ -214,7 +215,7 @@ pub(super) fn diagnose_startup(
         snapshot_cutover_index,
         phase,
     )?;
-    let refusals = run(py, args, registry)?;
+    let refusals = run(py, args, registry, false)?;
     Ok(refusals
         .iter()
         .map(|r| refusal_to_py(py, r).into_value(py).into_any())
@@ -253,7 +254,7 @@ pub(super) fn check_startup(
         snapshot_cutover_index,
         phase,
     )?;
-    match run(py, args, registry)?.first() {
+    match run(py, args, registry, true)?.first() {
         Some(r) => Err(refusal_to_py(py, r)),
         None => Ok(()),
     }

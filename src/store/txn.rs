@@ -150,6 +150,15 @@ impl<'env> WriteTxn<'env> {
             .map_err(|e| self.env.storage_error("writing a registry row", e))
     }
 
+    /// Removes the row at `(dek_id, node_id16)`; a missing row is fine.
+    pub fn delete_row(&mut self, dek_id: u32, node_id16: u16) -> Result<(), StorageError> {
+        let key = registry_key(dek_id, node_id16);
+        match self.txn.del(self.env.db, &key, None) {
+            Ok(()) | Err(lmdb::Error::NotFound) => Ok(()),
+            Err(e) => Err(self.env.storage_error("deleting a registry row", e)),
+        }
+    }
+
     /// The rows at `keys` (ascending `(dek_id, node_id16)`), read through
     /// one cursor so neighbouring keys stay on the same leaf page. A row
     /// that fails to read is an error in its own slot, for whoever needs
