@@ -4,9 +4,11 @@ GIL release."""
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -245,3 +247,71 @@ def test_a_corrupt_row_halts_only_the_entry_that_reads_it(registry_dir: Path) ->
         view = applier.registry
         assert view.get(2, 0x0001) is not None and view.get(2, 0x0002) is None
         assert view.get(1, 0x0001) == ea.RegistryRow(1, 1, A, 2, 2)
+
+
+# ------------------------------------------------------------- scattered indexes
+
+
+def test_apply_many_with_scattered_indexes(tmp_path: Path) -> None:
+    entries = [ea.Registration(1, A, 1), ea.Registration(1, B, 1), ea.Registration(1, A, 2), ea.Registration(2, A, 1)]
+    with ea.Applier(tmp_path / "r") as applier:
+        assert applier.apply_many(entries, indexes=[3, 7, 8, 20]) == ["inserted", "inserted", "advanced", "inserted"]
+        assert applier.applied_index == 20
+        assert applier.apply_many(entries, indexes=[3, 7, 8, 20]) == ["skipped"] * 4
+        more = [ea.Registration(1, A, 2), ea.Registration(2, A, 1), ea.Registration(2, B, 5)]
+        assert applier.apply_many(more, indexes=[8, 20, 25]) == ["skipped", "skipped", "inserted"]
+        assert applier.applied_index == 25
+        # a halt in the middle: the entries before it and their indexes stay
+        halting = [ea.Registration(3, A, 1), ea.Registration(1, A, 1), ea.Registration(3, B, 1)]
+        with pytest.raises(ea.LocalEpochRollbackError) as err:
+            applier.apply_many(halting, indexes=[30, 31, 40])
+        assert (err.value.position, err.value.outcomes) == (1, ["inserted"])
+        assert applier.applied_index == 30
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"indexes": [1, 2]}, "2 indexes for 3 entries"),
+        ({"indexes": [1, 3, 3]}, "increase strictly"),
+        ({"indexes": [5, 4, 6]}, "indexes\\[1\\]=4 follows indexes\\[0\\]=5"),
+        ({"indexes": [1, 2, 3], "first_index": 1}, "not both"),
+    ],
+)
+def test_apply_many_index_arguments_are_checked_before_anything(
+    tmp_path: Path, kwargs: dict[str, Any], words: str
+) -> None:
+    with ea.Applier(tmp_path / "r") as applier:
+        with pytest.raises(ValueError, match=words):
+            applier.apply_many([ea.Registration(1, A, 1)] * 3, **kwargs)
+        assert len(applier.registry) == 0 and applier.applied_index is None
+
+
+@settings(max_examples=40)
+@given(
+    st.lists(st.tuples(st.integers(1, 2), st.sampled_from([A, B]), st.integers(0, 3)), max_size=12),
+    st.data(),
+)
+def test_apply_many_with_indexes_equals_one_by_one(rows: list[tuple[int, int, int]], data: st.DataObject) -> None:
+    indexes = sorted(data.draw(st.sets(st.integers(1, 200), min_size=len(rows), max_size=len(rows))))
+    entries = [ea.Registration(*r) for r in rows]
+    with (
+        tempfile.TemporaryDirectory() as root,
+        ea.Applier(Path(root) / "many") as many,
+        ea.Applier(Path(root) / "one") as one,
+    ):
+        try:
+            got: Any = many.apply_many(entries, indexes=indexes)
+        except ea.EncryptionApplyError as err:
+            got = (type(err).__name__, err.position, err.outcomes)
+        expected: list[str] = []
+        want: Any = expected
+        for position, (entry, index) in enumerate(zip(entries, indexes, strict=True)):
+            try:
+                expected.append(one.apply(entry, index=index))
+            except ea.EncryptionApplyError as err:
+                want = (type(err).__name__, position, expected)
+                break
+        assert got == want
+        assert many.registry.rows() == one.registry.rows()
+        assert many.applied_index == one.applied_index

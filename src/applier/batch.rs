@@ -42,25 +42,44 @@ struct RunEnd {
     halt: Option<(usize, ApplyError)>,
 }
 
-fn index_of(first_index: Option<u64>, position: usize) -> Option<u64> {
-    first_index.map(|f| f.saturating_add(position as u64))
+/// The Raft index of each entry of a batch.
+#[derive(Debug, Clone, Copy)]
+pub enum Indexes<'a> {
+    /// No indexes: nothing is skipped and no applied index is stored.
+    None,
+    /// Consecutive: entry `i` is `first + i`.
+    From(u64),
+    /// One per entry, strictly increasing (a log whose encryption entries
+    /// are scattered among others).
+    Each(&'a [u64]),
+}
+
+impl Indexes<'_> {
+    pub fn at(self, position: usize) -> Option<u64> {
+        match self {
+            Indexes::None => None,
+            Indexes::From(first) => Some(first.saturating_add(position as u64)),
+            Indexes::Each(all) => all.get(position).copied(),
+        }
+    }
 }
 
 impl Applier {
     /// Applies `entries` in order with group commit. Semantics equal
     /// applying the entries one by one: when entry `k` halts, entries
     /// before `k` are committed and nothing of `k` or later is written.
-    /// With `first_index`, entry `i` is the Raft entry `first_index + i`.
+    /// With indexes, an entry at or below the applied index is skipped and
+    /// the highest index applied is stored with the rows.
     pub fn apply_many(
         &mut self,
         entries: &Entries,
-        first_index: Option<u64>,
+        indexes: Indexes<'_>,
     ) -> Result<Vec<Outcome>, BatchHalt> {
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut position = 0;
         let mut growths = 0;
         while position < entries.len() {
-            position = match self.apply_run(entries, position, first_index, &mut outcomes) {
+            position = match self.apply_run(entries, position, indexes, &mut outcomes) {
                 Ok(next) => next,
                 // The run's transaction was lost to a full map: grow it and
                 // apply the run again from its start.
@@ -87,7 +106,7 @@ impl Applier {
             };
             // A bootstrap or rotation: its own transaction and sidecar write.
             let result = match entry {
-                Ok(entry) => self.apply_entry_at(entry, index_of(first_index, position)),
+                Ok(entry) => self.apply_entry_at(entry, indexes.at(position)),
                 Err(malformed) => Err(ApplyError::Malformed(malformed.clone())),
             };
             match result {
@@ -119,7 +138,7 @@ impl Applier {
         &mut self,
         entries: &Entries,
         start: usize,
-        first_index: Option<u64>,
+        indexes: Indexes<'_>,
         outcomes: &mut Vec<Outcome>,
     ) -> Result<usize, BatchHalt> {
         let lost = |error: ApplyError, outcomes: &mut Vec<Outcome>| {
@@ -131,7 +150,7 @@ impl Applier {
             }
         };
         // 1. The run's extent and the distinct keys it touches.
-        let (end, keys) = self.run_extent(entries, start, first_index);
+        let (end, keys) = self.run_extent(entries, start, indexes);
 
         let env = Arc::clone(&self.env);
         let mut txn = match env.begin_write() {
@@ -147,15 +166,7 @@ impl Applier {
             Err(e) => return Err(lost(e.into(), outcomes)),
         };
         // 3. The rules, in entry order, over the rows in memory.
-        let run = self.decide_run(
-            entries,
-            start,
-            end,
-            first_index,
-            &keys,
-            &mut slots,
-            outcomes,
-        );
+        let run = self.decide_run(entries, start, end, indexes, &keys, &mut slots, outcomes);
 
         // 4. Write what changed, in key order, and commit with the index.
         let dirty = slots
@@ -189,12 +200,12 @@ impl Applier {
         &self,
         entries: &Entries,
         start: usize,
-        first_index: Option<u64>,
+        indexes: Indexes<'_>,
     ) -> (usize, Vec<(u32, u16)>) {
         let mut keys = Vec::new();
         let mut end = start;
         while let Some(entry) = entries.get(end) {
-            if !self.is_applied(index_of(first_index, end)) {
+            if !self.is_applied(indexes.at(end)) {
                 match entry {
                     Ok(Entry::Registration(reg)) => keys.push((reg.dek_id, reg.node_id16())),
                     _ => break,
@@ -217,7 +228,7 @@ impl Applier {
         entries: &Entries,
         start: usize,
         end: usize,
-        first_index: Option<u64>,
+        indexes: Indexes<'_>,
         keys: &[(u32, u16)],
         slots: &mut [Slot],
         outcomes: &mut Vec<Outcome>,
@@ -228,7 +239,7 @@ impl Applier {
             halt: None,
         };
         while run.position < end {
-            let index = index_of(first_index, run.position);
+            let index = indexes.at(run.position);
             if self.is_applied(index) {
                 outcomes.push(Outcome::Skipped);
                 run.position += 1;
@@ -265,7 +276,7 @@ impl Applier {
             }
             run.position += 1;
         }
-        if run.position == end && !self.is_applied(index_of(first_index, end)) {
+        if run.position == end && !self.is_applied(indexes.at(end)) {
             if let Some(Err(malformed)) = entries.get(end) {
                 run.halt = Some((end, ApplyError::Malformed(malformed.clone())));
             }

@@ -32,7 +32,7 @@ mod keys;
 #[cfg(test)]
 mod tests;
 
-pub use batch::BatchHalt;
+pub use batch::{BatchHalt, Indexes};
 pub use fault::{FaultAction, FaultPoint};
 use keys::Crypto;
 pub use keys::RaftCutoverHook;

@@ -408,7 +408,7 @@ fn apply_many_equals_one_by_one() {
             .iter()
             .map(|r| Ok(Entry::Registration(*r)))
             .collect();
-        match (many.apply_many(&batch, None), halt_at) {
+        match (many.apply_many(&batch, Indexes::None), halt_at) {
             (Ok(outcomes), None) => assert_eq!(outcomes, expected, "seed {seed}"),
             (Err(halt), Some(k)) => {
                 halted += 1;
@@ -467,7 +467,7 @@ fn applied_index_skips_and_persists() {
         .map(|r| Ok(Entry::Registration(*r)))
         .collect();
     assert_eq!(
-        a.apply_many(&batch, Some(11)).expect("batch"),
+        a.apply_many(&batch, Indexes::From(11)).expect("batch"),
         vec![Outcome::Skipped, Outcome::Advanced, Outcome::Inserted]
     );
     assert_eq!(a.applied_index(), Some(13));
@@ -487,7 +487,7 @@ fn a_full_map_grows_and_keeps_everything() {
     let batch: Vec<_> = (0..20_000u64)
         .map(|n| Ok(Entry::Registration(reg(1 + (n / 60_000) as u32, n, 1))))
         .collect();
-    let outcomes = a.apply_many(&batch, Some(1)).expect("grows");
+    let outcomes = a.apply_many(&batch, Indexes::From(1)).expect("grows");
     assert_eq!(outcomes.len(), 20_000);
     for n in 0..200u32 {
         a.apply_registration(&reg(9, u64::from(n), 1))
@@ -500,7 +500,7 @@ fn a_full_map_grows_and_keeps_everything() {
         .map(|n| Ok(Entry::Registration(reg(7, n, 1))))
         .collect();
     let halt = a
-        .apply_many(&more, None)
+        .apply_many(&more, Indexes::None)
         .expect_err("cannot grow with a view open");
     assert!(
         halt.error.to_string().contains("close them"),
@@ -509,7 +509,7 @@ fn a_full_map_grows_and_keeps_everything() {
     );
     assert_eq!(view.len().expect("len"), 20_200);
     drop(view);
-    a.apply_many(&more, None)
+    a.apply_many(&more, Indexes::None)
         .expect("grows once the view is closed");
     assert_eq!(a.registry().expect("view").len().expect("len"), 70_200);
     drop(a);

@@ -12,7 +12,7 @@ use super::errors::{run_detached, Handle};
 use super::keys::{PyFileKek, PyKeystore, PySidecar};
 use super::payloads::{entry_arg, PyBootstrap, PyRegistration, PyRotation};
 use super::registry::PyRegistry;
-use crate::applier::{Applier, ApplierOptions, RaftCutoverHook};
+use crate::applier::{Applier, ApplierOptions, Indexes, RaftCutoverHook};
 use crate::error::HookError;
 use crate::rules::Outcome;
 use crate::wire::{Entry, MalformedPayload};
@@ -231,13 +231,16 @@ impl PyApplier {
     /// halts, entries before it stay committed, nothing of `k` or later is
     /// written, and the exception carries `.position = k` and `.outcomes`
     /// (those of the entries before `k`). With `first_index`, entry `i` is
-    /// the Raft entry `first_index + i`.
-    #[pyo3(signature = (entries, first_index=None))]
+    /// the Raft entry `first_index + i`; with `indexes`, each entry's index
+    /// is given (strictly increasing: a log whose encryption entries are
+    /// scattered). Entries at or below the applied index are "skipped".
+    #[pyo3(signature = (entries, first_index=None, *, indexes=None))]
     fn apply_many<'py>(
         &self,
         py: Python<'py>,
         entries: &Bound<'py, PyAny>,
         first_index: Option<U64>,
+        indexes: Option<Vec<U64>>,
     ) -> PyResult<Bound<'py, PyList>> {
         if entries.cast::<PyBytes>().is_ok() || entries.is_instance_of::<PyString>() {
             return Err(PyTypeError::new_err(
@@ -266,9 +269,37 @@ impl PyApplier {
                 )));
             }
         }
+        let each: Option<Vec<u64>> = indexes.map(|v| v.iter().map(U64::value).collect());
+        if let Some(each) = &each {
+            if first_index.is_some() {
+                return Err(PyValueError::new_err(
+                    "give first_index= (consecutive indexes) or indexes= (one per entry), not both",
+                ));
+            }
+            if each.len() != decoded.len() {
+                return Err(PyValueError::new_err(format!(
+                    "indexes= has {} indexes for {} entries",
+                    each.len(),
+                    decoded.len()
+                )));
+            }
+            if let Some(i) = each.windows(2).position(|w| w[0] >= w[1]) {
+                return Err(PyValueError::new_err(format!(
+                    "indexes must increase strictly: indexes[{}]={} follows indexes[{i}]={}",
+                    i + 1,
+                    each[i + 1],
+                    each[i]
+                )));
+            }
+        }
+        let indexes = match (&each, first_index) {
+            (Some(each), _) => Indexes::Each(each),
+            (None, Some(first)) => Indexes::From(first),
+            (None, None) => Indexes::None,
+        };
         let outcomes = self
             .inner
-            .with(py, |applier| Ok(applier.apply_many(&decoded, first_index)?))?;
+            .with(py, |applier| Ok(applier.apply_many(&decoded, indexes)?))?;
         outcome_list(py, &outcomes)
     }
 
