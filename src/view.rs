@@ -101,10 +101,10 @@ impl Registry {
         Ok(rows)
     }
 
+    /// The number of rows, from LMDB's entry count (no scan): constant
+    /// time on any size. A corrupt row counts; reading it raises.
     pub fn len(&self) -> Result<usize, RegistryError> {
-        let mut n = 0usize;
-        self.scan(None, |_| n += 1)?;
-        Ok(n)
+        self.snapshot.count_rows()
     }
 
     pub fn is_empty(&self) -> Result<bool, RegistryError> {

@@ -289,7 +289,10 @@ def test_corrupt_value_raises_corruption_not_no_row(registry_dir: Path, length: 
         with pytest.raises(ea.RegistryCorruptionError):
             registry.rows()
         with pytest.raises(ea.RegistryCorruptionError):
-            len(registry)
+            list(registry)
+        # len() counts stored rows from LMDB's entry count, without reading
+        # them: the corrupt row counts (reading it is what raises).
+        assert len(registry) == 2
         # A read of an unaffected DEK still works.
         assert registry.rows(dek_id=1) == [ea.RegistryRow(1, 2, B, 1, 1)]
     with ea.Applier(registry_dir) as applier, pytest.raises(ea.RegistryCorruptionError):
@@ -298,6 +301,18 @@ def test_corrupt_value_raises_corruption_not_no_row(registry_dir: Path, length: 
     report = ea.verify(registry_dir)
     assert [d.problem for d in report.problems] == ["row"]
     assert report.overflow_pages == (0 if length < 64 else -(-(length + 16) // report.page_size))
+
+
+def test_len_counts_exactly_the_keys_under_the_registry_prefix(registry_dir: Path) -> None:
+    with ea.Applier(registry_dir) as applier:
+        applier.apply_many([ea.Registration(1 + i % 3, 0x1_0000 + i, 1) for i in range(500)], first_index=1)
+    # keys outside the prefix, before and after it (py-lmdb writes them)
+    plant_raw(registry_dir, b"!aaa", b"x")
+    plant_raw(registry_dir, b"~zzz", b"y")
+    prefixed = [k for k, _ in dump_raw(registry_dir) if k.startswith(ea.REGISTRY_PREFIX)]
+    with ea.Registry(registry_dir) as registry:
+        assert len(registry) == len(prefixed) == 500 == len(registry.rows())
+        assert len(registry.rows(dek_id=1)) == 167
 
 
 def test_row_disagreeing_with_its_key_is_corruption(registry_dir: Path) -> None:

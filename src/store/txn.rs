@@ -331,6 +331,53 @@ impl Snapshot {
         get_applied_index(&self.env, &SnapshotTxn(self))
     }
 
+    /// How many keys lie under the registry prefix, without reading them:
+    /// LMDB's entry count less the keys outside the prefix (normally only
+    /// the applied index), which are counted by walking from each end of
+    /// the database to the prefix. Rows are not decoded, so a corrupt one
+    /// counts (reading it raises).
+    pub fn count_rows(&self) -> Result<usize, RegistryError> {
+        self.env.check_process("counting the registry")?;
+        let failed = |e| self.env.storage_error("counting the registry", e);
+        let mut stat = std::mem::MaybeUninit::<lmdb_sys::MDB_stat>::uninit();
+        // SAFETY: a live read transaction of this environment and its main
+        // database handle; mdb_stat fills `stat` when it returns 0.
+        let rc = unsafe { lmdb_sys::mdb_stat(self.txn, self.env.db.dbi(), stat.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(failed(lmdb::Error::from_err_code(rc)).into());
+        }
+        // SAFETY: initialised by the successful call above.
+        let entries = unsafe { stat.assume_init() }.ms_entries;
+        let mut end = REGISTRY_PREFIX.to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1; // '|' -> '}': the first key past every prefixed one
+        }
+        let txn = SnapshotTxn(self);
+        // The cursor lives in this named binding for both walks.
+        let cursor = txn.open_ro_cursor(self.env.db).map_err(failed)?;
+        let mut outside = 0usize;
+        let mut step = cursor.get(None, None, lmdb_sys::MDB_FIRST);
+        loop {
+            match step {
+                Ok((Some(key), _)) if key < REGISTRY_PREFIX => outside += 1,
+                Ok(_) | Err(lmdb::Error::NotFound) => break,
+                Err(e) => return Err(failed(e).into()),
+            }
+            step = cursor.get(None, None, lmdb_sys::MDB_NEXT);
+        }
+        let mut step = cursor.get(Some(&end), None, lmdb_sys::MDB_SET_RANGE);
+        loop {
+            match step {
+                Ok(_) => outside += 1,
+                Err(lmdb::Error::NotFound) => break,
+                Err(e) => return Err(failed(e).into()),
+            }
+            step = cursor.get(None, None, lmdb_sys::MDB_NEXT);
+        }
+        drop(cursor);
+        Ok(entries.saturating_sub(outside))
+    }
+
     /// Calls `f` on every row whose key starts with `prefix`, in key order.
     pub fn scan(&self, prefix: &[u8], f: impl FnMut(RegistryRow)) -> Result<(), RegistryError> {
         self.env.check_process("scanning the registry")?;
