@@ -75,6 +75,15 @@ impl Applier {
         entries: &Entries,
         indexes: Indexes<'_>,
     ) -> Result<Vec<Outcome>, BatchHalt> {
+        // Staged entries (group commit) come first: the runs below read and
+        // commit the registry directly.
+        if let Err(error) = self.flush() {
+            return Err(BatchHalt {
+                position: 0,
+                error,
+                outcomes: Vec::new(),
+            });
+        }
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut position = 0;
         let mut growths = 0;

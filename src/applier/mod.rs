@@ -28,12 +28,14 @@ use crate::wire::{Entry, Registration};
 
 mod batch;
 mod fault;
+mod group;
 mod keys;
 #[cfg(test)]
 mod tests;
 
 pub use batch::{BatchHalt, Indexes};
 pub use fault::{FaultAction, FaultPoint};
+pub use group::GroupCommit;
 use keys::Crypto;
 pub use keys::RaftCutoverHook;
 
@@ -52,9 +54,25 @@ pub struct Applier {
     _lock: WriterLock,
     crypto: Option<Crypto>,
     fault: Option<(FaultPoint, FaultAction)>,
-    /// The stored Raft applied index. This applier is the only writer, so
-    /// the copy in memory is the one on disk.
+    /// The highest Raft index applied. This applier is the only writer, so
+    /// it is the one on disk, or (group commit) the highest staged.
     applied_index: Option<u64>,
+    /// The highest Raft index committed with its rows.
+    durable_index: Option<u64>,
+    /// Write-behind group commit, when opted in.
+    group: Option<GroupCommit>,
+    pending: group::Pending,
+    /// A timer commit that failed, raised by the next call.
+    failed: Option<ApplyError>,
+}
+
+impl Drop for Applier {
+    fn drop(&mut self) {
+        // Best effort: `close()` flushes first and reports a failure; a
+        // dropped applier has nobody to report to, and the host replays
+        // from the durable index anyway.
+        let _ = self.flush();
+    }
 }
 
 /// How to open an [`Applier`].
@@ -72,6 +90,8 @@ pub struct ApplierOptions {
     pub map_size: usize,
     /// Told of the Raft envelope cutover (needs `kek`).
     pub on_raft_cutover: Option<RaftCutoverHook>,
+    /// Write-behind group commit (see [`group`]); `None`: every apply commits.
+    pub group_commit: Option<GroupCommit>,
     /// This node's pinned local epochs (see `sidecar::prepare_epochs`),
     /// recorded on storage and Raft keys it rotates to.
     pub local_epoch: u16,
@@ -86,6 +106,7 @@ impl Default for ApplierOptions {
             durable: true,
             map_size: DEFAULT_MAP_SIZE,
             on_raft_cutover: None,
+            group_commit: None,
             local_epoch: 0,
             raft_local_epoch: 0,
         }
@@ -111,6 +132,10 @@ impl Applier {
 
     pub fn open_with(path: &Path, options: ApplierOptions) -> Result<Applier, ApplierOpenError> {
         let mut applier = Applier::open_plain(path, options.map_size)?;
+        applier.group = options.group_commit.map(|g| GroupCommit {
+            max_entries: g.max_entries.max(1),
+            ..g
+        });
         applier
             .set_durable(options.durable)
             .map_err(ApplyError::from)?;
@@ -154,6 +179,10 @@ impl Applier {
             crypto: None,
             fault: None,
             applied_index,
+            durable_index: applied_index,
+            group: None,
+            pending: group::Pending::default(),
+            failed: None,
         })
     }
 
@@ -234,6 +263,7 @@ impl Applier {
             txn.commit()?;
             if index.is_some() {
                 self.applied_index = index;
+                self.durable_index = index;
             }
         }
         Ok(())
@@ -267,8 +297,17 @@ impl Applier {
         entry: &Entry,
         index: Option<u64>,
     ) -> Result<Outcome, ApplyError> {
+        self.take_failure()?;
         if self.is_applied(index) {
             return Ok(Outcome::Skipped);
+        }
+        if let Some(group) = self.group {
+            match entry {
+                Entry::Registration(reg) => return self.stage_grouped(reg, index, group),
+                // Sidecar and keystore changes are not staged: commit what
+                // is, then apply these one by one.
+                _ => self.flush()?,
+            }
         }
         let mut growths = 0;
         loop {
@@ -297,6 +336,7 @@ impl Applier {
     /// Like [`Applier::apply_entry_at`] for bytes; a skipped index is not
     /// even decoded.
     pub fn apply_at(&mut self, entry: &[u8], index: Option<u64>) -> Result<Outcome, ApplyError> {
+        self.take_failure()?;
         if self.is_applied(index) {
             return Ok(Outcome::Skipped);
         }

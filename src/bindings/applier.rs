@@ -12,7 +12,7 @@ use super::errors::{run_detached, Handle};
 use super::keys::{PyFileKek, PyKeystore, PySidecar};
 use super::payloads::{entry_arg, PyBootstrap, PyRegistration, PyRotation};
 use super::registry::PyRegistry;
-use crate::applier::{Applier, ApplierOptions, Indexes, RaftCutoverHook};
+use crate::applier::{Applier, ApplierOptions, GroupCommit, Indexes, RaftCutoverHook};
 use crate::error::HookError;
 use crate::rules::Outcome;
 use crate::wire::{Entry, MalformedPayload};
@@ -55,7 +55,7 @@ impl PyApplier {
     #[new]
     #[pyo3(signature = (
         path, *, kek=None, sidecar=None, sync=true, map_size=None, on_raft_cutover=None,
-        local_epoch=U16::ZERO, raft_local_epoch=U16::ZERO
+        local_epoch=U16::ZERO, raft_local_epoch=U16::ZERO, group_commit=None, group_commit_ms=None
     ))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
@@ -68,7 +68,33 @@ impl PyApplier {
         on_raft_cutover: Option<Py<PyAny>>,
         local_epoch: U16,
         raft_local_epoch: U16,
+        group_commit: Option<usize>,
+        group_commit_ms: Option<f64>,
     ) -> PyResult<Self> {
+        let group_commit = match (group_commit, group_commit_ms) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(PyValueError::new_err(
+                    "group_commit_ms= needs group_commit= (the entries per commit)",
+                ))
+            }
+            (Some(0), _) => return Err(PyValueError::new_err("group_commit must be at least 1")),
+            (Some(max_entries), ms) => {
+                let ms = ms.unwrap_or(DEFAULT_GROUP_COMMIT_MS);
+                let max_delay = std::time::Duration::try_from_secs_f64(ms / 1000.0)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        PyValueError::new_err(format!(
+                            "group_commit_ms={ms} is not a positive duration"
+                        ))
+                    })?;
+                Some(GroupCommit {
+                    max_entries,
+                    max_delay,
+                })
+            }
+        };
         if kek.is_none() && sidecar.is_some() {
             return Err(PyValueError::new_err(
                 "sidecar= needs kek=: without a KEK the applier keeps no keys",
@@ -113,16 +139,17 @@ impl PyApplier {
             durable: sync,
             map_size,
             on_raft_cutover,
+            group_commit,
             local_epoch: local_epoch.value(),
             raft_local_epoch: raft_local_epoch.value(),
         };
         let applier = run_detached(py, || Ok(Applier::open_with(&path, options)?))?;
         let path = applier.path().to_path_buf();
-        Ok(PyApplier {
-            inner: Handle::new(applier, "Applier", &path),
-            path,
-            kek,
-        })
+        let inner = Handle::new(applier, "Applier", &path);
+        if let Some(group) = group_commit {
+            start_group_commit_timer(&inner, group.max_delay)?;
+        }
+        Ok(PyApplier { inner, path, kek })
     }
 
     /// The KEK this applier was opened with, or None.
@@ -309,10 +336,38 @@ impl PyApplier {
         self.inner.with(py, |applier| Ok(applier.applied_index()))
     }
 
-    /// Releases the writer lock and this applier's handle on the registry.
+    /// Commits what group commit staged (if anything), then releases the
+    /// writer lock and this applier's handle on the registry. A failed
+    /// commit is raised after the applier is closed.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        // (In a forked child the applier is the parent's: nothing to commit.)
+        let flushed = if self.inner.in_child() || self.inner.is_closed(py) {
+            Ok(())
+        } else {
+            self.inner.with(py, |applier| Ok(applier.flush()?))
+        };
         // Waits (without the GIL) for an apply running on another thread.
-        self.inner.close(py)
+        self.inner.close(py)?;
+        flushed
+    }
+
+    /// Commits the entries group commit has staged (a no-op without it).
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        self.inner.with(py, |applier| Ok(applier.flush()?))
+    }
+
+    /// The highest Raft index committed together with its rows (with
+    /// sync=True, on disk). Equal to applied_index unless group commit has
+    /// staged entries.
+    #[getter]
+    fn durable_index(&self, py: Python<'_>) -> PyResult<Option<u64>> {
+        self.inner.with(py, |applier| Ok(applier.durable_index()))
+    }
+
+    /// How many applied entries group commit holds for the next commit.
+    #[getter]
+    fn staged(&self, py: Python<'_>) -> PyResult<usize> {
+        self.inner.with(py, |applier| Ok(applier.staged()))
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -337,4 +392,33 @@ impl PyApplier {
             self.path.display().to_string()
         )
     }
+}
+
+/// The delay group commit waits at most when only `group_commit=` is given.
+const DEFAULT_GROUP_COMMIT_MS: f64 = 10.0;
+
+/// A thread that commits staged entries once the oldest is `delay` old, so
+/// a quiet host is durable within about `delay`. It holds the applier
+/// weakly (it ends when the applier is dropped or closed) and runs without
+/// the GIL.
+fn start_group_commit_timer(handle: &Handle<Applier>, delay: std::time::Duration) -> PyResult<()> {
+    let weak = handle.weak();
+    let tick = (delay / 2).max(std::time::Duration::from_millis(1));
+    std::thread::Builder::new()
+        .name("ea-group-commit".into())
+        .spawn(move || loop {
+            std::thread::sleep(tick);
+            let Some(inner) = weak.upgrade() else { return };
+            let mut guard = crate::fsutil::lock(&inner);
+            match guard.as_mut() {
+                Some(applier) => applier.flush_if_due(),
+                None => return,
+            }
+        })
+        .map(drop)
+        .map_err(|e| {
+            pyo3::exceptions::PyOSError::new_err(format!(
+                "cannot start the group-commit timer: {e}"
+            ))
+        })
 }

@@ -6,10 +6,11 @@
 //! them with those fields set.
 
 use std::convert::Infallible;
+use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -472,7 +473,9 @@ impl Drop for Release {
 /// touched: a thread of the parent may have held the lock at the fork,
 /// and that thread does not exist in the child, so waiting would hang.
 pub(super) struct Handle<T> {
-    inner: Mutex<Option<T>>,
+    /// Shared only with helper threads of the object (the group-commit
+    /// timer), which hold it weakly. Never dropped in a forked child.
+    inner: ManuallyDrop<Arc<Mutex<Option<T>>>>,
     /// The Python class name, for "operation on a closed …".
     what: &'static str,
     /// The registry directory, for errors.
@@ -487,7 +490,7 @@ pub(super) struct Handle<T> {
 impl<T: Send> Handle<T> {
     pub(super) fn new(value: T, what: &'static str, path: &Path) -> Handle<T> {
         Handle {
-            inner: Mutex::new(Some(value)),
+            inner: ManuallyDrop::new(Arc::new(Mutex::new(Some(value)))),
             what,
             path: path.to_path_buf(),
             pid: std::process::id(),
@@ -495,7 +498,7 @@ impl<T: Send> Handle<T> {
         }
     }
 
-    fn in_child(&self) -> bool {
+    pub(super) fn in_child(&self) -> bool {
         self.pid != std::process::id()
     }
 
@@ -576,17 +579,22 @@ impl<T: Send> Handle<T> {
     }
 }
 
+impl<T> Handle<T> {
+    /// The object, for a helper thread that must not keep it alive.
+    pub(super) fn weak(&self) -> Weak<Mutex<Option<T>>> {
+        Arc::downgrade(&self.inner)
+    }
+}
+
 impl<T> Drop for Handle<T> {
     fn drop(&mut self) {
         if self.pid != std::process::id() {
             // The parent's object: its lock may be held by a thread that
             // does not exist here, and its files are the parent's. Leaked,
-            // to die with the child. `get_mut` takes no lock.
-            let slot = self
-                .inner
-                .get_mut()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            std::mem::forget(slot.take());
+            // to die with the child.
+            return;
         }
+        // SAFETY: dropped exactly once, here, and never used again.
+        unsafe { ManuallyDrop::drop(&mut self.inner) }
     }
 }
