@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any, Final, Literal, Self, final
 
 from encryption_applier.exceptions import DamageProblem as _DamageProblem
+from encryption_applier.exceptions import Outcome as _Outcome
 
 __version__: Final[str]
 __all__ = [
@@ -72,18 +73,6 @@ MAX_SIDECAR_BYTES: Final[int]
 REGISTRY_PREFIX: Final[bytes]
 
 _BytesLike = bytes | bytearray | memoryview
-
-_Outcome = Literal[
-    "inserted",
-    "advanced",
-    "unchanged",
-    "bootstrapped",
-    "rotated",
-    "skipped",
-    "enabled",
-    "already-active",
-    "stale-dek",
-]
 
 class Purpose(enum.IntEnum):
     """What a DEK encrypts: storage data or the Raft log."""
