@@ -80,11 +80,26 @@ def test_apply_then_inspect_digest_export(tmp_path: Path) -> None:
     )
     assert cli("digest", directory).stdout.strip() == hashlib.sha256(raw).hexdigest()
 
+    # Node ids as inspect shows them (fixed-width hex), in CSV and JSON alike.
+    shown = [r | {"node_id16": f"0x{r['node_id16']:04x}", "full_node_id": f"0x{r['full_node_id']:016x}"} for r in rows]
     exported = cli("export", directory, "--format", "csv").stdout
-    assert list(csv.DictReader(io.StringIO(exported))) == [{k: str(v) for k, v in r.items()} for r in rows]
+    assert list(csv.DictReader(io.StringIO(exported))) == [{k: str(v) for k, v in r.items()} for r in shown]
     out = tmp_path / "rows.json"
     assert cli("export", directory, "--format", "json", "-o", out).returncode == 0
-    assert json.loads(out.read_text()) == rows
+    assert json.loads(out.read_text()) == shown
+    table = cli("inspect", directory).stdout
+    assert all(r["full_node_id"] in table and r["node_id16"] in table for r in shown)
+
+
+def test_json_export_keeps_64_bit_ids_exact(tmp_path: Path) -> None:
+    directory = tmp_path / "reg"
+    big = 0xFFFF_FFFF_FFFF_0001
+    with ea.Applier(directory) as applier:
+        applier.apply(ea.Registration(1, big, 1))
+    doc = json.loads(cli("export", directory, "--format", "json").stdout)
+    # parsed as a double (as jq or JavaScript would), a number would change
+    assert float(big) != big
+    assert int(doc[0]["full_node_id"], 16) == big and isinstance(doc[0]["full_node_id"], str)
 
 
 def test_apply_halt_reports_line_and_keeps_earlier_lines(tmp_path: Path) -> None:

@@ -25,24 +25,24 @@ EXIT_DAMAGED = 1
 FIELDS = ("dek_id", "node_id16", "full_node_id", "first_seen_local_epoch", "last_seen_local_epoch")
 
 
-def _row_dict(row: ea.RegistryRow) -> dict[str, int]:
-    return {name: getattr(row, name) for name in FIELDS}
+def _row_dict(row: ea.RegistryRow) -> dict[str, int | str]:
+    """A row as inspect shows it and export writes it: node ids as
+    fixed-width hex strings (a 64-bit id as a JSON number would be rounded
+    by jq and JavaScript, which read numbers as doubles), the rest as ints."""
+    return {
+        "dek_id": row.dek_id,
+        "node_id16": f"0x{row.node_id16:04x}",
+        "full_node_id": f"0x{row.full_node_id:016x}",
+        "first_seen_local_epoch": row.first_seen_local_epoch,
+        "last_seen_local_epoch": row.last_seen_local_epoch,
+    }
 
 
 def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
     with ea.Registry(args.directory) as registry:
         rows = registry.rows(args.dek_id)
         header = ("dek_id", "node_id16", "full_node_id", "first_seen", "last_seen")
-        table = [
-            (
-                str(r.dek_id),
-                f"0x{r.node_id16:04x}",
-                f"0x{r.full_node_id:016x}",
-                str(r.first_seen_local_epoch),
-                str(r.last_seen_local_epoch),
-            )
-            for r in rows
-        ]
+        table = [tuple(str(v) for v in _row_dict(r).values()) for r in rows]
         widths = [max([len(h)] + [len(t[i]) for t in table]) for i, h in enumerate(header)]
         print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)), file=out)
         for line in table:
