@@ -1,8 +1,10 @@
+import json
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -195,3 +197,31 @@ def crash_applying(directory: Path, kek_path: Path, point: str, entry: bytes, in
         timeout=60,
     )
     assert child.returncode < 0 and "not reached" not in child.stdout, child
+
+
+@pytest.fixture
+def booted(registry_dir: Path, cluster: Cluster) -> Path:
+    """A registry bootstrapped (keys 1 and 2, NODE's rows at epoch 1) at index 1."""
+    with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
+        applier.apply_bootstrap(cluster.bootstrap(), index=1)
+    return registry_dir
+
+
+def sidecar_json(registry: Path) -> dict[str, Any]:
+    """The registry's keys.json, read with the json module."""
+    return json.loads((registry / "keys.json").read_bytes())  # type: ignore[no-any-return]
+
+
+def write_sidecar_json(registry: Path, doc: dict[str, Any]) -> None:
+    (registry / "keys.json").write_text(json.dumps(doc, indent=2))
+
+
+def edit_sidecar(registry: Path, **changes: object) -> None:
+    """Sets top-level fields of keys.json; `epoch_<id>=n` sets a key's local_epoch."""
+    doc = sidecar_json(registry)
+    for name, value in changes.items():
+        if name.startswith("epoch_"):
+            doc["keys"][name.removeprefix("epoch_")]["local_epoch"] = value
+        else:
+            doc[name] = value
+    write_sidecar_json(registry, doc)

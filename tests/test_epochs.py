@@ -1,33 +1,17 @@
 """Local epochs (SPEC §7, parity study N2): what a rotated key records,
 and how a node moves its epochs at start so no nonce can come again."""
 
-import json
 from pathlib import Path
 
 import pytest
 
 import encryption_applier as ea
 
-from conftest import NODE, Cluster
-
-
-def keys_json(registry: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads((registry / "keys.json").read_bytes())  # type: ignore[no-any-return]
-
-
-def write_json(registry: Path, doc: dict) -> None:  # type: ignore[type-arg]
-    (registry / "keys.json").write_text(json.dumps(doc, indent=2))
-
-
-@pytest.fixture
-def booted(registry_dir: Path, cluster: Cluster) -> Path:
-    with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
-        applier.apply_bootstrap(cluster.bootstrap(), index=1)
-    return registry_dir
+from conftest import NODE, Cluster, sidecar_json, write_sidecar_json
 
 
 def test_a_rotated_key_records_the_pinned_epoch_of_its_purpose(booted: Path, cluster: Cluster) -> None:
-    assert {k["local_epoch"] for k in keys_json(booted)["keys"].values()} == {0}  # bootstrap keys
+    assert {k["local_epoch"] for k in sidecar_json(booted)["keys"].values()} == {0}  # bootstrap keys
     with ea.Applier(booted, kek=ea.FileKek(cluster.kek_path), local_epoch=7, raft_local_epoch=9) as applier:
         applier.apply_rotation(cluster.rotation(3, ea.Purpose.STORAGE, epoch=7), index=2)
         applier.apply_rotation(cluster.rotation(4, ea.Purpose.RAFT, epoch=9), index=3)
@@ -41,9 +25,9 @@ def test_reinstalling_a_key_with_another_wrap_replaces_wrapped_and_created(boote
     with ea.Applier(booted, kek=ea.FileKek(cluster.kek_path)) as applier:
         first = cluster.rotation(3, ea.Purpose.STORAGE, epoch=2)
         applier.apply_rotation(first, index=2)
-    doc = keys_json(booted)
+    doc = sidecar_json(booted)
     doc["keys"]["3"]["created"] = "2020-01-01T00:00:00Z"
-    write_json(booted, doc)
+    write_sidecar_json(booted, doc)
     with ea.Applier(booted, kek=ea.FileKek(cluster.kek_path), local_epoch=5) as applier:
         # an exact replay keeps created, and records the epoch pinned now
         applier.apply_rotation(first, index=3)
@@ -65,17 +49,17 @@ def test_bump_local_epoch(booted: Path, tmp_path: Path) -> None:
     path = booted / "keys.json"
     assert ea.bump_local_epoch(path, 1) == 1
     assert ea.bump_local_epoch(path, 1) == 2
-    assert keys_json(booted)["keys"]["1"]["local_epoch"] == 2  # durable
-    assert keys_json(booted)["keys"]["2"]["local_epoch"] == 0
+    assert sidecar_json(booted)["keys"]["1"]["local_epoch"] == 2  # durable
+    assert sidecar_json(booted)["keys"]["2"]["local_epoch"] == 0
     with pytest.raises(ValueError, match="reserved"):
         ea.bump_local_epoch(path, 0)
     with pytest.raises(ea.SidecarError, match="no key dek_id=9"):
         ea.bump_local_epoch(path, 9)
     with pytest.raises(ea.SidecarError, match="not bootstrapped"):
         ea.bump_local_epoch(tmp_path / "none.json", 1)
-    doc = keys_json(booted)
+    doc = sidecar_json(booted)
     doc["keys"]["2"]["local_epoch"] = 0xFFFF
-    write_json(booted, doc)
+    write_sidecar_json(booted, doc)
     before = path.read_bytes()
     with pytest.raises(ea.LocalEpochExhaustedError) as err:
         ea.bump_local_epoch(path, 2)
@@ -93,13 +77,13 @@ def test_prepare_epochs(booted: Path, cluster: Cluster, tmp_path: Path) -> None:
         cutover = ea.Rotation(2, ea.Purpose.RAFT, b"", ea.Registration(2, NODE, 1), sub_tag=ea.ENABLE_RAFT_ENVELOPE)
         assert applier.apply_rotation(cutover, index=2) == "enabled"
     assert ea.prepare_epochs(path) == (3, 1)
-    keys = keys_json(booted)["keys"]
+    keys = sidecar_json(booted)["keys"]
     assert (keys["1"]["local_epoch"], keys["2"]["local_epoch"]) == (3, 1)
     # the Raft epoch does not depend on a storage key (as Go)
-    write_json(booted, keys_json(booted) | {"active": {"storage": 0, "raft": 2}})
+    write_sidecar_json(booted, sidecar_json(booted) | {"active": {"storage": 0, "raft": 2}})
     assert ea.prepare_epochs(path) == (0, 2)
     # a refusal writes nothing: cut over, but no active Raft key
-    write_json(booted, keys_json(booted) | {"active": {"storage": 1, "raft": 0}})
+    write_sidecar_json(booted, sidecar_json(booted) | {"active": {"storage": 1, "raft": 0}})
     before = path.read_bytes()
     with pytest.raises(ea.SidecarError, match="no active Raft key"):
         ea.prepare_epochs(path)

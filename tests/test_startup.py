@@ -1,7 +1,6 @@
 """elastickv's startup guards (SPEC §7, parity study N3): every refusal in
 Go's order, with its Go error's name."""
 
-import json
 import os
 from pathlib import Path
 
@@ -9,25 +8,7 @@ import pytest
 
 import encryption_applier as ea
 
-from conftest import NODE, Cluster
-
-
-@pytest.fixture
-def booted(registry_dir: Path, cluster: Cluster) -> Path:
-    with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
-        applier.apply_bootstrap(cluster.bootstrap(), index=1)
-    return registry_dir
-
-
-def edit_sidecar(registry: Path, **changes: object) -> None:
-    path = registry / "keys.json"
-    doc = json.loads(path.read_bytes())
-    for name, value in changes.items():
-        if name.startswith("epoch_"):
-            doc["keys"][name.removeprefix("epoch_")]["local_epoch"] = value
-        else:
-            doc[name] = value
-    path.write_text(json.dumps(doc, indent=2))
+from conftest import NODE, Cluster, edit_sidecar
 
 
 def sentinels(refusals: list[ea.StartupRefusedError]) -> list[str]:

@@ -325,11 +325,19 @@ impl Applier {
         if current != next {
             let path = self.crypto_for(PayloadKind::Rotation)?.sidecar_path.clone();
             if let Err(e) = sidecar::write_durable(&path, &next) {
+                // Take the row back, so the halt leaves the registry as it
+                // was; should that fail too, the row stays (a replay of this
+                // entry writes it anyway), and the error says so.
+                let mut e = e;
                 if rows_written {
-                    // Take the row back, so the halt leaves the registry as it
-                    // was; should that fail too, the row stays, and it is one a
-                    // replay of this entry writes anyway.
-                    let _ = self.restore_row(&r.proposer, previous);
+                    if let Err(undo) = self.restore_row(&r.proposer, previous) {
+                        e.reason = format!(
+                            "{}; and the proposer row dek_id={} full_node_id=0x{:x} committed \
+                             before it could not be taken back ({undo}): a replay of this entry \
+                             writes the same row",
+                            e.reason, r.proposer.dek_id, r.proposer.full_node_id
+                        );
+                    }
                 }
                 return Err(e.into());
             }

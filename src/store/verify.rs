@@ -994,7 +994,24 @@ impl Walker<'_> {
 /// during the walk.
 pub fn walk(file: &File, meta: &Meta, options: WalkOptions) -> VerifyReport {
     let page_size = meta.page_size as usize;
-    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    // Without the file's size every page would look missing: say so
+    // instead of reporting a truncation.
+    let file_len = match file.metadata() {
+        Ok(m) => m.len(),
+        Err(e) => {
+            return VerifyReport {
+                txnid: meta.txnid,
+                page_size: meta.page_size,
+                last_page: meta.last_page,
+                problems: vec![damage(
+                    None,
+                    DamageKind::Io,
+                    format!("cannot stat data.mdb: {e}"),
+                )],
+                ..VerifyReport::default()
+            }
+        }
+    };
     let file_pages = file_len / page_size as u64;
     let mut walker = Walker {
         file,
