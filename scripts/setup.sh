@@ -1,7 +1,10 @@
 # Sourced by scripts/demo.sh and scripts/test.sh: creates .venv under the
-# repo (if missing), installs maturin and the test dependencies into it, and
-# builds the extension from source into it. Needs only Rust, Python >= 3.11
-# and pip on the machine.
+# repo (if missing), installs maturin and the requested extras of
+# pyproject.toml into it, and builds the extension from source into it.
+# Needs only Rust, Python >= 3.11 and pip on the machine.
+#
+# Usage: EA_EXTRAS="test docs" source scripts/setup.sh
+# (no EA_EXTRAS: the package alone, which is all the demo needs).
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,8 +27,40 @@ fi
 export VIRTUAL_ENV="$venv"
 export PATH="$venv/bin:$PATH"
 
-echo "==> installing maturin into .venv"
-python -m pip install --quiet --disable-pip-version-check "maturin>=1.9,<2"
+# Runs a noisy step with its output in a log, shown only if the step fails.
+quietly() {
+    local log
+    log=$(mktemp "${TMPDIR:-/tmp}/ea-setup.XXXXXX")
+    if ! "$@" >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        echo "error: '$*' failed (output above)" >&2
+        return 1
+    fi
+    rm -f "$log"
+}
 
-echo "==> building the extension from source (maturin develop) with test extras"
-maturin develop --quiet --extras test
+# The extras' requirements, read from pyproject.toml so that they are listed
+# in one place.
+requirements=()
+if [ -n "${EA_EXTRAS:-}" ]; then
+    # shellcheck disable=SC2086
+    mapfile -t requirements < <(python - ${EA_EXTRAS} <<'PY'
+import sys
+import tomllib
+
+with open("pyproject.toml", "rb") as f:
+    extras = tomllib.load(f)["project"]["optional-dependencies"]
+for name in sys.argv[1:]:
+    if name not in extras:
+        sys.exit(f"error: no extra {name!r} in pyproject.toml (have {', '.join(sorted(extras))})")
+    print(*extras[name], sep="\n")
+PY
+    )
+fi
+
+echo "==> installing maturin${EA_EXTRAS:+ and the extras [${EA_EXTRAS// /,}]} into .venv"
+quietly python -m pip install --disable-pip-version-check "maturin>=1.9,<2" "${requirements[@]}"
+
+echo "==> building the extension from source into .venv (maturin develop)"
+quietly maturin develop

@@ -2,7 +2,7 @@
 # The whole test suite: formatting and lints, the Rust core's tests, then
 # the Python suite against a freshly built extension.
 # Usage: bash scripts/test.sh [extra pytest args]
-source "$(dirname "$0")/setup.sh"
+EA_EXTRAS="test docs release" source "$(dirname "$0")/setup.sh"
 
 echo "==> cargo fmt --check"
 cargo fmt --check
@@ -18,14 +18,25 @@ echo "==> pytest"
 python -m pytest "$@"
 
 echo "==> stubs: mypy.stubtest against the runtime module, mypy --strict on the package and examples"
-(cd "$(mktemp -d)" && python -m mypy.stubtest encryption_applier._native)
+# From an empty directory, so the runtime module is the installed one.
+stub_dir=$(mktemp -d "${TMPDIR:-/tmp}/ea-stubtest.XXXXXX")
+(cd "$stub_dir" && python -m mypy.stubtest encryption_applier._native)
+rm -rf "$stub_dir"
 python -m mypy
 
-echo "==> wheel: release build, installed into a fresh venv, smoke-tested outside the tree"
+echo "==> wheel: manylinux2014 release build (zig), auditwheel, twine, then installed into a fresh venv and smoke-tested"
 rm -rf dist
-maturin build --release --quiet --out dist
-wheel=$(ls dist/encryption_applier-*-cp311-abi3-*.whl)
-scratch=$(mktemp -d)
+quietly maturin build --release --zig --compatibility manylinux2014 --out dist
+quietly maturin sdist --out dist
+wheel=$(ls dist/encryption_applier-*-cp311-abi3-manylinux2014_x86_64.manylinux_2_17_x86_64.whl)
+audit=$(auditwheel show "$wheel" | tr -s ' \n' ' ')
+if [[ "$audit" != *'consistent with the following platform tag: "manylinux_2_17_x86_64"'* ]]; then
+    echo "error: auditwheel does not confirm manylinux_2_17 (manylinux2014): $audit" >&2
+    exit 1
+fi
+quietly twine check --strict dist/*
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/ea-wheel.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
 python -m venv "$scratch/venv"
 "$scratch/venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-index "$wheel"
 (cd "$scratch" && "$scratch/venv/bin/python" "$repo_root/tests/smoke_wheel.py")
@@ -35,4 +46,3 @@ echo "==> benchmark script, quick sizes (keeps bench/ runnable; figures go to a 
 cargo build --release --quiet --example raw_lmdb
 "$scratch/venv/bin/python" bench/run.py --quick --raw target/release/examples/raw_lmdb --output "$scratch/bench.json" > "$scratch/bench.txt"
 grep -q "columns" "$scratch/bench.txt"
-rm -rf "$scratch"

@@ -73,9 +73,33 @@ pub(crate) mod test_support {
         }
     }
 
-    /// A fresh path under the system temp dir, unique in this test run;
-    /// nothing exists there yet.
-    pub(crate) fn fresh_path(tag: &str) -> PathBuf {
+    /// A scratch path under the system temp dir, unique in this test run,
+    /// removed with everything under it when dropped so that test runs leave
+    /// nothing behind in /tmp.
+    pub(crate) struct ScratchPath(PathBuf);
+
+    impl std::ops::Deref for ScratchPath {
+        type Target = std::path::Path;
+        fn deref(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl AsRef<std::path::Path> for ScratchPath {
+        fn as_ref(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl Drop for ScratchPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// A fresh [`ScratchPath`]; nothing exists there yet.
+    pub(crate) fn fresh_path(tag: &str) -> ScratchPath {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "ea-test-{tag}-{}-{}",
@@ -83,13 +107,13 @@ pub(crate) mod test_support {
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        dir
+        ScratchPath(dir)
     }
 
     /// [`fresh_path`], created as an empty directory.
-    pub(crate) fn fresh_dir(tag: &str) -> PathBuf {
+    pub(crate) fn fresh_dir(tag: &str) -> ScratchPath {
         let dir = fresh_path(tag);
-        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::create_dir_all(&*dir).expect("mkdir");
         dir
     }
 }

@@ -1075,10 +1075,9 @@ mod tests {
     use super::*;
     use crate::applier::Applier;
     use crate::store::verify_path;
-    use crate::test_support::fresh_path;
+    use crate::test_support::{fresh_path, ScratchPath};
     use crate::wire::Registration;
     use std::fs::OpenOptions;
-    use std::path::PathBuf;
 
     const FULL: WalkOptions = WalkOptions {
         max_problems: 100,
@@ -1087,7 +1086,7 @@ mod tests {
 
     /// A registry of `rows` rows over enough commits to have a branch
     /// level and a free-page tree.
-    fn registry(tag: &str, rows: u32) -> PathBuf {
+    fn registry(tag: &str, rows: u32) -> ScratchPath {
         let dir = fresh_path(tag);
         let mut applier = Applier::open(&dir).expect("open");
         applier.set_durable(false).expect("nosync");
