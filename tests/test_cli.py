@@ -112,9 +112,11 @@ def test_apply_halt_reports_line_and_keeps_earlier_lines(tmp_path: Path) -> None
     ]
     proc = cli("apply", directory, write_entries(tmp_path / "log.hex", entries))
     assert proc.returncode == 1
-    assert "log.hex:3: HALT LocalEpochRollbackError:" in proc.stdout
-    assert "dek_id=1 full_node_id=0xabcd0001 last_seen=5 incoming=4" in proc.stdout
-    assert "2 entries before line 3 were applied" in proc.stdout
+    # A halt goes to stderr, and only there.
+    assert proc.stdout == ""
+    assert "log.hex:3: HALT LocalEpochRollbackError:" in proc.stderr
+    assert "dek_id=1 full_node_id=0xabcd0001 last_seen=5 incoming=4" in proc.stderr
+    assert "2 entries before line 3 were applied" in proc.stderr
     with ea.Registry(directory) as registry:
         assert registry.rows() == [ea.RegistryRow(1, 1, A, 5, 5), ea.RegistryRow(1, 2, B, 1, 1)]
 
@@ -123,7 +125,7 @@ def test_apply_refuses_a_file_with_bad_hex_before_applying_anything(tmp_path: Pa
     log = tmp_path / "log.hex"
     log.write_text(ea.Registration(1, A, 1).to_entry().hex() + "\nnot-hex\n")
     proc = cli("apply", tmp_path / "reg", log)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert "log.hex:2" in proc.stderr and "nothing was applied" in proc.stderr
     assert not (tmp_path / "reg").exists() or len(ea.Registry(tmp_path / "reg")) == 0
 
@@ -134,20 +136,128 @@ def test_apply_bootstrap_with_a_kek(tmp_path: Path) -> None:
     boot = ea.Bootstrap(1, kek.wrap(b"\x01" * 32), 2, kek.wrap(b"\x02" * 32), [ea.Registration(1, A, 1)])
     log = write_entries(tmp_path / "log.hex", [boot.to_entry()])
     proc = cli("apply", tmp_path / "reg", log)
-    assert proc.returncode == 1 and "KEKNotConfiguredError" in proc.stdout
+    assert proc.returncode == 1 and "KEKNotConfiguredError" in proc.stderr
     proc = cli("apply", tmp_path / "reg", log, "--kek", kek_path)
     assert proc.returncode == 0 and "bootstrapped 1" in proc.stdout
     assert ea.read_sidecar(tmp_path / "reg" / "keys.json").active == {"storage": 1, "raft": 2}  # type: ignore[union-attr]
 
 
-def test_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
-    proc = cli("inspect", tmp_path / "missing")
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("error: RegistryOpenError:") and "Traceback" not in proc.stderr
-    proc = cli("apply", tmp_path / "reg", tmp_path / "no-such-file")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    proc = cli("apply", tmp_path / "reg", tmp_path / "x", "--sidecar", tmp_path / "s.json")
-    assert proc.returncode != 0 and "--sidecar needs --kek" in proc.stderr
+USAGE_ERRORS = [
+    # (arguments, {placeholders}, text the one line must contain)
+    (["inspect", "{missing}"], "RegistryOpenError"),
+    (["inspect", "{reg}", "--dek-id", "-1"], "out of range for a DEK id"),
+    (["inspect", "{reg}", "--dek-id", "4294967296"], "out of range for a DEK id"),
+    (["inspect", "{reg}", "--dek-id", "x1"], "not a decimal or 0x-hex integer"),
+    (["digest", "{missing}"], "RegistryOpenError"),
+    (["diff", "{reg}", "{missing}"], "RegistryOpenError"),
+    (["export", "{missing}", "--format", "csv"], "RegistryOpenError"),
+    (["export", "{reg}", "--format", "xml"], "invalid choice"),
+    (["verify", "{missing}"], "RegistryOpenError"),
+    (["verify", "{reg}", "--max-problems", "0"], "out of range for a positive count"),
+    (["doctor", "{missing}"], "no such directory"),
+    (["doctor", "{reg}", "--engine-applied-index", "-5"], "out of range for a Raft index"),
+    (["probe-node-id", "--full-node-id", "0x1" + "0" * 16], "out of range for a 64-bit"),
+    (["probe-node-id", "--full-node-id", "-1"], "out of range for a 64-bit"),
+    (["apply", "{reg}", "{missing}"], "cannot read"),
+    (["apply", "{reg}", "{badhex}"], "not a hex-encoded entry"),
+    (["apply", "{reg}", "{binary}"], "not a text file"),
+    (["apply", "{reg}", "{badhex}", "--first-index", "-1"], "out of range for a Raft index"),
+    (["apply", "{reg}", "{badhex}", "--sidecar", "{missing}"], "--sidecar needs --kek"),
+    (["apply", "{reg}", "{good}", "--kek", "{missing}"], "KEK"),
+    (["no-such-command"], "invalid choice"),
+    ([], "required"),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), USAGE_ERRORS, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_usage_errors_exit_2_with_one_line_and_no_traceback(tmp_path: Path, args: list[str], expected: str) -> None:
+    with ea.Applier(tmp_path / "reg") as applier:
+        applier.apply(ea.Registration(1, A, 1).to_entry())
+    (tmp_path / "bad.hex").write_text(ea.Registration(1, B, 1).to_entry().hex() + "\nzz\n")
+    (tmp_path / "binary").write_bytes(b"\xff\xfe\x00garbage")
+    places = {
+        "reg": tmp_path / "reg",
+        "missing": tmp_path / "missing",
+        "badhex": tmp_path / "bad.hex",
+        "binary": tmp_path / "binary",
+        "good": write_entries(tmp_path / "good.hex", [ea.Registration(1, B, 1).to_entry()]),
+    }
+    before = ea.Registry(tmp_path / "reg").digest()
+    proc = cli(*(a.format(**places) for a in args))
+    assert proc.returncode == 2, proc
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert expected in lines[0], lines[0]
+    # A usage error applies nothing.
+    assert ea.Registry(tmp_path / "reg").digest() == before
+
+
+def test_apply_reads_standard_input_for_dash(tmp_path: Path) -> None:
+    entries = [ea.Registration(1, A, 1).to_entry(), ea.Registration(1, A, 3).to_entry()]
+    command = [SCRIPT] if SCRIPT else [sys.executable, "-m", "encryption_applier"]
+    text = "".join(e.hex() + "\n" for e in entries)
+    proc = subprocess.run([*command, "apply", str(tmp_path / "reg"), "-"], input=text, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "applied 2 entries" in proc.stdout
+    with ea.Registry(tmp_path / "reg") as registry:
+        assert registry.rows() == [ea.RegistryRow(1, 1, A, 1, 3)]
+    # A halt in standard input names it as <stdin>.
+    bad = ea.Registration(1, A, 2).to_entry().hex() + "\n"
+    proc = subprocess.run([*command, "apply", str(tmp_path / "reg"), "-"], input=bad, capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.startswith("<stdin>:1: HALT LocalEpochRollbackError"), proc.stderr
+
+
+def test_inspect_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    with ea.Applier(tmp_path / "reg", sync=False) as applier:
+        applier.apply_many([ea.Registration(1, 0x10000 + n, 1).to_entry() for n in range(1, 20_001)])
+    command = [SCRIPT] if SCRIPT else [sys.executable, "-m", "encryption_applier"]
+    # `encryption-applier inspect DIR | head -1`: the reader leaves after one line.
+    child = subprocess.Popen(
+        [*command, "inspect", str(tmp_path / "reg")], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert child.stdout is not None and child.stderr is not None
+    assert child.stdout.readline().split()[0] == b"dek_id"
+    child.stdout.close()
+    stderr = child.stderr.read()
+    assert child.wait(timeout=60) == 141
+    assert stderr == b""
+
+
+def test_diff_shows_rows_like_diff_and_exits_1_when_different(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    with ea.Applier(a) as x, ea.Applier(b) as y:
+        for applier in (x, y):
+            applier.apply(ea.Registration(1, A, 1).to_entry())
+        assert cli("diff", a, b).returncode == 0
+        x.apply(ea.Registration(2, A, 1).to_entry())  # only in A
+        y.apply(ea.Registration(3, B, 4).to_entry())  # only in B
+        y.apply(ea.Registration(1, A, 2).to_entry())  # changed
+    proc = cli("diff", a, b)
+    assert proc.returncode == 1 and proc.stderr == ""
+    row_a = "dek_id=1 node_id16=0x0001 full_node_id=0x00000000abcd0001 first_seen_local_epoch=1 last_seen_local_epoch=1"
+    assert proc.stdout.splitlines() == [
+        "< " + row_a,
+        "> " + row_a.replace("last_seen_local_epoch=1", "last_seen_local_epoch=2"),
+        "< dek_id=2 node_id16=0x0001 full_node_id=0x00000000abcd0001 first_seen_local_epoch=1 last_seen_local_epoch=1",
+        "> dek_id=3 node_id16=0x0002 full_node_id=0x0000000012340002 first_seen_local_epoch=4 last_seen_local_epoch=4",
+        "differ: 1 row(s) only in A, 1 only in B, 1 changed",
+    ]
+    doc = json.loads(cli("diff", a, b, "--json").stdout)
+    assert doc["identical"] is False
+    assert [r["dek_id"] for r in doc["only_in_a"]] == [2] and [r["dek_id"] for r in doc["only_in_b"]] == [3]
+    assert doc["changed"][0]["a"]["last_seen_local_epoch"] == 1 and doc["changed"][0]["b"]["last_seen_local_epoch"] == 2
+    same = cli("diff", a, a)
+    assert same.returncode == 0 and same.stdout.startswith("identical: digest ")
+    assert same.stdout.split()[-1] == ea.Registry(a).digest()
+
+
+def test_export_to_dash_writes_standard_output(tmp_path: Path) -> None:
+    with ea.Applier(tmp_path / "reg") as applier:
+        applier.apply(ea.Registration(1, A, 1).to_entry())
+    proc = cli("export", tmp_path / "reg", "--format", "csv", "-o", "-")
+    assert proc.returncode == 0 and proc.stdout.splitlines()[1].startswith("1,0x0001,0x00000000abcd0001")
+    assert not (Path.cwd() / "-").exists()
 
 
 def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
@@ -188,13 +298,13 @@ def test_apply_in_chunks_reports_the_right_line_and_replays_with_indexes(tmp_pat
     proc = cli("apply", directory, log, "--first-index", "100")
     assert proc.returncode == 1
     # Comment lines: 2 header lines, so entry i is on line i + 3.
-    assert f"log.hex:{2500 + 3}: HALT NodeIDCollisionError" in proc.stdout
-    assert "2500 entries before line 2503 were applied" in proc.stdout
+    assert f"log.hex:{2500 + 3}: HALT NodeIDCollisionError" in proc.stderr
+    assert "2500 entries before line 2503 were applied" in proc.stderr
     with ea.Registry(directory) as registry:
         assert len(registry) == 2500 and registry.applied_index == 100 + 2499
     # Replaying the whole file skips what was applied and halts at the same entry.
     proc = cli("apply", directory, log, "--first-index", "100")
-    assert proc.returncode == 1 and "log.hex:2503: HALT NodeIDCollisionError" in proc.stdout
+    assert proc.returncode == 1 and "log.hex:2503: HALT NodeIDCollisionError" in proc.stderr
     ok = write_entries(tmp_path / "ok.hex", [r.to_entry() for r in regs[:2500]])
     proc = cli("apply", directory, ok, "--first-index", "100")
     assert proc.returncode == 0 and "skipped 2500" in proc.stdout
@@ -224,9 +334,10 @@ def test_apply_halt_without_a_position_names_the_lines_not_one_line(
     monkeypatch.setattr(_native, "Applier", PanickingApplier)
     entries = [ea.Registration(1, A, 1).to_entry(), ea.Registration(1, A, 2).to_entry()]
     log = write_entries(tmp_path / "log.hex", entries)
-    out = io.StringIO()
-    assert cli_module.main(["apply", str(tmp_path / "reg"), str(log)], out=out) == 1
-    text = out.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    assert cli_module.main(["apply", str(tmp_path / "reg"), str(log)], out=out, err=err) == 1
+    text = err.getvalue()
+    assert out.getvalue() == ""
     assert "log.hex:1-2: HALT EncryptionApplyError: internal error" in text, text
     assert "0 entries before line 1 were applied; lines 1-2 may be partly applied" in text, text
 

@@ -1,13 +1,24 @@
-"""The ``encryption-applier`` command line: inspect, digest, verify,
-export and apply against a registry directory."""
+"""The ``encryption-applier`` command line: inspect, digest, diff, verify,
+export and apply against a registry directory, plus elastickv's node-id
+probe and startup guards.
+
+Exit status: 0 success; 1 a halt (``apply``), or the checked condition
+failing (``verify`` found damage, ``doctor`` a refusal, ``probe-node-id`` a
+refused join, ``diff`` a difference, as diff(1)); 2 a usage error (bad
+arguments, unreadable or malformed input, a missing registry), always one
+line on stderr and never a traceback; 130 interrupted; 141 standard output
+closed early (``inspect | head``), which is what a process killed by
+SIGPIPE reports."""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import os
 import sys
 import time
+import typing
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,8 +30,51 @@ from .exceptions import EncryptionApplyError, EncryptionError, WriterUint16Colli
 EXIT_OK = 0
 EXIT_HALT = 1
 EXIT_USAGE = 2
-# `verify` only: damage found (nothing else is wrong with the command).
+# verify found damage, doctor a refusal, probe-node-id a refused join.
 EXIT_DAMAGED = 1
+# diff: the registries differ (diff(1)'s convention).
+EXIT_DIFFERENT = 1
+EXIT_INTERRUPTED = 130
+# 128 + SIGPIPE: what `inspect | head` reports for a process killed by it.
+EXIT_BROKEN_PIPE = 141
+
+#: The name for standard input in FILE arguments and in messages.
+STDIN = "-"
+
+
+class UsageError(Exception):
+    """Bad input the user can fix: printed as one line, exit 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line on stderr (exit 2) instead of
+    a usage block."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _uint(bits: int, name: str = "an integer", least: int = 0) -> typing.Callable[[str], int]:
+    """An argparse type: a decimal or 0x-hex integer in [least, 2**bits)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text[2:], 16) if text[:2].lower() == "0x" else int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a decimal or 0x-hex integer") from None
+        if not least <= value < 1 << bits:
+            raise argparse.ArgumentTypeError(f"{text} is out of range for {name} ({least} to {(1 << bits) - 1})")
+        return value
+
+    parse.__name__ = name  # argparse names the type in its messages
+    return parse
+
+
+_dek_id = _uint(32, "a DEK id")
+_uint64 = _uint(64, "a 64-bit unsigned integer")
+_index = _uint(64, "a Raft index")
+_count = _uint(31, "a count")
+_positive = _uint(31, "a positive count", least=1)
 
 FIELDS = ("dek_id", "node_id16", "full_node_id", "first_seen_local_epoch", "last_seen_local_epoch")
 
@@ -38,7 +92,7 @@ def _row_dict(row: ea.RegistryRow) -> dict[str, int | str]:
     }
 
 
-def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with ea.Registry(args.directory) as registry:
         rows = registry.rows(args.dek_id)
         header = ("dek_id", "node_id16", "full_node_id", "first_seen", "last_seen")
@@ -52,7 +106,7 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     report = ea.verify(args.directory, rows=not args.pages_only, max_problems=args.max_problems)
     if args.json:
         doc = {
@@ -90,18 +144,7 @@ def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK if report.ok else EXIT_DAMAGED
 
 
-def _uint64(text: str) -> int:
-    """A full node id as elastickv's admin takes it: decimal or 0x-hex."""
-    try:
-        value = int(text[2:], 16) if text[:2].lower() == "0x" else int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a decimal or 0x-hex integer") from None
-    if not 0 <= value < 1 << 64:
-        raise argparse.ArgumentTypeError(f"{text} is not a 64-bit unsigned integer")
-    return value
-
-
-def cmd_probe_node_id(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_probe_node_id(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     full = args.full_node_id if args.full_node_id is not None else ea.derive_node_id(args.raft_id)
     masked = ea.node_id16(full)
     # elastickv-admin's layout: "%#016x (%d)" and "%#04x (%d)".
@@ -119,8 +162,8 @@ def cmd_probe_node_id(args: argparse.Namespace, out: TextIO) -> int:
     with ea.Registry(args.registry) as registry:
         try:
             needed = registry.check_join(full, storage, raft or 0)
-        except WriterUint16CollisionError as err:
-            print(f"join: REFUSED: {err}", file=sys.stderr)
+        except WriterUint16CollisionError as collision:
+            print(f"join: REFUSED: {collision}", file=err)
             return EXIT_HALT
     if needed:
         print("join: ok after registering " + ", ".join(repr(r) for r in needed), file=out)
@@ -129,7 +172,9 @@ def cmd_probe_node_id(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if not Path(args.directory).is_dir():
+        raise UsageError(f"{args.directory}: no such directory")
     sidecar = Path(args.sidecar) if args.sidecar else Path(args.directory) / "keys.json"
     full = (
         args.full_node_id
@@ -168,16 +213,55 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK if not refusals else EXIT_DAMAGED
 
 
-def cmd_digest(args: argparse.Namespace, out: TextIO) -> int:
+def _row_line(row: ea.RegistryRow) -> str:
+    return " ".join(f"{name}={value}" for name, value in _row_dict(row).items())
+
+
+def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    with ea.Registry(args.a) as a, ea.Registry(args.b) as b:
+        diff = a.diff(b)
+        digests = (a.digest(), b.digest())
+    if args.json:
+        doc = {
+            "a": args.a,
+            "b": args.b,
+            "identical": not diff,
+            "only_in_a": [_row_dict(r) for r in diff.only_in_self],
+            "only_in_b": [_row_dict(r) for r in diff.only_in_other],
+            "changed": [{"a": _row_dict(x), "b": _row_dict(y)} for x, y in diff.changed],
+        }
+        print(json.dumps(doc, indent=2), file=out)
+        return EXIT_DIFFERENT if diff else EXIT_OK
+    # diff(1)'s markers: '<' a row as it is in A, '>' as it is in B; the
+    # two sides of a changed row are printed together.
+    changes: list[tuple[tuple[int, int], str]] = []
+    changes += [((r.dek_id, r.node_id16), f"< {_row_line(r)}") for r in diff.only_in_self]
+    changes += [((r.dek_id, r.node_id16), f"> {_row_line(r)}") for r in diff.only_in_other]
+    changes += [((x.dek_id, x.node_id16), f"< {_row_line(x)}\n> {_row_line(y)}") for x, y in diff.changed]
+    for _, text in sorted(changes, key=lambda c: c[0]):
+        print(text, file=out)
+    if not diff:
+        print(f"identical: digest {digests[0]}", file=out)
+        return EXIT_OK
+    print(
+        f"differ: {len(diff.only_in_self)} row(s) only in A, {len(diff.only_in_other)} only in B, "
+        f"{len(diff.changed)} changed",
+        file=out,
+    )
+    return EXIT_DIFFERENT
+
+
+def cmd_digest(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with ea.Registry(args.directory) as registry:
         print(registry.digest(), file=out)
     return EXIT_OK
 
 
-def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with ea.Registry(args.directory) as registry:
         rows = [_row_dict(r) for r in registry.rows(args.dek_id)]
-    target = open(args.output, "w", newline="") if args.output else out  # noqa: SIM115
+    to_file = args.output not in (None, STDIN)
+    target = open(args.output, "w", newline="") if to_file else out  # noqa: SIM115
     try:
         if args.format == "csv":
             writer = csv.DictWriter(target, fieldnames=FIELDS, lineterminator="\n")
@@ -187,7 +271,7 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
             json.dump(rows, target, indent=2)
             target.write("\n")
     finally:
-        if target is not out:
+        if to_file:
             target.close()
     return EXIT_OK
 
@@ -195,8 +279,9 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
 class Progress:
     """A one-line progress bar on stderr, drawn only for a terminal."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, stream: TextIO) -> None:
         self.total, self.enabled = total, enabled and total > 0
+        self.stream = stream
         self.last = 0.0
 
     def update(self, done: int) -> None:
@@ -206,27 +291,39 @@ class Progress:
         self.last = now
         width = 30
         filled = width * done // self.total
-        sys.stderr.write(f"\r[{'#' * filled}{' ' * (width - filled)}] {done}/{self.total} entries")
-        sys.stderr.flush()
+        self.stream.write(f"\r[{'#' * filled}{' ' * (width - filled)}] {done}/{self.total} entries")
+        self.stream.flush()
 
     def close(self) -> None:
         if self.enabled:
-            sys.stderr.write("\r" + " " * 60 + "\r")
-            sys.stderr.flush()
+            self.stream.write("\r" + " " * 60 + "\r")
+            self.stream.flush()
 
 
-def read_entries(path: Path) -> list[tuple[int, bytes]]:
-    """(line number, entry bytes) for each non-blank, non-comment line.
-    The whole file is checked before anything is applied."""
+def read_entries(name: str) -> list[tuple[int, bytes]]:
+    """(line number, entry bytes) for each non-blank, non-comment line of
+    the file ``name`` (``-``: standard input). The whole input is read and
+    checked before anything is applied."""
+    label = "<stdin>" if name == STDIN else name
+    try:
+        if name == STDIN:
+            text = sys.stdin.read()
+        else:
+            with open(name, encoding="utf-8") as f:
+                text = f.read()
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{label}: not a text file of hex entries ({err.reason}); nothing was applied") from None
+    except OSError as err:
+        raise UsageError(f"{label}: cannot read: {err.strerror or err}; nothing was applied") from None
     entries = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        text = line.split("#", 1)[0].strip()
-        if not text:
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.split("#", 1)[0].strip()
+        if not stripped:
             continue
         try:
-            entries.append((number, bytes.fromhex(text)))
+            entries.append((number, bytes.fromhex(stripped)))
         except ValueError as err:
-            raise SystemExit(f"error: {path}:{number}: not a hex-encoded entry ({err}); nothing was applied") from None
+            raise UsageError(f"{label}:{number}: not a hex-encoded entry ({err}); nothing was applied") from None
     return entries
 
 
@@ -235,13 +332,14 @@ def read_entries(path: Path) -> list[tuple[int, bytes]]:
 CHUNK = 1000
 
 
-def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
+def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.sidecar and not args.kek:
-        raise SystemExit("error: --sidecar needs --kek (without a KEK the applier keeps no keys)")
-    entries = read_entries(Path(args.file))
+        raise UsageError("--sidecar needs --kek (without a KEK the applier keeps no keys)")
+    entries = read_entries(args.file)
+    label = "<stdin>" if args.file == STDIN else args.file
     kek = ea.FileKek(args.kek) if args.kek else None
     outcomes: Counter[str] = Counter()
-    progress = Progress(len(entries), enabled=sys.stdout.isatty() and len(entries) >= args.progress_threshold)
+    progress = Progress(len(entries), enabled=out.isatty() and len(entries) >= args.progress_threshold, stream=err)
     with ea.Applier(args.directory, kek=kek, sidecar=args.sidecar) as applier:
         try:
             for start in range(0, len(entries), CHUNK):
@@ -255,20 +353,20 @@ def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
                         # Not tied to one entry (an internal error): say what
                         # is known, not a line that may be wrong.
                         lines = f"{chunk[0][0]}-{chunk[-1][0]}"
-                        print(f"{args.file}:{lines}: HALT {type(halt).__name__}: {halt}", file=out)
+                        print(f"{label}:{lines}: HALT {type(halt).__name__}: {halt}", file=err)
                         print(
                             f"{start} entries before line {chunk[0][0]} were applied; lines {lines} may be "
                             "partly applied (the registry's applied index says how far).",
-                            file=out,
+                            file=err,
                         )
                         return EXIT_HALT
                     outcomes.update(halt.outcomes or [])
                     number = chunk[halt.position][0]
-                    print(f"{args.file}:{number}: HALT {type(halt).__name__}: {halt}", file=out)
+                    print(f"{label}:{number}: HALT {type(halt).__name__}: {halt}", file=err)
                     print(
                         f"{start + halt.position} entries before line {number} were applied; "
                         f"nothing of line {number} was written.",
-                        file=out,
+                        file=err,
                     )
                     return EXIT_HALT
                 progress.update(start + len(chunk))
@@ -280,7 +378,7 @@ def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="encryption-applier",
         description="Inspect and apply to an encryption writer registry (an LMDB directory).",
     )
@@ -291,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
         "inspect", help="print the registry rows as a table", description="Print the rows as a table, in key order."
     )
     p.add_argument("directory", help="registry directory")
-    p.add_argument("--dek-id", type=int, help="only the rows of this DEK")
+    p.add_argument("--dek-id", type=_dek_id, metavar="ID", help="only the rows of this DEK")
     p.set_defaults(run=cmd_inspect)
 
     p = sub.add_parser(
@@ -304,6 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_digest)
 
     p = sub.add_parser(
+        "diff",
+        help="show where two registries differ",
+        description="Compare two registries row by row, in key order: '< row' as it is in A, '> row' as it is "
+        "in B (a changed row shows both). Exit 0 when identical, 1 when they differ, 2 on a usage error.",
+    )
+    p.add_argument("a", metavar="A", help="registry directory")
+    p.add_argument("b", metavar="B", help="registry directory")
+    p.add_argument("--json", action="store_true", help="print the differences as JSON")
+    p.set_defaults(run=cmd_diff)
+
+    p = sub.add_parser(
         "verify",
         help="check data.mdb page by page",
         description="Check every page of data.mdb (bounds, types, key order, counts, free lists) and, "
@@ -313,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", help="registry directory")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--pages-only", action="store_true", help="check the pages, not the rows")
-    p.add_argument("--max-problems", type=int, default=100, metavar="N", help="stop after N problems (default 100)")
+    p.add_argument("--max-problems", type=_positive, default=100, metavar="N", help="stop after N problems (default 100)")
     p.set_defaults(run=cmd_verify)
 
     p = sub.add_parser(
@@ -328,8 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--raft-id", metavar="S", help="the Raft id; the full id is derived as elastickv does")
     p.add_argument("--registry", metavar="DIR", help="registry directory to check the join against")
     p.add_argument("--sidecar", metavar="PATH", help="sidecar with the active DEKs (default DIR/keys.json)")
-    p.add_argument("--storage-dek-id", type=int, metavar="ID", help="active storage DEK (instead of the sidecar's)")
-    p.add_argument("--raft-dek-id", type=int, metavar="ID", help="active Raft DEK (with --storage-dek-id)")
+    p.add_argument("--storage-dek-id", type=_dek_id, metavar="ID", help="active storage DEK (instead of the sidecar's)")
+    p.add_argument("--raft-dek-id", type=_dek_id, metavar="ID", help="active Raft DEK (with --storage-dek-id)")
     p.set_defaults(run=cmd_probe_node_id)
 
     p = sub.add_parser(
@@ -347,15 +456,15 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--raft-id", metavar="S", help="this node's Raft id (the full id is derived)")
     p.add_argument("--member", type=_uint64, action="append", default=[], metavar="N", help="a member's full id")
     p.add_argument("--phase", choices=("pre-bump", "post-replay"), default="pre-bump")
-    p.add_argument("--engine-applied-index", type=int, metavar="N", help="the engine's applied index")
-    p.add_argument("--snapshot-cutover-index", type=int, metavar="N", help="cutover index of the restored snapshot")
+    p.add_argument("--engine-applied-index", type=_index, metavar="N", help="the engine's applied index")
+    p.add_argument("--snapshot-cutover-index", type=_index, metavar="N", help="cutover index of the restored snapshot")
     p.set_defaults(run=cmd_doctor)
 
     p = sub.add_parser("export", help="write the rows as CSV or JSON", description="Write the rows as CSV or JSON.")
     p.add_argument("directory", help="registry directory")
     p.add_argument("--format", choices=("csv", "json"), required=True)
-    p.add_argument("--output", "-o", help="file to write (default: standard output)")
-    p.add_argument("--dek-id", type=int, help="only the rows of this DEK")
+    p.add_argument("--output", "-o", metavar="FILE", help="file to write (default, or '-': standard output)")
+    p.add_argument("--dek-id", type=_dek_id, metavar="ID", help="only the rows of this DEK")
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser(
@@ -368,30 +477,52 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("directory", help="registry directory (created if missing)")
-    p.add_argument("file", help="file of hex-encoded entries")
+    p.add_argument("file", help="file of hex-encoded entries ('-': standard input)")
     p.add_argument("--kek", help="KEK file, needed for bootstrap and rotation entries")
     p.add_argument("--sidecar", help="sidecar path (default: keys.json in the registry directory)")
     p.add_argument(
         "--first-index",
-        type=int,
+        type=_index,
         metavar="N",
         help="Raft index of the first entry (the next ones follow): entries already applied are skipped, "
         "so replaying a whole log after a crash applies each entry exactly once",
     )
-    p.add_argument("--progress-threshold", type=int, default=1000, help=argparse.SUPPRESS)
+    p.add_argument("--progress-threshold", type=_count, default=1000, help=argparse.SUPPRESS)
     p.set_defaults(run=cmd_apply)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run the command line; returns the exit status (see the module doc)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
     try:
-        code: int = args.run(args, out or sys.stdout)
-    except EncryptionError as err:
-        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
-        return EXIT_HALT if isinstance(err, EncryptionApplyError) else EXIT_USAGE
-    except OSError as err:
-        print(f"error: {err}", file=sys.stderr)
+        args = build_parser().parse_args(argv)
+        code: int = args.run(args, out, err)
+        out.flush()
+    except BrokenPipeError:
+        # The reader went away (`inspect | head`). Point stdout at /dev/null
+        # so that the interpreter's final flush does not complain again.
+        if out is sys.stdout:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print("interrupted", file=err)
+        return EXIT_INTERRUPTED
+    except EncryptionApplyError as halt:
+        print(f"HALT {type(halt).__name__}: {halt}", file=err)
+        return EXIT_HALT
+    except EncryptionError as error:
+        print(f"error: {type(error).__name__}: {error}", file=err)
+        return EXIT_USAGE
+    except (UsageError, ValueError, OverflowError) as error:
+        # ValueError/OverflowError: an argument the native layer refused.
+        print(f"error: {error}", file=err)
+        return EXIT_USAGE
+    except OSError as error:
+        print(f"error: {error}", file=err)
         return EXIT_USAGE
     return code
 
