@@ -20,6 +20,13 @@ use crate::wire::{Entry, MalformedPayload};
 /// The one writer of a registry directory. Each `apply*` is one durable
 /// LMDB transaction: when it returns, the change is on disk; when it
 /// raises, nothing of the entry was written.
+///
+/// `Applier(path)` opens the registry directory (creating it if missing)
+/// and takes its writer lock (`RegistryOpenError` while another writer
+/// holds it). `kek=` (a `FileKek`) lets bootstrap and rotation apply;
+/// `local_epoch=`/`raft_local_epoch=` take what `prepare_epochs()` returns;
+/// `sync=False` or `group_commit=` trade durability for speed. Use it in a
+/// `with` block, or call `close()`.
 #[pyclass(module = "encryption_applier", name = "Applier", frozen)]
 pub struct PyApplier {
     pub(super) inner: Handle<Applier>,
@@ -183,11 +190,14 @@ impl PyApplier {
         Ok(found.map(PySidecar))
     }
 
+    /// The registry directory, as an absolute path (symlinks resolved).
     #[getter]
     fn path(&self) -> PathBuf {
         self.path.clone()
     }
 
+    /// True once `close()` has run; a closed applier raises `ValueError`
+    /// when used.
     #[getter]
     fn closed(&self, py: Python<'_>) -> bool {
         self.inner.is_closed(py)
@@ -215,6 +225,11 @@ impl PyApplier {
         self.run(py, Ok(entry), index)
     }
 
+    /// Applies a bootstrap: unwraps and installs its storage and Raft DEKs,
+    /// writes the sidecar and inserts its batch rows. Returns `"bootstrapped"`,
+    /// `"unchanged"` for an exact replay, or `"skipped"` at an applied `index`.
+    /// Halts with `KEKNotConfiguredError` without a KEK, and with
+    /// `AlreadyBootstrappedError` once bootstrapped with other keys.
     #[pyo3(signature = (bootstrap, *, index=None))]
     fn apply_bootstrap<'py>(
         &self,
@@ -227,6 +242,12 @@ impl PyApplier {
         self.run(py, Ok(entry), index)
     }
 
+    /// Applies a rotation. `ROTATE_DEK` installs the new DEK, makes it the
+    /// active one of its purpose and registers the proposer: `"rotated"` (or
+    /// `"unchanged"` for a replay). The envelope cutovers (sub-tags 0x04/0x05)
+    /// return `"enabled"`, `"already-active"` or `"stale-dek"`; any rotation
+    /// gives `"skipped"` at an applied `index`. Halts with
+    /// `KEKNotConfiguredError` without a KEK, `NotBootstrappedError` before one.
     #[pyo3(signature = (rotation, *, index=None))]
     fn apply_rotation<'py>(
         &self,

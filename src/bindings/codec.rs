@@ -10,6 +10,8 @@ use crate::nodeid;
 use crate::registry::{self as codec, CorruptionKind, RegistryCorruption, RegistryValue};
 use crate::wire::{self, Entry};
 
+/// The 27-byte registry key of a row: `b"!encryption|writers|" ‖ dek_id u32
+/// ‖ b"|" ‖ node_id16 u16`, big-endian.
 #[pyfunction]
 pub(super) fn registry_key<'py>(
     py: Python<'py>,
@@ -19,12 +21,16 @@ pub(super) fn registry_key<'py>(
     PyBytes::new(py, &codec::registry_key(dek_id.value(), node_id16.value()))
 }
 
+/// `(dek_id, node_id16)` from a registry key; `RegistryCorruptionError`
+/// for a key of the wrong length or layout.
 #[pyfunction]
 pub(super) fn decode_registry_key(py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<(u32, u16)> {
     let bytes = bytes_arg(key, "key")?;
     codec::decode_registry_key(&bytes).map_err(|c| corruption_to_py(py, &c))
 }
 
+/// The 12-byte registry value: `full_node_id u64 ‖ first u16 ‖ last u16`,
+/// big-endian, where `first`/`last` are the first- and last-seen local epochs.
 #[pyfunction]
 #[pyo3(signature = (full_node_id, first, last))]
 pub(super) fn encode_registry_value(
@@ -43,6 +49,8 @@ pub(super) fn encode_registry_value(
     )
 }
 
+/// `(full_node_id, first, last)` from a registry value;
+/// `RegistryCorruptionError` (`problem="value_length"`) unless it is 12 bytes.
 #[pyfunction]
 pub(super) fn decode_registry_value(
     py: Python<'_>,
@@ -98,6 +106,8 @@ pub(super) fn find_node_id_collisions(ids: Vec<U64>) -> Vec<(u64, u64)> {
     nodeid::find_node_id_collisions(&ids)
 }
 
+/// Whether `opcode` is in the encryption range 0x03–0x07 (0x06 and 0x07 are
+/// reserved: an applier halts on them rather than skip them).
 #[pyfunction]
 pub(super) fn is_encryption_opcode(opcode: U8) -> bool {
     wire::is_encryption_opcode(opcode.value())

@@ -39,7 +39,12 @@ pub(super) fn envelope_error_to_py(py: Python<'_>, err: &EnvelopeError) -> PyErr
     }
 }
 
-/// `node_id16 ‖ local_epoch ‖ write_count` (12 bytes, big-endian).
+/// An AES-GCM nonce: `node_id16 ‖ local_epoch ‖ write_count` (12 bytes,
+/// big-endian).
+///
+/// Build one from its three parts (each range-checked: `OverflowError`),
+/// or from bytes with `Nonce.from_bytes()`. Nonces compare, hash and
+/// pickle by value.
 #[pyclass(module = "encryption_applier", name = "Nonce", frozen, eq, hash)]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PyNonce(pub(super) NonceParts);
@@ -58,21 +63,26 @@ impl PyNonce {
     fn __match_args__() -> (&'static str, &'static str, &'static str) {
         ("node_id16", "local_epoch", "write_count")
     }
+    /// Bytes 0–1: the writer's `full_node_id & 0xFFFF`.
     #[getter]
     fn node_id16(&self) -> u16 {
         self.0.node_id16
     }
+    /// Bytes 2–3: the writer's local epoch for the key (u16).
     #[getter]
     fn local_epoch(&self) -> u16 {
         self.0.local_epoch
     }
+    /// Bytes 4–11: the write counter (u64); the nonce factory starts at 1.
     #[getter]
     fn write_count(&self) -> u64 {
         self.0.write_count
     }
+    /// The 12 nonce bytes.
     fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.0.to_bytes())
     }
+    /// Decodes 12 nonce bytes; `ValueError` for any other length.
     #[classmethod]
     fn from_bytes(_cls: &Bound<'_, PyType>, nonce: &Bound<'_, PyAny>) -> PyResult<Self> {
         let bytes = bytes_arg(nonce, "nonce")?;
@@ -94,6 +104,10 @@ impl PyNonce {
 }
 
 /// An elastickv envelope: `version ‖ flag ‖ key_id ‖ nonce ‖ ciphertext ‖ tag`.
+///
+/// `Envelope.decode(data)` builds one (there is no constructor);
+/// `Keystore.decrypt_storage`/`decrypt_raft` open it. Envelopes compare,
+/// hash and pickle by value.
 #[pyclass(module = "encryption_applier", name = "Envelope", frozen, eq, hash)]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PyEnvelope(pub(super) Envelope);
@@ -119,13 +133,16 @@ impl PyEnvelope {
             .map(PyEnvelope)
             .map_err(|e| envelope_error_to_py(data.py(), &e))
     }
+    /// The envelope's bytes, exactly as `decode` read them.
     fn encode<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.0.encode())
     }
+    /// The format version byte (always 1: `decode` refuses others).
     #[getter]
     fn version(&self) -> u8 {
         self.0.version
     }
+    /// The flag byte; bit 0 means compressed (see `compressed`).
     #[getter]
     fn flag(&self) -> u8 {
         self.0.flag
@@ -135,6 +152,7 @@ impl PyEnvelope {
     fn compressed(&self) -> bool {
         self.0.flag & FLAG_COMPRESSED != 0
     }
+    /// The id (u32, big-endian on the wire) of the DEK that sealed it.
     #[getter]
     fn key_id(&self) -> u32 {
         self.0.key_id
@@ -144,6 +162,7 @@ impl PyEnvelope {
     fn nonce<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.0.nonce)
     }
+    /// The nonce decoded into a `Nonce`.
     #[getter]
     fn nonce_parts(&self) -> PyNonce {
         PyNonce(self.0.nonce_parts())
@@ -193,7 +212,7 @@ impl PyEnvelope {
     }
 }
 
-/// One finding of `audit_nonces`.
+/// One finding of `audit_nonces()` (it has no constructor).
 #[pyclass(module = "encryption_applier", name = "NonceFinding", frozen)]
 pub struct PyNonceFinding(Finding);
 
@@ -214,10 +233,12 @@ impl PyNonceFinding {
             "error"
         }
     }
+    /// The key id of the envelopes concerned.
     #[getter]
     fn key_id(&self) -> u32 {
         self.0.key_id
     }
+    /// The nonce concerned, as a `Nonce`.
     #[getter]
     fn nonce(&self) -> PyNonce {
         PyNonce(self.0.nonce)
@@ -227,6 +248,7 @@ impl PyNonceFinding {
     fn positions(&self) -> Vec<usize> {
         self.0.positions.clone()
     }
+    /// What is wrong, in words.
     #[getter]
     fn detail(&self) -> &str {
         &self.0.detail

@@ -16,6 +16,11 @@ use crate::keystore::Keystore;
 use crate::sidecar::{self, Sidecar, SidecarKey};
 
 /// A 32-byte AES-256 key-encryption key read from a file (SPEC §5).
+///
+/// `FileKek(path)` loads one, `FileKek.generate(path)` creates one; a bad
+/// file raises `KEKFileError` (`InsecureKEKFileError` for group/other
+/// permission bits or a foreign owner). Key bytes never show in a repr,
+/// and it refuses to pickle.
 #[pyclass(module = "encryption_applier", name = "FileKek", frozen)]
 pub struct PyFileKek {
     pub(super) kek: Kek,
@@ -39,6 +44,7 @@ impl PyFileKek {
         Ok(PyFileKek { kek })
     }
 
+    /// The path of the KEK file, as given when loading or generating it.
     #[getter]
     fn path(&self) -> PathBuf {
         self.kek.path().to_path_buf()
@@ -89,6 +95,10 @@ impl PyFileKek {
 }
 
 /// A live, read-only view of an applier's keystore: ids and fingerprints.
+///
+/// Obtained from `Applier.keystore` (it has no constructor). `len()`,
+/// `in` and iteration work on the loaded DEK ids; no method returns key
+/// bytes, only what they decrypt.
 #[pyclass(module = "encryption_applier", name = "Keystore", frozen)]
 pub struct PyKeystore {
     pub(super) applier: Py<PyApplier>,
@@ -178,25 +188,32 @@ impl PyKeystore {
     }
 }
 
-/// One key of a sidecar.
+/// One key of a sidecar: a value of `Sidecar.keys` (it has no constructor).
 #[pyclass(module = "encryption_applier", name = "SidecarKey", frozen, eq)]
 #[derive(Clone, PartialEq)]
 pub struct PySidecarKey(SidecarKey);
 
 #[pymethods]
 impl PySidecarKey {
+    /// What the key encrypts, as a `Purpose`.
     #[getter]
     fn purpose(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         purpose_to_py(py, self.0.purpose)
     }
+    /// The DEK wrapped under the KEK (`nonce ‖ ciphertext ‖ tag`, as
+    /// `FileKek.wrap` makes it: 60 bytes). Not secret.
     #[getter]
     fn wrapped<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.0.wrapped)
     }
+    /// When the key was installed: an RFC 3339 UTC timestamp, as written.
     #[getter]
     fn created(&self) -> String {
         self.0.created.clone()
     }
+    /// The key's local epoch (u16), the middle field of the nonces written
+    /// under it: 0 for a bootstrap key, the node's pinned epoch for a
+    /// rotated one, raised by one by `bump_local_epoch()` at each start.
     #[getter]
     fn local_epoch(&self) -> u16 {
         self.0.local_epoch
@@ -214,6 +231,9 @@ impl PySidecarKey {
 }
 
 /// A parsed, validated `keys.json` sidecar.
+///
+/// Returned by `read_sidecar()` and `Applier.sidecar` (it has no
+/// constructor); a snapshot of the file, not a live view.
 #[pyclass(module = "encryption_applier", name = "Sidecar", frozen, eq)]
 #[derive(Clone, PartialEq)]
 pub struct PySidecar(pub(super) Sidecar);
@@ -225,10 +245,14 @@ impl PySidecar {
     fn version(&self) -> u64 {
         self.0.version
     }
+    /// The highest Raft index of a key entry (bootstrap or rotation) applied
+    /// with an index; 0 if none. It only moves up.
     #[getter]
     fn raft_applied_index(&self) -> u64 {
         self.0.raft_applied_index
     }
+    /// Whether the storage layer is cut over (an `ENABLE_STORAGE_ENVELOPE`
+    /// rotation applied): storage values are then written in envelopes.
     #[getter]
     fn storage_envelope_active(&self) -> bool {
         self.0.storage_envelope_active
@@ -238,6 +262,8 @@ impl PySidecar {
     fn storage_envelope_cutover_index(&self) -> u64 {
         self.0.storage_envelope_cutover_index
     }
+    /// The Raft index of the Raft-layer cutover (`ENABLE_RAFT_ENVELOPE`), 0
+    /// before it: the entries after it are enveloped.
     #[getter]
     fn raft_envelope_cutover_index(&self) -> u64 {
         self.0.raft_envelope_cutover_index
@@ -252,10 +278,12 @@ impl PySidecar {
         .into_iter()
         .collect()
     }
+    /// The id of the active storage DEK; 0 means none.
     #[getter]
     fn active_storage(&self) -> u32 {
         self.0.active_storage
     }
+    /// The id of the active Raft DEK; 0 means none.
     #[getter]
     fn active_raft(&self) -> u32 {
         self.0.active_raft

@@ -21,6 +21,8 @@ mod verify;
 
 use pyo3::prelude::*;
 
+/// The native core of `encryption_applier`: the classes and functions the
+/// package re-exports. Import them from `encryption_applier`.
 #[pymodule]
 mod _native {
     use pyo3::prelude::*;
@@ -73,7 +75,7 @@ mod _native {
         )?;
         purpose.setattr(
             "__doc__",
-            "What a DEK encrypts: storage data or the Raft log.",
+            "What a DEK encrypts: `STORAGE` (1), values in the storage engine; `RAFT` (2), Raft log entries.",
         )?;
         m.add("Purpose", &purpose)?;
         let _ = PURPOSE_ENUM.set(py, purpose.unbind());
@@ -92,7 +94,8 @@ mod _native {
     }
 }
 
-/// `_native.test_support` (see [`test_support`]).
+/// Hooks for the package's own tests (`_native.test_support`); not part
+/// of the public API.
 #[pymodule]
 #[pyo3(name = "test_support")]
 fn test_support_module(m: &Bound<'_, PyModule>) -> PyResult<()> {

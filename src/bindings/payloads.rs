@@ -12,6 +12,10 @@ use super::errors::malformed_to_py;
 use crate::wire::{self, Bootstrap, Entry, MalformedPayload, Registration, Rotation};
 
 /// A registration entry (opcode 0x03): one writer under one DEK.
+///
+/// Build one from its three fields (range-checked: `OverflowError`), or
+/// parse a payload with `Registration.decode()`. Immutable, hashable,
+/// picklable and pattern-matchable.
 #[pyclass(module = "encryption_applier", name = "Registration", frozen, eq, hash)]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PyRegistration(pub(super) Registration);
@@ -33,14 +37,17 @@ impl PyRegistration {
         ("dek_id", "full_node_id", "local_epoch")
     }
 
+    /// The id (u32) of the DEK the writer registers under.
     #[getter]
     fn dek_id(&self) -> u32 {
         self.0.dek_id
     }
+    /// The writer's full 64-bit node id.
     #[getter]
     fn full_node_id(&self) -> u64 {
         self.0.full_node_id
     }
+    /// The writer's local epoch (u16) for this DEK.
     #[getter]
     fn local_epoch(&self) -> u16 {
         self.0.local_epoch
@@ -51,14 +58,19 @@ impl PyRegistration {
         self.0.node_id16()
     }
 
+    /// The 15-byte payload: `0x01 ‖ dek_id u32 ‖ full_node_id u64 ‖
+    /// local_epoch u16`, big-endian.
     fn encode<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.0.encode())
     }
 
+    /// The Raft entry: `OP_REGISTRATION` (0x03) followed by the payload.
     fn to_entry<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         entry_bytes(py, &Entry::Registration(self.0))
     }
 
+    /// Parses a payload (no opcode); `MalformedPayloadError` for anything
+    /// but 15 bytes starting with version 0x01.
     #[classmethod]
     fn decode(_cls: &Bound<'_, PyType>, payload: &Bound<'_, PyAny>) -> PyResult<Self> {
         decode_with(payload, Registration::decode).map(PyRegistration)
@@ -132,6 +144,10 @@ fn registrations_arg(batch: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Registrat
 
 /// A bootstrap entry (opcode 0x04): the first storage and raft DEKs, wrapped,
 /// and a batch of registry rows.
+///
+/// Build one from its fields (`for_cluster()` builds the one elastickv's
+/// admin proposes), or parse a payload with `Bootstrap.decode()`.
+/// Immutable, hashable, picklable and pattern-matchable.
 #[pyclass(module = "encryption_applier", name = "Bootstrap", frozen, eq, hash)]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PyBootstrap(pub(super) Bootstrap);
@@ -173,18 +189,22 @@ impl PyBootstrap {
         )
     }
 
+    /// The id (u32) of the first storage DEK.
     #[getter]
     fn storage_dek_id(&self) -> u32 {
         self.0.storage_dek_id
     }
+    /// The storage DEK wrapped under the KEK (60 bytes from `FileKek.wrap`).
     #[getter]
     fn wrapped_storage<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.0.wrapped_storage)
     }
+    /// The id (u32) of the first Raft DEK.
     #[getter]
     fn raft_dek_id(&self) -> u32 {
         self.0.raft_dek_id
     }
+    /// The Raft DEK wrapped under the KEK (60 bytes from `FileKek.wrap`).
     #[getter]
     fn wrapped_raft<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.0.wrapped_raft)
@@ -195,14 +215,22 @@ impl PyBootstrap {
         PyTuple::new(py, self.0.batch_registry.iter().map(|r| PyRegistration(*r)))
     }
 
+    /// The payload: `0x01 ‖ storage_dek_id ‖ len ‖ wrapped_storage ‖
+    /// raft_dek_id ‖ len ‖ wrapped_raft ‖ count ‖ rows` (u32 ids, lengths
+    /// and count; each row `dek_id u32 ‖ full_node_id u64 ‖ local_epoch u16`).
+    /// Encoded as held, even over `MAX_BOOTSTRAP_BATCH` rows.
     fn encode<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         payload_bytes(py, self.0.encode())
     }
 
+    /// The Raft entry: `OP_BOOTSTRAP` (0x04) followed by the payload.
     fn to_entry<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         entry_bytes(py, &Entry::Bootstrap(self.0.clone()))
     }
 
+    /// Parses a payload (no opcode); `MalformedPayloadError` for a wrong
+    /// version, truncation, a length that overruns, trailing bytes or more
+    /// than `MAX_BOOTSTRAP_BATCH` rows.
     #[classmethod]
     fn decode(_cls: &Bound<'_, PyType>, payload: &Bound<'_, PyAny>) -> PyResult<Self> {
         decode_with(payload, Bootstrap::decode).map(PyBootstrap)
@@ -271,6 +299,11 @@ impl PyBootstrap {
 
 /// A rotation entry (opcode 0x05): a new DEK for one purpose, and the
 /// proposer's registration under it.
+///
+/// `sub_tag` defaults to `ROTATE_DEK`; `ENABLE_STORAGE_ENVELOPE` (0x04) and
+/// `ENABLE_RAFT_ENVELOPE` (0x05) make it an envelope cutover. Build one
+/// from its fields or parse a payload with `Rotation.decode()`. Immutable,
+/// hashable, picklable and pattern-matchable.
 #[pyclass(module = "encryption_applier", name = "Rotation", frozen, eq, hash)]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PyRotation(pub(super) Rotation);
@@ -312,35 +345,48 @@ impl PyRotation {
         )
     }
 
+    /// The id (u32) of the new DEK (for a cutover, of the DEK it names).
     #[getter]
     fn dek_id(&self) -> u32 {
         self.0.dek_id
     }
+    /// What the DEK encrypts, as a `Purpose`.
     #[getter]
     fn purpose(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         purpose_to_py(py, self.0.purpose)
     }
+    /// The new DEK wrapped under the KEK (empty for a cutover).
     #[getter]
     fn wrapped<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.0.wrapped)
     }
+    /// The proposing node's `Registration`, under this `dek_id`; it is
+    /// applied with the entry.
     #[getter]
     fn proposer_registration(&self) -> PyRegistration {
         PyRegistration(self.0.proposer)
     }
+    /// The kind of rotation: `ROTATE_DEK` (0x01), `ENABLE_STORAGE_ENVELOPE`
+    /// (0x04) or `ENABLE_RAFT_ENVELOPE` (0x05). Any other byte can be built
+    /// and encoded (to test refusal), but decoding or applying it halts.
     #[getter]
     fn sub_tag(&self) -> u8 {
         self.0.sub_tag
     }
 
+    /// The payload: `0x01 ‖ sub_tag ‖ dek_id u32 ‖ purpose ‖ len u32 ‖
+    /// wrapped ‖ proposer (dek_id u32 ‖ full_node_id u64 ‖ local_epoch u16)`.
     fn encode<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         payload_bytes(py, self.0.encode())
     }
 
+    /// The Raft entry: `OP_ROTATION` (0x05) followed by the payload.
     fn to_entry<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         entry_bytes(py, &Entry::Rotation(self.0.clone()))
     }
 
+    /// Parses a payload (no opcode); `MalformedPayloadError` for bad bytes,
+    /// a reserved or unknown `sub_tag`, or a purpose other than 1 or 2.
     #[classmethod]
     fn decode(_cls: &Bound<'_, PyType>, payload: &Bound<'_, PyAny>) -> PyResult<Self> {
         decode_with(payload, Rotation::decode).map(PyRotation)

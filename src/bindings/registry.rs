@@ -15,6 +15,11 @@ use crate::store::RegistryError;
 use crate::view::Registry;
 
 /// One writer-registry row: key fields and stored value.
+///
+/// Rows compare, hash and sort like their registry keys (by `dek_id`,
+/// then `node_id16`). `Registry` returns them; build one from its five
+/// fields to compare (`ValueError` for a row the registry could never
+/// hold: `full_node_id` not ending in `node_id16`, or first > last).
 #[pyclass(
     module = "encryption_applier",
     name = "RegistryRow",
@@ -73,22 +78,28 @@ impl PyRegistryRow {
         )
     }
 
+    /// The id (u32) of the DEK the writer is registered under.
     #[getter]
     fn dek_id(&self) -> u32 {
         self.0.dek_id
     }
+    /// `full_node_id & 0xFFFF`: the writer's nonce prefix under this DEK.
     #[getter]
     fn node_id16(&self) -> u16 {
         self.0.node_id16
     }
+    /// The writer's full 64-bit node id.
     #[getter]
     fn full_node_id(&self) -> u64 {
         self.0.full_node_id
     }
+    /// The local epoch (u16) of the writer's first registration under this DEK.
     #[getter]
     fn first_seen_local_epoch(&self) -> u16 {
         self.0.first_seen_local_epoch
     }
+    /// The highest local epoch (u16) registered so far; never below
+    /// `first_seen_local_epoch`.
     #[getter]
     fn last_seen_local_epoch(&self) -> u16 {
         self.0.last_seen_local_epoch
@@ -136,6 +147,11 @@ impl PyRegistryRow {
 /// A read-only view of a registry directory, pinned to one consistent
 /// snapshot: the state when it was opened or last `refresh()`ed. Another
 /// process may be applying meanwhile.
+///
+/// `Registry(path)` opens an existing registry directory without a lock
+/// (`RegistryOpenError` if there is none; `DamagedRegistryError` if
+/// `data.mdb` fails the page check); `Applier.registry` gives one too.
+/// Use it in a `with` block, or call `close()`.
 #[pyclass(module = "encryption_applier", name = "Registry", frozen)]
 pub struct PyRegistry {
     inner: Handle<Registry>,
@@ -214,6 +230,8 @@ impl PyRegistry {
         self.path.clone()
     }
 
+    /// True once `close()` has run; a closed view raises `ValueError` when
+    /// read.
     #[getter]
     fn closed(&self, py: Python<'_>) -> bool {
         self.inner.is_closed(py)
@@ -263,17 +281,25 @@ impl PyRegistry {
         self.read(py, Registry::refresh)
     }
 
+    /// The row at `(dek_id, node_id16)` in this snapshot, or `None`.
+    ///
+    /// A stored row that does not decode raises `RegistryCorruptionError`.
     fn get(&self, py: Python<'_>, dek_id: U32, node_id16: U16) -> PyResult<Option<PyRegistryRow>> {
         let (dek_id, node_id16) = (dek_id.value(), node_id16.value());
         let row = self.read(py, |r| r.get(dek_id, node_id16))?;
         Ok(row.map(PyRegistryRow))
     }
 
+    /// Every row of the snapshot in key order (by `dek_id`, then
+    /// `node_id16`), or only the rows of `dek_id`.
+    ///
+    /// A stored row that does not decode raises `RegistryCorruptionError`.
     #[pyo3(signature = (dek_id=None))]
     fn rows(&self, py: Python<'_>, dek_id: Option<U32>) -> PyResult<Vec<PyRegistryRow>> {
         self.rows_vec(py, dek_id.map(|d| d.value()))
     }
 
+    /// The distinct DEK ids that have at least one row, ascending.
     fn dek_ids(&self, py: Python<'_>) -> PyResult<Vec<u32>> {
         self.read(py, |r| r.dek_ids())
     }

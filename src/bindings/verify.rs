@@ -10,7 +10,7 @@ use super::errors::run_detached;
 use crate::store::verify::{Damage, VerifyReport, WalkOptions};
 use crate::store::verify_path;
 
-/// One problem found in `data.mdb`.
+/// One problem found in `data.mdb`: an item of `VerifyReport.problems`.
 #[pyclass(module = "encryption_applier", name = "PageDamage", frozen, eq)]
 #[derive(PartialEq)]
 pub struct PyPageDamage(Damage);
@@ -49,26 +49,35 @@ impl PyPageDamage {
 
 /// What `verify()` found: the snapshot walked, the main database's shape,
 /// and every problem (empty when the registry is sound).
+///
+/// Returned by `verify()` and `Registry.verify()`; truthy when `ok`.
 #[pyclass(module = "encryption_applier", name = "VerifyReport", frozen, get_all)]
 pub struct PyVerifyReport {
     /// The registry directory.
     path: PathBuf,
     /// The LMDB transaction id of the snapshot walked.
     txnid: u64,
+    /// LMDB's page size in bytes, from the meta page.
     page_size: u32,
     /// Whole pages in data.mdb.
     file_pages: u64,
     /// The last page LMDB has allocated.
     last_page: u64,
-    /// Of the main database: depth, entries (rows plus the applied index)
-    /// and pages by kind.
+    /// The depth of the main database's B-tree (0 when it is empty).
     depth: u16,
+    /// Entries in the main database as its record says: the registry rows,
+    /// plus one for the applied index once it is set.
     entries: u64,
+    /// Branch (interior) pages of the main database.
     branch_pages: u64,
+    /// Leaf pages of the main database.
     leaf_pages: u64,
+    /// Overflow pages of the main database (values too large for a leaf).
     overflow_pages: u64,
     /// Pages on LMDB's free lists.
     free_pages: u64,
+    /// Every `PageDamage` found, in the order found (at most
+    /// `max_problems`); empty when the registry is sound.
     problems: Vec<Py<PyPageDamage>>,
 }
 
