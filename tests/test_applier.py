@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import encryption_applier as ea
+from encryption_applier.testing.model import Halt, RegistryModel
 
 from conftest import dump_raw, interactive, plant_raw, run_python
-from model import Halt, RegistryModel
 
 A = 0xABCD_0001
 B = 0x1234_0002

@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import encryption_applier as ea
+from encryption_applier.testing.model import Halt, RegistryModel
 
 from conftest import dump_raw, plant_raw
-from model import Halt, RegistryModel
 
 A, B = 0xABCD_0001, 0x1234_0002
 

@@ -9,8 +9,7 @@ import pytest
 
 import encryption_applier as ea
 from encryption_applier._native import test_support
-
-from model import RegistryModel
+from encryption_applier.testing.model import RegistryModel
 
 THREADS = 8
 PER_THREAD = 250

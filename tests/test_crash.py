@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 import encryption_applier as ea
+from encryption_applier.testing.model import KeyedModel, RegistryModel
 
 from conftest import aesgcm_wrap, fingerprint
-from model import KeyedModel, RegistryModel
 
 KILLS = int(os.environ.get("EA_KILLS", "60"))
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import _native as ea
+from ._rows import diff_lines, diff_summary, row_dict
 from .exceptions import EncryptionApplyError, EncryptionError, WriterUint16CollisionError
 
 EXIT_OK = 0
@@ -79,24 +80,11 @@ _positive = _uint(31, "a positive count", least=1)
 FIELDS = ("dek_id", "node_id16", "full_node_id", "first_seen_local_epoch", "last_seen_local_epoch")
 
 
-def _row_dict(row: ea.RegistryRow) -> dict[str, int | str]:
-    """A row as inspect shows it and export writes it: node ids as
-    fixed-width hex strings (a 64-bit id as a JSON number would be rounded
-    by jq and JavaScript, which read numbers as doubles), the rest as ints."""
-    return {
-        "dek_id": row.dek_id,
-        "node_id16": f"0x{row.node_id16:04x}",
-        "full_node_id": f"0x{row.full_node_id:016x}",
-        "first_seen_local_epoch": row.first_seen_local_epoch,
-        "last_seen_local_epoch": row.last_seen_local_epoch,
-    }
-
-
 def cmd_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with ea.Registry(args.directory) as registry:
         rows = registry.rows(args.dek_id)
         header = ("dek_id", "node_id16", "full_node_id", "first_seen", "last_seen")
-        table = [tuple(str(v) for v in _row_dict(r).values()) for r in rows]
+        table = [tuple(str(v) for v in row_dict(r).values()) for r in rows]
         widths = [max([len(h)] + [len(t[i]) for t in table]) for i, h in enumerate(header)]
         print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)), file=out)
         for line in table:
@@ -213,10 +201,6 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK if not refusals else EXIT_DAMAGED
 
 
-def _row_line(row: ea.RegistryRow) -> str:
-    return " ".join(f"{name}={value}" for name, value in _row_dict(row).items())
-
-
 def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with ea.Registry(args.a) as a, ea.Registry(args.b) as b:
         diff = a.diff(b)
@@ -226,28 +210,18 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             "a": args.a,
             "b": args.b,
             "identical": not diff,
-            "only_in_a": [_row_dict(r) for r in diff.only_in_self],
-            "only_in_b": [_row_dict(r) for r in diff.only_in_other],
-            "changed": [{"a": _row_dict(x), "b": _row_dict(y)} for x, y in diff.changed],
+            "only_in_a": [row_dict(r) for r in diff.only_in_self],
+            "only_in_b": [row_dict(r) for r in diff.only_in_other],
+            "changed": [{"a": row_dict(x), "b": row_dict(y)} for x, y in diff.changed],
         }
         print(json.dumps(doc, indent=2), file=out)
         return EXIT_DIFFERENT if diff else EXIT_OK
-    # diff(1)'s markers: '<' a row as it is in A, '>' as it is in B; the
-    # two sides of a changed row are printed together.
-    changes: list[tuple[tuple[int, int], str]] = []
-    changes += [((r.dek_id, r.node_id16), f"< {_row_line(r)}") for r in diff.only_in_self]
-    changes += [((r.dek_id, r.node_id16), f"> {_row_line(r)}") for r in diff.only_in_other]
-    changes += [((x.dek_id, x.node_id16), f"< {_row_line(x)}\n> {_row_line(y)}") for x, y in diff.changed]
-    for _, text in sorted(changes, key=lambda c: c[0]):
-        print(text, file=out)
+    for line in diff_lines(diff):
+        print(line, file=out)
     if not diff:
         print(f"identical: digest {digests[0]}", file=out)
         return EXIT_OK
-    print(
-        f"differ: {len(diff.only_in_self)} row(s) only in A, {len(diff.only_in_other)} only in B, "
-        f"{len(diff.changed)} changed",
-        file=out,
-    )
+    print(f"differ: {diff_summary(diff)}", file=out)
     return EXIT_DIFFERENT
 
 
@@ -259,7 +233,7 @@ def cmd_digest(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with ea.Registry(args.directory) as registry:
-        rows = [_row_dict(r) for r in registry.rows(args.dek_id)]
+        rows = [row_dict(r) for r in registry.rows(args.dek_id)]
     to_file = args.output not in (None, STDIN)
     target = open(args.output, "w", newline="") if to_file else out  # noqa: SIM115
     try:
@@ -422,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", help="registry directory")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--pages-only", action="store_true", help="check the pages, not the rows")
-    p.add_argument("--max-problems", type=_positive, default=100, metavar="N", help="stop after N problems (default 100)")
+    p.add_argument(
+        "--max-problems", type=_positive, default=100, metavar="N", help="stop after N problems (default 100)"
+    )
     p.set_defaults(run=cmd_verify)
 
     p = sub.add_parser(

@@ -1,6 +1,10 @@
-"""A plain-Python model of the writer registry and the four-case rule
-(SPEC §4). It is the oracle the tests compare the Rust applier with, so it
-is written from the SPEC table, independently of the code under test."""
+"""A plain-Python reference model of the writer registry: the four-case
+rule (SPEC §4), bootstrap and rotation (SPEC §5) and the envelope cutovers
+(SPEC §7).
+
+It is an oracle for tests: written from the SPEC, independently of the Rust
+applier, and never used by the package itself. The package's own test
+suite compares the applier with it; so can yours."""
 
 from __future__ import annotations
 
@@ -17,31 +21,44 @@ class Halt:
     name and the attributes it must carry."""
 
     name: str
-    attrs: dict[str, int]
+    attrs: dict[str, int | str]
 
 
 def expect(expected: str | Halt, call: Callable[[], str]) -> None:
-    """Runs `call` (an apply) and checks it did what the model says: the
-    same outcome string, or the same halt class with the same fields."""
+    """Runs ``call`` (an apply) and checks it did what the model says: the
+    same outcome string, or the same halt class with the same fields.
+    Raises ``AssertionError`` otherwise."""
     if not isinstance(expected, Halt):
-        assert call() == expected
+        got = call()
+        if got != expected:
+            raise AssertionError(f"the model says {expected!r}, the applier returned {got!r}")
         return
     try:
         got = call()
-    except Exception as err:  # the class name is checked right below
-        assert type(err).__name__ == expected.name, (err, expected)
+    except Exception as err:
+        if type(err).__name__ != expected.name:
+            raise AssertionError(f"the model says {expected.name}, the applier raised {err!r}") from err
         for name, value in expected.attrs.items():
-            assert getattr(err, name) == value, (name, err, expected)
+            if getattr(err, name) != value:
+                raise AssertionError(
+                    f"{expected.name}.{name}: the model says {value!r}, the applier's is {getattr(err, name)!r}"
+                ) from err
     else:
-        raise AssertionError(f"expected {expected.name}, the applier returned {got!r}")
+        raise AssertionError(f"the model says {expected.name}, the applier returned {got!r}")
 
 
 @dataclass
 class RegistryModel:
+    """The writer registry and the four-case rule: ``apply_registration``
+    returns the outcome the applier must return, or the ``Halt`` it must
+    raise (and then changes nothing)."""
+
     # (dek_id, node_id16) -> (full_node_id, first_seen, last_seen)
     rows: dict[tuple[int, int], tuple[int, int, int]] = field(default_factory=dict)
 
     def apply_registration(self, dek_id: int, full_node_id: int, epoch: int) -> str | Halt:
+        """Applies one registration: "inserted", "unchanged" or "advanced",
+        or the ``Halt`` (and no change) for a collision or a rollback."""
         node16 = full_node_id & 0xFFFF
         row = self.rows.get((dek_id, node16))
         if row is None:
@@ -105,6 +122,7 @@ class KeyedModel:
     raft_cutover_index: int = 0
 
     def bootstrapped(self) -> bool:
+        """Whether a bootstrap has set an active DEK."""
         return self.active["storage"] != 0 or self.active["raft"] != 0
 
     def _purpose_clash(self, dek_id: int, purpose: str) -> Halt | None:
@@ -154,6 +172,8 @@ class KeyedModel:
         return wrote or before != (self.active, self.keys, self.keystore)
 
     def bootstrap(self, storage: int, ws: bytes, raft: int, wr: bytes, batch: list[tuple[int, int, int]]) -> str | Halt:
+        """A bootstrap of DEKs ``storage`` and ``raft`` (wrapped as ``ws``,
+        ``wr``) with registration rows ``(dek_id, full_node_id, epoch)``."""
         for dek_id in (storage, raft):
             if dek_id == 0:
                 return Halt("PayloadRejectedError", {"reason": "reserved_key_id", "dek_id": 0})
@@ -189,6 +209,8 @@ class KeyedModel:
         return "bootstrapped" if changed else "unchanged"
 
     def rotation(self, dek_id: int, purpose: str, wrapped: bytes, proposer: tuple[int, int, int]) -> str | Halt:
+        """A rotate-DEK entry (sub-tag 0x01) for ``purpose`` ("storage" or
+        "raft") with its proposer's registration ``(dek_id, full, epoch)``."""
         if dek_id == 0:
             return Halt("PayloadRejectedError", {"reason": "reserved_key_id", "dek_id": 0})
         if proposer[0] != dek_id:
@@ -213,7 +235,10 @@ class KeyedModel:
         or enable-raft-envelope (layer "raft"): payload checks, then Go's
         three branches (storage tests stale first, Raft already-active
         first); only a fresh cutover applies its proposer row."""
-        reject = lambda reason, dek: Halt("PayloadRejectedError", {"reason": reason, "dek_id": dek})  # noqa: E731
+
+        def reject(reason: str, dek: int) -> Halt:
+            return Halt("PayloadRejectedError", {"reason": reason, "dek_id": dek})
+
         if layer == "raft" and not index:
             return reject("cutover_without_index", dek_id)
         if purpose != layer:
