@@ -1,6 +1,7 @@
 //! The read-only `Registry` view: one pinned snapshot of a registry, with
 //! the reads and summaries (stats, digest, columns) built on a scan.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -86,12 +87,40 @@ impl Registry {
     pub fn scan(
         &self,
         dek_id: Option<u32>,
-        f: impl FnMut(RegistryRow),
+        mut f: impl FnMut(RegistryRow),
+    ) -> Result<(), RegistryError> {
+        self.scan_until(dek_id, |row| {
+            f(row);
+            ControlFlow::Continue(())
+        })
+    }
+
+    /// [`Self::scan`], stopping early when `f` returns `Break`.
+    fn scan_until(
+        &self,
+        dek_id: Option<u32>,
+        f: impl FnMut(RegistryRow) -> ControlFlow<()>,
     ) -> Result<(), RegistryError> {
         match dek_id {
             Some(id) => self.snapshot.scan(&dek_prefix(id), f),
             None => self.snapshot.scan(REGISTRY_PREFIX, f),
         }
+    }
+
+    /// The first `n` rows in key order (or of one DEK), reading no further.
+    pub fn head(&self, n: usize, dek_id: Option<u32>) -> Result<Vec<RegistryRow>, RegistryError> {
+        let mut rows = Vec::with_capacity(n.min(1024));
+        if n > 0 {
+            self.scan_until(dek_id, |row| {
+                rows.push(row);
+                if rows.len() >= n {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })?;
+        }
+        Ok(rows)
     }
 
     /// Every row in key order, or those of one DEK.

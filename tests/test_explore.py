@@ -113,10 +113,15 @@ def test_to_pandas_has_typed_columns(registry_dir: Path) -> None:
         "dek_id": "uint32",
         "node_id16": "uint16",
         "full_node_id": "uint64",
+        "full_node_id_hex": "object" if frame.full_node_id_hex.dtype == object else "str",
         "first_seen_local_epoch": "uint16",
         "last_seen_local_epoch": "uint16",
     }
-    assert [tuple(int(x) for x in t) for t in frame.itertuples(index=False)] == model_of(stream).sorted_rows()
+    numbers = frame.drop(columns="full_node_id_hex")
+    assert [tuple(int(x) for x in t) for t in numbers.itertuples(index=False)] == model_of(stream).sorted_rows()
+    # The hex column reads as the ids do elsewhere (inspect, export).
+    assert list(frame.full_node_id_hex) == [f"0x{full:016x}" for full in frame.full_node_id.tolist()]
+    assert frame.full_node_id_hex.iloc[-1] == "0xffffffffffffffff"
     assert list(only_1.dek_id) == [1, 1]
 
 
@@ -147,10 +152,79 @@ def test_repr_and_html_summarise(registry_dir: Path) -> None:
         text = repr(registry)
         page = registry._repr_html_()
         digest = registry.digest()
+        rows = registry.rows()
     assert str(registry_dir.resolve()) in text and "rows=5" in text and "dek_ids=[1, 2, 7]" in text
     assert str(registry_dir.resolve()) in page and "5 rows under 3 DEKs" in page and digest in page
-    assert page.count("<tr>") == 4  # header + one per DEK
+    # The per-DEK table (header + one per DEK) and the row preview (header + 5 rows).
+    assert page.count("<tr>") == 4 + 6
+    for row in rows:
+        assert f"<code>0x{row.full_node_id:016x}</code>" in page
+    assert "more rows" not in page
     assert "closed" in repr(registry)
+
+
+def test_repr_previews_rows_and_cuts_long_registries(registry_dir: Path) -> None:
+    with ea.Applier(registry_dir, sync=False) as applier:
+        applier.apply_many([ea.Registration(d, 0xAB00_0000 + n, n).to_entry() for d in range(1, 13) for n in range(3)])
+    with ea.Registry(registry_dir) as registry:
+        text = repr(registry)
+        page = registry._repr_html_()
+        first = registry.head(5)
+    lines = text.splitlines()
+    assert lines[0] == f'<Registry path="{registry_dir.resolve()}" rows=36 dek_ids=[1, 2, 3, 4, 5, 6, 7, 8, ... 4 more]'
+    assert lines[1].split() == ["dek_id", "node_id16", "full_node_id", "first_seen", "last_seen"]
+    assert [line.split() for line in lines[2:7]] == [
+        [
+            str(r.dek_id),
+            f"0x{r.node_id16:04x}",
+            f"0x{r.full_node_id:016x}",
+            str(r.first_seen_local_epoch),
+            str(r.last_seen_local_epoch),
+        ]
+        for r in first
+    ]
+    assert lines[7:] == ["  ... 31 more rows>"]
+    # HTML: 10 DEKs of 12, 10 rows of 36.
+    assert "… 2 more DEKs" in page and "… 26 more rows" in page
+
+
+def test_head_reads_the_first_rows(registry_dir: Path) -> None:
+    fill(registry_dir, STREAM)
+    with ea.Registry(registry_dir) as registry:
+        rows = registry.rows()
+        assert registry.head() == rows[:10]
+        assert registry.head(2) == rows[:2]
+        assert registry.head(0) == []
+        assert registry.head(100, dek_id=7) == registry.rows(7)
+        with pytest.raises(OverflowError):
+            registry.head(-1)
+
+
+def test_diff_to_pandas_and_html_mark_the_differing_fields(tmp_path: Path) -> None:
+    import pandas
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    fill(a, [(1, 0xABCD_0001, 1), (2, 0x5, 1)])
+    fill(b, [(1, 0xABCD_0001, 1), (1, 0xABCD_0001, 3), (3, 0x6, 2)])
+    with ea.Registry(a) as left, ea.Registry(b) as right:
+        diff = left.diff(right)
+    frame = diff.to_pandas()
+    assert list(frame.status) == ["changed", "only in self", "only in other"]
+    assert list(frame.dek_id) == [1, 2, 3]
+    changed = frame.iloc[0]
+    assert (changed.last_seen_local_epoch_self, changed.last_seen_local_epoch_other) == (1, 3)
+    assert changed.full_node_id_self == changed.full_node_id_other == 0xABCD_0001
+    assert changed.differing == "last_seen_local_epoch"
+    assert frame.iloc[1].full_node_id_other is pandas.NA and frame.iloc[1].full_node_id_self == 5
+    assert str(frame.dtypes["full_node_id_self"]) == "UInt64"
+    page = diff._repr_html_()
+    assert "1 only in self, 1 only in other, 1 changed" in page
+    marked = 'style="background:#fde2e1;font-weight:bold"'
+    # Exactly the two last_seen cells of the changed row are marked.
+    assert page.count(marked) == 2 and f"<td {marked}>1</td><td {marked}>3</td>" in page
+    with ea.Registry(a) as left:
+        same = left.diff(left)
+    assert "identical" in same._repr_html_() and len(same.to_pandas()) == 0
 
 
 def test_view_is_a_snapshot_until_refresh(registry_dir: Path) -> None:

@@ -240,6 +240,7 @@ def calls(tmp_path: Path) -> list[tuple[str, Any, int]]:
     add("Registry.rows", view.rows, 1, [None])
     add("Registry.columns", view.columns, 1, [None])
     add("Registry.diff", view.diff, 1, [view])
+    add("Registry.head", view.head, 2, [1, None])
     add("FileKek.wrap", kek.wrap, 1, [b"\x00" * 32])
     add("FileKek.unwrap", kek.unwrap, 1, [kek.wrap(b"\x00" * 32)])
     add("FileKek", ea.FileKek, 1, [tmp_path / "kek"])

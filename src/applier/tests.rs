@@ -54,6 +54,11 @@ fn lmdb_applier_runs_the_four_cases_and_persists() {
     assert_eq!(view.rows(Some(2)).expect("dek 2").len(), 1);
     assert_eq!(view.get(1, 1).expect("get"), Some(rows[0]));
     assert_eq!(view.get(3, 1).expect("get"), None);
+    // head stops after n rows, in key order, and takes a DEK's rows.
+    assert_eq!(view.head(0, None).expect("head 0"), vec![]);
+    assert_eq!(view.head(1, None).expect("head 1"), vec![rows[0]]);
+    assert_eq!(view.head(9, None).expect("head 9"), rows);
+    assert_eq!(view.head(9, Some(2)).expect("head dek 2"), vec![rows[1]]);
     drop(view);
     let _ = std::fs::remove_dir_all(&dir);
 }

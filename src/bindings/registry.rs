@@ -308,6 +308,15 @@ impl PyRegistry {
         self.read(py, |r| r.len())
     }
 
+    /// The first `n` rows in key order (of one DEK if `dek_id` is given),
+    /// reading no further: a quick look at a large registry.
+    #[pyo3(signature = (n=10, dek_id=None))]
+    fn head(&self, py: Python<'_>, n: usize, dek_id: Option<U32>) -> PyResult<Vec<PyRegistryRow>> {
+        let dek_id = dek_id.map(|d| d.value());
+        let rows = self.read(py, |r| r.head(n, dek_id))?;
+        Ok(rows.into_iter().map(PyRegistryRow).collect())
+    }
+
     /// Iterates over every row of the snapshot, in key order.
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let rows = self.rows_vec(py, None)?;
@@ -407,11 +416,20 @@ impl PyRegistry {
 
     fn __repr__(&self, py: Python<'_>) -> String {
         let path = self.path.display().to_string();
-        match self.read(py, |r| r.stats()) {
-            Ok(stats) => {
+        let summary = self.read(py, |r| Ok((r.stats()?, r.head(REPR_ROWS, None)?)));
+        match summary {
+            Ok((stats, head)) => {
                 let rows: u64 = stats.per_dek.iter().map(|(_, s)| s.rows).sum();
                 let deks: Vec<u32> = stats.per_dek.iter().map(|(d, _)| *d).collect();
-                format!("<Registry path={path:?} rows={rows} dek_ids={deks:?}>")
+                let mut out = format!(
+                    "<Registry path={path:?} rows={rows} dek_ids={}",
+                    preview_ids(&deks)
+                );
+                if !head.is_empty() {
+                    out.push_str(&repr_table(&head, rows));
+                }
+                out.push('>');
+                out
             }
             Err(_) if self.closed(py) => format!("<Registry path={path:?} closed>"),
             Err(e) => format!("<Registry path={path:?} unreadable: {e}>"),
@@ -424,6 +442,48 @@ impl PyRegistry {
             .getattr("registry_html")?
             .call1((slf,))
     }
+}
+
+/// Rows and DEK ids a `Registry` repr shows before it cuts off.
+const REPR_ROWS: usize = 5;
+const REPR_DEK_IDS: usize = 8;
+
+/// `[1, 2, 3]`, or the first few ids and how many more.
+fn preview_ids(ids: &[u32]) -> String {
+    let shown: Vec<String> = ids.iter().take(REPR_DEK_IDS).map(u32::to_string).collect();
+    if ids.len() > REPR_DEK_IDS {
+        format!(
+            "[{}, ... {} more]",
+            shown.join(", "),
+            ids.len() - REPR_DEK_IDS
+        )
+    } else {
+        format!("[{}]", shown.join(", "))
+    }
+}
+
+/// The first rows as an indented table (node ids in hex, as the command
+/// line shows them), and how many rows follow.
+fn repr_table(head: &[RegistryRow], total: u64) -> String {
+    let mut out = String::from("\n  dek_id  node_id16        full_node_id  first_seen  last_seen");
+    for r in head {
+        out.push_str(&format!(
+            "\n  {:>6}  {:>9}  0x{:016x}  {:>10}  {:>9}",
+            r.dek_id,
+            format!("0x{:04x}", r.node_id16),
+            r.full_node_id,
+            r.first_seen_local_epoch,
+            r.last_seen_local_epoch
+        ));
+    }
+    let more = total.saturating_sub(head.len() as u64);
+    if more > 0 {
+        out.push_str(&format!(
+            "\n  ... {more} more row{}",
+            if more == 1 { "" } else { "s" }
+        ));
+    }
+    out
 }
 
 /// Where two registries disagree (`Registry.diff`).
@@ -467,6 +527,24 @@ impl PyRegistryDiff {
     fn __len__(&self) -> usize {
         self.0.only_left.len() + self.0.only_right.len() + self.0.changed.len()
     }
+    /// A pandas DataFrame, one row per differing key: `status` ("only in
+    /// self", "only in other" or "changed"), each value field for both
+    /// sides (`<field>_self`, `<field>_other`; missing where a side has no
+    /// row) and `differing`, the fields that differ.
+    fn to_pandas<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.py()
+            .import("encryption_applier._frames")?
+            .getattr("diff_to_pandas")?
+            .call1((slf,))
+    }
+
+    fn _repr_html_<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.py()
+            .import("encryption_applier._frames")?
+            .getattr("diff_html")?
+            .call1((slf,))
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "<RegistryDiff only_in_self={} only_in_other={} changed={}>",

@@ -6,6 +6,7 @@
 //! so that it is always ended before the count drops: callers cannot get
 //! the order wrong, and nothing outside this module touches `lmdb`.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use lmdb::{Cursor, Transaction, WriteFlags};
@@ -75,7 +76,7 @@ fn scan<T: Transaction>(
     env: &RegistryEnv,
     txn: &T,
     prefix: &[u8],
-    mut f: impl FnMut(RegistryRow),
+    mut f: impl FnMut(RegistryRow) -> ControlFlow<()>,
 ) -> Result<(), RegistryError> {
     debug_assert!(prefix.starts_with(REGISTRY_PREFIX));
     // The cursor lives in this named binding for the whole walk.
@@ -89,7 +90,9 @@ fn scan<T: Transaction>(
                 if !key.starts_with(prefix) {
                     break;
                 }
-                f(decode_row(key, value)?);
+                if f(decode_row(key, value)?).is_break() {
+                    break;
+                }
             }
             Ok((None, _)) => {
                 return Err(StorageError {
@@ -378,8 +381,13 @@ impl Snapshot {
         Ok(entries.saturating_sub(outside))
     }
 
-    /// Calls `f` on every row whose key starts with `prefix`, in key order.
-    pub fn scan(&self, prefix: &[u8], f: impl FnMut(RegistryRow)) -> Result<(), RegistryError> {
+    /// Calls `f` on every row whose key starts with `prefix`, in key order,
+    /// until it returns `Break`.
+    pub fn scan(
+        &self,
+        prefix: &[u8],
+        f: impl FnMut(RegistryRow) -> ControlFlow<()>,
+    ) -> Result<(), RegistryError> {
         self.env.check_process("scanning the registry")?;
         scan(&self.env, &SnapshotTxn(self), prefix, f)
     }
