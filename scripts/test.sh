@@ -41,6 +41,9 @@ python -m venv "$scratch/venv"
 "$scratch/venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-index "$wheel"
 (cd "$scratch" && "$scratch/venv/bin/python" "$repo_root/tests/smoke_wheel.py")
 
+echo "==> documentation site: mkdocs build --strict (a warning, a broken link or an undocumented name fails)"
+NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet --site-dir "$scratch/site"
+
 echo "==> benchmark script, quick sizes (keeps bench/ runnable; figures go to a scratch file)"
 "$scratch/venv/bin/python" -m pip install --quiet --disable-pip-version-check "lmdb>=1.4"
 cargo build --release --quiet --example raw_lmdb

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 import encryption_applier as ea
@@ -17,6 +18,20 @@ assert package.is_relative_to(site), f"imported from {package}, not from the ins
 for name in ("py.typed", "_native.pyi", "__init__.py", "exceptions.py", "cli.py", "_frames.py", "__main__.py"):
     assert (package / name).is_file(), f"{name} is missing from the wheel"
 assert any(p.name.startswith("_native") and p.suffix == ".so" for p in package.iterdir())
+for name in ("__init__.py", "model.py", "strategies.py", "pytest_plugin.py"):
+    assert (package / "testing" / name).is_file(), f"testing/{name} is missing from the wheel"
+# The pytest plugin is registered, and the testing module imports without
+# hypothesis or pytest (the wheel is installed with no dependencies).
+plugins = {e.name: e.value for e in metadata.entry_points(group="pytest11")}
+assert plugins.get("encryption_applier") == "encryption_applier.testing.pytest_plugin", plugins
+dist = metadata.distribution("encryption-applier")
+assert dist.metadata["License-Expression"] == "Apache-2.0"
+assert any(f.name == "LICENSE" for f in dist.files or []), "LICENSE is missing from the wheel"
+import encryption_applier.testing  # noqa: E402
+
+with encryption_applier.testing.temporary_kek() as temporary:
+    assert temporary.path.is_file()
+assert not temporary.path.exists()
 
 with tempfile.TemporaryDirectory() as tmp:
     directory = Path(tmp) / "registry"

@@ -195,3 +195,19 @@ def test_strategies_compose_with_user_strategies() -> None:
         assert len(stream.entries) == len(stream.outcomes) <= 5
 
     check()
+
+
+def test_the_documented_example_test_passes(tmp_path: Path) -> None:
+    # docs/guide/testing.md's example, run as a user's own test file.
+    page = (Path(__file__).resolve().parent.parent / "docs" / "guide" / "testing.md").read_text()
+    example = page.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "test_example_from_docs.py").write_text(example)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_example_from_docs.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 passed" in proc.stdout

@@ -3,7 +3,7 @@ LMDB-backed writer registry, failing closed on anything that cannot be
 applied exactly.
 
 The rules live in the Rust core (``encryption_applier._native``); the
-exceptions are declared in :mod:`encryption_applier.exceptions`. This
+exceptions are declared in `encryption_applier.exceptions`. This
 package re-exports the public names of both.
 """
 

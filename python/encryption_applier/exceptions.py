@@ -1,4 +1,4 @@
-"""Every exception :mod:`encryption_applier` raises on purpose.
+"""Every exception `encryption_applier` raises on purpose.
 
 They are declared here, in Python, and raised from the Rust core with
 their fields set, so a host can build them too (to test its own error

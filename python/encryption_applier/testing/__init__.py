@@ -1,16 +1,16 @@
 """Helpers for writing tests of systems that use encryption-applier.
 
-- :mod:`encryption_applier.testing.model`: a plain-Python reference model of
+- `encryption_applier.testing.model`: a plain-Python reference model of
   the registration, bootstrap, rotation and cutover rules, to compare an
   applier with.
-- :mod:`encryption_applier.testing.strategies`: hypothesis strategies for
+- `encryption_applier.testing.strategies`: hypothesis strategies for
   payloads, entries, valid streams and streams with a planted halt (needs
   ``pip install 'encryption-applier[testing]'``).
 - The pytest plugin (loaded automatically when the package is installed):
   fixtures ``ea_registry_path``, ``ea_applier``, ``ea_kek`` and
   ``ea_keyed_applier``.
-- :func:`assert_registries_equal`, :func:`assert_registry_matches_model`
-  and :func:`temporary_kek`, below.
+- `assert_registries_equal`, `assert_registry_matches_model` and
+  `temporary_kek`, below.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Needs hypothesis (``pip install 'encryption-applier[testing]'``). The
 streams are built against the reference model
-(:class:`~encryption_applier.testing.model.RegistryModel`), so each one
+(`encryption_applier.testing.model.RegistryModel`), so each one
 carries what the registry must hold after it.
 
 ```python
