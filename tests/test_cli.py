@@ -164,6 +164,13 @@ USAGE_ERRORS = [
     (["apply", "{reg}", "{badhex}", "--first-index", "-1"], "out of range for a Raft index"),
     (["apply", "{reg}", "{badhex}", "--sidecar", "{missing}"], "--sidecar needs --kek"),
     (["apply", "{reg}", "{good}", "--kek", "{missing}"], "KEK"),
+    (["apply", "{reg}", "{two}", "--first-index", str(2**64 - 1)], "past the largest Raft index"),
+    (["probe-node-id", "--raft-id", "n1", "--storage-dek-id", "1"], "only make(s) sense with --registry"),
+    (["probe-node-id", "--raft-id", "n1", "--registry", "{reg}", "--raft-dek-id", "2"], "--raft-dek-id needs"),
+    (
+        ["probe-node-id", "--raft-id", "n1", "--registry", "{reg}", "--sidecar", "{missing}", "--storage-dek-id", "1"],
+        "either --sidecar or",
+    ),
     (["no-such-command"], "invalid choice"),
     ([], "required"),
 ]
@@ -181,6 +188,7 @@ def test_usage_errors_exit_2_with_one_line_and_no_traceback(tmp_path: Path, args
         "badhex": tmp_path / "bad.hex",
         "binary": tmp_path / "binary",
         "good": write_entries(tmp_path / "good.hex", [ea.Registration(1, B, 1).to_entry()]),
+        "two": write_entries(tmp_path / "two.hex", [ea.Registration(1, B, n).to_entry() for n in (1, 2)]),
     }
     before = ea.Registry(tmp_path / "reg").digest()
     proc = cli(*(a.format(**places) for a in args))
@@ -191,6 +199,40 @@ def test_usage_errors_exit_2_with_one_line_and_no_traceback(tmp_path: Path, args
     assert expected in lines[0], lines[0]
     # A usage error applies nothing.
     assert ea.Registry(tmp_path / "reg").digest() == before
+
+
+def test_a_corrupt_row_is_an_error_exit_2_not_a_halt_or_a_difference(tmp_path: Path) -> None:
+    from conftest import plant_raw
+
+    with ea.Applier(tmp_path / "reg") as applier:
+        applier.apply(ea.Registration(1, A, 1).to_entry())
+    plant_raw(tmp_path / "reg", ea.registry_key(2, 1), b"\x00" * 11)  # a value one byte short
+    for args in (
+        ["inspect", tmp_path / "reg"],
+        ["digest", tmp_path / "reg"],
+        ["diff", tmp_path / "reg", tmp_path / "reg"],
+    ):
+        proc = cli(*args)
+        assert proc.returncode == 2, (args, proc)
+        assert proc.stderr.startswith("error: RegistryCorruptionError:") and len(proc.stderr.splitlines()) == 1
+
+
+def test_apply_with_standard_input_closed_is_a_usage_error(tmp_path: Path) -> None:
+    command = [SCRIPT] if SCRIPT else [sys.executable, "-m", "encryption_applier"]
+    # `apply DIR - <&-`: no standard input at all (sys.stdin is None).
+    proc = subprocess.run(
+        ["sh", "-c", '"$@" <&-', "sh", *command, "apply", str(tmp_path / "reg"), "-"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and proc.stderr == "error: standard input is closed; nothing was applied\n"
+
+
+def test_main_reports_to_its_own_streams(tmp_path: Path) -> None:
+    from encryption_applier import cli as cli_module
+
+    out, err = io.StringIO(), io.StringIO()
+    assert cli_module.main(["inspect"], out=out, err=err) == 2
+    assert out.getvalue() == "" and err.getvalue().startswith("encryption-applier inspect: error: the following")
+    assert cli_module.main(["--version"], out=io.StringIO(), err=io.StringIO()) == 0
 
 
 def test_apply_reads_standard_input_for_dash(tmp_path: Path) -> None:

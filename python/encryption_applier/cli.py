@@ -4,8 +4,9 @@ probe and startup guards.
 
 Exit status: 0 success; 1 a halt (``apply``), or the checked condition
 failing (``verify`` found damage, ``doctor`` a refusal, ``probe-node-id`` a
-refused join, ``diff`` a difference, as diff(1)); 2 a usage error (bad
-arguments, unreadable or malformed input, a missing registry), always one
+refused join, ``diff`` a difference, as diff(1)); 2 an error: bad
+arguments, unreadable or malformed input, or a registry, sidecar or KEK
+that cannot be used as asked (missing, damaged, a corrupt row), always one
 line on stderr and never a traceback; 130 interrupted; 141 standard output
 closed early (``inspect | head``), which is what a process killed by
 SIGPIPE reports."""
@@ -13,6 +14,7 @@ SIGPIPE reports."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -47,12 +49,16 @@ class UsageError(Exception):
     """Bad input the user can fix: printed as one line, exit 2."""
 
 
+class ArgumentsError(Exception):
+    """argparse's complaint, already a whole line: printed as it is, exit 2."""
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, with its errors as one line on stderr (exit 2) instead of
-    a usage block."""
+    """argparse, with its errors as one line (exit 2) instead of a usage
+    block, raised so that ``main`` prints them to its own ``err``."""
 
     def error(self, message: str) -> typing.NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise ArgumentsError(f"{self.prog}: error: {message} (see {self.prog} --help)")
 
 
 def _uint(bits: int, name: str = "an integer", least: int = 0) -> typing.Callable[[str], int]:
@@ -133,6 +139,22 @@ def cmd_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_probe_node_id(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.registry is None:
+        given = [
+            o
+            for o, v in (
+                ("--sidecar", args.sidecar),
+                ("--storage-dek-id", args.storage_dek_id),
+                ("--raft-dek-id", args.raft_dek_id),
+            )
+            if v is not None
+        ]
+        if given:
+            raise UsageError(f"{', '.join(given)} only make(s) sense with --registry (the join check)")
+    if args.raft_dek_id is not None and args.storage_dek_id is None:
+        raise UsageError("--raft-dek-id needs --storage-dek-id (or neither: the sidecar's active DEKs are used)")
+    if args.storage_dek_id is not None and args.sidecar is not None:
+        raise UsageError("give either --sidecar or --storage-dek-id/--raft-dek-id, not both")
     full = args.full_node_id if args.full_node_id is not None else ea.derive_node_id(args.raft_id)
     masked = ea.node_id16(full)
     # elastickv-admin's layout: "%#016x (%d)" and "%#04x (%d)".
@@ -281,10 +303,15 @@ def read_entries(name: str) -> list[tuple[int, bytes]]:
     label = "<stdin>" if name == STDIN else name
     try:
         if name == STDIN:
-            text = sys.stdin.read()
+            if sys.stdin is None:
+                raise UsageError("standard input is closed; nothing was applied")
+            # Bytes, decoded strictly below, whatever the locale says.
+            stream = getattr(sys.stdin, "buffer", None)
+            raw = stream.read() if stream is not None else sys.stdin.read().encode()
         else:
-            with open(name, encoding="utf-8") as f:
-                text = f.read()
+            with open(name, "rb") as f:
+                raw = f.read()
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise UsageError(f"{label}: not a text file of hex entries ({err.reason}); nothing was applied") from None
     except OSError as err:
@@ -311,9 +338,14 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError("--sidecar needs --kek (without a KEK the applier keeps no keys)")
     entries = read_entries(args.file)
     label = "<stdin>" if args.file == STDIN else args.file
+    if args.first_index is not None and entries and args.first_index + len(entries) - 1 >= 1 << 64:
+        raise UsageError(
+            f"--first-index {args.first_index} with {len(entries)} entries runs past the largest Raft index "
+            f"(2**64 - 1); nothing was applied"
+        )
     kek = ea.FileKek(args.kek) if args.kek else None
     outcomes: Counter[str] = Counter()
-    progress = Progress(len(entries), enabled=out.isatty() and len(entries) >= args.progress_threshold, stream=err)
+    progress = Progress(len(entries), enabled=err.isatty() and len(entries) >= args.progress_threshold, stream=err)
     with ea.Applier(args.directory, kek=kek, sidecar=args.sidecar) as applier:
         try:
             for start in range(0, len(entries), CHUNK):
@@ -469,28 +501,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Run the command line; returns the exit status (see the module doc)."""
+    """Run the command line; returns the exit status (see the module doc).
+    Results go to ``out``, halts and errors to ``err`` (default: the
+    process's standard output and error)."""
     out = out or sys.stdout
     err = err or sys.stderr
     try:
         args = build_parser().parse_args(argv)
         code: int = args.run(args, out, err)
         out.flush()
+    except SystemExit as done:  # --help and --version
+        return done.code if isinstance(done.code, int) else EXIT_OK
+    except ArgumentsError as error:
+        print(error, file=err)
+        return EXIT_USAGE
     except BrokenPipeError:
         # The reader went away (`inspect | head`). Point stdout at /dev/null
         # so that the interpreter's final flush does not complain again.
         if out is sys.stdout:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
         return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("interrupted", file=err)
         return EXIT_INTERRUPTED
-    except EncryptionApplyError as halt:
-        print(f"HALT {type(halt).__name__}: {halt}", file=err)
-        return EXIT_HALT
     except EncryptionError as error:
+        # A halt of `apply` is reported (exit 1) by cmd_apply itself; here
+        # an exception is a registry, sidecar or KEK that cannot be used
+        # as asked, e.g. a corrupt row met by inspect or diff.
         print(f"error: {type(error).__name__}: {error}", file=err)
         return EXIT_USAGE
     except (UsageError, ValueError, OverflowError) as error:
