@@ -44,8 +44,9 @@ quietly() {
 # in one place.
 requirements=()
 if [ -n "${EA_EXTRAS:-}" ]; then
+    # A plain assignment, so that an unknown extra stops the script (set -e).
     # shellcheck disable=SC2086
-    mapfile -t requirements < <(python - ${EA_EXTRAS} <<'PY'
+    listed=$(python - ${EA_EXTRAS} <<'PY'
 import sys
 import tomllib
 
@@ -57,6 +58,7 @@ for name in sys.argv[1:]:
     print(*extras[name], sep="\n")
 PY
     )
+    mapfile -t requirements <<<"$listed"
 fi
 
 echo "==> installing maturin${EA_EXTRAS:+ and the extras [${EA_EXTRAS// /,}]} into .venv"

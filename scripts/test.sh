@@ -28,9 +28,10 @@ echo "==> wheel: manylinux2014 release build (zig), auditwheel, twine, then inst
 rm -rf dist
 quietly maturin build --release --zig --compatibility manylinux2014 --out dist
 quietly maturin sdist --out dist
-wheel=$(ls dist/encryption_applier-*-cp311-abi3-manylinux2014_x86_64.manylinux_2_17_x86_64.whl)
+arch=$(uname -m)
+wheel=$(ls "dist/encryption_applier-"*"-cp311-abi3-manylinux2014_${arch}.manylinux_2_17_${arch}.whl")
 audit=$(auditwheel show "$wheel" | tr -s ' \n' ' ')
-if [[ "$audit" != *'consistent with the following platform tag: "manylinux_2_17_x86_64"'* ]]; then
+if [[ "$audit" != *"consistent with the following platform tag: \"manylinux_2_17_${arch}\""* ]]; then
     echo "error: auditwheel does not confirm manylinux_2_17 (manylinux2014): $audit" >&2
     exit 1
 fi

@@ -18,6 +18,8 @@ def test_a_halt_keeps_what_came_before(tmp_path_factory, stream):
             applier.apply_many(stream.entries)
         except stream.exception as halt:
             assert halt.position == stream.position
+        else:
+            raise AssertionError("the planted entry did not halt")
         assert_registry_matches_model(applier, stream.model)
 ```
 """
@@ -100,7 +102,8 @@ def _wrapped() -> st.SearchStrategy[bytes]:
 
 def bootstraps() -> st.SearchStrategy[_native.Bootstrap]:
     """Well-formed ``Bootstrap`` payloads (SPEC §2) whose wrapped keys are
-    random bytes: they decode, and halt at the unwrap."""
+    random bytes: they decode; an applier halts on them (at the unwrap with
+    a KEK, with ``KEKNotConfiguredError`` without one)."""
     return st.integers(1, U32 - 1).flatmap(
         lambda storage: st.builds(
             _native.Bootstrap,
@@ -115,7 +118,7 @@ def bootstraps() -> st.SearchStrategy[_native.Bootstrap]:
 
 def rotations() -> st.SearchStrategy[_native.Rotation]:
     """Well-formed rotate-DEK ``Rotation`` payloads (sub-tag 0x01) with
-    random wrapped bytes."""
+    random wrapped bytes (they decode, and halt when applied)."""
     return _dek_ids().flatmap(
         lambda dek: st.builds(
             _native.Rotation,
@@ -181,7 +184,7 @@ def valid_streams(draw: st.DrawFn, min_size: int = 0, max_size: int = 40) -> Str
     """Streams of registrations that apply without a halt. Each drawn
     registration that would halt is turned into one that does not (a
     colliding node takes the stored node's id, a rollback repeats the last
-    epoch), so inserted, unchanged and advanced all occur."""
+    epoch), so inserted, unchanged and advanced are all likely."""
     model = RegistryModel()
     regs: list[_native.Registration] = []
     outcomes: list[str] = []
