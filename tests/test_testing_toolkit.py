@@ -178,19 +178,25 @@ def test_keyed_applier(ea_registry_path, ea_kek, ea_keyed_applier):
 """
 
 
-def test_the_pytest_plugin_loads_from_the_entry_point(tmp_path: Path) -> None:
-    # A project of its own, outside this repository: no conftest of ours.
-    (tmp_path / "test_user.py").write_text(textwrap.dedent(PLUGIN_TEST))
+def run_user_tests(project: Path, source: str, passed: int) -> str:
+    """Runs `source` as a user's test file in a project of its own, outside
+    this repository (no conftest of ours), and checks all `passed` pass."""
+    (project / "test_user.py").write_text(textwrap.dedent(source))
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "test_user.py"],
-        cwd=tmp_path,
+        cwd=project,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "2 passed" in proc.stdout
-    kek_path = Path(next(line for line in proc.stdout.splitlines() if "KEK " in line).split("KEK ", 1)[1].strip())
+    assert f"{passed} passed" in proc.stdout
+    return proc.stdout
+
+
+def test_the_pytest_plugin_loads_from_the_entry_point(tmp_path: Path) -> None:
+    stdout = run_user_tests(tmp_path, PLUGIN_TEST, passed=2)
+    kek_path = Path(next(line for line in stdout.splitlines() if "KEK " in line).split("KEK ", 1)[1].strip())
     assert not kek_path.exists() and not kek_path.parent.exists()
 
 
@@ -206,13 +212,4 @@ def test_the_documented_example_test_passes(tmp_path: Path) -> None:
     # docs/guide/testing.md's example, run as a user's own test file.
     page = (Path(__file__).resolve().parent.parent / "docs" / "guide" / "testing.md").read_text()
     example = page.split("```python\n", 1)[1].split("```", 1)[0]
-    (tmp_path / "test_example_from_docs.py").write_text(example)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_example_from_docs.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "2 passed" in proc.stdout
+    run_user_tests(tmp_path, example, passed=2)
