@@ -66,7 +66,8 @@ def assert_registries_equal(a: RegistryLike, b: RegistryLike) -> None:
     """Asserts that two registries hold byte-identical rows.
 
     ``a`` and ``b`` may each be a ``Registry``, an ``Applier`` (its committed
-    rows) or a registry directory. On a difference, raises ``AssertionError``
+    rows: call ``flush()`` first in group-commit mode) or a registry
+    directory. On a difference, raises ``AssertionError``
     whose message lists the differing rows as ``diff`` does (``<`` as in
     ``a``, ``>`` as in ``b``; at most ``MAX_SHOWN`` of them)."""
     with _view(a) as left, _view(b) as right:
