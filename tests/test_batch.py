@@ -1,6 +1,7 @@
 """Group commit (apply_many), the Raft applied index, durability modes and
 GIL release."""
 
+import itertools
 import os
 import subprocess
 import sys
@@ -15,7 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import encryption_applier as ea
+from encryption_applier.testing import assert_registry_matches_model
 from encryption_applier.testing.model import Halt, RegistryModel
+from encryption_applier.testing.strategies import PlantedHalt, streams_with_halt
 
 from conftest import dump_raw, plant_raw
 
@@ -315,3 +318,23 @@ def test_apply_many_with_indexes_equals_one_by_one(rows: list[tuple[int, int, in
         assert got == want
         assert many.registry.rows() == one.registry.rows()
         assert many.applied_index == one.applied_index
+
+
+@given(planted=streams_with_halt(), gaps=st.lists(st.integers(1, 1000), min_size=60, max_size=60))
+def test_apply_many_with_indexes_against_the_model(
+    tmp_path_factory: pytest.TempPathFactory, planted: PlantedHalt, gaps: list[int]
+) -> None:
+    """Scattered Raft indexes, checked against the reference model: the
+    outcomes before the planted halt, the halt's position, the committed
+    rows and applied index after it."""
+    entries = planted.entries
+    indexes = list(itertools.accumulate(gaps[: len(entries)]))
+    replay = RegistryModel()
+    expected = [replay.apply_registration(r.dek_id, r.full_node_id, r.local_epoch) for r in planted.registrations]
+    with ea.Applier(tmp_path_factory.mktemp("batch") / "r", sync=False) as applier:
+        with pytest.raises(planted.exception) as caught:
+            applier.apply_many(entries, indexes=indexes)
+        assert caught.value.position == planted.position
+        assert caught.value.outcomes == expected[: planted.position]
+        assert applier.applied_index == indexes[planted.position - 1]
+        assert_registry_matches_model(applier, planted.model)

@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import encryption_applier as ea
+from encryption_applier.testing import RegistryModel, assert_registry_matches_model
+from encryption_applier.testing.strategies import PlantedHalt, streams_with_halt
 
 from conftest import Cluster
 
@@ -110,3 +112,24 @@ def test_group_commit_equals_one_by_one(rows: list[tuple[int, int, int]], k: int
         grouped.flush()
         assert grouped.registry.rows() == one.registry.rows()
         assert grouped.durable_index == one.applied_index
+
+
+@settings(max_examples=40)
+@given(planted=streams_with_halt(), k=st.integers(1, 8))
+def test_group_commit_against_the_model(tmp_path_factory: pytest.TempPathFactory, planted: PlantedHalt, k: int) -> None:
+    """The reference model is the oracle here too, not only one-by-one
+    apply: each outcome before the planted halt is the model's, the halt is
+    raised at its entry, and the committed registry is the model's then."""
+    replay = RegistryModel()
+    expected = [
+        replay.apply_registration(r.dek_id, r.full_node_id, r.local_epoch)
+        for r in planted.registrations[: planted.position]
+    ]
+    directory = tmp_path_factory.mktemp("group") / "r"
+    with ea.Applier(directory, group_commit=k, group_commit_ms=60_000, sync=False) as applier:
+        for index, (registration, outcome) in enumerate(zip(planted.registrations, expected, strict=False), start=1):
+            assert applier.apply(registration, index=index) == outcome
+        with pytest.raises(planted.exception):
+            applier.apply(planted.registrations[planted.position], index=planted.position + 1)
+        assert applier.durable_index == applier.applied_index == planted.position
+        assert_registry_matches_model(applier, planted.model)
