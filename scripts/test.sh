@@ -43,6 +43,14 @@ python -m venv "$scratch/venv"
 (cd "$scratch" && "$scratch/venv/bin/python" "$repo_root/tests/smoke_wheel.py")
 
 echo "==> documentation site: mkdocs build --strict (a warning, a broken link or an undocumented name fails)"
+# docs/spec.md is the contract, SPEC.md, under a two-line note. Where the
+# shared SPEC.md sits beside the repository (as where this project is
+# developed), the copy must be exact.
+spec="$repo_root/../shared/SPEC.md"
+if [ -f "$spec" ] && ! tail -n +3 docs/spec.md | cmp -s - "$spec"; then
+    echo "error: docs/spec.md (after its first two lines) differs from $spec" >&2
+    exit 1
+fi
 NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet --site-dir "$scratch/site"
 
 echo "==> benchmark script, quick sizes (keeps bench/ runnable; figures go to a scratch file)"
