@@ -165,12 +165,26 @@ USAGE_ERRORS = [
     (["apply", "{reg}", "{badhex}", "--sidecar", "{missing}"], "--sidecar needs --kek"),
     (["apply", "{reg}", "{good}", "--kek", "{missing}"], "KEK"),
     (["apply", "{reg}", "{two}", "--first-index", str(2**64 - 1)], "past the largest Raft index"),
-    (["probe-node-id", "--raft-id", "n1", "--storage-dek-id", "1"], "only make(s) sense with --registry"),
+    (["probe-node-id", "--raft-id", "n1", "--storage-dek-id", "1"], "need(s) --registry"),
     (["probe-node-id", "--raft-id", "n1", "--registry", "{reg}", "--raft-dek-id", "2"], "--raft-dek-id needs"),
     (
         ["probe-node-id", "--raft-id", "n1", "--registry", "{reg}", "--sidecar", "{missing}", "--storage-dek-id", "1"],
         "either --sidecar or",
     ),
+    (["probe-node-id", "--raft-id", ""], "--raft-id is empty"),
+    (["probe-node-id", "--full-node-id", "1", "--registry", "{missing}", "--storage-dek-id", "1"], "RegistryOpenError"),
+    (["probe-node-id", "--full-node-id", "1", "--registry", "{reg}", "--sidecar", "{binary}"], "SidecarError"),
+    (["doctor", "{binary}"], "not a directory"),
+    (["apply", "{notreg}", "{good}"], "not a registry (no data.mdb) and not empty (readme.txt)"),
+    (["apply", "{missing}/sub/reg", "{good}"], "does not exist (apply creates the last part only)"),
+    (["apply", "{binary}", "{good}"], "not a directory"),
+    (
+        ["apply", "{reg}", "{good}", "--kek", "{kek}", "--sidecar", "{missing}/keys.json"],
+        "its directory does not exist",
+    ),
+    (["apply", "{reg}", "{oddhex}"], "an odd number of hex digits (3)"),
+    (["apply", "{reg}", "{prefixed}"], "a '0x' prefix at column 1"),
+    (["export", "{reg}", "--format", "csv", "-o", "{reg}"], "Is a directory"),
     (["no-such-command"], "invalid choice"),
     ([], "required"),
 ]
@@ -182,12 +196,21 @@ def test_usage_errors_exit_2_with_one_line_and_no_traceback(tmp_path: Path, args
         applier.apply(ea.Registration(1, A, 1).to_entry())
     (tmp_path / "bad.hex").write_text(ea.Registration(1, B, 1).to_entry().hex() + "\nzz\n")
     (tmp_path / "binary").write_bytes(b"\xff\xfe\x00garbage")
+    (tmp_path / "notreg").mkdir()
+    (tmp_path / "notreg" / "readme.txt").write_text("not a registry")
+    (tmp_path / "odd.hex").write_text("abc\n")
+    (tmp_path / "prefixed.hex").write_text("0x" + ea.Registration(1, B, 1).to_entry().hex() + "\n")
+    ea.FileKek.generate(tmp_path / "kek")
     places = {
         "reg": tmp_path / "reg",
         "missing": tmp_path / "missing",
         "badhex": tmp_path / "bad.hex",
         "binary": tmp_path / "binary",
         "good": write_entries(tmp_path / "good.hex", [ea.Registration(1, B, 1).to_entry()]),
+        "notreg": tmp_path / "notreg",
+        "kek": tmp_path / "kek",
+        "oddhex": tmp_path / "odd.hex",
+        "prefixed": tmp_path / "prefixed.hex",
         "two": write_entries(tmp_path / "two.hex", [ea.Registration(1, B, n).to_entry() for n in (1, 2)]),
     }
     before = ea.Registry(tmp_path / "reg").digest()
@@ -197,8 +220,10 @@ def test_usage_errors_exit_2_with_one_line_and_no_traceback(tmp_path: Path, args
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert expected in lines[0], lines[0]
-    # A usage error applies nothing.
+    # A usage error applies nothing and creates nothing.
     assert ea.Registry(tmp_path / "reg").digest() == before
+    assert not (tmp_path / "missing").exists()
+    assert sorted(p.name for p in (tmp_path / "notreg").iterdir()) == ["readme.txt"]
 
 
 def test_a_corrupt_row_is_an_error_exit_2_not_a_halt_or_a_difference(tmp_path: Path) -> None:

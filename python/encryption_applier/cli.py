@@ -150,41 +150,51 @@ def cmd_probe_node_id(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
             if v is not None
         ]
         if given:
-            raise UsageError(f"{', '.join(given)} only make(s) sense with --registry (the join check)")
+            raise UsageError(f"{', '.join(given)} need(s) --registry: they only serve the join check")
     if args.raft_dek_id is not None and args.storage_dek_id is None:
         raise UsageError("--raft-dek-id needs --storage-dek-id (or neither: the sidecar's active DEKs are used)")
     if args.storage_dek_id is not None and args.sidecar is not None:
         raise UsageError("give either --sidecar or --storage-dek-id/--raft-dek-id, not both")
-    full = args.full_node_id if args.full_node_id is not None else ea.derive_node_id(args.raft_id)
+    if args.raft_id is not None and not args.raft_id:
+        raise UsageError("--raft-id is empty")
+    full = args.full_node_id if args.full_node_id is not None else ea.derive_node_id(str(args.raft_id))
     masked = ea.node_id16(full)
+    # Everything that can fail runs before anything is printed, so that an
+    # error leaves standard output empty.
+    join: str | None = None
+    code = EXIT_OK
+    if args.registry is not None:
+        storage, raft = args.storage_dek_id, args.raft_dek_id
+        if storage is None:
+            sidecar = ea.read_sidecar(args.sidecar or Path(args.registry) / "keys.json")
+            storage, raft = (sidecar.active_storage, sidecar.active_raft) if sidecar else (0, 0)
+        if storage == 0:
+            join = "join: nothing to check (no active storage DEK: not bootstrapped)"
+        else:
+            with ea.Registry(args.registry) as registry:
+                try:
+                    needed = registry.check_join(full, storage, raft or 0)
+                except WriterUint16CollisionError as collision:
+                    join, code = f"join: REFUSED: {collision}", EXIT_DAMAGED
+                else:
+                    join = (
+                        "join: ok after registering " + ", ".join(repr(r) for r in needed)
+                        if needed
+                        else "join: ok (already registered)"
+                    )
     # elastickv-admin's layout: "%#016x (%d)" and "%#04x (%d)".
     print(f"full_node_id: 0x{full:016x} ({full})", file=out)
     print(f"node_id:      0x{masked:04x} ({masked})", file=out)
-    if args.registry is None:
-        return EXIT_OK
-    storage, raft = args.storage_dek_id, args.raft_dek_id
-    if storage is None:
-        sidecar = ea.read_sidecar(args.sidecar or Path(args.registry) / "keys.json")
-        storage, raft = (sidecar.active_storage, sidecar.active_raft) if sidecar else (0, 0)
-    if storage == 0:
-        print("join: nothing to check (no active storage DEK: not bootstrapped)", file=out)
-        return EXIT_OK
-    with ea.Registry(args.registry) as registry:
-        try:
-            needed = registry.check_join(full, storage, raft or 0)
-        except WriterUint16CollisionError as collision:
-            print(f"join: REFUSED: {collision}", file=err)
-            return EXIT_HALT
-    if needed:
-        print("join: ok after registering " + ", ".join(repr(r) for r in needed), file=out)
-    else:
-        print("join: ok (already registered)", file=out)
-    return EXIT_OK
+    if join is not None:
+        print(join, file=out)
+    return code
 
 
 def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    if not Path(args.directory).is_dir():
+    if not Path(args.directory).exists():
         raise UsageError(f"{args.directory}: no such directory")
+    if not Path(args.directory).is_dir():
+        raise UsageError(f"{args.directory}: not a directory")
     sidecar = Path(args.sidecar) if args.sidecar else Path(args.directory) / "keys.json"
     full = (
         args.full_node_id
@@ -323,9 +333,24 @@ def read_entries(name: str) -> list[tuple[int, bytes]]:
             continue
         try:
             entries.append((number, bytes.fromhex(stripped)))
-        except ValueError as err:
-            raise UsageError(f"{label}:{number}: not a hex-encoded entry ({err}); nothing was applied") from None
+        except ValueError:
+            raise UsageError(
+                f"{label}:{number}: not a hex-encoded entry ({_hex_problem(stripped)}); nothing was applied"
+            ) from None
     return entries
+
+
+def _hex_problem(text: str) -> str:
+    """What makes ``text`` not hex, in the user's terms."""
+    digits = "".join(text.split())
+    for column, char in enumerate(text, start=1):
+        if not (char.isspace() or char in "0123456789abcdefABCDEF"):
+            if char in "xX" and text[column - 2 : column - 1] == "0":
+                return f"a '0x' prefix at column {column - 1}: write the bytes only"
+            return f"{char!r} at column {column} is not a hex digit"
+    if len(digits) % 2:
+        return f"an odd number of hex digits ({len(digits)}): each byte is two"
+    return "spaces inside a byte"
 
 
 #: Entries per group commit: one durable commit per chunk, and the
@@ -333,9 +358,37 @@ def read_entries(name: str) -> list[tuple[int, bytes]]:
 CHUNK = 1000
 
 
+#: The files of a registry directory; any other directory with files in it
+#: is not one, and apply will not write into it.
+REGISTRY_FILES = {"data.mdb", "lock.mdb", "writer.lock", "keys.json"}
+
+
+def _check_apply_target(directory: Path, sidecar: str | None) -> None:
+    """apply creates a missing registry, but only where a typo cannot put
+    one somewhere unexpected: the parent must exist, and an existing
+    directory must be a registry or empty."""
+    if directory.exists():
+        if not directory.is_dir():
+            raise UsageError(f"{directory}: not a directory")
+        if not (directory / "data.mdb").exists():
+            others = sorted(p.name for p in directory.iterdir() if p.name not in REGISTRY_FILES)
+            if others:
+                raise UsageError(
+                    f"{directory}: not a registry (no data.mdb) and not empty ({', '.join(others[:3])}"
+                    f"{', ...' if len(others) > 3 else ''}); give a registry or a new directory"
+                )
+    elif not directory.parent.is_dir():
+        raise UsageError(
+            f"{directory}: its parent {directory.parent} does not exist (apply creates the last part only)"
+        )
+    if sidecar is not None and not Path(sidecar).parent.is_dir():
+        raise UsageError(f"--sidecar {sidecar}: its directory does not exist")
+
+
 def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.sidecar and not args.kek:
         raise UsageError("--sidecar needs --kek (without a KEK the applier keeps no keys)")
+    _check_apply_target(Path(args.directory), args.sidecar)
     entries = read_entries(args.file)
     label = "<stdin>" if args.file == STDIN else args.file
     if args.first_index is not None and entries and args.first_index + len(entries) - 1 >= 1 << 64:
@@ -369,9 +422,10 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     outcomes.update(halt.outcomes or [])
                     number = chunk[halt.position][0]
                     print(f"{label}:{number}: HALT {type(halt).__name__}: {halt}", file=err)
+                    done = start + halt.position
                     print(
-                        f"{start + halt.position} entries before line {number} were applied; "
-                        f"nothing of line {number} was written.",
+                        f"{done} {'entry' if done == 1 else 'entries'} before line {number} "
+                        f"{'was' if done == 1 else 'were'} applied; nothing of line {number} was written.",
                         file=err,
                     )
                     return EXIT_HALT
@@ -538,7 +592,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         print(f"error: {error}", file=err)
         return EXIT_USAGE
     except OSError as error:
-        print(f"error: {error}", file=err)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}", file=err)
         return EXIT_USAGE
     return code
 
