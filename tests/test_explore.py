@@ -217,6 +217,14 @@ def test_diff_to_pandas_and_html_mark_the_differing_fields(tmp_path: Path) -> No
     assert changed.differing == "last_seen_local_epoch"
     assert frame.iloc[1].full_node_id_other is pandas.NA and frame.iloc[1].full_node_id_self == 5
     assert str(frame.dtypes["full_node_id_self"]) == "UInt64"
+    assert list(frame.columns[3:7]) == [
+        "full_node_id_self",
+        "full_node_id_other",
+        "full_node_id_hex_self",
+        "full_node_id_hex_other",
+    ]
+    assert changed.full_node_id_hex_self == changed.full_node_id_hex_other == "0x00000000abcd0001"
+    assert frame.iloc[2].full_node_id_hex_self is pandas.NA and frame.iloc[2].full_node_id_hex_other == f"0x{6:016x}"
     page = diff._repr_html_()
     assert "1 only in self, 1 only in other, 1 changed" in page
     marked = 'style="background:#fde2e1;font-weight:bold"'

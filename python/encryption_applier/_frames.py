@@ -132,7 +132,7 @@ def _diff_records(diff: RegistryDiff) -> list[dict[str, Any]]:
 
 def diff_to_pandas(diff: RegistryDiff) -> Any:
     """``RegistryDiff.to_pandas()``: nullable unsigned columns, so a side
-    without the row shows ``<NA>``."""
+    without the row shows ``<NA>``, and the full node ids in hex too."""
     pandas = _pandas()
     records = _diff_records(diff)
     dtypes = {"dek_id": "UInt32", "node_id16": "UInt16"}
@@ -140,8 +140,12 @@ def diff_to_pandas(diff: RegistryDiff) -> Any:
         dtype = "UInt64" if name == "full_node_id" else "UInt16"
         dtypes[f"{name}_self"] = dtypes[f"{name}_other"] = dtype
     columns = ["dek_id", "node_id16", "status", *(f"{n}_{s}" for n in VALUE_FIELDS for s in ("self", "other"))]
-    frame = pandas.DataFrame.from_records(records, columns=[*columns, "differing"])
-    return frame.astype(dtypes)
+    frame = pandas.DataFrame.from_records(records, columns=[*columns, "differing"]).astype(dtypes)
+    # The ids as inspect and export show them, next to the numbers.
+    for position, side in ((5, "self"), (6, "other")):
+        hex_ids = [None if v is None else _hex(v, 16) for v in (r[f"full_node_id_{side}"] for r in records)]
+        frame.insert(position, f"full_node_id_hex_{side}", pandas.array(hex_ids, dtype="string"))
+    return frame
 
 
 #: How a differing cell is marked in the HTML table.

@@ -23,10 +23,26 @@ use crate::wire::{Entry, MalformedPayload};
 ///
 /// `Applier(path)` opens the registry directory (creating it if missing)
 /// and takes its writer lock (`RegistryOpenError` while another writer
-/// holds it). `kek=` (a `FileKek`) lets bootstrap and rotation apply;
-/// `local_epoch=`/`raft_local_epoch=` take what `prepare_epochs()` returns;
-/// `sync=False` or `group_commit=` trade durability for speed. Use it in a
-/// `with` block, or call `close()`.
+/// holds it). Use it in a `with` block, or call `close()`. Keywords:
+///
+/// - `kek=` (a `FileKek`): bootstrap and rotation entries apply (without
+///   one they halt with `KEKNotConfiguredError`); `sidecar=` is where the
+///   keys are kept, `keys.json` in the registry directory by default.
+/// - `sync=False` or `group_commit=K` (with `group_commit_ms=T`, default
+///   10 ms) trade durability for speed; see the durability guide.
+/// - `map_size=`: the LMDB map size to start from, in bytes (it doubles
+///   by itself whenever it fills up).
+/// - `on_raft_cutover=`: a callable `(cutover_index, active_raft_dek_id)`
+///   told of the Raft envelope cutover before it is written; if it raises,
+///   the entry halts with `CutoverHookError`.
+/// - `local_epoch=`/`raft_local_epoch=`: this process's local epochs, as
+///   `prepare_epochs()` returns them (0: none pinned).
+///
+/// Every `apply*` returns the outcome as a string: `"inserted"`,
+/// `"advanced"`, `"unchanged"` (registrations), `"bootstrapped"`,
+/// `"rotated"` (keys), `"enabled"`, `"already-active"`, `"stale-dek"`
+/// (envelope cutovers), or `"skipped"` (an `index=` already applied); or
+/// raises an `EncryptionApplyError`, a halt.
 #[pyclass(module = "encryption_applier", name = "Applier", frozen)]
 pub struct PyApplier {
     pub(super) inner: Handle<Applier>,
@@ -60,6 +76,10 @@ impl PyApplier {
     /// the keys of an existing sidecar (`sidecar`, by default `keys.json`
     /// in the registry directory) are opened now.
     #[new]
+    #[pyo3(
+        text_signature = "(path, *, kek=None, sidecar=None, sync=True, map_size=None, on_raft_cutover=None, \
+        local_epoch=0, raft_local_epoch=0, group_commit=None, group_commit_ms=None)"
+    )]
     #[pyo3(signature = (
         path, *, kek=None, sidecar=None, sync=true, map_size=None, on_raft_cutover=None,
         local_epoch=U16::ZERO, raft_local_epoch=U16::ZERO, group_commit=None, group_commit_ms=None

@@ -530,7 +530,8 @@ impl PyRegistryDiff {
     /// A pandas DataFrame, one row per differing key: `status` ("only in
     /// self", "only in other" or "changed"), each value field for both
     /// sides (`<field>_self`, `<field>_other`; missing where a side has no
-    /// row) and `differing`, the fields that differ.
+    /// row), `full_node_id_hex_self`/`_other` (the ids as `inspect` shows
+    /// them) and `differing`, the fields a changed row differs in.
     fn to_pandas<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         slf.py()
             .import("encryption_applier._frames")?

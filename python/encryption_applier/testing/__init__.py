@@ -70,6 +70,7 @@ def assert_registries_equal(a: RegistryLike, b: RegistryLike) -> None:
     directory. On a difference, raises ``AssertionError``
     whose message lists the differing rows as ``diff`` does (``<`` as in
     ``a``, ``>`` as in ``b``; at most ``MAX_SHOWN`` of them)."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not this one
     with _view(a) as left, _view(b) as right:
         if left.digest() == right.digest():
             return
@@ -85,6 +86,7 @@ def assert_registries_equal(a: RegistryLike, b: RegistryLike) -> None:
 def assert_registry_matches_model(registry: RegistryLike, model: RegistryModel) -> None:
     """Asserts that a registry holds exactly the rows of a reference model,
     and shows the differing rows if it does not."""
+    __tracebackhide__ = True
     with _view(registry) as view:
         rows = [
             (r.dek_id, r.node_id16, r.full_node_id, r.first_seen_local_epoch, r.last_seen_local_epoch)

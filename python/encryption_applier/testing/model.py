@@ -28,6 +28,7 @@ def expect(expected: str | Halt, call: Callable[[], str]) -> None:
     """Runs ``call`` (an apply) and checks it did what the model says: the
     same outcome string, or the same halt class with the same fields.
     Raises ``AssertionError`` otherwise."""
+    __tracebackhide__ = True
     if not isinstance(expected, Halt):
         got = call()
         if got != expected:
