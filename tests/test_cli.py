@@ -162,7 +162,7 @@ USAGE_ERRORS = [
     (["apply", "{reg}", "{badhex}"], "not a hex-encoded entry"),
     (["apply", "{reg}", "{binary}"], "not a text file"),
     (["apply", "{reg}", "{badhex}", "--first-index", "-1"], "out of range for a Raft index"),
-    (["apply", "{reg}", "{badhex}", "--sidecar", "{missing}"], "--sidecar needs --kek"),
+    (["apply", "{reg}", "{good}", "--sidecar", "{reg}/keys.json"], "sidecar= needs kek="),
     (["apply", "{reg}", "{good}", "--kek", "{missing}"], "KEK"),
     (["apply", "{reg}", "{two}", "--first-index", str(2**64 - 1)], "past the largest Raft index"),
     (["probe-node-id", "--raft-id", "n1", "--storage-dek-id", "1"], "need(s) --registry"),

@@ -386,8 +386,8 @@ def _check_apply_target(directory: Path, sidecar: str | None) -> None:
 
 
 def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    if args.sidecar and not args.kek:
-        raise UsageError("--sidecar needs --kek (without a KEK the applier keeps no keys)")
+    # (--sidecar without --kek is refused by the Applier itself, before it
+    # opens anything: that rule lives in the core.)
     _check_apply_target(Path(args.directory), args.sidecar)
     entries = read_entries(args.file)
     label = "<stdin>" if args.file == STDIN else args.file
@@ -465,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
         "diff",
         help="show where two registries differ",
         description="Compare two registries row by row, in key order: '< row' as it is in A, '> row' as it is "
-        "in B (a changed row shows both). Exit 0 when identical, 1 when they differ, 2 on a usage error.",
+        "in B (a changed row shows both). Exit 0 when identical, 1 when they differ, 2 on an error.",
     )
     p.add_argument("a", metavar="A", help="registry directory")
     p.add_argument("b", metavar="B", help="registry directory")
