@@ -9,6 +9,8 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
+from ._rows import VALUE_FIELDS, diff_sides, hex_id
+
 if TYPE_CHECKING:  # pragma: no cover
     from ._native import Registry, RegistryDiff, RegistryRow
 
@@ -20,9 +22,6 @@ COLUMN_DTYPES: dict[str, str] = {
     "first_seen_local_epoch": "uint16",
     "last_seen_local_epoch": "uint16",
 }
-
-#: The value fields of a row, as ``RegistryDiff.to_pandas()`` compares them.
-VALUE_FIELDS = ("full_node_id", "first_seen_local_epoch", "last_seen_local_epoch")
 
 INSTALL_HINT = "pip install 'encryption-applier[notebook]'"
 
@@ -39,10 +38,6 @@ def _pandas() -> Any:
     return pandas
 
 
-def _hex(value: int, digits: int) -> str:
-    return f"0x{value:0{digits}x}"
-
-
 def registry_to_pandas(registry: Registry, dek_id: int | None = None) -> Any:
     """One DataFrame row per registry row, in key order, with typed columns
     and ``full_node_id_hex``, the 64-bit id as fixed-width hex (how node ids
@@ -52,14 +47,14 @@ def registry_to_pandas(registry: Registry, dek_id: int | None = None) -> Any:
 
     columns = registry.columns(dek_id)
     frame = pandas.DataFrame({name: numpy.array(columns[name], dtype=dtype) for name, dtype in COLUMN_DTYPES.items()})
-    frame.insert(3, "full_node_id_hex", [_hex(v, 16) for v in columns["full_node_id"]])
+    frame.insert(3, "full_node_id_hex", [hex_id(v, 16) for v in columns["full_node_id"]])
     return frame
 
 
 def _row_cells(row: RegistryRow) -> str:
     return (
-        f"<td>{row.dek_id}</td><td><code>{_hex(row.node_id16, 4)}</code></td>"
-        f"<td><code>{_hex(row.full_node_id, 16)}</code></td>"
+        f"<td>{row.dek_id}</td><td><code>{hex_id(row.node_id16, 4)}</code></td>"
+        f"<td><code>{hex_id(row.full_node_id, 16)}</code></td>"
         f"<td>{row.first_seen_local_epoch}</td><td>{row.last_seen_local_epoch}</td>"
     )
 
@@ -105,11 +100,7 @@ def registry_html(registry: Registry) -> str:
 def _diff_records(diff: RegistryDiff) -> list[dict[str, Any]]:
     """One record per differing key, in key order."""
     records: list[dict[str, Any]] = []
-    sides: list[tuple[str, RegistryRow | None, RegistryRow | None]] = []
-    sides += [("only in self", row, None) for row in diff.only_in_self]
-    sides += [("only in other", None, row) for row in diff.only_in_other]
-    sides += [("changed", a, b) for a, b in diff.changed]
-    for status, mine, theirs in sides:
+    for status, mine, theirs in diff_sides(diff):
         key_row = mine if mine is not None else theirs
         assert key_row is not None  # one side always exists
         record: dict[str, Any] = {
@@ -126,7 +117,6 @@ def _diff_records(diff: RegistryDiff) -> list[dict[str, Any]]:
                 differing.append(name)
         record["differing"] = ", ".join(differing)
         records.append(record)
-    records.sort(key=lambda r: (r["dek_id"], r["node_id16"]))
     return records
 
 
@@ -143,7 +133,7 @@ def diff_to_pandas(diff: RegistryDiff) -> Any:
     frame = pandas.DataFrame.from_records(records, columns=[*columns, "differing"]).astype(dtypes)
     # The ids as inspect and export show them, next to the numbers.
     for position, side in ((5, "self"), (6, "other")):
-        hex_ids = [None if v is None else _hex(v, 16) for v in (r[f"full_node_id_{side}"] for r in records)]
+        hex_ids = [None if v is None else hex_id(v, 16) for v in (r[f"full_node_id_{side}"] for r in records)]
         frame.insert(position, f"full_node_id_hex_{side}", pandas.array(hex_ids, dtype="string"))
     return frame
 
@@ -163,7 +153,7 @@ def diff_html(diff: RegistryDiff) -> str:
         return "<p><strong>RegistryDiff</strong>: identical</p>"
 
     def cell(name: str, value: int | None, differs: bool) -> str:
-        text = "—" if value is None else (_hex(value, 16) if name == "full_node_id" else str(value))
+        text = "—" if value is None else (hex_id(value, 16) if name == "full_node_id" else str(value))
         return f"<td{MARK if differs else ''}>{text}</td>"
 
     head = "<tr><th>dek_id</th><th>node_id16</th><th>status</th>" + "".join(
@@ -172,7 +162,7 @@ def diff_html(diff: RegistryDiff) -> str:
     body = ""
     for r in records[: HTML_ROWS * 10]:
         differing = r["differing"].split(", ")
-        body += f"<tr><td>{r['dek_id']}</td><td><code>{_hex(r['node_id16'], 4)}</code></td><td>{r['status']}</td>"
+        body += f"<tr><td>{r['dek_id']}</td><td><code>{hex_id(r['node_id16'], 4)}</code></td><td>{r['status']}</td>"
         for name in VALUE_FIELDS:
             for side in ("self", "other"):
                 body += cell(name, r[f"{name}_{side}"], name in differing)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import _native as ea
-from ._rows import diff_lines, diff_summary, row_dict
+from ._rows import ROW_FIELDS, diff_lines, diff_summary, row_dict
 from .exceptions import EncryptionApplyError, EncryptionError, WriterUint16CollisionError
 
 EXIT_OK = 0
@@ -82,8 +82,6 @@ _uint64 = _uint(64, "a 64-bit unsigned integer")
 _index = _uint(64, "a Raft index")
 _count = _uint(31, "a count")
 _positive = _uint(31, "a positive count", least=1)
-
-FIELDS = ("dek_id", "node_id16", "full_node_id", "first_seen_local_epoch", "last_seen_local_epoch")
 
 
 def cmd_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -270,7 +268,7 @@ def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     target = open(args.output, "w", newline="") if to_file else out  # noqa: SIM115
     try:
         if args.format == "csv":
-            writer = csv.DictWriter(target, fieldnames=FIELDS, lineterminator="\n")
+            writer = csv.DictWriter(target, fieldnames=ROW_FIELDS, lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
         else:
