@@ -158,6 +158,10 @@ def test_temporary_kek_is_private_and_wiped(tmp_path: Path) -> None:
         assert kek.unwrap(kek.wrap(b"k" * 32)) == b"k" * 32
     assert not path.parent.exists()
     assert (tmp_path / "peek").read_bytes() == bytes(32)
+    # A test may remove the key itself; the directory still goes.
+    with temporary_kek() as kek:
+        kek.path.unlink()
+    assert not kek.path.parent.exists()
 
 
 PLUGIN_TEST = """

@@ -114,11 +114,20 @@ def temporary_kek() -> Iterator[_native.FileKek]:
     try:
         yield _native.FileKek.generate(directory / "kek")
     finally:
-        path = directory / "kek"
-        with contextlib.suppress(OSError):
-            size = path.stat().st_size
-            with open(path, "r+b") as f:
-                f.write(b"\0" * size)
-                f.flush()
-                os.fsync(f.fileno())
-        shutil.rmtree(directory, ignore_errors=True)
+        try:
+            _wipe(directory / "kek")
+        finally:
+            # Removed even if the wipe failed; that failure is then raised.
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _wipe(path: Path) -> None:
+    """Overwrites a key file with zeros, durably. A file the test removed
+    itself is fine; any other failure is raised, not ignored."""
+    try:
+        with open(path, "r+b") as f:
+            f.write(b"\0" * os.fstat(f.fileno()).st_size)
+            f.flush()
+            os.fsync(f.fileno())
+    except FileNotFoundError:
+        pass
