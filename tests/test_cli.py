@@ -174,6 +174,7 @@ USAGE_ERRORS = [
     (["probe-node-id", "--raft-id", ""], "--raft-id is empty"),
     (["probe-node-id", "--full-node-id", "1", "--registry", "{missing}", "--storage-dek-id", "1"], "RegistryOpenError"),
     (["probe-node-id", "--full-node-id", "1", "--registry", "{reg}", "--sidecar", "{binary}"], "SidecarError"),
+    (["probe-node-id", "--full-node-id", "1", "--registry", "{reg}", "--sidecar", "{missing}"], "no such file"),
     (["doctor", "{binary}"], "not a directory"),
     (["apply", "{notreg}", "{good}"], "not a registry (no data.mdb) and not empty (readme.txt)"),
     (["apply", "{missing}/sub/reg", "{good}"], "does not exist (apply creates the last part only)"),

@@ -163,6 +163,10 @@ def cmd_probe_node_id(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
     code = EXIT_OK
     if args.registry is not None:
         storage, raft = args.storage_dek_id, args.raft_dek_id
+        if args.sidecar is not None and not Path(args.sidecar).exists():
+            # Only the default keys.json may be absent (not bootstrapped):
+            # a path the user named that is missing is a mistake, not a state.
+            raise UsageError(f"--sidecar {args.sidecar}: no such file")
         if storage is None:
             sidecar = ea.read_sidecar(args.sidecar or Path(args.registry) / "keys.json")
             storage, raft = (sidecar.active_storage, sidecar.active_raft) if sidecar else (0, 0)
