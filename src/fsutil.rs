@@ -73,6 +73,10 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 pub struct WriteError {
     pub step: &'static str,
     pub source: io::Error,
+    /// The new content was renamed into place before the failure: readers
+    /// see it, but a power loss may take it back. The rename is the point
+    /// of no return, so the caller completes forward instead of undoing.
+    pub renamed: bool,
 }
 
 impl std::fmt::Display for WriteError {
@@ -101,6 +105,7 @@ pub fn create_private(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let mut file = create_private_file(path).map_err(|source| WriteError {
         step: "creating the file",
         source,
+        renamed: false,
     })?;
     let written = file.write_all(bytes).and_then(|()| file.sync_all());
     drop(file);
@@ -109,6 +114,7 @@ pub fn create_private(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
         WriteError {
             step: "writing the file",
             source,
+            renamed: false,
         }
     })
 }
@@ -116,7 +122,12 @@ pub fn create_private(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
 /// fsyncs the directory holding `path`, so a create or rename in it
 /// survives power loss.
 pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
-    File::open(parent_dir(path))?.sync_all()
+    sync_dir(parent_dir(path))
+}
+
+/// fsyncs the directory `dir`, so the names created in it survive power loss.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// Replaces `path` with `bytes`, owner-only and crash-durably: a fresh
@@ -124,7 +135,13 @@ pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
 /// fsync of the directory. The rename is the commit point, so a crash
 /// leaves the old content or the new one, never a torn file.
 pub fn replace_private_durable(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    let fail = |step: &'static str| move |source: io::Error| WriteError { step, source };
+    let fail = |step: &'static str| {
+        move |source: io::Error| WriteError {
+            step,
+            source,
+            renamed: false,
+        }
+    };
     let tmp = tmp_path(path);
     // A temporary file left by a crash is garbage (its rename never
     // happened); remove it rather than write through whatever it is.
@@ -139,12 +156,17 @@ pub fn replace_private_durable(path: &Path, bytes: &[u8]) -> Result<(), WriteErr
             _ => "writing the temporary file",
         },
         source: e.source,
+        renamed: false,
     })?;
     if let Err(e) = std::fs::rename(&tmp, path) {
         let _ = std::fs::remove_file(&tmp);
         return Err(fail("renaming into place")(e));
     }
-    sync_parent_dir(path).map_err(fail("syncing the directory"))
+    sync_parent_dir(path).map_err(|source| WriteError {
+        step: "syncing the directory",
+        source,
+        renamed: true,
+    })
 }
 
 #[cfg(test)]

@@ -435,6 +435,16 @@ pub const MAX_SIDECAR_BYTES: u64 = 16 << 20;
 /// [`MAX_SIDECAR_BYTES`] read, so `/dev/zero` or a huge file is refused
 /// instead of filling memory.
 pub fn read(path: &Path) -> Result<Option<Sidecar>, SidecarError> {
+    let Some(bytes) = read_bytes(path)? else {
+        return Ok(None);
+    };
+    Sidecar::parse(&bytes)
+        .map(Some)
+        .map_err(|reason| sidecar_error(path, reason))
+}
+
+/// The sidecar's bytes, with [`read`]'s checks on the file (not parsed).
+pub fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, SidecarError> {
     let (file, meta) = match open_for_reading(path, Follow::Symlinks) {
         Ok(opened) => opened,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -464,18 +474,56 @@ pub fn read(path: &Path) -> Result<Option<Sidecar>, SidecarError> {
         // It grew between fstat and read.
         return Err(too_big(bytes.len() as u64));
     }
-    Sidecar::parse(&bytes)
-        .map(Some)
-        .map_err(|reason| sidecar_error(path, reason))
+    Ok(Some(bytes))
 }
 
 /// Replaces the sidecar at `path` with `sidecar`, crash-durably, mode 0600.
 pub fn write_durable(path: &Path, sidecar: &Sidecar) -> Result<(), SidecarError> {
+    write_durable_or_renamed(path, sidecar).map_err(|failure| match failure {
+        WriteFailure::Invalid(e) => e,
+        WriteFailure::NotWritten(e) => sidecar_error(path, e.to_string()),
+        WriteFailure::NotDurable(e) => sidecar_error(
+            path,
+            format!("{e} (the new file is in place, not yet durable)"),
+        ),
+    })
+}
+
+/// How a durable sidecar write failed.
+#[derive(Debug)]
+pub enum WriteFailure {
+    /// The document could not be serialised: nothing was written.
+    Invalid(SidecarError),
+    /// A file-system fault before the rename: nothing changed on disk.
+    NotWritten(crate::fsutil::WriteError),
+    /// A fault after the rename: the new file is in place, not durable yet.
+    NotDurable(crate::fsutil::WriteError),
+}
+
+/// [`write_durable`], telling the three kinds of failure apart.
+pub fn write_durable_or_renamed(path: &Path, sidecar: &Sidecar) -> Result<(), WriteFailure> {
     // Serialised first: a failure here leaves nothing behind.
     let json = sidecar
         .to_json()
-        .map_err(|reason| sidecar_error(path, reason))?;
-    replace_private_durable(path, &json).map_err(|e| sidecar_error(path, e.to_string()))
+        .map_err(|reason| WriteFailure::Invalid(sidecar_error(path, reason)))?;
+    replace_private_durable(path, &json).map_err(|e| {
+        if e.renamed {
+            WriteFailure::NotDurable(e)
+        } else {
+            WriteFailure::NotWritten(e)
+        }
+    })
+}
+
+/// The sidecar an apply starts from: `current` (or an empty one) at the
+/// version written. An apply that reaches the sidecar writes it whenever
+/// this differs from `current`, so a version-1 file becomes version 2 even
+/// when no field changes, as Go's `WriteSidecar` does on every branch
+/// (sidecar.go:240-249).
+pub fn next_version(current: Option<&Sidecar>) -> Sidecar {
+    let mut next = current.cloned().unwrap_or_default();
+    next.version = SIDECAR_VERSION;
+    next
 }
 
 /// Why a node's local epoch could not be moved.

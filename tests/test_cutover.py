@@ -336,7 +336,11 @@ def test_a_failed_sidecar_write_takes_the_cutover_row_back(registry_dir: Path, c
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
         applier.apply_bootstrap(cluster.bootstrap(rows=[]), index=1)
         (registry_dir / "keys.json.tmp").mkdir()  # the durable write cannot create its temporary file
-        with pytest.raises(ea.SidecarError):
+        # A file-system fault before the rename: a storage fault that
+        # changed nothing, replayed from the entry itself.
+        with pytest.raises(ea.StorageError) as fault:
             applier.apply_rotation(enable(ea.ENABLE_STORAGE_ENVELOPE, 1, full=NODE, epoch=0), index=2)
+        assert not fault.value.applied and fault.value.replay_from == 2
+        assert fault.value.operation == "writing keys.json"
         assert applier.registry.rows() == [] and applier.applied_index == 1
         assert not applier.sidecar.storage_envelope_active  # type: ignore[union-attr]

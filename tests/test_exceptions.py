@@ -32,7 +32,7 @@ SAMPLE_FIELDS: dict[type[ea.EncryptionError], dict[str, Any]] = {
         "dek_id": 4,
         "node_id16": 1,
     },
-    ea.StorageError: {"operation": "committing", "path": "/x", "code": -30792},
+    ea.StorageError: {"operation": "committing", "path": "/x", "code": -30792, "replay_from": 11, "applied": True},
     ea.KEKUnwrapError: {"reason": "tag", "dek_id": 3, "purpose": "raft"},
     ea.KeyConflictError: {"dek_id": 3},
     ea.AlreadyBootstrappedError: {"active_storage": 1, "active_raft": 2, "storage_dek_id": 3, "raft_dek_id": 4},
@@ -112,6 +112,7 @@ SAMPLE_FIELDS: dict[type[ea.EncryptionError], dict[str, Any]] = {
     ea.IntegrityError: {"key_id": 4},
     ea.RegistryOpenError: {"path": "/x", "reason": "no such directory"},
     ea.DamagedRegistryError: {"path": "/x", "reason": "data.mdb is damaged", "page": 7, "problem": "truncated"},
+    ea.UncommittedRegistryError: {"path": "/x", "reason": "data.mdb holds no committed transaction"},
     ea.KEKFileError: {"path": "/k", "reason": "wrong_size", "mode": None},
     ea.InsecureKEKFileError: {"path": "/k", "reason": "insecure_mode", "mode": 0o644},
 }
@@ -177,6 +178,7 @@ def test_hierarchy_is_the_spec_tree() -> None:
         "SidecarError",
     }
     assert issubclass(ea.InsecureKEKFileError, ea.KEKFileError)
+    assert issubclass(ea.UncommittedRegistryError, ea.RegistryOpenError)
     assert issubclass(ea.DamagedRegistryError, ea.RegistryOpenError)
     for name in exceptions.__all__:
         assert issubclass(getattr(ea, name), ea.EncryptionError)

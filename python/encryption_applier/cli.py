@@ -120,6 +120,7 @@ def cmd_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 )
             },
             "problems": [{"page": d.page, "problem": d.problem, "detail": d.detail} for d in report.problems],
+            "warnings": [{"page": d.page, "problem": d.problem, "detail": d.detail} for d in report.warnings],
         }
         print(json.dumps(doc, indent=2), file=out)
     else:
@@ -132,6 +133,9 @@ def cmd_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for damage in report.problems:
             where = f"page {damage.page}" if damage.page is not None else "file"
             print(f"DAMAGE {damage.problem} at {where}: {damage.detail}", file=out)
+        for warning in report.warnings:
+            where = f"page {warning.page}" if warning.page is not None else "file"
+            print(f"WARNING {warning.problem} at {where} (harmless: LMDB does not use it): {warning.detail}", file=out)
         print("ok" if report.ok else f"{len(report.problems)} problem(s) found", file=out)
     return EXIT_OK if report.ok else EXIT_DAMAGED
 
@@ -401,11 +405,14 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     kek = ea.FileKek(args.kek) if args.kek else None
     outcomes: Counter[str] = Counter()
     progress = Progress(len(entries), enabled=err.isatty() and len(entries) >= args.progress_threshold, stream=err)
-    with ea.Applier(args.directory, kek=kek, sidecar=args.sidecar) as applier:
+    with ea.Applier(
+        args.directory, kek=kek, sidecar=args.sidecar, recreate_uncommitted=args.recreate_uncommitted
+    ) as applier:
         try:
             for start in range(0, len(entries), CHUNK):
                 chunk = entries[start : start + CHUNK]
-                first = None if args.first_index is None else args.first_index + start
+                # Raft index 0 means "no index" (as apply_many's first_index=0).
+                first = None if not args.first_index else args.first_index + start
                 try:
                     outcomes.update(applier.apply_many([entry for _, entry in chunk], first_index=first))
                 except EncryptionApplyError as halt:
@@ -549,7 +556,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_index,
         metavar="N",
         help="Raft index of the first entry (the next ones follow): entries already applied are skipped, "
-        "so replaying a whole log after a crash applies each entry exactly once",
+        "so replaying a whole log after a crash applies each entry exactly once (0 means no indexes)",
+    )
+    p.add_argument(
+        "--recreate-uncommitted",
+        action="store_true",
+        help="create the registry afresh if its data.mdb holds no committed transaction (a creation cut "
+        "short by a power loss); without it such a registry is an error. A registry that ever committed "
+        "is never touched",
     )
     p.add_argument("--progress-threshold", type=_count, default=1000, help=argparse.SUPPRESS)
     p.set_defaults(run=cmd_apply)

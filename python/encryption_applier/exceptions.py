@@ -37,7 +37,8 @@ handling), and they pickle with their fields (to cross a process pool).
     │   ├── EnvelopeVersionError        a version other than 0x01
     │   └── IntegrityError              does not verify under its key and AAD
     ├── RegistryOpenError               a registry directory that cannot be opened
-    │   └── DamagedRegistryError        data.mdb fails the page check at open
+    │   ├── DamagedRegistryError        data.mdb fails the page check at open
+    │   └── UncommittedRegistryError    a creation no commit ever completed
     └── KEKFileError                    a KEK file that cannot be used
         └── InsecureKEKFileError        a KEK file readable or writable by others
 
@@ -83,6 +84,7 @@ __all__ = [
     "IntegrityError",
     "RegistryOpenError",
     "DamagedRegistryError",
+    "UncommittedRegistryError",
     "KEKFileError",
     "InsecureKEKFileError",
 ]
@@ -254,13 +256,34 @@ class RegistryCorruptionError(EncryptionApplyError):
 
 
 class StorageError(EncryptionApplyError):
-    """An LMDB or file-system fault while applying or reading."""
+    """An LMDB or file-system fault while applying or reading.
 
-    def __init__(self, message: str, /, *, operation: str, path: str, code: int | None = None) -> None:
+    Raised by an ``Applier``, ``replay_from`` is where the host replays its
+    log from: ``durable_index + 1``, or None when no index was ever made
+    durable (replay from the log's first entry). It is the one replay rule
+    for every mode (see the durability guide). ``applied`` is True when the
+    entry's change already took effect past its point of no return (a
+    ``keys.json`` renamed into place whose directory could not be fsynced):
+    it is not recorded as applied, and the replay completes it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        /,
+        *,
+        operation: str,
+        path: str,
+        code: int | None = None,
+        replay_from: int | None = None,
+        applied: bool = False,
+    ) -> None:
         super().__init__(message)
         self.operation = operation
         self.path = path
         self.code = code
+        self.replay_from = replay_from
+        self.applied = applied
 
 
 class KEKUnwrapError(EncryptionApplyError):
@@ -602,6 +625,14 @@ class DamagedRegistryError(RegistryOpenError):
         super().__init__(message, path=path, reason=reason)
         self.page = page
         self.problem = problem
+
+
+class UncommittedRegistryError(RegistryOpenError):
+    """A ``data.mdb`` whose creation no commit ever completed (a power loss
+    before the first commit finished): no entry was ever acknowledged from
+    it, so nothing is lost by creating it afresh, which
+    ``Applier(path, recreate_uncommitted=True)`` does. Never raised for a
+    registry that ever committed, however damaged."""
 
 
 class KEKFileError(EncryptionError):

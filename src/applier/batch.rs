@@ -18,7 +18,7 @@ use crate::wire::{Entry, MalformedPayload};
 #[derive(Debug)]
 pub struct BatchHalt {
     pub position: usize,
-    pub error: ApplyError,
+    pub error: Box<ApplyError>,
     /// The outcomes of the entries before `position`.
     pub outcomes: Vec<Outcome>,
 }
@@ -55,11 +55,14 @@ pub enum Indexes<'a> {
 }
 
 impl Indexes<'_> {
+    /// The Raft index of entry `position`. `From(0)` is no indexes (0 is
+    /// "no index", so consecutive indexes cannot start there), and a 0 in
+    /// `Each` is no index for that entry (the Python layer refuses it).
     pub fn at(self, position: usize) -> Option<u64> {
         match self {
-            Indexes::None => None,
+            Indexes::None | Indexes::From(super::NO_RAFT_INDEX) => None,
             Indexes::From(first) => Some(first.saturating_add(position as u64)),
-            Indexes::Each(all) => all.get(position).copied(),
+            Indexes::Each(all) => super::raft_index(all.get(position).copied()),
         }
     }
 }
@@ -75,17 +78,67 @@ impl Applier {
         entries: &Entries,
         indexes: Indexes<'_>,
     ) -> Result<Vec<Outcome>, BatchHalt> {
+        let result = self.apply_many_unstamped(entries, indexes);
+        self.clear_lost_if_caught_up();
+        result.map_err(|halt| BatchHalt {
+            error: Box::new(self.stamp(*halt.error)),
+            ..halt
+        })
+    }
+
+    fn apply_many_unstamped(
+        &mut self,
+        entries: &Entries,
+        indexes: Indexes<'_>,
+    ) -> Result<Vec<Outcome>, BatchHalt> {
         // Staged entries (group commit) come first: the runs below read and
-        // commit the registry directly.
+        // commit the registry directly. Their loss is no entry of this
+        // batch's: position 0, and the error's `replay_from` is before it.
         if let Err(error) = self.flush() {
             return Err(BatchHalt {
                 position: 0,
-                error,
+                error: Box::new(error),
                 outcomes: Vec::new(),
             });
         }
         let mut outcomes = Vec::with_capacity(entries.len());
-        let mut position = 0;
+        let mut start = 0;
+        loop {
+            // After a lost group, entries past its highest index wait until
+            // the ones before them in this batch have replayed up to it.
+            let stop = self.lost_through.and_then(|lost| {
+                (start..entries.len()).find(|&p| {
+                    let index = indexes.at(p);
+                    !self.is_applied(index) && index.is_some_and(|i| i > lost)
+                })
+            });
+            let end = stop.unwrap_or(entries.len());
+            outcomes = self.apply_span(&entries[..end], start, indexes, outcomes)?;
+            self.clear_lost_if_caught_up();
+            match (stop, self.lost_through) {
+                (None, _) => return Ok(outcomes),
+                (Some(position), Some(lost)) => {
+                    let index = indexes.at(position).unwrap_or(lost);
+                    return Err(BatchHalt {
+                        position,
+                        error: Box::new(self.lost_error(index, lost)),
+                        outcomes,
+                    });
+                }
+                (Some(position), None) => start = position,
+            }
+        }
+    }
+
+    /// Applies `entries[start..]`, appending to `outcomes`.
+    fn apply_span(
+        &mut self,
+        entries: &Entries,
+        start: usize,
+        indexes: Indexes<'_>,
+        mut outcomes: Vec<Outcome>,
+    ) -> Result<Vec<Outcome>, BatchHalt> {
+        let mut position = start;
         let mut growths = 0;
         while position < entries.len() {
             position = match self.apply_run(entries, position, indexes, &mut outcomes) {
@@ -100,7 +153,7 @@ impl Applier {
                     if let Err(e) = self.env.grow() {
                         return Err(BatchHalt {
                             position,
-                            error: e.into(),
+                            error: Box::new(e.into()),
                             outcomes: halt.outcomes,
                         });
                     }
@@ -123,7 +176,7 @@ impl Applier {
                 Err(error) => {
                     return Err(BatchHalt {
                         position,
-                        error,
+                        error: Box::new(error),
                         outcomes,
                     })
                 }
@@ -154,7 +207,7 @@ impl Applier {
             outcomes.truncate(start);
             BatchHalt {
                 position: start,
-                error,
+                error: Box::new(error),
                 outcomes: std::mem::take(outcomes),
             }
         };
@@ -195,7 +248,7 @@ impl Applier {
         match run.halt {
             Some((position, error)) => Err(BatchHalt {
                 position,
-                error,
+                error: Box::new(error),
                 outcomes: std::mem::take(outcomes),
             }),
             None => Ok(run.position),

@@ -69,6 +69,8 @@ impl Applier {
                     path: self.env.path().to_path_buf(),
                     detail: format!("stopped at {}", point.name()),
                     code: None,
+                    replay_from: None,
+                    applied: false,
                 })),
             },
             _ => Ok(()),

@@ -89,13 +89,58 @@ impl Applier {
 
     /// Commits what is staged, rows and applied index in one transaction.
     /// On failure nothing staged is kept: the applied index falls back to
-    /// the durable one, from which the host replays.
+    /// the durable one, from which the host replays (the error's
+    /// `replay_from`), and until it has replayed up to the highest index
+    /// lost, an entry past that index is refused.
     pub fn flush(&mut self) -> Result<(), ApplyError> {
+        let result = self.flush_staged();
+        self.stamped(result)
+    }
+
+    fn flush_staged(&mut self) -> Result<(), ApplyError> {
         self.take_failure()?;
         if self.pending.is_empty() {
             return Ok(());
         }
+        // From here the staged entries are either committed or gone, and
+        // every exit below leaves the in-memory indexes saying which.
         let pending = std::mem::take(&mut self.pending);
+        match self.commit_pending(&pending) {
+            Ok(()) => {
+                if pending.index.is_some() {
+                    self.durable_index = pending.index;
+                }
+                Ok(())
+            }
+            Err(mut e) => {
+                self.applied_index = self.durable_index;
+                if let Some(lost) = pending.index {
+                    self.lost_through = Some(self.lost_through.map_or(lost, |l| l.max(lost)));
+                }
+                if let ApplyError::Storage(s) = &mut e {
+                    s.detail = format!(
+                        "{}; the {} staged {} ({}) were not committed",
+                        s.detail,
+                        pending.entries,
+                        if pending.entries == 1 {
+                            "entry"
+                        } else {
+                            "entries"
+                        },
+                        match pending.index {
+                            Some(i) => format!("Raft indexes up to {i}"),
+                            None => "applied without indexes".to_owned(),
+                        }
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// One transaction with every staged row and the highest staged index,
+    /// growing the map when it is full.
+    fn commit_pending(&mut self, pending: &Pending) -> Result<(), ApplyError> {
         let mut growths = 0;
         loop {
             let result = (|| -> Result<(), ApplyError> {
@@ -113,16 +158,7 @@ impl Applier {
                     self.env.grow()?;
                     growths += 1;
                 }
-                Err(e) => {
-                    self.applied_index = self.durable_index;
-                    return Err(e);
-                }
-                Ok(()) => {
-                    if pending.index.is_some() {
-                        self.durable_index = pending.index;
-                    }
-                    return Ok(());
-                }
+                other => return other,
             }
         }
     }
@@ -138,6 +174,8 @@ impl Applier {
         };
         if due {
             if let Err(e) = self.flush() {
+                // Stamped with the replay index already: nothing commits
+                // before the host's next call raises it.
                 self.failed = Some(e);
             }
         }

@@ -16,7 +16,7 @@ use crate::rules::{
     check_bootstrap, check_bootstrap_replay, check_cutover, check_purpose, check_rotation,
     cutover_branch, no_kek, CutoverBranch, Outcome,
 };
-use crate::sidecar::{self, Sidecar, SidecarKey};
+use crate::sidecar::{self, Sidecar, SidecarKey, WriteFailure};
 use crate::store::WriteTxn;
 use crate::wire::{
     Bootstrap, PayloadKind, Purpose, Registration, Rotation, ENABLE_RAFT_ENVELOPE, ROTATE_DEK,
@@ -45,6 +45,11 @@ pub(super) struct Crypto {
     /// The epochs this node pinned at start, recorded on the keys it
     /// rotates to (storage, Raft).
     pub(super) epochs: (u16, u16),
+    /// `keys.json` may be in place without being durable (a write failed
+    /// after its rename): the next apply that reaches the sidecar writes
+    /// it again, since a failed directory fsync may have dropped the
+    /// rename for good and only a new rename is sure to reach the disk.
+    pub(super) unsynced: bool,
 }
 
 impl Crypto {
@@ -62,9 +67,24 @@ impl Crypto {
             sidecar_path,
             on_raft_cutover,
             epochs,
+            unsynced: false,
         };
         crypto.sync_from_disk()?;
+        crypto.make_durable()?;
         Ok(crypto)
+    }
+
+    /// Puts the sidecar's own bytes back through a durable write: an
+    /// earlier process may have renamed it into place and died (or failed
+    /// its directory fsync) before the rename was durable, and the registry
+    /// may already count on it. The same bytes, so a version-1 file stays
+    /// one until an apply changes it.
+    fn make_durable(&mut self) -> Result<(), ApplyError> {
+        let Some(bytes) = sidecar::read_bytes(&self.sidecar_path)? else {
+            return Ok(());
+        };
+        crate::fsutil::replace_private_durable(&self.sidecar_path, &bytes)
+            .map_err(|e| sidecar_fault(&self.sidecar_path, &e))
     }
 
     /// Reads the sidecar from disk and opens every key in it that the
@@ -90,6 +110,50 @@ impl Crypto {
                 purpose,
                 problem,
             })
+    }
+}
+
+/// The storage fault of a sidecar write that failed: before its rename
+/// nothing changed; after it (`e.renamed`) the new file is in place but may
+/// not survive a power loss, so the entry took effect (`applied`) without
+/// being recorded, and its replay completes it.
+fn sidecar_fault(path: &std::path::Path, e: &crate::fsutil::WriteError) -> ApplyError {
+    let (operation, consequence) = if e.renamed {
+        (
+            "making keys.json durable",
+            "keys.json was replaced but may not survive a power loss; the registry does not \
+             record the entry as applied, and replaying it writes keys.json again",
+        )
+    } else {
+        (
+            "writing keys.json",
+            "keys.json is unchanged and nothing of the entry was committed",
+        )
+    };
+    ApplyError::Storage(crate::store::StorageError {
+        operation,
+        path: path.to_path_buf(),
+        detail: format!("{e}: {consequence}"),
+        code: e.source.raw_os_error(),
+        replay_from: None,
+        applied: e.renamed,
+    })
+}
+
+/// Writes `next` as the sidecar. A failure after the rename marks the
+/// sidecar unsynced, so the next write is forced.
+fn write_sidecar(crypto: &mut Crypto, next: &Sidecar) -> Result<(), ApplyError> {
+    match sidecar::write_durable_or_renamed(&crypto.sidecar_path, next) {
+        Ok(()) => {
+            crypto.unsynced = false;
+            Ok(())
+        }
+        Err(WriteFailure::Invalid(e)) => Err(e.into()),
+        Err(WriteFailure::NotWritten(e)) => Err(sidecar_fault(&crypto.sidecar_path, &e)),
+        Err(WriteFailure::NotDurable(e)) => {
+            crypto.unsynced = true;
+            Err(sidecar_fault(&crypto.sidecar_path, &e))
+        }
     }
 }
 
@@ -184,7 +248,7 @@ impl Applier {
         for (id, dek) in &deks {
             crypto.keystore.check(*id, dek)?;
         }
-        let mut next = current.clone().unwrap_or_default();
+        let mut next = sidecar::next_version(current.as_ref());
         next.advance_raft_applied_index(index);
         next.active_storage = b.storage_dek_id;
         next.active_raft = b.raft_dek_id;
@@ -240,7 +304,7 @@ impl Applier {
         check_purpose(Some(&current), r.dek_id, r.purpose)?;
         let dek = crypto.unwrap(r.dek_id, r.purpose, &r.wrapped)?;
         crypto.keystore.check(r.dek_id, &dek)?;
-        let mut next = current.clone();
+        let mut next = sidecar::next_version(Some(&current));
         next.advance_raft_applied_index(index);
         next.set_active(r.purpose, r.dek_id);
         let epoch = match r.purpose {
@@ -290,7 +354,7 @@ impl Applier {
         };
         let branch = cutover_branch(&current, r);
         let raft = r.sub_tag == ENABLE_RAFT_ENVELOPE;
-        let mut next = current.clone();
+        let mut next = sidecar::next_version(Some(&current));
         next.advance_raft_applied_index(index);
         let env = Arc::clone(&self.env);
         let mut txn = env.begin_write()?;
@@ -322,24 +386,29 @@ impl Applier {
             drop(txn);
         }
         self.fault_at(FaultPoint::AfterRegistryRows)?;
-        if current != next {
-            let path = self.crypto_for(PayloadKind::Rotation)?.sidecar_path.clone();
-            if let Err(e) = sidecar::write_durable(&path, &next) {
-                // Take the row back, so the halt leaves the registry as it
-                // was; should that fail too, the row stays (a replay of this
-                // entry writes it anyway), and the error says so.
+        let crypto = self.crypto_for(PayloadKind::Rotation)?;
+        if current != next || crypto.unsynced {
+            if let Err(e) = write_sidecar(crypto, &next) {
+                // Past the rename the flipped layer is live: the row it
+                // needs stays, and the replay completes the entry. Before
+                // it nothing changed, so the row is taken back; should that
+                // fail too, the row stays (a replay writes the same row),
+                // and the error says so.
                 let mut e = e;
-                if rows_written {
+                let renamed = matches!(&e, ApplyError::Storage(s) if s.applied);
+                if rows_written && !renamed {
                     if let Err(undo) = self.restore_row(&r.proposer, previous) {
-                        e.reason = format!(
-                            "{}; and the proposer row dek_id={} full_node_id=0x{:x} committed \
-                             before it could not be taken back ({undo}): a replay of this entry \
-                             writes the same row",
-                            e.reason, r.proposer.dek_id, r.proposer.full_node_id
-                        );
+                        if let ApplyError::Storage(s) = &mut e {
+                            s.detail = format!(
+                                "{}; and the proposer row dek_id={} full_node_id=0x{:x} committed \
+                                 before it could not be taken back ({undo}): a replay of this \
+                                 entry writes the same row",
+                                s.detail, r.proposer.dek_id, r.proposer.full_node_id
+                            );
+                        }
                     }
                 }
-                return Err(e.into());
+                return Err(e);
             }
         }
         self.fault_at(FaultPoint::AfterSidecarWrite)?;
@@ -396,17 +465,29 @@ impl Applier {
                     installed.push(id);
                 }
             }
-            let sidecar_path = crypto.sidecar_path.clone();
             self.fault_at(FaultPoint::AfterKeystoreInstall)?;
-            let sidecar_changed = change.current.as_ref() != Some(&change.next);
-            if sidecar_changed {
-                sidecar::write_durable(&sidecar_path, &change.next)?;
+            let crypto = self.crypto_for(change.kind)?;
+            // A version-1 file is written again as version 2, but that alone
+            // is no change the outcome reports.
+            let sidecar_changed = change
+                .current
+                .as_ref()
+                .map(|c| sidecar::next_version(Some(c)))
+                != Some(change.next.clone());
+            if change.current.as_ref() != Some(&change.next) || crypto.unsynced {
+                write_sidecar(crypto, &change.next)?;
             }
             self.fault_at(FaultPoint::AfterSidecarWrite)?;
             self.fault_at(FaultPoint::BeforeRegistryCommit)?;
             self.finish(txn, rows_written, index)?;
             Ok(sidecar_changed || rows_written || !installed.is_empty())
         })();
+        // Keys are taken back unless the sidecar holding them is in place.
+        if let Err(ApplyError::Storage(s)) = &result {
+            if s.applied {
+                return result;
+            }
+        }
         if result.is_err() {
             if let Some(crypto) = self.crypto.as_mut() {
                 for id in installed {

@@ -20,8 +20,8 @@ use crate::rules::{decide, Decision, Outcome};
 use crate::sidecar::SidecarError;
 use crate::sidecar::{self, Sidecar};
 use crate::store::{
-    open_env_sized, open_error, OpenMode, RegistryEnv, StorageError, WriteTxn, WriterLock,
-    DEFAULT_MAP_SIZE,
+    open_env_sized, open_error, recreate_if_uncommitted, OpenMode, RegistryEnv, StorageError,
+    WriteTxn, WriterLock, DEFAULT_MAP_SIZE,
 };
 use crate::view::Registry;
 use crate::wire::{Entry, Registration};
@@ -64,14 +64,39 @@ pub struct Applier {
     pending: group::Pending,
     /// A timer commit that failed, raised by the next call.
     failed: Option<ApplyError>,
+    /// The highest Raft index of staged entries a failed commit lost. Until
+    /// the host has applied up to it again, an entry past it is refused:
+    /// committing it would record an applied index over rows never written.
+    lost_through: Option<u64>,
+    /// Told when a dropped applier's final commit fails.
+    drop_report: Option<DropReport>,
+}
+
+/// Where a dropped [`Applier`] reports a final commit that failed (the
+/// error carries `replay_from`). Without one it is written to stderr: a
+/// lost entry is never silent.
+pub struct DropReport(pub Box<dyn FnOnce(ApplyError) + Send>);
+
+impl std::fmt::Debug for DropReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DropReport")
+    }
 }
 
 impl Drop for Applier {
     fn drop(&mut self) {
-        // Best effort: `close()` flushes first and reports a failure; a
-        // dropped applier has nobody to report to, and the host replays
-        // from the durable index anyway.
-        let _ = self.flush();
+        // `close()` flushes first and raises a failure; a dropped applier
+        // reports it the way an unclosed file does, to whoever asked.
+        if let Err(e) = self.flush() {
+            match self.drop_report.take() {
+                Some(report) => (report.0)(e),
+                None => eprintln!(
+                    "encryption-applier: an Applier of {} was dropped and its final commit \
+                     failed: {e}",
+                    self.env.path().display()
+                ),
+            }
+        }
     }
 }
 
@@ -96,6 +121,9 @@ pub struct ApplierOptions {
     /// recorded on storage and Raft keys it rotates to.
     pub local_epoch: u16,
     pub raft_local_epoch: u16,
+    /// Re-create a registry whose creation no commit ever completed
+    /// ([`crate::store::verify::never_committed`]) instead of refusing it.
+    pub recreate_uncommitted: bool,
 }
 
 impl Default for ApplierOptions {
@@ -109,6 +137,7 @@ impl Default for ApplierOptions {
             group_commit: None,
             local_epoch: 0,
             raft_local_epoch: 0,
+            recreate_uncommitted: false,
         }
     }
 }
@@ -122,6 +151,16 @@ fn is_map_full(error: &ApplyError) -> bool {
 /// Enough doublings to reach any map size a 64-bit address space allows.
 const MAX_GROWTHS: usize = 48;
 
+/// Raft index 0 means "no index" (elastickv applier.go:876-902): an entry
+/// given index 0 is applied as one given none. It is never recorded as the
+/// applied index and never skipped.
+pub const NO_RAFT_INDEX: u64 = 0;
+
+/// `index` as the applier understands it: `None` for no index or index 0.
+pub fn raft_index(index: Option<u64>) -> Option<u64> {
+    index.filter(|&i| i != NO_RAFT_INDEX)
+}
+
 impl Applier {
     /// Opens the registry at `path`, creating the directory and the LMDB
     /// environment when missing, and takes the directory's writer lock.
@@ -131,6 +170,11 @@ impl Applier {
     }
 
     pub fn open_with(path: &Path, options: ApplierOptions) -> Result<Applier, ApplierOpenError> {
+        if options.recreate_uncommitted && path.is_dir() {
+            // Under the writer lock, so no other writer is opening it meanwhile.
+            let _lock = WriterLock::acquire(path)?;
+            recreate_if_uncommitted(path)?;
+        }
         let mut applier = Applier::open_plain(path, options.map_size)?;
         applier.group = options.group_commit.map(|g| GroupCommit {
             max_entries: g.max_entries.max(1),
@@ -183,6 +227,8 @@ impl Applier {
             group: None,
             pending: group::Pending::default(),
             failed: None,
+            lost_through: None,
+            drop_report: None,
         })
     }
 
@@ -244,7 +290,7 @@ impl Applier {
 
     /// Whether the entry at `index` was applied already (and so would be skipped).
     pub fn is_applied(&self, index: Option<u64>) -> bool {
-        matches!((index, self.applied_index), (Some(i), Some(done)) if i <= done)
+        matches!((raft_index(index), self.applied_index), (Some(i), Some(done)) if i <= done)
     }
 
     /// Records `index` in `txn` and commits when there is anything to
@@ -289,6 +335,62 @@ impl Applier {
         self.apply_entry_at(entry, None)
     }
 
+    /// Where a dropped applier reports a final commit that failed.
+    pub fn set_drop_report(&mut self, report: DropReport) {
+        self.drop_report = Some(report);
+    }
+
+    /// A storage fault leaving the applier, stamped with the index the
+    /// host replays from; a caught-up replay ends the refusal of entries
+    /// past a lost group.
+    fn stamped<T>(&mut self, result: Result<T, ApplyError>) -> Result<T, ApplyError> {
+        self.clear_lost_if_caught_up();
+        result.map_err(|e| self.stamp(e))
+    }
+
+    fn stamp(&self, mut error: ApplyError) -> ApplyError {
+        if let ApplyError::Storage(s) = &mut error {
+            s.replay_from = self.durable_index.map(|d| d.saturating_add(1));
+        }
+        error
+    }
+
+    fn clear_lost_if_caught_up(&mut self) {
+        if let (Some(applied), Some(lost)) = (self.applied_index, self.lost_through) {
+            if applied >= lost {
+                self.lost_through = None;
+            }
+        }
+    }
+
+    /// Refuses the entry at `index` while staged entries up to a higher
+    /// index, lost by a failed commit, have not been applied again.
+    fn check_not_past_lost(&self, index: Option<u64>) -> Result<(), ApplyError> {
+        match (self.lost_through, index) {
+            (Some(lost), Some(i)) if i > lost => Err(self.lost_error(i, lost)),
+            _ => Ok(()),
+        }
+    }
+
+    fn lost_error(&self, index: u64, lost: u64) -> ApplyError {
+        let from = self
+            .durable_index
+            .map_or("the log's first entry".to_owned(), |d| {
+                format!("index {}", d + 1)
+            });
+        ApplyError::Storage(StorageError {
+            operation: "applying past entries a failed commit lost",
+            path: self.env.path().to_path_buf(),
+            detail: format!(
+                "the entry at Raft index {index} comes after staged entries up to index {lost} \
+                 that a failed commit did not write; nothing was applied: replay from {from} first"
+            ),
+            code: None,
+            replay_from: None,
+            applied: false,
+        })
+    }
+
     /// Applies `entry` as the Raft log entry at `index` (when given): an
     /// index at or below the applied index is skipped unexamined, and the
     /// index is recorded in the same transaction as the entry's rows.
@@ -297,10 +399,21 @@ impl Applier {
         entry: &Entry,
         index: Option<u64>,
     ) -> Result<Outcome, ApplyError> {
+        let result = self.apply_entry_unstamped(entry, index);
+        self.stamped(result)
+    }
+
+    fn apply_entry_unstamped(
+        &mut self,
+        entry: &Entry,
+        index: Option<u64>,
+    ) -> Result<Outcome, ApplyError> {
         self.take_failure()?;
+        let index = raft_index(index);
         if self.is_applied(index) {
             return Ok(Outcome::Skipped);
         }
+        self.check_not_past_lost(index)?;
         if let Some(group) = self.group {
             match entry {
                 Entry::Registration(reg) => return self.stage_grouped(reg, index, group),
@@ -336,7 +449,9 @@ impl Applier {
     /// Like [`Applier::apply_entry_at`] for bytes; a skipped index is not
     /// even decoded.
     pub fn apply_at(&mut self, entry: &[u8], index: Option<u64>) -> Result<Outcome, ApplyError> {
-        self.take_failure()?;
+        if let Err(e) = self.take_failure() {
+            return self.stamped(Err(e));
+        }
         if self.is_applied(index) {
             return Ok(Outcome::Skipped);
         }

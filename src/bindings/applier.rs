@@ -8,12 +8,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
 use super::convert::{outcome_list, outcome_str, U16, U64};
-use super::errors::{run_detached, Handle};
+use super::errors::{apply_error_to_py, run_detached, Handle};
 use super::keys::{PyFileKek, PyKeystore, PySidecar};
 use super::payloads::{entry_arg, PyBootstrap, PyRegistration, PyRotation};
 use super::registry::PyRegistry;
-use crate::applier::{Applier, ApplierOptions, GroupCommit, Indexes, RaftCutoverHook};
-use crate::error::HookError;
+use crate::applier::{Applier, ApplierOptions, DropReport, GroupCommit, Indexes, RaftCutoverHook};
+use crate::error::{ApplyError, HookError};
 use crate::rules::Outcome;
 use crate::wire::{Entry, MalformedPayload};
 
@@ -37,6 +37,9 @@ use crate::wire::{Entry, MalformedPayload};
 ///   the entry halts with `CutoverHookError`.
 /// - `local_epoch=`/`raft_local_epoch=`: this process's local epochs, as
 ///   `prepare_epochs()` returns them (0: none pinned).
+/// - `recreate_uncommitted=True`: a registry whose creation no commit ever
+///   completed (a power loss during it) is emptied and created afresh
+///   instead of raising `UncommittedRegistryError`.
 ///
 /// Every `apply*` returns the outcome as a string: `"inserted"`,
 /// `"advanced"`, `"unchanged"` (registrations), `"bootstrapped"`,
@@ -78,11 +81,13 @@ impl PyApplier {
     #[new]
     #[pyo3(
         text_signature = "(path, *, kek=None, sidecar=None, sync=True, map_size=None, on_raft_cutover=None, \
-        local_epoch=0, raft_local_epoch=0, group_commit=None, group_commit_ms=None)"
+        local_epoch=0, raft_local_epoch=0, group_commit=None, group_commit_ms=None, \
+        recreate_uncommitted=False)"
     )]
     #[pyo3(signature = (
         path, *, kek=None, sidecar=None, sync=true, map_size=None, on_raft_cutover=None,
-        local_epoch=U16::ZERO, raft_local_epoch=U16::ZERO, group_commit=None, group_commit_ms=None
+        local_epoch=U16::ZERO, raft_local_epoch=U16::ZERO, group_commit=None, group_commit_ms=None,
+        recreate_uncommitted=false
     ))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
@@ -97,6 +102,7 @@ impl PyApplier {
         raft_local_epoch: U16,
         group_commit: Option<usize>,
         group_commit_ms: Option<f64>,
+        recreate_uncommitted: bool,
     ) -> PyResult<Self> {
         let group_commit = match (group_commit, group_commit_ms) {
             (None, None) => None,
@@ -169,9 +175,14 @@ impl PyApplier {
             group_commit,
             local_epoch: local_epoch.value(),
             raft_local_epoch: raft_local_epoch.value(),
+            recreate_uncommitted,
         };
-        let applier = run_detached(py, || Ok(Applier::open_with(&path, options)?))?;
+        let mut applier = run_detached(py, || Ok(Applier::open_with(&path, options)?))?;
         let path = applier.path().to_path_buf();
+        let report_path = path.clone();
+        applier.set_drop_report(DropReport(Box::new(move |error| {
+            report_failed_final_commit(&report_path, &error);
+        })));
         let inner = Handle::new(applier, "Applier", &path);
         if let Some(group) = group_commit {
             start_group_commit_timer(&inner, group.max_delay)?;
@@ -232,7 +243,7 @@ impl PyApplier {
 
     /// Applies one registration by the four-case rules. With `index`, it is
     /// the Raft entry at that index: skipped if already applied, recorded
-    /// in the same transaction otherwise.
+    /// in the same transaction otherwise (`index=0` is no index, as in Go).
     #[pyo3(signature = (registration, *, index=None))]
     fn apply_registration<'py>(
         &self,
@@ -302,6 +313,8 @@ impl PyApplier {
     /// the Raft entry `first_index + i`; with `indexes`, each entry's index
     /// is given (strictly increasing: a log whose encryption entries are
     /// scattered). Entries at or below the applied index are "skipped".
+    /// Raft index 0 means "no index": `first_index=0` is no indexes, and
+    /// an `indexes=` list holding 0 is a `ValueError`.
     #[pyo3(signature = (entries, first_index=None, *, indexes=None))]
     fn apply_many<'py>(
         &self,
@@ -349,6 +362,15 @@ impl PyApplier {
                     "indexes= has {} indexes for {} entries",
                     each.len(),
                     decoded.len()
+                )));
+            }
+            if let Some(i) = each
+                .iter()
+                .position(|&i| i == crate::applier::NO_RAFT_INDEX)
+            {
+                return Err(PyValueError::new_err(format!(
+                    "indexes[{i}]=0: Raft index 0 means \"no index\", so it cannot be one entry's \
+                     index among others; nothing was applied"
                 )));
             }
             if let Some(i) = each.windows(2).position(|w| w[0] >= w[1]) {
@@ -432,6 +454,42 @@ impl PyApplier {
             "<Applier path={:?}{state}>",
             self.path.display().to_string()
         )
+    }
+}
+
+/// What an `Applier` dropped without `close()` does when its final commit
+/// fails, on whatever thread drops it (the group-commit timer may hold the
+/// last reference, without the GIL): what an unclosed file does, a
+/// `ResourceWarning`, and the error itself (with its `replay_from`) to
+/// `sys.unraisablehook`. With the interpreter gone, stderr.
+fn report_failed_final_commit(path: &Path, error: &ApplyError) {
+    let reported = Python::try_attach(|py| {
+        let message = format!(
+            "unclosed Applier of {}: its final commit failed, so entries it had acknowledged \
+             were lost: {error}",
+            path.display()
+        );
+        let warned = py.import("warnings").and_then(|warnings| {
+            warnings.call_method1(
+                "warn",
+                (
+                    message,
+                    py.get_type::<pyo3::exceptions::PyResourceWarning>(),
+                    1,
+                ),
+            )
+        });
+        if let Err(raised) = warned {
+            // A filter made the warning an error: it is reported too.
+            raised.write_unraisable(py, None);
+        }
+        apply_error_to_py(py, error).write_unraisable(py, None);
+    });
+    if reported.is_none() {
+        eprintln!(
+            "encryption-applier: an Applier of {} was dropped and its final commit failed: {error}",
+            path.display()
+        );
     }
 }
 

@@ -106,6 +106,8 @@ fn storage_to_py(py: Python<'_>, s: &StorageError) -> PyErr {
             ("operation", field(py, s.operation)),
             ("path", field(py, s.path.to_string_lossy())),
             ("code", field(py, s.code)),
+            ("replay_from", field(py, s.replay_from)),
+            ("applied", field(py, s.applied)),
         ],
     )
 }
@@ -185,6 +187,9 @@ fn open_error_to_py(py: Python<'_>, err: &OpenError) -> PyErr {
             fields.push(("problem", field(py, damage.kind.code())));
             build(py, "DamagedRegistryError", err.to_string(), fields)
         }
+        None if err.never_committed => {
+            build(py, "UncommittedRegistryError", err.to_string(), fields)
+        }
         None => build(py, "RegistryOpenError", err.to_string(), fields),
     }
 }
@@ -196,7 +201,7 @@ pub(super) fn registry_error_to_py(py: Python<'_>, err: &RegistryError) -> PyErr
     }
 }
 
-fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
+pub(super) fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
     let msg = err.to_string();
     match err {
         ApplyError::KekNotConfigured { opcode, kind } => build(
@@ -512,6 +517,8 @@ impl<T: Send> Handle<T> {
                 self.what, self.what
             ),
             code: None,
+            replay_from: None,
+            applied: false,
         }))
     }
 

@@ -79,6 +79,10 @@ pub struct PyVerifyReport {
     /// Every `PageDamage` found, in the order found (at most
     /// `max_problems`); empty when the registry is sound.
     problems: Vec<Py<PyPageDamage>>,
+    /// What is wrong but harmless (`ok` stays True): the meta page LMDB
+    /// does not use, e.g. the one a failed meta write left half written,
+    /// which the next commit overwrites.
+    warnings: Vec<Py<PyPageDamage>>,
 }
 
 impl PyVerifyReport {
@@ -100,6 +104,11 @@ impl PyVerifyReport {
                 .into_iter()
                 .map(|d| Py::new(py, PyPageDamage(d)))
                 .collect::<PyResult<_>>()?,
+            warnings: report
+                .warnings
+                .into_iter()
+                .map(|d| Py::new(py, PyPageDamage(d)))
+                .collect::<PyResult<_>>()?,
         })
     }
 }
@@ -116,13 +125,18 @@ impl PyVerifyReport {
     }
     fn __repr__(&self) -> String {
         format!(
-            "<VerifyReport path={:?} txnid={} entries={} pages={}/{} problems={}>",
+            "<VerifyReport path={:?} txnid={} entries={} pages={}/{} problems={}{}>",
             self.path.display().to_string(),
             self.txnid,
             self.entries,
             self.file_pages,
             self.last_page + 1,
-            self.problems.len()
+            self.problems.len(),
+            if self.warnings.is_empty() {
+                String::new()
+            } else {
+                format!(" warnings={}", self.warnings.len())
+            }
         )
     }
 }

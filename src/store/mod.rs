@@ -8,7 +8,7 @@
 
 use std::io;
 use std::mem::ManuallyDrop;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -48,6 +48,15 @@ pub struct StorageError {
     pub detail: String,
     /// The LMDB or errno code, when there is one.
     pub code: Option<i32>,
+    /// Set by the `Applier` on every storage fault it raises: the Raft
+    /// index the host replays from (`durable_index + 1`); `None` when no
+    /// index was ever made durable, i.e. from the log's first entry. The
+    /// one replay rule of the durability guide.
+    pub replay_from: Option<u64>,
+    /// The entry's change is in place past its point of no return (a
+    /// `keys.json` renamed over the old one) but not yet durable, and not
+    /// recorded as applied: the replay from `replay_from` completes it.
+    pub applied: bool,
 }
 
 impl StorageError {
@@ -67,6 +76,10 @@ pub struct OpenError {
     pub reason: String,
     /// Set when the reason is damage found in `data.mdb`.
     pub damage: Option<Damage>,
+    /// `data.mdb` is a creation no commit ever completed
+    /// ([`verify::never_committed`]): no entry was ever acknowledged from
+    /// it, and an `Applier` re-creates it when asked to explicitly.
+    pub never_committed: bool,
 }
 
 /// A read of the registry that failed.
@@ -94,6 +107,15 @@ pub struct RegistryEnv {
     gate: Mutex<usize>,
     /// When stale reader slots were last cleared.
     last_reader_check: Mutex<Instant>,
+    /// LMDB marked the environment unusable (`MDB_PANIC`, after a failed
+    /// meta-page write): it is never handed out again, and this process
+    /// can reopen the path only once every handle on it is closed.
+    fatal: std::sync::atomic::AtomicBool,
+    /// `sync=False` (`MDB_NOMETASYNC`) is set.
+    relaxed: std::sync::atomic::AtomicBool,
+    /// A commit failed while relaxed: the next one writes its meta page
+    /// durably (see [`RegistryEnv::commit_flags`]).
+    meta_at_risk: std::sync::atomic::AtomicBool,
 }
 
 /// How often a long-running writer clears reader slots of dead processes.
@@ -123,6 +145,7 @@ pub(crate) fn open_error(path: &Path, reason: impl Into<String>) -> OpenError {
         path: path.to_path_buf(),
         reason: reason.into(),
         damage: None,
+        never_committed: false,
     }
 }
 
@@ -136,6 +159,7 @@ fn damaged(path: &Path, damage: Damage) -> OpenError {
             damage.kind.code()
         ),
         damage: Some(damage),
+        never_committed: false,
     }
 }
 
@@ -185,6 +209,18 @@ pub fn open_env_sized(
         .and_then(|(_, weak)| weak.upgrade())
         .filter(|env| env.pid == std::process::id())
     {
+        if env.is_fatal() {
+            let others = Arc::strong_count(&env) - 1;
+            return Err(open_error(
+                path,
+                format!(
+                    "LMDB marked this registry's environment unusable in this process after a \
+                     failed write (MDB_PANIC), and {others} open Registry view(s) or Applier(s) \
+                     still hold it: close them all, then open the registry again (it opens at \
+                     its last good commit)"
+                ),
+            ));
+        }
         return Ok(env);
     }
     // An environment inherited through fork() is unusable here; it is
@@ -274,6 +310,32 @@ pub fn verify_path(path: &Path, options: WalkOptions) -> Result<VerifyReport, Op
     }
 }
 
+/// Empties `data.mdb` at `dir` when it is a creation no commit completed
+/// ([`verify::never_committed`]), so that LMDB initialises it afresh; the
+/// caller holds the writer lock. Returns whether it did. Anything else
+/// (a committed registry, damage, no file) is left alone.
+pub fn recreate_if_uncommitted(dir: &Path) -> Result<bool, OpenError> {
+    let data = dir.join(DATA_FILE);
+    let file = match verify::open_data_file(&data) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(open_error(dir, format!("cannot open data.mdb: {e}"))),
+    };
+    let uncommitted = verify::never_committed(&file)
+        .map_err(|e| open_error(dir, format!("cannot read data.mdb: {e}")))?;
+    drop(file);
+    if !uncommitted {
+        return Ok(false);
+    }
+    let emptied = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&data)
+        .and_then(|f| f.set_len(0).and_then(|()| f.sync_all()));
+    emptied.map_err(|e| open_error(dir, format!("cannot empty the uncommitted data.mdb: {e}")))?;
+    Ok(true)
+}
+
 /// Creates the registry directory (and missing parents) owner-only,
 /// whatever the umask: a directory others can write is one where they can
 /// swap `lock.mdb` for a symlink that the next opener writes through.
@@ -288,13 +350,29 @@ fn create_private_dir(path: &Path) -> Result<(), OpenError> {
         // siblings), whatever the umask.
         let mode = if dir == path { 0o700 } else { 0o755 };
         match std::fs::DirBuilder::new().mode(mode).create(dir) {
-            Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| {
+            Ok(()) => {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(
+                    |e| {
+                        open_error(
+                            path,
+                            format!("cannot chmod {mode:o} {}: {e}", dir.display()),
+                        )
+                    },
+                )?;
+                // A new directory is durable only once its parent is
+                // fsynced: otherwise a power loss can take the registry
+                // away with every entry acknowledged in it.
+                crate::fsutil::sync_parent_dir(dir).map_err(|e| {
                     open_error(
                         path,
-                        format!("cannot chmod {mode:o} {}: {e}", dir.display()),
+                        format!(
+                            "cannot fsync {}, the directory holding the new {}: {e}",
+                            crate::fsutil::parent_dir(dir).display(),
+                            dir.display()
+                        ),
                     )
-                })?,
+                })?;
+            }
             // Another process created it meanwhile: it is not ours to chmod.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => {
@@ -405,9 +483,28 @@ fn open_lmdb(
 ) -> Result<RegistryEnv, OpenError> {
     // Before LMDB maps the file: meta pages, flags and root it will use.
     let data = path.join(DATA_FILE);
+    let new_file: bool;
     match verify::open_data_file(&data) {
         Ok(file) => {
             let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(false);
+            // An empty data.mdb is a creation that got no further: its name
+            // may not be durable yet either.
+            new_file = empty;
+            if verify::never_committed(&file)
+                .map_err(|e| open_error(path, format!("cannot read data.mdb: {e}")))?
+            {
+                return Err(OpenError {
+                    never_committed: true,
+                    ..open_error(
+                        path,
+                        "data.mdb holds no committed transaction: its creation was cut short \
+                         (a power loss before the first commit completed), so no entry was ever \
+                         acknowledged from it. Re-create it explicitly: Applier(path, \
+                         recreate_uncommitted=True), or `encryption-applier apply \
+                         --recreate-uncommitted`",
+                    )
+                });
+            }
             if !empty {
                 // Retried like a walk's meta (see RegistryEnv::verify): a
                 // meta page can be read mid-write by another process.
@@ -422,7 +519,7 @@ fn open_lmdb(
                 header.map_err(|d| damaged(path, d))?;
             }
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => new_file = true,
         Err(e) => return Err(open_error(path, format!("cannot open data.mdb: {e}"))),
     }
     let open = |flags: EnvironmentFlags| {
@@ -462,6 +559,17 @@ fn open_lmdb(
     };
     if mode == OpenMode::Create {
         tighten_lmdb_files(path)?;
+        if new_file {
+            // LMDB fsyncs data.mdb at each commit but never its directory:
+            // the new file's name is made durable here, before any commit
+            // can be acknowledged.
+            crate::fsutil::sync_dir(path).map_err(|e| {
+                open_error(
+                    path,
+                    format!("cannot fsync the new registry directory: {e}"),
+                )
+            })?;
+        }
     }
     let db = env
         .open_db(None)
@@ -474,6 +582,9 @@ fn open_lmdb(
         read_only,
         gate: Mutex::new(0),
         last_reader_check: Mutex::new(Instant::now()),
+        fatal: std::sync::atomic::AtomicBool::new(false),
+        relaxed: std::sync::atomic::AtomicBool::new(false),
+        meta_at_risk: std::sync::atomic::AtomicBool::new(false),
     };
     registry_env.clear_stale_readers();
     if checked == Checked::AtOpen {
@@ -504,8 +615,30 @@ impl RegistryEnv {
         self.read_only
     }
 
+    /// Whether LMDB has marked this environment unusable (see `fatal`).
+    pub fn is_fatal(&self) -> bool {
+        self.fatal.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// After a failed commit: whether LMDB now refuses every transaction
+    /// (it does once a meta-page write failed), learnt by trying one.
+    pub(crate) fn note_if_fatal(&self) -> bool {
+        if !self.is_fatal() && self.env.begin_ro_txn().err() == Some(lmdb::Error::Panic) {
+            self.fatal.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.is_fatal()
+    }
+
     pub(crate) fn storage_error(&self, operation: &'static str, err: lmdb::Error) -> StorageError {
+        if err == lmdb::Error::Panic {
+            self.fatal.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let detail = match err {
+            lmdb::Error::Panic => format!(
+                "{err}: LMDB marked the environment unusable after a failed write; close this \
+                 Applier and every Registry view of the path, then reopen it (it opens at its \
+                 last good commit)"
+            ),
             lmdb::Error::MapFull => format!(
                 "{err} (map size {} bytes); the applier grows the map and retries by itself",
                 self.map_size()
@@ -517,6 +650,8 @@ impl RegistryEnv {
             path: self.path.clone(),
             detail,
             code: Some(lmdb_code(&err)),
+            replay_from: None,
+            applied: false,
         }
     }
 
@@ -582,6 +717,8 @@ impl RegistryEnv {
                     *open
                 ),
                 code: Some(lmdb_sys::MDB_MAP_RESIZED),
+                replay_from: None,
+                applied: false,
             }),
             Err(e) => Err(self.storage_error(what, e)),
         }
@@ -596,6 +733,8 @@ impl RegistryEnv {
             path: self.path.clone(),
             detail: e.to_string(),
             code: e.raw_os_error(),
+            replay_from: None,
+            applied: false,
         };
         let file = verify::open_data_file(&self.path.join(DATA_FILE)).map_err(io_error)?;
         // A problem may be passing: a meta page read while another process
@@ -631,8 +770,7 @@ impl RegistryEnv {
                         meta.slot, meta.txnid
                     ),
                 ))
-            } else if let Err(p) = verify::check_meta(&metas[0]).and(verify::check_meta(&metas[1]))
-            {
+            } else if let Err(p) = verify::check_meta(&meta) {
                 Some(p)
             } else if !same_as_lmdb(raw, 0, &meta.free)
                 || !same_as_lmdb(raw, self.db.dbi(), &meta.main)
@@ -648,8 +786,16 @@ impl RegistryEnv {
             match found {
                 Some(p) => problem = Some(p),
                 None => {
-                    let report = verify::walk(&file, &meta, options);
+                    let mut report = verify::walk(&file, &meta, options);
                     drop(txn);
+                    // The other meta is one LMDB never reads while this one
+                    // is newer, and the next commit overwrites it: what is
+                    // wrong with it is harmless (LMDB itself opens this
+                    // file), so a warning, not damage.
+                    let other = &metas[usize::from(meta.slot == 0)];
+                    if let Err(p) = verify::check_meta(other) {
+                        report.warnings.push(p);
+                    }
                     return Ok(report);
                 }
             }
@@ -672,6 +818,8 @@ impl RegistryEnv {
                      cannot cross fork, so open a new Applier or Registry in this process"
                 .into(),
             code: None,
+            replay_from: None,
+            applied: false,
         })
     }
 
@@ -704,6 +852,8 @@ impl RegistryEnv {
                     *open
                 ),
                 code: Some(lmdb_sys::MDB_MAP_FULL),
+                replay_from: None,
+                applied: false,
             });
         }
         let target = current.saturating_mul(2).max(1 << 20);
@@ -721,12 +871,20 @@ impl RegistryEnv {
     /// is written, so a power loss can drop the newest commits but never
     /// leaves a corrupt database; a process crash loses nothing).
     pub fn set_durable(&self, durable: bool) -> Result<(), StorageError> {
-        // SAFETY: valid environment; NOMETASYNC may be toggled at any time.
+        self.set_nometasync(!durable)?;
+        self.relaxed
+            .store(!durable, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn set_nometasync(&self, on: bool) -> Result<(), StorageError> {
+        // SAFETY: valid environment; NOMETASYNC may be toggled at any time
+        // (LMDB reads it when it writes a meta page).
         let rc = unsafe {
             lmdb_sys::mdb_env_set_flags(
                 self.env.env(),
                 lmdb_sys::MDB_NOMETASYNC,
-                std::os::raw::c_int::from(!durable),
+                std::os::raw::c_int::from(on),
             )
         };
         if rc != 0 {
@@ -736,6 +894,41 @@ impl RegistryEnv {
             ));
         }
         Ok(())
+    }
+
+    /// Runs `commit` with the meta-page durability the moment needs.
+    ///
+    /// Relaxed, a commit's meta page is made durable only by the next
+    /// commit's data fsync. When a commit fails, its fsync may have failed
+    /// too, and a failed fsync can drop every pending write of the file for
+    /// good (the previous commit's meta page among them) while the page
+    /// cache still shows it. The commit after would then free pages under a
+    /// meta the disk never got, and a power loss could open a snapshot whose
+    /// pages were reused. So after a failed relaxed commit, the next one
+    /// writes its meta page with `O_DSYNC`, as in strict mode, before
+    /// relaxing again.
+    pub(crate) fn commit_flags<T>(
+        &self,
+        commit: impl FnOnce() -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let relaxed = self.relaxed.load(Relaxed);
+        let at_risk = relaxed && self.meta_at_risk.load(Relaxed);
+        if at_risk {
+            self.set_nometasync(false)?;
+        }
+        let result = commit();
+        if at_risk {
+            // Should relaxing again fail, commits stay strict: safer, and
+            // the commit's own result is what the caller must learn.
+            let _ = self.set_nometasync(true);
+        }
+        match &result {
+            Ok(_) => self.meta_at_risk.store(false, Relaxed),
+            Err(_) if relaxed => self.meta_at_risk.store(true, Relaxed),
+            Err(_) => {}
+        }
+        result
     }
 }
 

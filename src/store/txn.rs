@@ -100,6 +100,8 @@ fn scan<T: Transaction>(
                     path: env.path.clone(),
                     detail: "LMDB cursor returned a value without a key".into(),
                     code: None,
+                    replay_from: None,
+                    applied: false,
                 }
                 .into())
             }
@@ -237,7 +239,19 @@ impl<'env> WriteTxn<'env> {
     /// set non-durable); one that fails has discarded the transaction.
     pub fn commit(self) -> Result<(), StorageError> {
         let WriteTxn { txn, _token, env } = self;
-        txn.commit().map_err(|e| env.storage_error("committing", e))
+        env.commit_flags(|| {
+            txn.commit().map_err(|e| {
+                let mut error = env.storage_error("committing", e);
+                if e != lmdb::Error::Panic && env.note_if_fatal() {
+                    error.detail = format!(
+                    "{}; LMDB then marked the environment unusable: close this Applier and every \
+                     Registry view of the path, then reopen it (it opens at its last good commit)",
+                    error.detail
+                );
+                }
+                error
+            })
+        })
     }
 }
 

@@ -288,6 +288,87 @@ fn parse_meta(slot: u64, page: &[u8]) -> Result<Meta, Damage> {
     })
 }
 
+/// The page size assumed for a file whose meta pages name none.
+const DEFAULT_PAGE_SIZE: u64 = 4096;
+
+/// One meta slot of a file that may never have been committed.
+enum Slot {
+    /// Zero bytes, or past the end of the file: never written durably.
+    Blank,
+    /// LMDB's initial meta page: transaction 0, both databases empty.
+    Initial(u32),
+    /// Anything else: a commit, or damage.
+    Other,
+}
+
+fn classify_slot(bytes: &[u8]) -> Slot {
+    if bytes.iter().all(|&b| b == 0) {
+        return Slot::Blank;
+    }
+    if bytes.len() < PAGE_HEADER + META_SIZE {
+        return Slot::Other;
+    }
+    match parse_meta(0, bytes) {
+        Ok(m)
+            if m.txnid == 0
+                && m.last_page == NUM_METAS - 1
+                && [m.main, m.free]
+                    .iter()
+                    .all(|db| db.root == P_INVALID && db.entries == 0 && db.depth == 0) =>
+        {
+            Slot::Initial(m.page_size)
+        }
+        _ => Slot::Other,
+    }
+}
+
+/// Whether `data.mdb` is a creation that no commit ever completed, as a
+/// power loss during a registry's creation leaves it, and which LMDB
+/// itself cannot open. Exactly: the file is not empty (LMDB initialises an
+/// empty one) and is no longer than two pages, so it holds no page a
+/// commit writes; each of its two meta slots is blank (all zero, or past
+/// the end of the file) or LMDB's initial meta (transaction 0, both
+/// databases empty); and not both are initial metas (LMDB opens that file
+/// as an empty registry). A registry that ever committed has a leaf page
+/// past the metas and a meta of transaction 1 or more, so damage to such a
+/// file is never taken for this.
+pub fn never_committed(file: &File) -> std::io::Result<bool> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
+    }
+    let read = |offset: u64, size: u64| -> std::io::Result<Vec<u8>> {
+        let end = (offset + size).min(len);
+        let mut buf = vec![0u8; usize::try_from(end.saturating_sub(offset)).unwrap_or(0)];
+        file.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    };
+    let first = classify_slot(&read(0, (PAGE_HEADER + META_SIZE) as u64)?);
+    let page_size = match first {
+        Slot::Initial(size) => u64::from(size),
+        _ => DEFAULT_PAGE_SIZE,
+    };
+    if len > NUM_METAS * page_size {
+        return Ok(false);
+    }
+    // The rest of each page must be blank too: an initial meta page is its
+    // header and meta, then zeros.
+    let rest_blank = |slot: u64| -> std::io::Result<bool> {
+        let start = slot * page_size + (PAGE_HEADER + META_SIZE) as u64;
+        Ok(read(start, page_size - (PAGE_HEADER + META_SIZE) as u64)?
+            .iter()
+            .all(|&b| b == 0))
+    };
+    let second = classify_slot(&read(page_size, (PAGE_HEADER + META_SIZE) as u64)?);
+    Ok(match (first, second) {
+        (Slot::Initial(_), Slot::Initial(_)) | (Slot::Other, _) | (_, Slot::Other) => false,
+        (Slot::Initial(a), Slot::Blank) | (Slot::Blank, Slot::Initial(a)) => {
+            u64::from(a) == page_size && rest_blank(0)? && rest_blank(1)?
+        }
+        (Slot::Blank, Slot::Blank) => rest_blank(0)? && rest_blank(1)?,
+    })
+}
+
 /// Reads both meta pages.
 pub fn read_metas(file: &File) -> Result<[Meta; 2], Damage> {
     let mut first = vec![0u8; PAGE_HEADER + META_SIZE];
@@ -402,6 +483,10 @@ pub struct VerifyReport {
     /// Pages on LMDB's free lists.
     pub free_pages: u64,
     pub problems: Vec<Damage>,
+    /// What is wrong but harmless: the meta page LMDB does not use (say,
+    /// the one a failed meta write left half old, half new), which the
+    /// next commit overwrites.
+    pub warnings: Vec<Damage>,
 }
 
 impl VerifyReport {
@@ -1067,6 +1152,7 @@ pub fn walk(file: &File, meta: &Meta, options: WalkOptions) -> VerifyReport {
         overflow_pages: main.overflow,
         free_pages: walker.free_pages,
         problems: walker.problems,
+        warnings: Vec::new(),
     }
 }
 
