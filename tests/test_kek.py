@@ -485,7 +485,13 @@ def test_no_key_bytes_in_messages_reprs_or_sidecar(registry_dir: Path, cluster: 
 
 # ------------------------------------------------------------------ crash convergence
 
-FAULT_POINTS = ["after_unwrap", "after_keystore_install", "after_sidecar_write", "before_registry_commit"]
+FAULT_POINTS = [
+    "after_unwrap",
+    "after_keystore_install",
+    "before_registry_commit",
+    "after_registry_rows",
+    "after_sidecar_write",
+]
 
 
 def state_of(directory: Path, kek_path: Path) -> dict:  # type: ignore[type-arg]
@@ -502,6 +508,17 @@ def state_of(directory: Path, kek_path: Path) -> dict:  # type: ignore[type-arg]
             "fingerprints": {i: applier.keystore.fingerprint(i) for i in applier.keystore.ids()},  # type: ignore[union-attr]
             "rows": [(r.key, r.value) for r in applier.registry.rows()],
         }
+
+
+def expected_rows(which: str, cluster: Cluster, tmp_path: Path) -> list[tuple[bytes, bytes]]:
+    """The rows once the crashed entry's rows are committed."""
+    boot, rot = entries(cluster)
+    scratch = tmp_path / f"rows-{which}"
+    with ea.Applier(scratch, kek=ea.FileKek(cluster.kek_path)) as applier:
+        applier.apply_bootstrap(boot)
+        if which == "rotation":
+            applier.apply_rotation(rot)
+        return [(r.key, r.value) for r in applier.registry.rows()]
 
 
 def entries(cluster: Cluster) -> tuple[ea.Bootstrap, ea.Rotation]:
@@ -523,8 +540,14 @@ def test_crash_at_each_step_then_replay_converges(tmp_path: Path, cluster: Clust
         with ea.Applier(directory, kek=ea.FileKek(cluster.kek_path)) as applier:
             applier.apply_bootstrap(boot)
     crash_applying(directory, cluster.kek_path, point, (boot if which == "bootstrap" else rot).to_entry())
-    if point == "after_sidecar_write" or point == "before_registry_commit":
+    # The order: rows, then keys.json, then the index. A crash after the
+    # rows leaves rows keys.json does not need yet; after keys.json, every
+    # row it needs is there.
+    if point == "after_sidecar_write":
         assert (directory / "keys.json").exists()
+    if point in ("after_registry_rows", "after_sidecar_write"):
+        with ea.Registry(directory) as view:
+            assert [(r.key, r.value) for r in view.rows()] == expected_rows(which, cluster, tmp_path)
     # A restarted applier replays the log from the entry that crashed (the
     # ones before it were applied and acknowledged).
     with ea.Applier(directory, kek=ea.FileKek(cluster.kek_path)) as applier:

@@ -17,7 +17,7 @@ use crate::rules::{
     cutover_branch, no_kek, CutoverBranch, Outcome,
 };
 use crate::sidecar::{self, Sidecar, SidecarKey, WriteFailure};
-use crate::store::WriteTxn;
+use crate::store::{StorageError, WriteTxn};
 use crate::wire::{
     Bootstrap, PayloadKind, Purpose, Registration, Rotation, ENABLE_RAFT_ENVELOPE, ROTATE_DEK,
 };
@@ -130,7 +130,7 @@ fn sidecar_fault(path: &std::path::Path, e: &crate::fsutil::WriteError) -> Apply
             "keys.json is unchanged and nothing of the entry was committed",
         )
     };
-    ApplyError::Storage(crate::store::StorageError {
+    ApplyError::Storage(StorageError {
         operation,
         path: path.to_path_buf(),
         detail: format!("{e}: {consequence}"),
@@ -203,6 +203,27 @@ fn add_key(sidecar: &mut Sidecar, dek_id: u32, purpose: Purpose, wrapped: &[u8])
     });
 }
 
+/// The registry rows an entry staged, each with what its key held before,
+/// so that a failure before the sidecar's point of no return can take
+/// them back.
+#[derive(Default)]
+struct StagedRows(Vec<(Registration, Option<RegistryRow>)>);
+
+impl StagedRows {
+    /// Stages `reg` by the four cases in `txn`, remembering the old row.
+    fn stage(&mut self, txn: &mut WriteTxn<'_>, reg: &Registration) -> Result<(), ApplyError> {
+        let previous = txn.get_row(reg.dek_id, reg.node_id16())?;
+        if stage_registration(txn, reg)?.is_some() {
+            self.0.push((*reg, previous));
+        }
+        Ok(())
+    }
+
+    fn wrote(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
 /// What a validated bootstrap or rotation will change, computed before
 /// anything is changed.
 struct KeyChange {
@@ -261,9 +282,9 @@ impl Applier {
         // before anything else changes: a row that halts halts the entry.
         let env = Arc::clone(&self.env);
         let mut txn = env.begin_write()?;
-        let mut rows_written = false;
+        let mut staged = StagedRows::default();
         for row in &b.batch_registry {
-            rows_written |= stage_registration(&mut txn, row)?.is_some();
+            staged.stage(&mut txn, row)?;
         }
         let change = KeyChange {
             kind: PayloadKind::Bootstrap,
@@ -271,7 +292,7 @@ impl Applier {
             current,
             next,
         };
-        let changed = self.install_and_persist(change, txn, rows_written, index)?;
+        let changed = self.install_and_persist(change, txn, staged, index)?;
         Ok(if changed {
             Outcome::Bootstrapped
         } else {
@@ -316,7 +337,8 @@ impl Applier {
 
         let env = Arc::clone(&self.env);
         let mut txn = env.begin_write()?;
-        let rows_written = stage_registration(&mut txn, &r.proposer)?.is_some();
+        let mut staged = StagedRows::default();
+        staged.stage(&mut txn, &r.proposer)?;
         // Past the Raft cutover, a new Raft key must reach the host before
         // anything is written (Go tells it after; we keep "a halt writes
         // nothing", and a replay tells it again).
@@ -329,7 +351,7 @@ impl Applier {
             current: Some(current),
             next,
         };
-        let changed = self.install_and_persist(change, txn, rows_written, index)?;
+        let changed = self.install_and_persist(change, txn, staged, index)?;
         Ok(if changed {
             Outcome::Rotated
         } else {
@@ -358,11 +380,9 @@ impl Applier {
         next.advance_raft_applied_index(index);
         let env = Arc::clone(&self.env);
         let mut txn = env.begin_write()?;
-        let mut rows_written = false;
-        let mut previous = None;
+        let mut staged = StagedRows::default();
         if branch == CutoverBranch::Fresh {
-            previous = txn.get_row(r.proposer.dek_id, r.proposer.node_id16())?;
-            rows_written = stage_registration(&mut txn, &r.proposer)?.is_some();
+            staged.stage(&mut txn, &r.proposer)?;
             if raft {
                 next.raft_envelope_cutover_index = index.unwrap_or(0);
             } else {
@@ -373,47 +393,15 @@ impl Applier {
         if raft && branch != CutoverBranch::Stale {
             self.tell_raft_cutover(next.raft_envelope_cutover_index, next.active_raft)?;
         }
-        // Go's order: the proposer row first, then the sidecar. A crash
-        // between them leaves the layer not yet flipped and the replay
-        // fresh again; the other way round, the flipped layer would skip
-        // the row on replay, and the start-up guard would find this node
-        // without one. The applied index comes last, so a crash before it
-        // replays the entry.
-        self.fault_at(FaultPoint::BeforeRegistryCommit)?;
-        if rows_written {
-            txn.commit()?;
-        } else {
-            drop(txn);
-        }
-        self.fault_at(FaultPoint::AfterRegistryRows)?;
-        let crypto = self.crypto_for(PayloadKind::Rotation)?;
-        if current != next || crypto.unsynced {
-            if let Err(e) = write_sidecar(crypto, &next) {
-                // Past the rename the flipped layer is live: the row it
-                // needs stays, and the replay completes the entry. Before
-                // it nothing changed, so the row is taken back; should that
-                // fail too, the row stays (a replay writes the same row),
-                // and the error says so.
-                let mut e = e;
-                let renamed = matches!(&e, ApplyError::Storage(s) if s.applied);
-                if rows_written && !renamed {
-                    if let Err(undo) = self.restore_row(&r.proposer, previous) {
-                        if let ApplyError::Storage(s) = &mut e {
-                            s.detail = format!(
-                                "{}; and the proposer row dek_id={} full_node_id=0x{:x} committed \
-                                 before it could not be taken back ({undo}): a replay of this \
-                                 entry writes the same row",
-                                s.detail, r.proposer.dek_id, r.proposer.full_node_id
-                            );
-                        }
-                    }
-                }
-                return Err(e);
-            }
-        }
-        self.fault_at(FaultPoint::AfterSidecarWrite)?;
-        let txn = env.begin_write()?;
-        self.finish(txn, false, index)?;
+        let write = current != next;
+        self.rows_then_sidecar_then_index(
+            PayloadKind::Rotation,
+            txn,
+            &staged,
+            write,
+            &next,
+            index,
+        )?;
         Ok(match branch {
             CutoverBranch::Fresh => Outcome::Enabled,
             CutoverBranch::AlreadyActive => Outcome::AlreadyActive,
@@ -421,18 +409,79 @@ impl Applier {
         })
     }
 
-    fn restore_row(
-        &self,
-        reg: &Registration,
-        previous: Option<RegistryRow>,
-    ) -> Result<(), ApplyError> {
+    /// Takes back the rows `staged` committed (in reverse, so a key staged
+    /// twice gets its first value back).
+    fn restore_rows(&self, staged: &StagedRows) -> Result<(), ApplyError> {
         let mut txn = self.env.begin_write()?;
-        match previous {
-            Some(row) => txn.put_row(&row)?,
-            None => txn.delete_row(reg.dek_id, reg.node_id16())?,
+        for (reg, previous) in staged.0.iter().rev() {
+            match previous {
+                Some(row) => txn.put_row(row)?,
+                None => txn.delete_row(reg.dek_id, reg.node_id16())?,
+            }
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// The order of every entry that changes keys.json (Go's for the
+    /// cutovers): its registry rows first, committed without the index;
+    /// then keys.json; then the applied index. A power loss or crash
+    /// between them leaves rows the sidecar does not need yet (harmless:
+    /// the replay finds them unchanged), never a keys.json that names a key
+    /// or an active envelope whose proposer has no row, a state in which
+    /// the node could write under a key the registry does not reserve its
+    /// nonce prefix for. A keys.json write that fails before its rename
+    /// takes the rows back (a failed apply writes nothing); past the rename
+    /// the rows stay with the live sidecar, and the replay completes it.
+    fn rows_then_sidecar_then_index(
+        &mut self,
+        kind: PayloadKind,
+        txn: WriteTxn<'_>,
+        staged: &StagedRows,
+        write: bool,
+        next: &Sidecar,
+        index: Option<u64>,
+    ) -> Result<(), ApplyError> {
+        self.fault_at(FaultPoint::BeforeRegistryCommit)?;
+        if staged.wrote() {
+            txn.commit()?;
+        } else {
+            drop(txn);
+        }
+        self.fault_at(FaultPoint::AfterRegistryRows)?;
+        let crypto = self.crypto_for(kind)?;
+        if write || crypto.unsynced {
+            if let Err(mut e) = write_sidecar(crypto, next) {
+                let renamed = matches!(&e, ApplyError::Storage(s) if s.applied);
+                if staged.wrote() && !renamed {
+                    if let Err(undo) = self.restore_rows(staged) {
+                        // The rows stay (a replay writes the same rows); say so.
+                        if let ApplyError::Storage(s) = &mut e {
+                            s.detail = format!(
+                                "{}; and the {} registry row(s) committed before it could not be \
+                                 taken back ({undo}): a replay of this entry writes the same rows",
+                                s.detail,
+                                staged.0.len()
+                            );
+                        }
+                    }
+                }
+                return Err(e);
+            }
+        }
+        // From here keys.json holds the entry: a failure to record the
+        // index is past the point of no return too, completed by the replay.
+        let past_no_return = |e: ApplyError| match e {
+            ApplyError::Storage(s) if write => {
+                ApplyError::Storage(StorageError { applied: true, ..s })
+            }
+            other => other,
+        };
+        self.fault_at(FaultPoint::AfterSidecarWrite)
+            .map_err(past_no_return)?;
+        let env = Arc::clone(&self.env);
+        let txn = env.begin_write().map_err(|e| past_no_return(e.into()))?;
+        self.finish(txn, false, index).map_err(past_no_return)
     }
 
     fn tell_raft_cutover(&self, cutover_index: u64, dek_id: u32) -> Result<(), ApplyError> {
@@ -447,14 +496,15 @@ impl Applier {
     }
 
     /// The mutating tail shared by bootstrap and rotation: keystore, then
-    /// sidecar, then the registry commit. Returns whether anything changed.
-    /// A failure takes back the keys this call installed (the sidecar on
-    /// disk is re-read next time).
+    /// registry rows, keys.json and the index (see
+    /// [`Applier::rows_then_sidecar_then_index`]). Returns whether anything
+    /// changed. A failure takes back the keys this call installed, unless
+    /// the sidecar holding them is in place.
     fn install_and_persist(
         &mut self,
         change: KeyChange,
         txn: WriteTxn<'_>,
-        rows_written: bool,
+        staged: StagedRows,
         index: Option<u64>,
     ) -> Result<bool, ApplyError> {
         let mut installed = Vec::new();
@@ -466,7 +516,6 @@ impl Applier {
                 }
             }
             self.fault_at(FaultPoint::AfterKeystoreInstall)?;
-            let crypto = self.crypto_for(change.kind)?;
             // A version-1 file is written again as version 2, but that alone
             // is no change the outcome reports.
             let sidecar_changed = change
@@ -474,15 +523,17 @@ impl Applier {
                 .as_ref()
                 .map(|c| sidecar::next_version(Some(c)))
                 != Some(change.next.clone());
-            if change.current.as_ref() != Some(&change.next) || crypto.unsynced {
-                write_sidecar(crypto, &change.next)?;
-            }
-            self.fault_at(FaultPoint::AfterSidecarWrite)?;
-            self.fault_at(FaultPoint::BeforeRegistryCommit)?;
-            self.finish(txn, rows_written, index)?;
-            Ok(sidecar_changed || rows_written || !installed.is_empty())
+            let write = change.current.as_ref() != Some(&change.next);
+            self.rows_then_sidecar_then_index(
+                change.kind,
+                txn,
+                &staged,
+                write,
+                &change.next,
+                index,
+            )?;
+            Ok(sidecar_changed || staged.wrote() || !installed.is_empty())
         })();
-        // Keys are taken back unless the sidecar holding them is in place.
         if let Err(ApplyError::Storage(s)) = &result {
             if s.applied {
                 return result;
