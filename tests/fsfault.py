@@ -152,4 +152,8 @@ def traced(
         log.unlink(missing_ok=True)
 
 
-O_DSYNC = os.O_DSYNC
+def traced_ok(code: str, *args: str, under: Path, **faults: object) -> Traced:
+    """`traced`, which must exit 0 (its stderr is the failure message)."""
+    run = traced(code, *args, under=under, **faults)  # type: ignore[arg-type]
+    assert run.proc.returncode == 0, run.proc.stderr
+    return run
