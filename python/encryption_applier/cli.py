@@ -28,7 +28,7 @@ from typing import TextIO
 
 from . import _native as ea
 from ._rows import ROW_FIELDS, diff_lines, diff_summary, row_dict
-from .exceptions import EncryptionApplyError, EncryptionError, WriterUint16CollisionError
+from .exceptions import EncryptionApplyError, EncryptionError, StorageError, WriterUint16CollisionError
 
 EXIT_OK = 0
 EXIT_HALT = 1
@@ -432,11 +432,24 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     number = chunk[halt.position][0]
                     print(f"{label}:{number}: HALT {type(halt).__name__}: {halt}", file=err)
                     done = start + halt.position
-                    print(
-                        f"{done} {'entry' if done == 1 else 'entries'} before line {number} "
-                        f"{'was' if done == 1 else 'were'} applied; nothing of line {number} was written.",
-                        file=err,
+                    before = f"{done} {'entry' if done == 1 else 'entries'} before line {number} " + (
+                        "was" if done == 1 else "were"
                     )
+                    # A storage fault is replayed, not a stop: say how
+                    # (exactly-once needs the indexes).
+                    again = "run the same command again" + (
+                        "" if args.first_index else " with --first-index, so applied entries are skipped,"
+                    )
+                    if isinstance(halt, StorageError) and halt.applied:
+                        what = (
+                            f"line {number} took effect in keys.json but is not recorded as applied; "
+                            f"{again} to complete it."
+                        )
+                    elif isinstance(halt, StorageError):
+                        what = f"nothing of line {number} was written; {again} to replay it."
+                    else:
+                        what = f"nothing of line {number} was written."
+                    print(f"{before} applied; {what}", file=err)
                     return EXIT_HALT
                 progress.update(start + len(chunk))
         finally:
