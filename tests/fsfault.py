@@ -12,6 +12,7 @@ write its own marker lines (`ack 7`, `mark text`) to the log through
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -32,7 +33,10 @@ def shim() -> Path:
         return _built
     compiler = shutil.which("cc") or shutil.which("gcc")
     assert compiler, "a C compiler is needed (it builds LMDB too)"
-    out = Path(tempfile.mkdtemp(prefix="ea-fsfault-")) / "fsfault.so"
+    where = tempfile.mkdtemp(prefix="ea-fsfault-")
+    # Removed when the test run ends: a passing run leaves nothing in /tmp.
+    atexit.register(shutil.rmtree, where, ignore_errors=True)
+    out = Path(where) / "fsfault.so"
     subprocess.run(
         [compiler, "-O1", "-Wall", "-Werror", "-shared", "-fPIC", "-o", str(out), str(SOURCE), "-ldl", "-lpthread"],
         check=True,
