@@ -83,8 +83,19 @@ impl Crypto {
         let Some(bytes) = sidecar::read_bytes(&self.sidecar_path)? else {
             return Ok(());
         };
-        crate::fsutil::replace_private_durable(&self.sidecar_path, &bytes)
-            .map_err(|e| sidecar_fault(&self.sidecar_path, &e))
+        crate::fsutil::replace_private_durable(&self.sidecar_path, &bytes).map_err(|e| {
+            ApplyError::Storage(StorageError {
+                operation: "making keys.json durable at open",
+                path: self.sidecar_path.clone(),
+                detail: format!(
+                    "{e}: rewriting keys.json with its own bytes failed; its content is unchanged \
+                     (nothing was applied), and opening again retries"
+                ),
+                code: e.source.raw_os_error(),
+                replay_from: None,
+                applied: false,
+            })
+        })
     }
 
     /// Reads the sidecar from disk and opens every key in it that the

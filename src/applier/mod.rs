@@ -350,9 +350,15 @@ impl Applier {
 
     fn stamp(&self, mut error: ApplyError) -> ApplyError {
         if let ApplyError::Storage(s) = &mut error {
-            s.replay_from = self.durable_index.map(|d| d.saturating_add(1));
+            s.replay_from = self.replay_from();
         }
         error
+    }
+
+    /// Where the host replays from after a storage fault: the entry after
+    /// the durable index (`None`: the log's first entry).
+    pub fn replay_from(&self) -> Option<u64> {
+        self.durable_index.map(|d| d.saturating_add(1))
     }
 
     fn clear_lost_if_caught_up(&mut self) {
@@ -374,10 +380,8 @@ impl Applier {
 
     fn lost_error(&self, index: u64, lost: u64) -> ApplyError {
         let from = self
-            .durable_index
-            .map_or("the log's first entry".to_owned(), |d| {
-                format!("index {}", d + 1)
-            });
+            .replay_from()
+            .map_or("the log's first entry".to_owned(), |i| format!("index {i}"));
         ApplyError::Storage(StorageError {
             operation: "applying past entries a failed commit lost",
             path: self.env.path().to_path_buf(),

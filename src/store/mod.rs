@@ -118,6 +118,10 @@ pub struct RegistryEnv {
     meta_at_risk: std::sync::atomic::AtomicBool,
 }
 
+/// What to do once LMDB has marked an environment unusable (`MDB_PANIC`).
+pub(crate) const REOPEN_HINT: &str = "close this Applier and every Registry view of the path, \
+     then open it again (it opens at its last good commit)";
+
 /// How often a long-running writer clears reader slots of dead processes.
 const READER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -216,8 +220,7 @@ pub fn open_env_sized(
                 format!(
                     "LMDB marked this registry's environment unusable in this process after a \
                      failed write (MDB_PANIC), and {others} open Registry view(s) or Applier(s) \
-                     still hold it: close them all, then open the registry again (it opens at \
-                     its last good commit)"
+                     still hold it: {REOPEN_HINT}"
                 ),
             ));
         }
@@ -483,13 +486,9 @@ fn open_lmdb(
 ) -> Result<RegistryEnv, OpenError> {
     // Before LMDB maps the file: meta pages, flags and root it will use.
     let data = path.join(DATA_FILE);
-    let new_file: bool;
     match verify::open_data_file(&data) {
         Ok(file) => {
             let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(false);
-            // An empty data.mdb is a creation that got no further: its name
-            // may not be durable yet either.
-            new_file = empty;
             if verify::never_committed(&file)
                 .map_err(|e| open_error(path, format!("cannot read data.mdb: {e}")))?
             {
@@ -519,7 +518,7 @@ fn open_lmdb(
                 header.map_err(|d| damaged(path, d))?;
             }
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => new_file = true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(open_error(path, format!("cannot open data.mdb: {e}"))),
     }
     let open = |flags: EnvironmentFlags| {
@@ -559,14 +558,19 @@ fn open_lmdb(
     };
     if mode == OpenMode::Create {
         tighten_lmdb_files(path)?;
-        if new_file {
-            // LMDB fsyncs data.mdb at each commit but never its directory:
-            // the new file's name is made durable here, before any commit
-            // can be acknowledged.
-            crate::fsutil::sync_dir(path).map_err(|e| {
+        // LMDB fsyncs data.mdb at each commit but never its directory: the
+        // file's name, and the directory's in its parent, are made durable
+        // here, before any commit can be acknowledged. On every writer's
+        // open, not only a creating one: an open whose fsync failed, or a
+        // process killed before it, leaves names a later open must finish.
+        for dir in [path, crate::fsutil::parent_dir(path)] {
+            crate::fsutil::sync_dir(dir).map_err(|e| {
                 open_error(
                     path,
-                    format!("cannot fsync the new registry directory: {e}"),
+                    format!(
+                        "cannot fsync {} (making the registry's names durable): {e}",
+                        dir.display()
+                    ),
                 )
             })?;
         }
@@ -635,9 +639,7 @@ impl RegistryEnv {
         }
         let detail = match err {
             lmdb::Error::Panic => format!(
-                "{err}: LMDB marked the environment unusable after a failed write; close this \
-                 Applier and every Registry view of the path, then reopen it (it opens at its \
-                 last good commit)"
+                "{err}: LMDB marked the environment unusable after a failed write; {REOPEN_HINT}"
             ),
             lmdb::Error::MapFull => format!(
                 "{err} (map size {} bytes); the applier grows the map and retries by itself",

@@ -244,10 +244,10 @@ impl<'env> WriteTxn<'env> {
                 let mut error = env.storage_error("committing", e);
                 if e != lmdb::Error::Panic && env.note_if_fatal() {
                     error.detail = format!(
-                    "{}; LMDB then marked the environment unusable: close this Applier and every \
-                     Registry view of the path, then reopen it (it opens at its last good commit)",
-                    error.detail
-                );
+                        "{}; LMDB then marked the environment unusable: {}",
+                        error.detail,
+                        super::REOPEN_HINT
+                    );
                 }
                 error
             })

@@ -1187,6 +1187,50 @@ mod tests {
         dir
     }
 
+    #[test]
+    fn never_committed_is_a_creation_no_commit_completed_and_nothing_else() {
+        // LMDB's own bytes: a created environment (two initial metas) and
+        // one after a single commit.
+        let fresh = registry("never-fresh", 0);
+        let initial = std::fs::read(fresh.join("data.mdb")).expect("read");
+        assert_eq!(initial.len(), 8192);
+        let committed_dir = registry("never-committed", 1);
+        let committed = std::fs::read(committed_dir.join("data.mdb")).expect("read");
+        let scratch = crate::test_support::fresh_dir("never");
+        let path = scratch.join("data.mdb");
+        let classify = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).expect("write");
+            never_committed(&open_data_file(&path).expect("open")).expect("classify")
+        };
+        let zeros = |n: usize| vec![0u8; n];
+        let cases: [(&str, Vec<u8>, bool); 9] = [
+            ("empty: LMDB initialises it", Vec::new(), false),
+            ("both initial metas: LMDB opens it", initial.clone(), false),
+            (
+                "second meta blank",
+                [&initial[..4096], &zeros(4096)].concat(),
+                true,
+            ),
+            (
+                "first meta blank",
+                [&zeros(4096), &initial[4096..]].concat(),
+                true,
+            ),
+            ("only the first page", initial[..4096].to_vec(), true),
+            ("all zero", zeros(8192), true),
+            ("a committed registry", committed.clone(), false),
+            (
+                "its commit's meta zeroed",
+                [&committed[..4096], &zeros(4096), &committed[8192..]].concat(),
+                false,
+            ),
+            ("truncated to its metas", committed[..8192].to_vec(), false),
+        ];
+        for (name, bytes, expected) in cases {
+            assert_eq!(classify(&bytes), expected, "{name}");
+        }
+    }
+
     fn header(dir: &Path) -> Meta {
         read_header(&open_data_file(&dir.join("data.mdb")).expect("open")).expect("header")
     }
