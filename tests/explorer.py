@@ -66,7 +66,9 @@ class Workload:
     ``many`` (apply_many in batches of ``batch``)."""
 
     name: str
-    entries: list[bytes]
+    # The stream as the test built it: the model reads these objects, the
+    # applier their encoded bytes (never the package's decoder).
+    payloads: list[Any]
     mode: str = "strict"
     kek: Path | None = None
     group: int = 8
@@ -79,6 +81,10 @@ class Workload:
     create: bool = False
     # Filled by `models`: the model after each prefix, 0..len(entries).
     prefix_models: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def entries(self) -> list[bytes]:
+        return [p.to_entry() for p in self.payloads]
 
     def config(self, directory: Path) -> dict[str, Any]:
         return {
@@ -115,8 +121,7 @@ def models(workload: Workload, deks: dict[bytes, bytes]) -> None:
     model = KeyedModel(deks)
     raft_applied = 0
     out = [project(model, 0)]
-    for index, entry in enumerate(workload.entries, start=1):
-        payload = ea.decode_entry(entry)
+    for index, payload in enumerate(workload.payloads, start=1):
         if isinstance(payload, ea.Registration):
             result: Any = model.registry.apply_registration(payload.dek_id, payload.full_node_id, payload.local_epoch)
         elif isinstance(payload, ea.Bootstrap):
@@ -491,26 +496,36 @@ def _copy(disk: Disk) -> Disk:
 
 # ---------------------------------------------------------------- checking
 
+
+def observe(applier: ea.Applier) -> dict[str, Any]:
+    """What the registry and keys.json hold, as `project` states it for the
+    model (the checker child and the tests both read states this way)."""
+    s = applier.sidecar if applier.kek is not None else None
+    sidecar = None
+    if s is not None and (s.active_storage or s.active_raft):
+        sidecar = {
+            "active": [s.active_storage, s.active_raft],
+            "keys": sorted([k, v.purpose.name.lower()] for k, v in s.keys.items()),
+            "storage_envelope_active": s.storage_envelope_active,
+            "storage_envelope_cutover_index": s.storage_envelope_cutover_index,
+            "raft_envelope_cutover_index": s.raft_envelope_cutover_index,
+            "raft_applied_index": s.raft_applied_index,
+        }
+    rows = [
+        [r.dek_id, r.node_id16, r.full_node_id, r.first_seen_local_epoch, r.last_seen_local_epoch]
+        for r in applier.registry.rows()
+    ]
+    return {"rows": rows, "sidecar": sidecar}
+
+
 CHECKER = """
-import json, sys, encryption_applier as ea
+import json, sys
 job = json.load(open(sys.argv[1]))
+sys.path.insert(0, job["tests"])
+import encryption_applier as ea
+from explorer import observe
 entries = [bytes.fromhex(e) for e in job["entries"]]
 kek = ea.FileKek(job["kek"]) if job["kek"] else None
-def sidecar_of(a):
-    s = a.sidecar if kek else None
-    if s is None or not (s.active_storage or s.active_raft):
-        return None
-    return {
-        "active": [s.active_storage, s.active_raft],
-        "keys": sorted([k, v.purpose.name.lower()] for k, v in s.keys.items()),
-        "storage_envelope_active": s.storage_envelope_active,
-        "storage_envelope_cutover_index": s.storage_envelope_cutover_index,
-        "raft_envelope_cutover_index": s.raft_envelope_cutover_index,
-        "raft_applied_index": s.raft_applied_index,
-    }
-def rows_of(a):
-    return [[r.dek_id, r.node_id16, r.full_node_id, r.first_seen_local_epoch, r.last_seen_local_epoch]
-            for r in a.registry.rows()]
 for state in job["states"]:
     print(json.dumps({"start": state["name"]}), flush=True)
     out = {"name": state["name"]}
@@ -527,12 +542,12 @@ for state in job["states"]:
         continue
     try:
         out["applied"] = a.applied_index or 0
-        out["rows"] = rows_of(a)
-        out["sidecar"] = sidecar_of(a)
+        seen = observe(a)
+        out["rows"], out["sidecar"] = seen["rows"], seen["sidecar"]
         if out["applied"] < len(entries):
             a.apply_many(entries[out["applied"]:], first_index=out["applied"] + 1)
-        out["final_rows"] = rows_of(a)
-        out["final_sidecar"] = sidecar_of(a)
+        final = observe(a)
+        out["final_rows"], out["final_sidecar"] = final["rows"], final["sidecar"]
     except ea.EncryptionError as e:
         out["replay_failed"] = f"{type(e).__name__}: {e}"
     finally:
@@ -578,6 +593,7 @@ def check_states(workload: Workload, states: list[State], base: Path, scratch: P
                 "entries": [e.hex() for e in workload.entries],
                 "kek": str(workload.kek) if workload.kek else None,
                 "states": jobs,
+                "tests": str(Path(__file__).resolve().parent),
             }
         )
     )

@@ -344,7 +344,7 @@ applier.close()
 try:
     ea.Applier(directory)
 except ea.RegistryOpenError as e:
-    print("refused", "close them all" in str(e))
+    print("refused", "still hold it" in str(e) and "every Registry view" in str(e))
 view.close()
 """
 

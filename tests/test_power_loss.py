@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import encryption_applier as ea
 
 from conftest import NODE, OTHER, Cluster
-from explorer import MODELS, Run, Verdict, Workload, explore, merge, models, run
+from explorer import MODELS, Run, Verdict, Workload, explore, merge, models, observe, run
 from fsfault import Call
 
 # States per model per trace; EA_EXPLORE_BUDGET makes the run larger.
@@ -23,40 +24,41 @@ BUDGET = int(os.environ.get("EA_EXPLORE_BUDGET", "40"))
 SEED = int(os.environ.get("EA_EXPLORE_SEED", "18"))
 
 
-def registrations(n: int, nodes: int = 17) -> list[bytes]:
+def registrations(n: int, nodes: int = 17) -> list[ea.Registration]:
     """Inserts, advances and idempotent replays over a few DEKs."""
     epochs: dict[int, int] = {}
     out = []
     for i in range(n):
         node = i % nodes
         epochs[node] = epochs.get(node, 0) + (1 if i % 4 else 0)
-        out.append(ea.Registration(1 + node % 3, (0xA0 << 32) | node, max(1, epochs[node])).to_entry())
+        out.append(ea.Registration(1 + node % 3, (0xA0 << 32) | node, max(1, epochs[node])))
     return out
 
 
-def keyed_stream(cluster: Cluster) -> list[bytes]:
+def keyed_stream(cluster: Cluster) -> list[Any]:
     """Bootstrap, registrations, a storage rotation, both cutovers, a Raft
     rotation past the cutover."""
+    storage_on = ea.Rotation(
+        3, ea.Purpose.STORAGE, b"", ea.Registration(3, NODE, 3), sub_tag=ea.ENABLE_STORAGE_ENVELOPE
+    )
+    raft_on = ea.Rotation(2, ea.Purpose.RAFT, b"", ea.Registration(2, NODE, 2), sub_tag=ea.ENABLE_RAFT_ENVELOPE)
     return [
-        cluster.bootstrap().to_entry(),
-        ea.Registration(1, OTHER, 1).to_entry(),
-        ea.Registration(2, OTHER, 1).to_entry(),
-        cluster.rotation(3, ea.Purpose.STORAGE, epoch=2).to_entry(),
-        ea.Registration(3, OTHER, 1).to_entry(),
-        ea.Rotation(
-            3, ea.Purpose.STORAGE, b"", ea.Registration(3, NODE, 3), sub_tag=ea.ENABLE_STORAGE_ENVELOPE
-        ).to_entry(),
-        ea.Rotation(2, ea.Purpose.RAFT, b"", ea.Registration(2, NODE, 2), sub_tag=ea.ENABLE_RAFT_ENVELOPE).to_entry(),
-        cluster.rotation(4, ea.Purpose.RAFT, epoch=3).to_entry(),
-        ea.Registration(4, OTHER, 2).to_entry(),
+        cluster.bootstrap(),
+        ea.Registration(1, OTHER, 1),
+        ea.Registration(2, OTHER, 1),
+        cluster.rotation(3, ea.Purpose.STORAGE, epoch=2),
+        ea.Registration(3, OTHER, 1),
+        storage_on,
+        raft_on,
+        cluster.rotation(4, ea.Purpose.RAFT, epoch=3),
+        ea.Registration(4, OTHER, 2),
     ]
 
 
-def deks_of(cluster: Cluster, entries: list[bytes]) -> dict[bytes, bytes]:
+def deks_of(cluster: Cluster, payloads: list[Any]) -> dict[bytes, bytes]:
     """wrapped -> DEK for every key a stream installs (the model's KEK)."""
     out = {}
-    for entry in entries:
-        payload = ea.decode_entry(entry)
+    for payload in payloads:
         pairs = []
         if isinstance(payload, ea.Bootstrap):
             pairs = [(payload.storage_dek_id, payload.wrapped_storage), (payload.raft_dek_id, payload.wrapped_raft)]
@@ -67,9 +69,9 @@ def deks_of(cluster: Cluster, entries: list[bytes]) -> dict[bytes, bytes]:
     return out
 
 
-def workload(name: str, entries: list[bytes], cluster: Cluster | None = None, **how: object) -> Workload:
-    w = Workload(name, entries, kek=cluster.kek_path if cluster else None, **how)  # type: ignore[arg-type]
-    models(w, deks_of(cluster, entries) if cluster else {})
+def workload(name: str, payloads: list[Any], cluster: Cluster | None = None, **how: object) -> Workload:
+    w = Workload(name, payloads, kek=cluster.kek_path if cluster else None, **how)  # type: ignore[arg-type]
+    models(w, deks_of(cluster, payloads) if cluster else {})
     return w
 
 
@@ -79,15 +81,11 @@ def assert_clean(run_: Run) -> None:
 
 
 def assert_final(w: Workload, base: Path) -> None:
-    """The registry after a run is the model's final state."""
+    """The registry and keys.json after a run are the model's final state."""
     kw = {"kek": ea.FileKek(w.kek)} if w.kek else {}
     with ea.Applier(base / "registry", **kw) as applier:  # type: ignore[arg-type]
-        rows = [
-            [r.dek_id, r.node_id16, r.full_node_id, r.first_seen_local_epoch, r.last_seen_local_epoch]
-            for r in applier.registry.rows()
-        ]
         assert applier.applied_index == len(w.entries)
-    assert rows == w.prefix_models[-1]["rows"]
+        assert observe(applier) == w.prefix_models[-1]
 
 
 def report(verdicts: dict[str, Verdict]) -> str:

@@ -9,6 +9,7 @@ import pytest
 import encryption_applier as ea
 
 from conftest import NODE, Cluster, edit_sidecar
+from fsfault import traced_ok
 
 
 def sentinels(refusals: list[ea.StartupRefusedError]) -> list[str]:
@@ -224,53 +225,10 @@ def test_doctor_cli(booted: Path, cluster: Cluster, tmp_path: Path) -> None:
     assert done.returncode == 1 and "ErrSidecarPresentWithoutFlag" in done.stdout
 
 
-# An fsync that fails with EIO on files under $EA_FAIL_FSYNC_UNDER (only on
-# directories if $EA_FAIL_FSYNC_DIRS is set), loaded
-# with LD_PRELOAD: the filesystem the guard exists for (NFS and FUSE mounts
-# that cannot make writes durable), without needing one.
-FAILING_FSYNC = r"""
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <errno.h>
-#include <limits.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-int fsync(int fd) {
-    static int (*real)(int);
-    const char *under = getenv("EA_FAIL_FSYNC_UNDER");
-    char link[64], target[PATH_MAX];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, target, sizeof target - 1);
-    if (under && n > 0) {
-        target[n] = 0;
-        struct stat st;
-        int dirs_only = getenv("EA_FAIL_FSYNC_DIRS") != NULL;
-        int is_dir = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
-        if (strncmp(target, under, strlen(under)) == 0 && (!dirs_only || is_dir)) {
-            errno = EIO;
-            return -1;
-        }
-    }
-    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-    return real(fd);
-}
-"""
-
-
-def test_a_filesystem_whose_fsync_fails_is_refused(booted: Path, cluster: Cluster, tmp_path: Path) -> None:
-    import shutil
-    import subprocess
-    import sys
-
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    assert compiler, "a C compiler is needed (it builds LMDB too)"
-    (tmp_path / "fsync.c").write_text(FAILING_FSYNC)
-    shim = tmp_path / "fsync.so"
-    subprocess.run([compiler, "-shared", "-fPIC", "-o", str(shim), str(tmp_path / "fsync.c"), "-ldl"], check=True)
+def test_a_filesystem_whose_fsync_fails_is_refused(booted: Path, cluster: Cluster) -> None:
+    """The filesystems the guard exists for (NFS and FUSE mounts that cannot
+    make writes durable), without needing one: the fsfault shim fails every
+    fsync of a file, or of a directory, under the sidecar's directory."""
     child = """
 import sys, encryption_applier as ea
 refusals = ea.diagnose_startup(
@@ -279,17 +237,16 @@ refusals = ea.diagnose_startup(
 for r in refusals:
     print(type(r).__name__, r.sentinel, r.path, "|", r.detail, "|", r)
 """
-    for extra, failing in (({}, "fsync of a file"), ({"EA_FAIL_FSYNC_DIRS": "1"}, "fsync of the directory")):
-        env = {**os.environ, "LD_PRELOAD": str(shim), "EA_FAIL_FSYNC_UNDER": str(booted.resolve()), **extra}
-        proc = subprocess.run(
-            [sys.executable, "-c", child, str(booted), str(cluster.kek_path)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
+    for kind, failing in (("filesync", "fsync of a file"), ("dirsync", "fsync of the directory")):
+        run = traced_ok(
+            child,
+            str(booted),
+            str(cluster.kek_path),
+            under=booted.resolve(),
+            fail=f"{kind}:1:EIO",
+            repeat=True,
         )
-        assert proc.returncode == 0, proc.stderr
-        (line,) = proc.stdout.splitlines()
+        (line,) = run.proc.stdout.splitlines()
         assert line.startswith(f"UnsupportedFilesystemError ErrUnsupportedFilesystem {booted.resolve()} |"), line
         assert f"| {failing}: Input/output error" in line, line
     # The probe cleaned up after itself, and without the shim the guard passes.

@@ -119,8 +119,10 @@ def cmd_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     "free_pages",
                 )
             },
-            "problems": [{"page": d.page, "problem": d.problem, "detail": d.detail} for d in report.problems],
-            "warnings": [{"page": d.page, "problem": d.problem, "detail": d.detail} for d in report.warnings],
+            **{
+                name: [{"page": d.page, "problem": d.problem, "detail": d.detail} for d in getattr(report, name)]
+                for name in ("problems", "warnings")
+            },
         }
         print(json.dumps(doc, indent=2), file=out)
     else:
@@ -130,12 +132,11 @@ def cmd_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             f"{report.free_pages} free, {report.file_pages} pages of {report.page_size} bytes in the file",
             file=out,
         )
-        for damage in report.problems:
-            where = f"page {damage.page}" if damage.page is not None else "file"
-            print(f"DAMAGE {damage.problem} at {where}: {damage.detail}", file=out)
-        for warning in report.warnings:
-            where = f"page {warning.page}" if warning.page is not None else "file"
-            print(f"WARNING {warning.problem} at {where} (harmless: LMDB does not use it): {warning.detail}", file=out)
+        found = [("DAMAGE", "", d) for d in report.problems]
+        found += [("WARNING", " (harmless: LMDB does not use it)", d) for d in report.warnings]
+        for label, note, d in found:
+            where = f"page {d.page}" if d.page is not None else "file"
+            print(f"{label} {d.problem} at {where}{note}: {d.detail}", file=out)
         print("ok" if report.ok else f"{len(report.problems)} problem(s) found", file=out)
     return EXIT_OK if report.ok else EXIT_DAMAGED
 
