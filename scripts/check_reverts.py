@@ -84,7 +84,7 @@ REVERTS: dict[str, tuple[str, list[tuple[str, str]], str, str | None]] = {
         "src/store/mod.rs",
         [
             ("crate::fsutil::sync_parent_dir(dir).map_err(", "Ok::<(), std::io::Error>(()).map_err("),
-            ("crate::fsutil::sync_dir(path).map_err(", "Ok::<(), std::io::Error>(()).map_err("),
+            ("crate::fsutil::sync_dir(dir).map_err(", "Ok::<(), std::io::Error>(()).map_err("),
         ],
         "creating_a_registry",
         "during_creation",
