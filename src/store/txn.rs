@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use lmdb::{Cursor, Transaction, WriteFlags};
 
+use super::ffi::{self, ReadTxn, MDB_FIRST, MDB_NEXT, MDB_SET_KEY, MDB_SET_RANGE};
 use super::{RegistryEnv, RegistryError, StorageError};
 use crate::registry::{
     decode_row, encode_registry_value, registry_key, value_excerpt, CorruptionKind,
@@ -83,7 +84,7 @@ fn scan<T: Transaction>(
     let cursor = txn
         .open_ro_cursor(env.db)
         .map_err(|e| env.storage_error("opening a cursor", e))?;
-    let mut step = cursor.get(Some(prefix), None, lmdb_sys::MDB_SET_RANGE);
+    let mut step = cursor.get(Some(prefix), None, MDB_SET_RANGE);
     loop {
         match step {
             Ok((Some(key), value)) => {
@@ -108,7 +109,7 @@ fn scan<T: Transaction>(
             Err(lmdb::Error::NotFound) => break,
             Err(e) => return Err(env.storage_error("scanning the registry", e).into()),
         }
-        step = cursor.get(None, None, lmdb_sys::MDB_NEXT);
+        step = cursor.get(None, None, MDB_NEXT);
     }
     drop(cursor);
     Ok(())
@@ -184,7 +185,7 @@ impl<'env> WriteTxn<'env> {
             .iter()
             .map(|&(dek_id, node_id16)| {
                 let key = registry_key(dek_id, node_id16);
-                match cursor.get(Some(&key), None, lmdb_sys::MDB_SET_KEY) {
+                match cursor.get(Some(&key), None, MDB_SET_KEY) {
                     Ok((_, value)) => decode_row(&key, value)
                         .map(Some)
                         .map_err(RegistryError::from),
@@ -259,8 +260,9 @@ impl<'env> WriteTxn<'env> {
 /// snapshot. With `MDB_NOTLS` it may move between threads, but LMDB
 /// forbids using it from two at once: `Snapshot` is `Send`, not `Sync`.
 pub struct Snapshot {
+    /// Ended in `Drop`, while the `Arc` still keeps its environment open.
+    txn: ReadTxn,
     env: Arc<RegistryEnv>,
-    txn: *mut lmdb_sys::MDB_txn,
 }
 
 // SAFETY: the environment is opened with MDB_NOTLS, so a read transaction
@@ -268,62 +270,34 @@ pub struct Snapshot {
 // at a time, and the `Arc` keeps the environment open until it is gone.
 unsafe impl Send for Snapshot {}
 
-/// Lets the generic row readers above run inside a snapshot.
-struct SnapshotTxn<'a>(&'a Snapshot);
-
-impl Transaction for SnapshotTxn<'_> {
-    fn txn(&self) -> *mut lmdb_sys::MDB_txn {
-        self.0.txn
-    }
-}
-
 impl Snapshot {
     pub fn begin(env: Arc<RegistryEnv>) -> Result<Snapshot, StorageError> {
         let (txn, token) = env.begin_with("beginning a read snapshot", || {
-            let mut txn: *mut lmdb_sys::MDB_txn = std::ptr::null_mut();
-            // SAFETY: a valid environment, no parent, read-only flag.
-            let rc = unsafe {
-                lmdb_sys::mdb_txn_begin(
-                    env.env.env(),
-                    std::ptr::null_mut(),
-                    lmdb_sys::MDB_RDONLY,
-                    &mut txn,
-                )
-            };
-            if rc == 0 {
-                Ok(txn)
-            } else {
-                Err(lmdb::Error::from_err_code(rc))
-            }
+            // SAFETY: the snapshot holds the `Arc` of this environment for
+            // as long as the transaction exists.
+            unsafe { ReadTxn::begin(&env.env) }
         })?;
         // The snapshot itself now stands for the open transaction.
         std::mem::forget(token);
-        Ok(Snapshot { env, txn })
+        Ok(Snapshot { txn, env })
     }
 
     /// Moves the snapshot to the newest committed state.
     pub fn refresh(&mut self) -> Result<(), StorageError> {
         self.env.check_process("renewing a read snapshot")?;
-        // SAFETY: `txn` is a live read-only transaction owned by `self`;
-        // once reset it holds no pages, so the gate may count it closed.
-        unsafe { lmdb_sys::mdb_txn_reset(self.txn) };
+        // Once reset the transaction holds no pages, so the gate may count
+        // it closed while the renew waits its turn.
+        self.txn.reset();
         self.env.leave();
-        let txn = self.txn;
-        let renewed = self.env.begin_with("renewing a read snapshot", || {
-            // SAFETY: `txn` is a reset read-only transaction owned by `self`.
-            match unsafe { lmdb_sys::mdb_txn_renew(txn) } {
-                0 => Ok(()),
-                rc => Err(lmdb::Error::from_err_code(rc)),
-            }
-        });
-        match renewed {
+        let Snapshot { txn, env } = self;
+        match env.begin_with("renewing a read snapshot", || txn.renew()) {
             Ok(((), token)) => {
                 std::mem::forget(token);
                 Ok(())
             }
             Err(e) => {
                 // Counted open again so Drop's `leave` stays balanced.
-                self.env.enter();
+                env.enter();
                 Err(e)
             }
         }
@@ -339,13 +313,13 @@ impl Snapshot {
         node_id16: u16,
     ) -> Result<Option<RegistryRow>, RegistryError> {
         self.env.check_process("reading a registry row")?;
-        get_row(&self.env, &SnapshotTxn(self), dek_id, node_id16)
+        get_row(&self.env, &self.txn, dek_id, node_id16)
     }
 
     /// The highest Raft index applied, as of this snapshot.
     pub fn applied_index(&self) -> Result<Option<u64>, RegistryError> {
         self.env.check_process("reading the applied index")?;
-        get_applied_index(&self.env, &SnapshotTxn(self))
+        get_applied_index(&self.env, &self.txn)
     }
 
     /// How many keys lie under the registry prefix, without reading them:
@@ -356,40 +330,32 @@ impl Snapshot {
     pub fn count_rows(&self) -> Result<usize, RegistryError> {
         self.env.check_process("counting the registry")?;
         let failed = |e| self.env.storage_error("counting the registry", e);
-        let mut stat = std::mem::MaybeUninit::<lmdb_sys::MDB_stat>::uninit();
-        // SAFETY: a live read transaction of this environment and its main
-        // database handle; mdb_stat fills `stat` when it returns 0.
-        let rc = unsafe { lmdb_sys::mdb_stat(self.txn, self.env.db.dbi(), stat.as_mut_ptr()) };
-        if rc != 0 {
-            return Err(failed(lmdb::Error::from_err_code(rc)).into());
-        }
-        // SAFETY: initialised by the successful call above.
-        let entries = unsafe { stat.assume_init() }.ms_entries;
+        let entries = ffi::db_stat(&self.txn, self.env.db.dbi()).map_err(failed)?;
+        let entries = usize::try_from(entries.entries).unwrap_or(usize::MAX);
         let mut end = REGISTRY_PREFIX.to_vec();
         if let Some(last) = end.last_mut() {
             *last += 1; // '|' -> '}': the first key past every prefixed one
         }
-        let txn = SnapshotTxn(self);
         // The cursor lives in this named binding for both walks.
-        let cursor = txn.open_ro_cursor(self.env.db).map_err(failed)?;
+        let cursor = self.txn.open_ro_cursor(self.env.db).map_err(failed)?;
         let mut outside = 0usize;
-        let mut step = cursor.get(None, None, lmdb_sys::MDB_FIRST);
+        let mut step = cursor.get(None, None, MDB_FIRST);
         loop {
             match step {
                 Ok((Some(key), _)) if key < REGISTRY_PREFIX => outside += 1,
                 Ok(_) | Err(lmdb::Error::NotFound) => break,
                 Err(e) => return Err(failed(e).into()),
             }
-            step = cursor.get(None, None, lmdb_sys::MDB_NEXT);
+            step = cursor.get(None, None, MDB_NEXT);
         }
-        let mut step = cursor.get(Some(&end), None, lmdb_sys::MDB_SET_RANGE);
+        let mut step = cursor.get(Some(&end), None, MDB_SET_RANGE);
         loop {
             match step {
                 Ok(_) => outside += 1,
                 Err(lmdb::Error::NotFound) => break,
                 Err(e) => return Err(failed(e).into()),
             }
-            step = cursor.get(None, None, lmdb_sys::MDB_NEXT);
+            step = cursor.get(None, None, MDB_NEXT);
         }
         drop(cursor);
         Ok(entries.saturating_sub(outside))
@@ -403,17 +369,19 @@ impl Snapshot {
         f: impl FnMut(RegistryRow) -> ControlFlow<()>,
     ) -> Result<(), RegistryError> {
         self.env.check_process("scanning the registry")?;
-        scan(&self.env, &SnapshotTxn(self), prefix, f)
+        scan(&self.env, &self.txn, prefix, f)
     }
 }
 
 impl Drop for Snapshot {
     fn drop(&mut self) {
         // After fork() the transaction's reader slot belongs to the parent:
-        // aborting it here would release the parent's snapshot.
+        // aborting it here would release the parent's snapshot, so the
+        // child leaves it alone.
         if self.env.in_opening_process() {
-            // SAFETY: `txn` is live (reset transactions may be aborted too).
-            unsafe { lmdb_sys::mdb_txn_abort(self.txn) }
+            self.txn.end();
+        } else {
+            self.txn.abandon();
         }
         self.env.leave();
     }
