@@ -240,7 +240,7 @@ pub enum CutoverBranch {
 /// "already cut over" first (elastickv applier.go).
 pub fn cutover_branch(sidecar: &Sidecar, r: &Rotation) -> CutoverBranch {
     if r.sub_tag == ENABLE_RAFT_ENVELOPE {
-        if sidecar.raft_envelope_cutover_index != 0 {
+        if sidecar.raft_cutover_index().is_some() {
             CutoverBranch::AlreadyActive
         } else if r.dek_id != sidecar.active_raft {
             CutoverBranch::Stale

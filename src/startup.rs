@@ -26,7 +26,7 @@ use crate::nodeid::find_node_id_collisions;
 use crate::registry::RegistryRow;
 use crate::sidecar::{self, Sidecar, LOCAL_EPOCH_MAX};
 use crate::store::RegistryError;
-use crate::wire::{node_id16, Purpose, OP_BOOTSTRAP};
+use crate::wire::{node_id16, Purpose, SIDECAR_OPCODES};
 
 /// When the check runs: before the node bumps its epoch at start, or after
 /// it replayed its Raft log (then the epoch must be strictly ahead).
@@ -310,7 +310,9 @@ pub fn diagnose(
         (input.encryption_enabled, input.snapshot_cutover_index, path)
     {
         let ours = if present {
-            sidecar::read(p)?.map_or(0, |s| s.raft_envelope_cutover_index)
+            sidecar::read(p)?
+                .and_then(|s| s.raft_cutover_index())
+                .unwrap_or(0)
         } else {
             0
         };
@@ -421,7 +423,7 @@ pub fn diagnose(
             let hit = input.log.iter().find(|&&(index, opcode)| {
                 index > sc.raft_applied_index
                     && index <= engine
-                    && (OP_BOOTSTRAP..=0x07).contains(&opcode)
+                    && SIDECAR_OPCODES.contains(&opcode)
             });
             if let Some(&(entry_index, opcode)) = hit {
                 out.push(Refusal::SidecarBehindRaftLog {

@@ -53,10 +53,12 @@ def test_bump_local_epoch(booted: Path, tmp_path: Path) -> None:
     assert sidecar_json(booted)["keys"]["2"]["local_epoch"] == 0
     with pytest.raises(ValueError, match="reserved"):
         ea.bump_local_epoch(path, 0)
-    with pytest.raises(ea.SidecarError, match="no key dek_id=9"):
+    with pytest.raises(ea.SidecarError, match="no key dek_id=9") as err:
         ea.bump_local_epoch(path, 9)
-    with pytest.raises(ea.SidecarError, match="not bootstrapped"):
+    assert err.value.code == "no_such_key"
+    with pytest.raises(ea.SidecarError, match="not bootstrapped") as err:
         ea.bump_local_epoch(tmp_path / "none.json", 1)
+    assert err.value.code == "not_bootstrapped"
     doc = sidecar_json(booted)
     doc["keys"]["2"]["local_epoch"] = 0xFFFF
     write_sidecar_json(booted, doc)
@@ -85,6 +87,7 @@ def test_prepare_epochs(booted: Path, cluster: Cluster, tmp_path: Path) -> None:
     # a refusal writes nothing: cut over, but no active Raft key
     write_sidecar_json(booted, sidecar_json(booted) | {"active": {"storage": 1, "raft": 0}})
     before = path.read_bytes()
-    with pytest.raises(ea.SidecarError, match="no active Raft key"):
+    with pytest.raises(ea.SidecarError, match="no active Raft key") as err:
         ea.prepare_epochs(path)
+    assert err.value.code == "raft_cut_over_without_raft_key"
     assert path.read_bytes() == before

@@ -39,7 +39,7 @@ SAMPLE_FIELDS: dict[type[ea.EncryptionError], dict[str, Any]] = {
     ea.NotBootstrappedError: {"dek_id": 3},
     ea.PayloadRejectedError: {"reason": "same_ids", "dek_id": 5},
     ea.CutoverHookError: {"cutover_index": 40, "dek_id": 2},
-    ea.SidecarError: {"path": "/x/keys.json", "reason": "not valid JSON"},
+    ea.SidecarError: {"path": "/x/keys.json", "code": "not_json", "reason": "not valid JSON"},
     ea.StartupRefusedError: {"sentinel": "ErrKEKMismatch", "meaning": None},
     ea.LocalEpochExhaustedError: {
         "dek_id": 3,

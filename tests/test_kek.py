@@ -363,23 +363,27 @@ def test_restart_loads_keys_from_the_sidecar(registry_dir: Path, cluster: Cluste
 
 
 @pytest.mark.parametrize(
-    "content",
+    ("content", "code"),
     [
-        b"{",
-        b"[]",
-        b'{"version": 3, "active": {"storage": 0, "raft": 0}, "keys": {}}',
-        b'{"version": 0, "active": {"storage": 0, "raft": 0}, "keys": {}}',
-        b'{"version": 1}',
+        (b"{", "not_json"),
+        (b"[]", "not_an_object"),
+        (b'{"version": 3, "active": {"storage": 0, "raft": 0}, "keys": {}}', "unsupported_version"),
+        (b'{"version": 0, "active": {"storage": 0, "raft": 0}, "keys": {}}', "unsupported_version"),
+        (b'{"version": 1}', "bad_value"),
     ],
 )
-def test_invalid_sidecar_is_refused_at_construction(registry_dir: Path, kek_path: Path, content: bytes) -> None:
+def test_invalid_sidecar_is_refused_at_construction(
+    registry_dir: Path, kek_path: Path, content: bytes, code: str
+) -> None:
     ea.Applier(registry_dir).close()
     (registry_dir / "keys.json").write_bytes(content)
     with pytest.raises(ea.SidecarError) as err:
         ea.Applier(registry_dir, kek=ea.FileKek(kek_path))
     assert err.value.path == str(registry_dir.resolve() / "keys.json")
-    with pytest.raises(ea.SidecarError):
+    assert err.value.code == code and err.value.reason in str(err.value)
+    with pytest.raises(ea.SidecarError) as again:
         ea.read_sidecar(registry_dir / "keys.json")
+    assert again.value.code == code
 
 
 def test_custom_sidecar_path_and_stale_tmp(tmp_path: Path, cluster: Cluster) -> None:

@@ -355,11 +355,22 @@ class CutoverHookError(EncryptionApplyError):
 
 
 class SidecarError(EncryptionApplyError):
-    """A keys.json sidecar that is unreadable or invalid, or a durable write that failed."""
+    """A keys.json sidecar that is unreadable or invalid, or a durable write that failed.
 
-    def __init__(self, message: str, /, *, path: str, reason: str) -> None:
+    ``code`` names the problem, stably: the file (``cannot_open``,
+    ``not_regular_file``, ``too_large``, ``cannot_read``), the document
+    (``not_json``, ``not_an_object``, ``missing_field``,
+    ``unsupported_version``, ``bad_value``, ``bad_key_id``,
+    ``reserved_key_id``, ``active_not_a_key``, ``active_wrong_purpose``,
+    ``cannot_serialise``), a write (``not_written``, ``not_durable``,
+    ``cannot_resolve_path``) or a start-up use (``not_bootstrapped``,
+    ``no_such_key``, ``raft_cut_over_without_raft_key``). ``reason`` is the
+    human text of the message without the path."""
+
+    def __init__(self, message: str, /, *, path: str, code: str, reason: str) -> None:
         super().__init__(message)
         self.path = path
+        self.code = code
         self.reason = reason
 
 

@@ -64,14 +64,12 @@ impl Applier {
         match self.fault {
             Some((armed, action)) if armed == point => match action {
                 FaultAction::Abort => std::process::abort(),
-                FaultAction::Fail => Err(ApplyError::Storage(StorageError {
-                    operation: "an injected test fault",
-                    path: self.env.path().to_path_buf(),
-                    detail: format!("stopped at {}", point.name()),
-                    code: None,
-                    replay_from: None,
-                    applied: false,
-                })),
+                FaultAction::Fail => Err(ApplyError::Storage(StorageError::new(
+                    "an injected test fault",
+                    self.env.path().to_path_buf(),
+                    format!("stopped at {}", point.name()),
+                    None,
+                ))),
             },
             _ => Ok(()),
         }

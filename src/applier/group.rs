@@ -17,7 +17,7 @@ use super::{is_map_full, Applier, MAX_GROWTHS};
 use crate::error::ApplyError;
 use crate::registry::RegistryRow;
 use crate::rules::{decide, Decision, Outcome};
-use crate::store::Snapshot;
+use crate::store::{Aftermath, Snapshot};
 use crate::wire::Registration;
 
 /// When staged entries are committed.
@@ -118,20 +118,10 @@ impl Applier {
                     self.lost_through = Some(self.lost_through.map_or(lost, |l| l.max(lost)));
                 }
                 if let ApplyError::Storage(s) = &mut e {
-                    s.detail = format!(
-                        "{}; the {} staged {} ({}) were not committed",
-                        s.detail,
-                        pending.entries,
-                        if pending.entries == 1 {
-                            "entry"
-                        } else {
-                            "entries"
-                        },
-                        match pending.index {
-                            Some(i) => format!("Raft indexes up to {i}"),
-                            None => "applied without indexes".to_owned(),
-                        }
-                    );
+                    s.aftermath.push(Aftermath::StagedNotCommitted {
+                        entries: pending.entries,
+                        through_index: pending.index,
+                    });
                 }
                 Err(e)
             }

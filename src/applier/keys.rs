@@ -3,170 +3,21 @@
 //! step is idempotent, so replaying an entry after a crash at any point
 //! converges to the same state.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::fault::FaultPoint;
+use super::keyring::{write_sidecar, Keyring};
 use super::{stage_registration, Applier};
-use crate::error::{ApplyError, HookError};
-use crate::kek::{Dek, Kek};
-use crate::keystore::{Install, Keystore};
+use crate::error::ApplyError;
+use crate::kek::Dek;
+use crate::keystore::Install;
 use crate::registry::RegistryRow;
 use crate::rules::{
-    check_bootstrap, check_bootstrap_replay, check_cutover, check_purpose, check_rotation,
-    cutover_branch, no_kek, CutoverBranch, Outcome,
+    check_bootstrap, check_bootstrap_replay, check_purpose, check_rotation, no_kek, Outcome,
 };
-use crate::sidecar::{self, Sidecar, SidecarKey, WriteFailure};
-use crate::store::{StorageError, WriteTxn};
-use crate::wire::{
-    Bootstrap, PayloadKind, Purpose, Registration, Rotation, ENABLE_RAFT_ENVELOPE, ROTATE_DEK,
-};
-
-/// The host's `on_raft_cutover(cutover_index, active_raft_dek_id)`: told
-/// when the Raft layer is cut over (and again on each replay, and after a
-/// Raft rotation past the cutover), so it can start reading enveloped
-/// entries after `cutover_index`. Its error halts the entry.
-#[derive(Clone)]
-pub struct RaftCutoverHook(pub Arc<dyn Fn(u64, u32) -> Result<(), HookError> + Send + Sync>);
-
-impl std::fmt::Debug for RaftCutoverHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RaftCutoverHook")
-    }
-}
-
-/// The KEK, the keys it has opened, and where the sidecar lives.
-#[derive(Debug)]
-pub(super) struct Crypto {
-    pub(super) kek: Kek,
-    pub(super) keystore: Keystore,
-    pub(super) sidecar_path: PathBuf,
-    pub(super) on_raft_cutover: Option<RaftCutoverHook>,
-    /// The epochs this node pinned at start, recorded on the keys it
-    /// rotates to (storage, Raft).
-    pub(super) epochs: (u16, u16),
-    /// `keys.json` may be in place without being durable (a write failed
-    /// after its rename): the next apply that reaches the sidecar writes
-    /// it again, since a failed directory fsync may have dropped the
-    /// rename for good and only a new rename is sure to reach the disk.
-    pub(super) unsynced: bool,
-}
-
-impl Crypto {
-    /// A KEK with every key of the sidecar at `sidecar_path` (if any)
-    /// opened, so a restarted applier carries on where it stopped.
-    pub(super) fn open(
-        kek: Kek,
-        sidecar_path: PathBuf,
-        on_raft_cutover: Option<RaftCutoverHook>,
-        epochs: (u16, u16),
-    ) -> Result<Crypto, ApplyError> {
-        let mut crypto = Crypto {
-            kek,
-            keystore: Keystore::new(),
-            sidecar_path,
-            on_raft_cutover,
-            epochs,
-            unsynced: false,
-        };
-        crypto.sync_from_disk()?;
-        crypto.make_durable()?;
-        Ok(crypto)
-    }
-
-    /// Puts the sidecar's own bytes back through a durable write: an
-    /// earlier process may have renamed it into place and died (or failed
-    /// its directory fsync) before the rename was durable, and the registry
-    /// may already count on it. The same bytes, so a version-1 file stays
-    /// one until an apply changes it.
-    fn make_durable(&mut self) -> Result<(), ApplyError> {
-        let Some(bytes) = sidecar::read_bytes(&self.sidecar_path)? else {
-            return Ok(());
-        };
-        crate::fsutil::replace_private_durable(&self.sidecar_path, &bytes).map_err(|e| {
-            ApplyError::Storage(StorageError {
-                operation: "making keys.json durable at open",
-                path: self.sidecar_path.clone(),
-                detail: format!(
-                    "{e}: rewriting keys.json with its own bytes failed; its content is unchanged \
-                     (nothing was applied), and opening again retries"
-                ),
-                code: e.source.raw_os_error(),
-                replay_from: None,
-                applied: false,
-            })
-        })
-    }
-
-    /// Reads the sidecar from disk and opens every key in it that the
-    /// keystore lacks. Done at open and before each bootstrap/rotation, so
-    /// the keystore always mirrors the sidecar on disk, even after a
-    /// failed write whose outcome is unknown.
-    fn sync_from_disk(&mut self) -> Result<Option<Sidecar>, ApplyError> {
-        let Some(sidecar) = sidecar::read(&self.sidecar_path)? else {
-            return Ok(None);
-        };
-        for (&id, key) in &sidecar.keys {
-            let dek = self.unwrap(id, key.purpose, &key.wrapped)?;
-            self.keystore.install(id, dek)?;
-        }
-        Ok(Some(sidecar))
-    }
-
-    fn unwrap(&self, dek_id: u32, purpose: Purpose, wrapped: &[u8]) -> Result<Dek, ApplyError> {
-        self.kek
-            .unwrap(wrapped)
-            .map_err(|problem| ApplyError::KekUnwrap {
-                dek_id,
-                purpose,
-                problem,
-            })
-    }
-}
-
-/// The storage fault of a sidecar write that failed: before its rename
-/// nothing changed; after it (`e.renamed`) the new file is in place but may
-/// not survive a power loss, so the entry took effect (`applied`) without
-/// being recorded, and its replay completes it.
-fn sidecar_fault(path: &std::path::Path, e: &crate::fsutil::WriteError) -> ApplyError {
-    let (operation, consequence) = if e.renamed {
-        (
-            "making keys.json durable",
-            "keys.json was replaced but may not survive a power loss; the registry does not \
-             record the entry as applied, and replaying it writes keys.json again",
-        )
-    } else {
-        (
-            "writing keys.json",
-            "keys.json is unchanged and nothing of the entry was committed",
-        )
-    };
-    ApplyError::Storage(StorageError {
-        operation,
-        path: path.to_path_buf(),
-        detail: format!("{e}: {consequence}"),
-        code: e.source.raw_os_error(),
-        replay_from: None,
-        applied: e.renamed,
-    })
-}
-
-/// Writes `next` as the sidecar. A failure after the rename marks the
-/// sidecar unsynced, so the next write is forced.
-fn write_sidecar(crypto: &mut Crypto, next: &Sidecar) -> Result<(), ApplyError> {
-    match sidecar::write_durable_or_renamed(&crypto.sidecar_path, next) {
-        Ok(()) => {
-            crypto.unsynced = false;
-            Ok(())
-        }
-        Err(WriteFailure::Invalid(e)) => Err(e.into()),
-        Err(WriteFailure::NotWritten(e)) => Err(sidecar_fault(&crypto.sidecar_path, &e)),
-        Err(WriteFailure::NotDurable(e)) => {
-            crypto.unsynced = true;
-            Err(sidecar_fault(&crypto.sidecar_path, &e))
-        }
-    }
-}
+use crate::sidecar::{self, Sidecar, SidecarKey};
+use crate::store::{Aftermath, StorageError, WriteTxn};
+use crate::wire::{Bootstrap, PayloadKind, Purpose, Registration, Rotation, ROTATE_DEK};
 
 /// Records a rotated key as Go does (applier.go, writeRotationSidecar): at
 /// the node's pinned epoch for its purpose, and, for a key id already
@@ -218,11 +69,15 @@ fn add_key(sidecar: &mut Sidecar, dek_id: u32, purpose: Purpose, wrapped: &[u8])
 /// so that a failure before the sidecar's point of no return can take
 /// them back.
 #[derive(Default)]
-struct StagedRows(Vec<(Registration, Option<RegistryRow>)>);
+pub(super) struct StagedRows(Vec<(Registration, Option<RegistryRow>)>);
 
 impl StagedRows {
     /// Stages `reg` by the four cases in `txn`, remembering the old row.
-    fn stage(&mut self, txn: &mut WriteTxn<'_>, reg: &Registration) -> Result<(), ApplyError> {
+    pub(super) fn stage(
+        &mut self,
+        txn: &mut WriteTxn<'_>,
+        reg: &Registration,
+    ) -> Result<(), ApplyError> {
         let previous = txn.get_row(reg.dek_id, reg.node_id16())?;
         if stage_registration(txn, reg)?.is_some() {
             self.0.push((*reg, previous));
@@ -245,8 +100,13 @@ struct KeyChange {
 }
 
 impl Applier {
-    fn crypto_for(&mut self, kind: PayloadKind) -> Result<&mut Crypto, ApplyError> {
-        self.crypto.as_mut().ok_or_else(|| no_kek(kind))
+    /// The keyring, or the "no KEK" halt of an entry of `kind`. The entry
+    /// points ask for it twice: first, before the payload's own checks, so
+    /// that an applier without a KEK halts for that reason whatever the
+    /// payload holds; then again to use it, once the checks that borrow
+    /// `self` are done.
+    pub(super) fn keyring_for(&mut self, kind: PayloadKind) -> Result<&mut Keyring, ApplyError> {
+        self.keyring.as_mut().ok_or_else(|| no_kek(kind))
     }
 
     pub fn apply_bootstrap(&mut self, b: &Bootstrap) -> Result<Outcome, ApplyError> {
@@ -261,24 +121,24 @@ impl Applier {
         index: Option<u64>,
     ) -> Result<Outcome, ApplyError> {
         b.validate()?;
-        self.crypto_for(PayloadKind::Bootstrap)?;
+        self.keyring_for(PayloadKind::Bootstrap)?;
         check_bootstrap(b)?;
         let keys = [
             (b.storage_dek_id, Purpose::Storage, &b.wrapped_storage),
             (b.raft_dek_id, Purpose::Raft, &b.wrapped_raft),
         ];
-        let crypto = self.crypto_for(PayloadKind::Bootstrap)?;
-        let current = crypto.sync_from_disk()?;
+        let keyring = self.keyring_for(PayloadKind::Bootstrap)?;
+        let current = keyring.sync_from_disk()?;
         check_bootstrap_replay(current.as_ref(), b)?;
         for (id, purpose, _) in keys {
             check_purpose(current.as_ref(), id, purpose)?;
         }
         let mut deks = Vec::with_capacity(2);
         for (id, purpose, wrapped) in keys {
-            deks.push((id, crypto.unwrap(id, purpose, wrapped)?));
+            deks.push((id, keyring.unwrap(id, purpose, wrapped)?));
         }
         for (id, dek) in &deks {
-            crypto.keystore.check(*id, dek)?;
+            keyring.keystore.check(*id, dek)?;
         }
         let mut next = sidecar::next_version(current.as_ref());
         next.advance_raft_applied_index(index);
@@ -323,25 +183,25 @@ impl Applier {
         index: Option<u64>,
     ) -> Result<Outcome, ApplyError> {
         r.validate()?;
-        self.crypto_for(PayloadKind::Rotation)?;
+        self.keyring_for(PayloadKind::Rotation)?;
         if r.sub_tag != ROTATE_DEK {
             return self.apply_cutover_at(r, index);
         }
         check_rotation(r)?;
-        let crypto = self.crypto_for(PayloadKind::Rotation)?;
-        let current = crypto.sync_from_disk()?;
+        let keyring = self.keyring_for(PayloadKind::Rotation)?;
+        let current = keyring.sync_from_disk()?;
         let Some(current) = current.filter(Sidecar::is_bootstrapped) else {
             return Err(ApplyError::NotBootstrapped { dek_id: r.dek_id });
         };
         check_purpose(Some(&current), r.dek_id, r.purpose)?;
-        let dek = crypto.unwrap(r.dek_id, r.purpose, &r.wrapped)?;
-        crypto.keystore.check(r.dek_id, &dek)?;
+        let dek = keyring.unwrap(r.dek_id, r.purpose, &r.wrapped)?;
+        keyring.keystore.check(r.dek_id, &dek)?;
         let mut next = sidecar::next_version(Some(&current));
         next.advance_raft_applied_index(index);
         next.set_active(r.purpose, r.dek_id);
         let epoch = match r.purpose {
-            Purpose::Storage => crypto.epochs.0,
-            Purpose::Raft => crypto.epochs.1,
+            Purpose::Storage => keyring.epochs.0,
+            Purpose::Raft => keyring.epochs.1,
         };
         put_rotated_key(&mut next, r.dek_id, r.purpose, &r.wrapped, epoch);
         self.fault_at(FaultPoint::AfterUnwrap)?;
@@ -353,8 +213,11 @@ impl Applier {
         // Past the Raft cutover, a new Raft key must reach the host before
         // anything is written (Go tells it after; we keep "a halt writes
         // nothing", and a replay tells it again).
-        if r.purpose == Purpose::Raft && next.raft_envelope_cutover_index != 0 {
-            self.tell_raft_cutover(next.raft_envelope_cutover_index, r.dek_id)?;
+        if let Some(cutover) = next
+            .raft_cutover_index()
+            .filter(|_| r.purpose == Purpose::Raft)
+        {
+            self.tell_raft_cutover(cutover, r.dek_id)?;
         }
         let change = KeyChange {
             kind: PayloadKind::Rotation,
@@ -367,56 +230,6 @@ impl Applier {
             Outcome::Rotated
         } else {
             Outcome::Unchanged
-        })
-    }
-
-    /// An envelope cutover (sub-tags 0x04/0x05, SPEC §7): Go's stale /
-    /// already-active / fresh branches, in Go's order per layer. Only the
-    /// fresh branch applies the proposer row (by the four cases) and flips
-    /// the sidecar; every branch advances the Raft applied index. The Raft
-    /// hook runs before anything is written.
-    fn apply_cutover_at(
-        &mut self,
-        r: &Rotation,
-        index: Option<u64>,
-    ) -> Result<Outcome, ApplyError> {
-        check_cutover(r, index)?;
-        let crypto = self.crypto_for(PayloadKind::Rotation)?;
-        let Some(current) = crypto.sync_from_disk()?.filter(Sidecar::is_bootstrapped) else {
-            return Err(ApplyError::NotBootstrapped { dek_id: r.dek_id });
-        };
-        let branch = cutover_branch(&current, r);
-        let raft = r.sub_tag == ENABLE_RAFT_ENVELOPE;
-        let mut next = sidecar::next_version(Some(&current));
-        next.advance_raft_applied_index(index);
-        let env = Arc::clone(&self.env);
-        let mut txn = env.begin_write()?;
-        let mut staged = StagedRows::default();
-        if branch == CutoverBranch::Fresh {
-            staged.stage(&mut txn, &r.proposer)?;
-            if raft {
-                next.raft_envelope_cutover_index = index.unwrap_or(0);
-            } else {
-                next.storage_envelope_active = true;
-                next.storage_envelope_cutover_index = index.unwrap_or(0);
-            }
-        }
-        if raft && branch != CutoverBranch::Stale {
-            self.tell_raft_cutover(next.raft_envelope_cutover_index, next.active_raft)?;
-        }
-        let write = current != next;
-        self.rows_then_sidecar_then_index(
-            PayloadKind::Rotation,
-            txn,
-            &staged,
-            write,
-            &next,
-            index,
-        )?;
-        Ok(match branch {
-            CutoverBranch::Fresh => Outcome::Enabled,
-            CutoverBranch::AlreadyActive => Outcome::AlreadyActive,
-            CutoverBranch::Stale => Outcome::StaleDek,
         })
     }
 
@@ -444,7 +257,7 @@ impl Applier {
     /// nonce prefix for. A keys.json write that fails before its rename
     /// takes the rows back (a failed apply writes nothing); past the rename
     /// the rows stay with the live sidecar, and the replay completes it.
-    fn rows_then_sidecar_then_index(
+    pub(super) fn rows_then_sidecar_then_index(
         &mut self,
         kind: PayloadKind,
         txn: WriteTxn<'_>,
@@ -460,20 +273,18 @@ impl Applier {
             drop(txn);
         }
         self.fault_at(FaultPoint::AfterRegistryRows)?;
-        let crypto = self.crypto_for(kind)?;
-        if write || crypto.unsynced {
-            if let Err(mut e) = write_sidecar(crypto, next) {
+        let keyring = self.keyring_for(kind)?;
+        if write || keyring.unsynced {
+            if let Err(mut e) = write_sidecar(keyring, next) {
                 let renamed = matches!(&e, ApplyError::Storage(s) if s.applied);
                 if staged.wrote() && !renamed {
                     if let Err(undo) = self.restore_rows(staged) {
                         // The rows stay (a replay writes the same rows); say so.
                         if let ApplyError::Storage(s) = &mut e {
-                            s.detail = format!(
-                                "{}; and the {} registry row(s) committed before it could not be \
-                                 taken back ({undo}): a replay of this entry writes the same rows",
-                                s.detail,
-                                staged.0.len()
-                            );
+                            s.aftermath.push(Aftermath::RowsKept {
+                                rows: staged.0.len(),
+                                undo: undo.to_string(),
+                            });
                         }
                     }
                 }
@@ -495,17 +306,6 @@ impl Applier {
         self.finish(txn, false, index).map_err(past_no_return)
     }
 
-    fn tell_raft_cutover(&self, cutover_index: u64, dek_id: u32) -> Result<(), ApplyError> {
-        let Some(hook) = self.crypto.as_ref().and_then(|c| c.on_raft_cutover.clone()) else {
-            return Ok(());
-        };
-        (hook.0)(cutover_index, dek_id).map_err(|failure| ApplyError::CutoverHook {
-            cutover_index,
-            dek_id,
-            failure,
-        })
-    }
-
     /// The mutating tail shared by bootstrap and rotation: keystore, then
     /// registry rows, keys.json and the index (see
     /// [`Applier::rows_then_sidecar_then_index`]). Returns whether anything
@@ -520,9 +320,9 @@ impl Applier {
     ) -> Result<bool, ApplyError> {
         let mut installed = Vec::new();
         let result = (|| {
-            let crypto = self.crypto_for(change.kind)?;
+            let keyring = self.keyring_for(change.kind)?;
             for (id, dek) in change.deks {
-                if crypto.keystore.install(id, dek)? == Install::New {
+                if keyring.keystore.install(id, dek)? == Install::New {
                     installed.push(id);
                 }
             }
@@ -551,9 +351,9 @@ impl Applier {
             }
         }
         if result.is_err() {
-            if let Some(crypto) = self.crypto.as_mut() {
+            if let Some(keyring) = self.keyring.as_mut() {
                 for id in installed {
-                    crypto.keystore.remove(id);
+                    keyring.keystore.remove(id);
                 }
             }
         }

@@ -6,9 +6,15 @@
 //! leaves the registry byte-for-byte as it was.
 //!
 //! - `mod.rs`: opening, dispatch, the Raft applied index, map growth;
-//! - `keys.rs`: bootstrap and rotation (KEK, keystore, sidecar);
-//! - `batch.rs`: `apply_many`, group commit over runs of registrations;
-//! - `fault.rs`: the crash-test hook, reachable only through [`testing`].
+//! - `keys.rs`: bootstrap and rotation, and the crash order every keyed
+//!   entry commits in (registry rows, then keys.json, then the index);
+//! - `cutover.rs`: envelope cutovers (sub-tags 0x04/0x05, SPEC §7) and the
+//!   host's `on_raft_cutover` hook;
+//! - `keyring.rs`: the KEK, keystore and sidecar an applier holds;
+//! - `batch.rs`: `apply_many` over runs of registrations;
+//! - `group.rs`: write-behind group commit (`group_commit=`);
+//! - `fault.rs`: the crash-test hook, reachable only through [`testing`];
+//! - `tests.rs`: the applier's unit tests.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,8 +23,8 @@ use crate::error::{ApplierOpenError, ApplyError};
 use crate::kek::Kek;
 use crate::keystore::Keystore;
 use crate::rules::{decide, Decision, Outcome};
-use crate::sidecar::SidecarError;
 use crate::sidecar::{self, Sidecar};
+use crate::sidecar::{SidecarError, SidecarProblem};
 use crate::store::{
     open_env_sized, open_error, recreate_if_uncommitted, OpenMode, RegistryEnv, StorageError,
     WriteTxn, WriterLock, DEFAULT_MAP_SIZE,
@@ -27,17 +33,19 @@ use crate::view::Registry;
 use crate::wire::{Entry, Registration};
 
 mod batch;
+mod cutover;
 mod fault;
 mod group;
+mod keyring;
 mod keys;
 #[cfg(test)]
 mod tests;
 
 pub use batch::{BatchHalt, Indexes};
+pub use cutover::RaftCutoverHook;
 pub use fault::{FaultAction, FaultPoint};
 pub use group::GroupCommit;
-use keys::Crypto;
-pub use keys::RaftCutoverHook;
+use keyring::Keyring;
 
 /// Entry points for tests of crash recovery. Not part of the applier's
 /// API: a production host never arms a fault.
@@ -52,7 +60,7 @@ pub mod testing {
 pub struct Applier {
     env: Arc<RegistryEnv>,
     _lock: WriterLock,
-    crypto: Option<Crypto>,
+    keyring: Option<Keyring>,
     fault: Option<(FaultPoint, FaultAction)>,
     /// The highest Raft index applied. This applier is the only writer, so
     /// it is the one on disk, or (group commit) the highest staged.
@@ -188,13 +196,12 @@ impl Applier {
             // process's working directory, or a chdir would start a second
             // sidecar and let a second bootstrap through.
             let sidecar_path = match options.sidecar {
-                Some(p) => std::path::absolute(&p).map_err(|e| SidecarError {
-                    path: p.clone(),
-                    reason: format!("cannot resolve the path: {e}"),
+                Some(p) => std::path::absolute(&p).map_err(|e| {
+                    SidecarError::new(&p, SidecarProblem::CannotResolvePath(e.to_string()))
                 })?,
                 None => applier.env.path().join(sidecar::SIDECAR_FILE),
             };
-            applier.crypto = Some(Crypto::open(
+            applier.keyring = Some(Keyring::open(
                 kek,
                 sidecar_path,
                 options.on_raft_cutover,
@@ -220,7 +227,7 @@ impl Applier {
         Ok(Applier {
             env,
             _lock: lock,
-            crypto: None,
+            keyring: None,
             fault: None,
             applied_index,
             durable_index: applied_index,
@@ -255,24 +262,24 @@ impl Applier {
     }
 
     pub fn has_kek(&self) -> bool {
-        self.crypto.is_some()
+        self.keyring.is_some()
     }
 
     pub fn kek(&self) -> Option<&Kek> {
-        self.crypto.as_ref().map(|c| &c.kek)
+        self.keyring.as_ref().map(|c| &c.kek)
     }
 
     pub fn keystore(&self) -> Option<&Keystore> {
-        self.crypto.as_ref().map(|c| &c.keystore)
+        self.keyring.as_ref().map(|c| &c.keystore)
     }
 
     pub fn sidecar_path(&self) -> Option<&Path> {
-        self.crypto.as_ref().map(|c| c.sidecar_path.as_path())
+        self.keyring.as_ref().map(|c| c.sidecar_path.as_path())
     }
 
     /// The sidecar as it is on disk now (`None` without a KEK or a file).
     pub fn sidecar(&self) -> Result<Option<Sidecar>, SidecarError> {
-        match &self.crypto {
+        match &self.keyring {
             Some(c) => sidecar::read(&c.sidecar_path),
             None => Ok(None),
         }
@@ -382,17 +389,15 @@ impl Applier {
         let from = self
             .replay_from()
             .map_or("the log's first entry".to_owned(), |i| format!("index {i}"));
-        ApplyError::Storage(StorageError {
-            operation: "applying past entries a failed commit lost",
-            path: self.env.path().to_path_buf(),
-            detail: format!(
+        ApplyError::Storage(StorageError::new(
+            "applying past entries a failed commit lost",
+            self.env.path().to_path_buf(),
+            format!(
                 "the entry at Raft index {index} comes after staged entries up to index {lost} \
                  that a failed commit did not write; nothing was applied: replay from {from} first"
             ),
-            code: None,
-            replay_from: None,
-            applied: false,
-        })
+            None,
+        ))
     }
 
     /// Applies `entry` as the Raft log entry at `index` (when given): an

@@ -153,7 +153,8 @@ fn sidecar_to_py(py: Python<'_>, err: &SidecarError) -> PyErr {
         err.to_string(),
         vec![
             ("path", field(py, err.path.to_string_lossy())),
-            ("reason", field(py, err.reason.as_str())),
+            ("code", field(py, err.code())),
+            ("reason", field(py, err.reason())),
         ],
     )
 }
@@ -508,18 +509,16 @@ impl<T: Send> Handle<T> {
     }
 
     fn forked(&self) -> CoreError {
-        CoreError::Registry(RegistryError::Storage(StorageError {
-            operation: "using a handle inherited through fork()",
-            path: self.path.clone(),
-            detail: format!(
+        CoreError::Registry(RegistryError::Storage(StorageError::new(
+            "using a handle inherited through fork()",
+            self.path.clone(),
+            format!(
                 "this {} was opened by the parent of a fork(); LMDB handles cannot cross \
                  fork, so open a new {} in this process",
                 self.what, self.what
             ),
-            code: None,
-            replay_from: None,
-            applied: false,
-        }))
+            None,
+        )))
     }
 
     /// Runs `f` on the open object, without the GIL; a closed handle is

@@ -300,7 +300,10 @@ impl PySidecar {
 
     /// The sidecar as the JSON this package writes.
     fn to_json(&self) -> PyResult<String> {
-        let json = self.0.to_json().map_err(PyValueError::new_err)?;
+        let json = self
+            .0
+            .to_json()
+            .map_err(|problem| PyValueError::new_err(problem.to_string()))?;
         Ok(String::from_utf8_lossy(&json).into_owned())
     }
 

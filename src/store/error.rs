@@ -1,6 +1,7 @@
 //! The store's errors: a storage fault (with the replay rule's fields),
 //! why an environment could not be opened, and a failed read of a row.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::verify::Damage;
@@ -8,7 +9,7 @@ use crate::registry::RegistryCorruption;
 
 /// An LMDB or file-system fault.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("storage fault while {operation} in {}: {detail}", path.display())]
+#[error("storage fault while {operation} in {}: {detail}{}", path.display(), Aftermaths(aftermath))]
 pub struct StorageError {
     pub operation: &'static str,
     pub path: PathBuf,
@@ -24,9 +25,84 @@ pub struct StorageError {
     /// `keys.json` renamed over the old one) but not yet durable, and not
     /// recorded as applied: the replay from `replay_from` completes it.
     pub applied: bool,
+    /// What else the failure left behind, learnt after the fault itself;
+    /// each adds a clause to the message.
+    pub aftermath: Vec<Aftermath>,
+}
+
+/// A consequence of a storage fault, known only once it was handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Aftermath {
+    /// LMDB then marked the environment unusable (a failed meta write).
+    EnvironmentUnusable,
+    /// Group commit: the staged entries this commit carried are gone.
+    StagedNotCommitted {
+        entries: usize,
+        /// The highest Raft index among them; `None` when they were
+        /// applied without indexes.
+        through_index: Option<u64>,
+    },
+    /// The registry rows an entry committed before its keys.json write
+    /// failed could not be taken back (why: `undo`).
+    RowsKept { rows: usize, undo: String },
+}
+
+impl fmt::Display for Aftermath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Aftermath::EnvironmentUnusable => write!(
+                f,
+                "LMDB then marked the environment unusable: {}",
+                super::REOPEN_HINT
+            ),
+            Aftermath::StagedNotCommitted {
+                entries,
+                through_index,
+            } => {
+                let noun = if *entries == 1 { "entry" } else { "entries" };
+                write!(f, "the {entries} staged {noun} (")?;
+                match through_index {
+                    Some(i) => write!(f, "Raft indexes up to {i}")?,
+                    None => f.write_str("applied without indexes")?,
+                }
+                f.write_str(") were not committed")
+            }
+            Aftermath::RowsKept { rows, undo } => write!(
+                f,
+                "and the {rows} registry row(s) committed before it could not be taken back \
+                 ({undo}): a replay of this entry writes the same rows"
+            ),
+        }
+    }
+}
+
+/// The aftermath clauses of a message, each after "; ".
+struct Aftermaths<'a>(&'a [Aftermath]);
+
+impl fmt::Display for Aftermaths<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|a| write!(f, "; {a}"))
+    }
 }
 
 impl StorageError {
+    pub fn new(
+        operation: &'static str,
+        path: impl Into<PathBuf>,
+        detail: impl Into<String>,
+        code: Option<i32>,
+    ) -> StorageError {
+        StorageError {
+            operation,
+            path: path.into(),
+            detail: detail.into(),
+            code,
+            replay_from: None,
+            applied: false,
+            aftermath: Vec::new(),
+        }
+    }
+
     /// LMDB's "map full": nothing of the transaction was committed, and
     /// it may be retried once the map has grown.
     pub fn is_map_full(&self) -> bool {

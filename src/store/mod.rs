@@ -39,7 +39,7 @@ mod txn;
 pub mod verify;
 
 pub(crate) use error::open_error;
-pub use error::{OpenError, RegistryError, StorageError};
+pub use error::{Aftermath, OpenError, RegistryError, StorageError};
 pub use lock::WriterLock;
 pub use open::recreate_if_uncommitted;
 use open::{open_lmdb, Checked};
@@ -224,14 +224,7 @@ impl RegistryEnv {
             ),
             _ => err.to_string(),
         };
-        StorageError {
-            operation,
-            path: self.path.clone(),
-            detail,
-            code: Some(lmdb_code(&err)),
-            replay_from: None,
-            applied: false,
-        }
+        StorageError::new(operation, self.path.clone(), detail, Some(lmdb_code(&err)))
     }
 
     /// Frees reader slots left behind by processes that died inside a read
@@ -280,19 +273,17 @@ impl RegistryEnv {
                 *open += 1;
                 Ok((txn, TxnToken { env: self }))
             }
-            Err(lmdb::Error::MapResized) => Err(StorageError {
-                operation: what,
-                path: self.path.clone(),
-                detail: format!(
+            Err(lmdb::Error::MapResized) => Err(StorageError::new(
+                what,
+                self.path.clone(),
+                format!(
                     "another process grew the registry's map, and this process can adopt the \
                      new size only when none of its {} open views or transactions is active; \
                      close open Registry views and retry",
                     *open
                 ),
-                code: Some(ffi::MAP_RESIZED),
-                replay_from: None,
-                applied: false,
-            }),
+                Some(ffi::MAP_RESIZED),
+            )),
             Err(e) => Err(self.storage_error(what, e)),
         }
     }
@@ -303,16 +294,13 @@ impl RegistryEnv {
         if self.pid == std::process::id() {
             return Ok(());
         }
-        Err(StorageError {
-            operation: what,
-            path: self.path.clone(),
-            detail: "this registry handle was opened by the parent of a fork(); LMDB handles \
-                     cannot cross fork, so open a new Applier or Registry in this process"
-                .into(),
-            code: None,
-            replay_from: None,
-            applied: false,
-        })
+        Err(StorageError::new(
+            what,
+            self.path.clone(),
+            "this registry handle was opened by the parent of a fork(); LMDB handles \
+                     cannot cross fork, so open a new Applier or Registry in this process",
+            None,
+        ))
     }
 
     fn in_opening_process(&self) -> bool {
@@ -334,19 +322,17 @@ impl RegistryEnv {
         let open = lock(&self.gate);
         let current = self.map_size();
         if *open > 0 {
-            return Err(StorageError {
-                operation: "growing the map",
-                path: self.path.clone(),
-                detail: format!(
+            return Err(StorageError::new(
+                "growing the map",
+                self.path.clone(),
+                format!(
                     "the registry filled its map of {current} bytes and cannot grow while {} \
                      read views of it are open in this process; close them (Registry.close()) \
                      and apply the entry again",
                     *open
                 ),
-                code: Some(ffi::MAP_FULL),
-                replay_from: None,
-                applied: false,
-            });
+                Some(ffi::MAP_FULL),
+            ));
         }
         let target = current.saturating_mul(2).max(1 << 20);
         // SAFETY: the gate is held and no transaction is open in this process.

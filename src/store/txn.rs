@@ -96,14 +96,12 @@ fn scan<T: Transaction>(
                 }
             }
             Ok((None, _)) => {
-                return Err(StorageError {
-                    operation: "scanning the registry",
-                    path: env.path.clone(),
-                    detail: "LMDB cursor returned a value without a key".into(),
-                    code: None,
-                    replay_from: None,
-                    applied: false,
-                }
+                return Err(StorageError::new(
+                    "scanning the registry",
+                    env.path.clone(),
+                    "LMDB cursor returned a value without a key",
+                    None,
+                )
                 .into())
             }
             Err(lmdb::Error::NotFound) => break,
@@ -244,11 +242,7 @@ impl<'env> WriteTxn<'env> {
             txn.commit().map_err(|e| {
                 let mut error = env.storage_error("committing", e);
                 if e != lmdb::Error::Panic && env.note_if_fatal() {
-                    error.detail = format!(
-                        "{}; LMDB then marked the environment unusable: {}",
-                        error.detail,
-                        super::REOPEN_HINT
-                    );
+                    error.aftermath.push(super::Aftermath::EnvironmentUnusable);
                 }
                 error
             })

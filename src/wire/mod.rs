@@ -15,6 +15,12 @@ pub const OP_BOOTSTRAP: u8 = 0x04;
 pub const OP_ROTATION: u8 = 0x05;
 /// Reserved encryption opcodes: they must halt, never be ignored.
 pub const OP_RESERVED: [u8; 2] = [0x06, 0x07];
+/// The encryption range of the Raft log's opcodes (SPEC §2).
+pub const ENCRYPTION_OPCODES: std::ops::RangeInclusive<u8> = OP_REGISTRATION..=OP_RESERVED[1];
+/// The encryption opcodes whose entries record their index in keys.json
+/// (bootstrap, rotation) or halt (the reserved ones): every one but the
+/// registration, which only writes a registry row.
+pub const SIDECAR_OPCODES: std::ops::RangeInclusive<u8> = OP_BOOTSTRAP..=OP_RESERVED[1];
 pub const WIRE_VERSION: u8 = 0x01;
 pub const ROTATE_DEK: u8 = 0x01;
 /// The one-shot storage-layer cutover: from this entry on, storage values
@@ -34,7 +40,7 @@ const REGISTRATION_BODY_LEN: usize = 4 + 8 + 2;
 
 /// Whether `opcode` belongs to the encryption range (0x03..=0x07).
 pub fn is_encryption_opcode(opcode: u8) -> bool {
-    (OP_REGISTRATION..=0x07).contains(&opcode)
+    ENCRYPTION_OPCODES.contains(&opcode)
 }
 
 /// The lower 16 bits of a full node id: the AES-GCM nonce prefix and the

@@ -114,13 +114,13 @@ impl RegistryEnv {
     /// transaction pins it, so a writer in another process reuses none of
     /// its pages meanwhile.
     pub fn verify(&self, options: WalkOptions) -> Result<VerifyReport, StorageError> {
-        let io_error = |e: io::Error| StorageError {
-            operation: "verifying data.mdb",
-            path: self.path.clone(),
-            detail: e.to_string(),
-            code: e.raw_os_error(),
-            replay_from: None,
-            applied: false,
+        let io_error = |e: io::Error| {
+            StorageError::new(
+                "verifying data.mdb",
+                self.path.clone(),
+                e.to_string(),
+                e.raw_os_error(),
+            )
         };
         let file = open_data_file(&self.path.join(DATA_FILE)).map_err(io_error)?;
         // A problem may be passing: a meta page read while another process
