@@ -4,14 +4,30 @@
 //!
 //! The core modules know nothing of Python; `bindings` (feature `python`)
 //! is the one place that converts types and maps errors to exceptions.
+//! Every module, with the SPEC section it implements:
 //!
-//! - `wire`: the entry codec (SPEC §2); `registry`: the row codec (§3);
-//! - `rules`: the four cases and the payload checks, as pure functions;
-//! - `store`: the LMDB environment, transaction guards, the writer lock;
-//! - `applier`: applies entries through the rules into the store;
-//! - `view`: the read-only, snapshot-pinned `Registry`;
-//! - `kek`, `keystore`, `sidecar`: keys and `keys.json` (§5);
-//! - `error`: the aggregate errors; `fsutil`: durable private writes.
+//! - [`wire`]: the entry codec (§2), `MalformedPayload`;
+//! - [`registry`]: the row key/value codec (§3), `RegistryCorruption`;
+//! - [`rules`]: pure functions: the four-case rule (`decide`), the
+//!   bootstrap, rotation and cutover checks (`check_cutover`,
+//!   `cutover_branch`);
+//! - [`store`]: the LMDB environment, transaction guards, the writer lock,
+//!   the raw FFI (`store/ffi.rs`) and the page verifier (`store::verify`);
+//! - [`applier`]: applies entries through the rules into the store; keyed
+//!   entries in `applier/keys.rs`, envelope cutovers in
+//!   `applier/cutover.rs`, group commit in `applier/group.rs`;
+//! - [`view`]: the read-only, snapshot-pinned `Registry`, and its
+//!   summaries (`view::summary`: stats, digest, diff, columns);
+//! - [`kek`]: the file KEK and AES-256-GCM wrapping (§5);
+//! - [`keystore`]: DEK id → key, fingerprints;
+//! - [`sidecar`]: `keys.json` (§5): strict reader, Go's exact writer,
+//!   typed `SidecarProblem`s, local epochs;
+//! - [`envelope`]: storage and Raft envelopes (§7), the nonce audit;
+//! - [`nodeid`]: node ids, `node_id16` collisions, bootstrap batches (§7);
+//! - [`startup`]: elastickv's start-up guards, in Go's order (§7);
+//! - [`error`]: the aggregate errors (`ApplyError`, `ApplierOpenError`)
+//!   and the rules' refusals (`RejectReason`);
+//! - [`fsutil`]: the one durable owner-only file write, small helpers.
 
 pub mod applier;
 pub mod envelope;

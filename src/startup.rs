@@ -288,28 +288,103 @@ pub fn diagnose(
     registry: Option<&dyn RegistryLookup>,
     first_only: bool,
 ) -> Result<Vec<Refusal>, StartupError> {
-    let mut out = Vec::new();
-    let stop = |out: &Vec<Refusal>| first_only && !out.is_empty();
-    let path = input.sidecar_path;
-    let present = match path {
-        Some(p) => match std::fs::metadata(p) {
-            Ok(_) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            // Unknown is not absent: that would turn the guards off.
-            Err(e) => {
-                return Err(StartupError::Stat {
-                    path: p.to_path_buf(),
-                    detail: e.to_string(),
-                })
-            }
-        },
-        None => false,
+    let mut ctx = Guarded {
+        input,
+        registry,
+        present: sidecar_present(input.sidecar_path)?,
+        sidecar: None,
     };
-    // 0: before anything else, with the sidecar read whatever the KEK.
-    if let (true, Some(snapshot), Some(p)) =
-        (input.encryption_enabled, input.snapshot_cutover_index, path)
-    {
-        let ours = if present {
+    let mut out = Vec::new();
+    // 0 runs before the sidecar is parsed for the others (startup.go).
+    envelope_cutover_divergence(&ctx, &mut out)?;
+    if first_only && !out.is_empty() {
+        return Ok(out);
+    }
+    ctx.sidecar = ctx.parse_sidecar()?;
+    for step in GUARDS {
+        for guard in step {
+            guard(&ctx, &mut out)?;
+        }
+        if first_only && !out.is_empty() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// What every guard looks at.
+struct Guarded<'i, 'r> {
+    input: &'i StartupInput<'i>,
+    registry: Option<&'r dyn RegistryLookup>,
+    /// Whether a sidecar exists at the configured path.
+    present: bool,
+    /// The sidecar, parsed only when it matters (startup.go:156-171):
+    /// encryption on, a KEK configured and the file present.
+    sidecar: Option<Sidecar>,
+}
+
+impl Guarded<'_, '_> {
+    fn parse_sidecar(&self) -> Result<Option<Sidecar>, StartupError> {
+        let input = self.input;
+        Ok(match input.sidecar_path {
+            Some(p) if self.present && input.encryption_enabled && input.kek.is_some() => {
+                sidecar::read(p)?
+            }
+            _ => None,
+        })
+    }
+
+    /// The sidecar, once a storage key is active (guards 6 and 7).
+    fn storage_active(&self) -> Option<&Sidecar> {
+        self.sidecar.as_ref().filter(|s| s.active_storage != 0)
+    }
+}
+
+/// One guard: pushes its refusal, if any.
+type Guard = fn(&Guarded<'_, '_>, &mut Vec<Refusal>) -> Result<(), StartupError>;
+
+/// Guards 1 to 8 in Go's order, in steps: with `first_only`, the run stops
+/// after the first step that refused (guards 1 and 2 are one step, as Go
+/// checks both before returning).
+const GUARDS: [&[Guard]; 7] = [
+    &[sidecar_present_without_flag, kek_required_with_flag],
+    &[kek_mismatch],
+    &[local_epoch_exhausted],
+    &[filesystem_probe],
+    &[node_id_collision],
+    &[local_epoch_rollback],
+    &[sidecar_behind_raft_log],
+];
+
+/// Whether a sidecar exists at `path`. Unknown is not absent: that would
+/// turn the guards off.
+fn sidecar_present(path: Option<&Path>) -> Result<bool, StartupError> {
+    let Some(p) = path else {
+        return Ok(false);
+    };
+    match std::fs::metadata(p) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StartupError::Stat {
+            path: p.to_path_buf(),
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// Guard 0: a restored snapshot's Raft cutover differs from the sidecar's
+/// (read whatever the KEK).
+fn envelope_cutover_divergence(
+    ctx: &Guarded<'_, '_>,
+    out: &mut Vec<Refusal>,
+) -> Result<(), StartupError> {
+    let input = ctx.input;
+    if let (true, Some(snapshot), Some(p)) = (
+        input.encryption_enabled,
+        input.snapshot_cutover_index,
+        input.sidecar_path,
+    ) {
+        let ours = if ctx.present {
             sidecar::read(p)?
                 .and_then(|s| s.raft_cutover_index())
                 .unwrap_or(0)
@@ -323,28 +398,41 @@ pub fn diagnose(
             });
         }
     }
-    if stop(&out) {
-        return Ok(out);
-    }
-    // The sidecar is parsed only when it matters (startup.go:156-171).
-    let sidecar: Option<Sidecar> = match path {
-        Some(p) if present && input.encryption_enabled && input.kek.is_some() => sidecar::read(p)?,
-        _ => None,
-    };
-    // 1, 2
-    if let Some(p) = path.filter(|_| present && !input.encryption_enabled) {
+    Ok(())
+}
+
+/// Guard 1: a sidecar, but encryption is off.
+fn sidecar_present_without_flag(
+    ctx: &Guarded<'_, '_>,
+    out: &mut Vec<Refusal>,
+) -> Result<(), StartupError> {
+    let input = ctx.input;
+    if let Some(p) = input
+        .sidecar_path
+        .filter(|_| ctx.present && !input.encryption_enabled)
+    {
         out.push(Refusal::SidecarPresentWithoutFlag {
             path: p.to_path_buf(),
         });
     }
-    if input.encryption_enabled && input.kek.is_none() {
+    Ok(())
+}
+
+/// Guard 2: encryption on, no KEK.
+fn kek_required_with_flag(
+    ctx: &Guarded<'_, '_>,
+    out: &mut Vec<Refusal>,
+) -> Result<(), StartupError> {
+    if ctx.input.encryption_enabled && ctx.input.kek.is_none() {
         out.push(Refusal::KekRequiredWithFlag);
     }
-    if stop(&out) {
-        return Ok(out);
-    }
-    // 3: ascending ids; the first key that does not unwrap.
-    if let (true, Some(sc), Some(kek)) = (input.encryption_enabled, &sidecar, input.kek) {
+    Ok(())
+}
+
+/// Guard 3: in ascending ids, the first key that does not unwrap.
+fn kek_mismatch(ctx: &Guarded<'_, '_>, out: &mut Vec<Refusal>) -> Result<(), StartupError> {
+    if let (true, Some(sc), Some(kek)) = (ctx.input.encryption_enabled, &ctx.sidecar, ctx.input.kek)
+    {
         let failed = sc
             .keys
             .iter()
@@ -358,11 +446,17 @@ pub fn diagnose(
             });
         }
     }
-    if stop(&out) {
-        return Ok(out);
-    }
-    // 4
-    if let (true, Some(sc), Some(p)) = (input.encryption_enabled, &sidecar, path) {
+    Ok(())
+}
+
+/// Guard 4: an active key whose local epoch is used up.
+fn local_epoch_exhausted(
+    ctx: &Guarded<'_, '_>,
+    out: &mut Vec<Refusal>,
+) -> Result<(), StartupError> {
+    let input = ctx.input;
+    if let (true, Some(sc), Some(p)) = (input.encryption_enabled, &ctx.sidecar, input.sidecar_path)
+    {
         for purpose in [Purpose::Storage, Purpose::Raft] {
             let id = sc.active(purpose);
             if sc
@@ -379,63 +473,71 @@ pub fn diagnose(
             }
         }
     }
-    if stop(&out) {
-        return Ok(out);
-    }
-    // 5
-    if let (true, Some(p)) = (input.encryption_enabled, path) {
+    Ok(())
+}
+
+/// Guard 5: the sidecar's filesystem must honour fsync.
+fn filesystem_probe(ctx: &Guarded<'_, '_>, out: &mut Vec<Refusal>) -> Result<(), StartupError> {
+    if let (true, Some(p)) = (ctx.input.encryption_enabled, ctx.input.sidecar_path) {
         if let Some(refusal) = probe_filesystem(p)? {
             out.push(refusal);
         }
     }
-    if stop(&out) {
-        return Ok(out);
-    }
-    // 6, 7: only once a storage key is active.
-    if let Some(sc) = sidecar.as_ref().filter(|s| s.active_storage != 0) {
-        if let Some(&(first, second)) = find_node_id_collisions(input.members).first() {
+    Ok(())
+}
+
+/// Guard 6: two members share a node_id16 (once a storage key is active).
+fn node_id_collision(ctx: &Guarded<'_, '_>, out: &mut Vec<Refusal>) -> Result<(), StartupError> {
+    if ctx.storage_active().is_some() {
+        if let Some(&(first, second)) = find_node_id_collisions(ctx.input.members).first() {
             out.push(Refusal::NodeIdCollision { first, second });
         }
-        if stop(&out) {
-            return Ok(out);
-        }
-        if let Some(full) = input.full_node_id {
-            if let Some(refusal) =
-                rollback(sc, full, input.phase.unwrap_or(Phase::PreBump), registry)?
-            {
-                out.push(refusal);
-            }
+    }
+    Ok(())
+}
+
+/// Guard 7: this node's epoch went back (once a storage key is active).
+fn local_epoch_rollback(ctx: &Guarded<'_, '_>, out: &mut Vec<Refusal>) -> Result<(), StartupError> {
+    let input = ctx.input;
+    if let (Some(sc), Some(full)) = (ctx.storage_active(), input.full_node_id) {
+        let phase = input.phase.unwrap_or(Phase::PreBump);
+        if let Some(refusal) = rollback(sc, full, phase, ctx.registry)? {
+            out.push(refusal);
         }
     }
-    if stop(&out) {
-        return Ok(out);
-    }
-    // 8: Go only warns when the sidecar never recorded an index.
-    if let Some(sc) = sidecar.as_ref().filter(|s| s.raft_applied_index != 0) {
-        let engine = match input.engine_applied_index {
-            Some(i) => Some(i),
-            None => match registry {
-                Some(r) => r.applied_index()?,
-                None => None,
-            },
-        };
-        if let Some(engine) = engine.filter(|&e| sc.raft_applied_index < e) {
-            let hit = input.log.iter().find(|&&(index, opcode)| {
-                index > sc.raft_applied_index
-                    && index <= engine
-                    && SIDECAR_OPCODES.contains(&opcode)
+    Ok(())
+}
+
+/// Guard 8: the sidecar is behind an encryption entry the engine applied
+/// (Go only warns when the sidecar never recorded an index).
+fn sidecar_behind_raft_log(
+    ctx: &Guarded<'_, '_>,
+    out: &mut Vec<Refusal>,
+) -> Result<(), StartupError> {
+    let Some(sc) = ctx.sidecar.as_ref().filter(|s| s.raft_applied_index != 0) else {
+        return Ok(());
+    };
+    let engine = match ctx.input.engine_applied_index {
+        Some(i) => Some(i),
+        None => match ctx.registry {
+            Some(r) => r.applied_index()?,
+            None => None,
+        },
+    };
+    if let Some(engine) = engine.filter(|&e| sc.raft_applied_index < e) {
+        let hit = ctx.input.log.iter().find(|&&(index, opcode)| {
+            index > sc.raft_applied_index && index <= engine && SIDECAR_OPCODES.contains(&opcode)
+        });
+        if let Some(&(entry_index, opcode)) = hit {
+            out.push(Refusal::SidecarBehindRaftLog {
+                sidecar_applied_index: sc.raft_applied_index,
+                engine_applied_index: engine,
+                entry_index,
+                opcode,
             });
-            if let Some(&(entry_index, opcode)) = hit {
-                out.push(Refusal::SidecarBehindRaftLog {
-                    sidecar_applied_index: sc.raft_applied_index,
-                    engine_applied_index: engine,
-                    entry_index,
-                    opcode,
-                });
-            }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Guard 7 (main_encryption_startup_guard.go, as main.go runs it).

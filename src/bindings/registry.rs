@@ -356,7 +356,7 @@ impl PyRegistry {
         // One view at a time: `other` may be this very view.
         let left = self.read(py, |r| r.rows(None))?;
         let right = other.read(py, |r| r.rows(None))?;
-        Ok(PyRegistryDiff(codec::diff(&left, &right)))
+        Ok(PyRegistryDiff(crate::view::diff(&left, &right)))
     }
 
     /// The rows as five `array.array` columns (no object per row):
@@ -488,7 +488,7 @@ fn repr_table(head: &[RegistryRow], total: u64) -> String {
 
 /// Where two registries disagree (`Registry.diff`).
 #[pyclass(module = "encryption_applier", name = "RegistryDiff", frozen)]
-pub struct PyRegistryDiff(codec::RegistryDiff);
+pub struct PyRegistryDiff(crate::view::RegistryDiff);
 
 #[pymethods]
 impl PyRegistryDiff {

@@ -1,5 +1,6 @@
 //! The read-only `Registry` view: one pinned snapshot of a registry, with
-//! the reads and summaries (stats, digest, columns) built on a scan.
+//! the reads and summaries (stats, digest, columns) built on a scan; the
+//! summaries themselves are [`summary`].
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -7,10 +8,14 @@ use std::sync::Arc;
 
 use crate::error::{ApplierOpenError, ApplyError};
 use crate::nodeid::{check_join, WriterUint16Collision};
-use crate::registry::{dek_prefix, Columns, Digest, RegistryRow, Stats, REGISTRY_PREFIX};
+use crate::registry::{dek_prefix, RegistryRow, REGISTRY_PREFIX};
 use crate::store::verify::{VerifyReport, WalkOptions};
 use crate::store::{open_env, OpenMode, RegistryEnv, RegistryError, Snapshot, StorageError};
 use crate::wire::{node_id16, Registration};
+
+pub mod summary;
+
+pub use summary::{diff, Columns, DekStats, Digest, RegistryDiff, Stats};
 
 /// A read-only view of a registry, pinned to one consistent snapshot
 /// (taken when it opens, moved by [`Registry::refresh`]). Another process,
