@@ -25,6 +25,11 @@
 //! registry then reads as it was one commit earlier (as after a crash
 //! before that commit), and a replay from `applied_index + 1` converges.
 //! A damaged root, count, flag or size field is caught here.
+//!
+//! `format.rs` holds LMDB's on-disk constants and the meta pages (step 1),
+//! `walk/` the page walker (step 2, one page's checks in `walk/page.rs`),
+//! `report.rs` the `Damage` kinds and the `VerifyReport`; this file joins
+//! them to an environment (a walk pinned by a read transaction).
 
 use std::io;
 use std::path::Path;
