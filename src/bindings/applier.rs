@@ -8,7 +8,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
 use super::convert::{outcome_list, outcome_str, U16, U64};
-use super::errors::{apply_error_to_py, run_detached, Handle};
+use super::errors::apply_error_to_py;
+use super::handle::{run_detached, Handle};
 use super::keys::{PyFileKek, PyKeystore, PySidecar};
 use super::payloads::{entry_arg, PyBootstrap, PyRegistration, PyRotation};
 use super::registry::PyRegistry;

@@ -7,7 +7,8 @@ use pyo3::types::{PyBytes, PyTuple, PyType};
 use pyo3::IntoPyObjectExt;
 
 use super::convert::{bytes_arg, U16, U64};
-use super::errors::{build, field, run_detached, CoreError};
+use super::errors::{build, field, CoreError};
+use super::handle::run_detached;
 use super::keys::PySidecar;
 use super::registry::PyRegistry;
 use crate::envelope::{

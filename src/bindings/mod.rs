@@ -12,6 +12,7 @@ mod codec;
 mod convert;
 mod envelope;
 mod errors;
+mod handle;
 mod keys;
 mod payloads;
 mod registry;

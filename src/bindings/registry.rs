@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 
 use super::convert::{U16, U32, U64};
-use super::errors::{run_detached, Handle};
+use super::handle::{run_detached, Handle};
 use super::payloads::PyRegistration;
 use super::verify::PyVerifyReport;
 use crate::registry::{self as codec, RegistryRow};

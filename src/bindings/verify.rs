@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::errors::run_detached;
+use super::handle::run_detached;
 use crate::store::verify::{Damage, VerifyReport, WalkOptions};
 use crate::store::verify_path;
 
