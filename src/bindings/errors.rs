@@ -18,6 +18,7 @@ use pyo3::{intern, BoundObject};
 
 use super::convert::outcome_list;
 use crate::applier::BatchHalt;
+use crate::envelope::EnvelopeError;
 use crate::error::{ApplierOpenError, ApplyError};
 use crate::kek::{KekFileError, KekFileProblem, UnwrapError};
 use crate::nodeid::WriterUint16Collision;
@@ -189,6 +190,31 @@ fn open_error_to_py(py: Python<'_>, err: &OpenError) -> PyErr {
             build(py, "UncommittedRegistryError", err.to_string(), fields)
         }
         None => build(py, "RegistryOpenError", err.to_string(), fields),
+    }
+}
+
+pub(super) fn envelope_error_to_py(py: Python<'_>, err: &EnvelopeError) -> PyErr {
+    let msg = err.to_string();
+    match err {
+        EnvelopeError::Short { len } => build(
+            py,
+            "EnvelopeShortError",
+            msg,
+            vec![("length", field(py, *len))],
+        ),
+        EnvelopeError::Version { got } => build(
+            py,
+            "EnvelopeVersionError",
+            msg,
+            vec![("version", field(py, *got))],
+        ),
+        EnvelopeError::Integrity { key_id } => build(
+            py,
+            "IntegrityError",
+            msg,
+            vec![("key_id", field(py, *key_id))],
+        ),
+        EnvelopeError::UnknownKey { key_id } => pyo3::exceptions::PyKeyError::new_err(*key_id),
     }
 }
 

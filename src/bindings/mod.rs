@@ -2,10 +2,10 @@
 //! mapping of core errors to exceptions. No rules live here.
 //!
 //! One file per family of Python classes (`payloads`, `registry`,
-//! `applier`, `keys`), the module functions in `codec`, the conversions in
-//! `convert` and `errors`, and the test hooks in `test_support`. The
-//! exception classes themselves are declared in Python
-//! (`encryption_applier/exceptions.py`).
+//! `applier`, `kek`, `keystore`, `sidecar`), the module functions in
+//! `codec`, the conversions in `convert` and `errors`, and the test hooks
+//! in `test_support`. The exception classes themselves are declared in
+//! Python (`encryption_applier/exceptions.py`).
 
 mod applier;
 mod codec;
@@ -13,9 +13,11 @@ mod convert;
 mod envelope;
 mod errors;
 mod handle;
-mod keys;
+mod kek;
+mod keystore;
 mod payloads;
 mod registry;
+mod sidecar;
 mod startup;
 mod test_support;
 mod verify;
@@ -44,14 +46,15 @@ mod _native {
     #[pymodule_export]
     use super::envelope::{audit_nonces, PyEnvelope, PyNonce, PyNonceFinding};
     #[pymodule_export]
-    use super::keys::{
-        bump_local_epoch, prepare_epochs, read_sidecar, PyFileKek, PyKeystore, PySidecar,
-        PySidecarKey,
-    };
+    use super::kek::PyFileKek;
+    #[pymodule_export]
+    use super::keystore::PyKeystore;
     #[pymodule_export]
     use super::payloads::{PyBootstrap, PyRegistration, PyRotation};
     #[pymodule_export]
     use super::registry::{PyRegistry, PyRegistryDiff, PyRegistryRow};
+    #[pymodule_export]
+    use super::sidecar::{bump_local_epoch, prepare_epochs, read_sidecar, PySidecar, PySidecarKey};
     #[pymodule_export]
     use super::startup::{check_startup, diagnose_startup};
     #[pymodule_export]

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 
 use super::convert::{U16, U32, U64};
+use super::errors::CoreError;
 use super::handle::{run_detached, Handle};
 use super::payloads::PyRegistration;
 use super::verify::PyVerifyReport;
@@ -181,7 +182,7 @@ impl PyRegistry {
     pub(super) fn with_view<T: Send>(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&Registry) -> Result<T, super::errors::CoreError> + Send,
+        f: impl FnOnce(&Registry) -> Result<T, CoreError> + Send,
     ) -> PyResult<T> {
         self.inner.with(py, |registry| f(registry))
     }

@@ -10,7 +10,7 @@ use pyo3::types::PyBytes;
 use super::convert::U64;
 use super::errors::{build, field, CoreError};
 use super::handle::run_detached;
-use super::keys::PyFileKek;
+use super::kek::PyFileKek;
 use super::registry::PyRegistry;
 use crate::startup::{diagnose, Phase, Refusal, RollbackProblem, StartupInput};
 
