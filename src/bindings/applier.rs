@@ -13,6 +13,7 @@ use super::handle::{run_detached, Handle};
 use super::kek::PyFileKek;
 use super::keystore::PyKeystore;
 use super::payloads::{entry_arg, PyBootstrap, PyRegistration, PyRotation};
+use super::py_imports::WARN;
 use super::registry::PyRegistry;
 use super::sidecar::PySidecar;
 use crate::applier::{Applier, ApplierOptions, DropReport, GroupCommit, Indexes, RaftCutoverHook};
@@ -472,15 +473,12 @@ fn report_failed_final_commit(path: &Path, error: &ApplyError) {
              were lost: {error}",
             path.display()
         );
-        let warned = py.import("warnings").and_then(|warnings| {
-            warnings.call_method1(
-                "warn",
-                (
-                    message,
-                    py.get_type::<pyo3::exceptions::PyResourceWarning>(),
-                    1,
-                ),
-            )
+        let warned = WARN.get(py).and_then(|warn| {
+            warn.call1((
+                message,
+                py.get_type::<pyo3::exceptions::PyResourceWarning>(),
+                1,
+            ))
         });
         if let Err(raised) = warned {
             // A filter made the warning an error: it is reported too.

@@ -14,9 +14,10 @@ use std::convert::Infallible;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use pyo3::{intern, BoundObject};
+use pyo3::BoundObject;
 
 use super::convert::outcome_list;
+use super::py_imports::ExceptionClass;
 use crate::applier::BatchHalt;
 use crate::envelope::EnvelopeError;
 use crate::error::{ApplierOpenError, ApplyError};
@@ -42,12 +43,13 @@ where
 }
 
 /// `encryption_applier.exceptions.<class>(message, **fields)` as a
-/// raisable error. Should building it fail (the module cannot be imported,
-/// memory runs out), that failure is raised instead: an exception either
-/// way, never a panic and never silence.
+/// raisable error, the class looked up once (`py_imports.rs`). Should
+/// building it fail (the module cannot be imported, memory runs out), that
+/// failure is raised instead: an exception either way, never a panic and
+/// never silence.
 pub(super) fn build<'py>(
     py: Python<'py>,
-    class: &str,
+    class: ExceptionClass,
     message: String,
     fields: Fields<'py>,
 ) -> PyErr {
@@ -56,10 +58,7 @@ pub(super) fn build<'py>(
         for (name, value) in fields {
             kwargs.set_item(name, value)?;
         }
-        let instance = py
-            .import(intern!(py, "encryption_applier.exceptions"))?
-            .getattr(class)?
-            .call((message,), Some(&kwargs))?;
+        let instance = class.get(py)?.call((message,), Some(&kwargs))?;
         Ok(PyErr::from_value(instance))
     })();
     made.unwrap_or_else(|e: PyErr| e)
@@ -68,7 +67,7 @@ pub(super) fn build<'py>(
 pub(super) fn malformed_to_py(py: Python<'_>, m: &MalformedPayload) -> PyErr {
     build(
         py,
-        "MalformedPayloadError",
+        ExceptionClass::MalformedPayloadError,
         m.to_string(),
         vec![
             ("payload_kind", field(py, m.kind.as_str())),
@@ -81,7 +80,7 @@ pub(super) fn malformed_to_py(py: Python<'_>, m: &MalformedPayload) -> PyErr {
 pub(super) fn corruption_to_py(py: Python<'_>, c: &RegistryCorruption) -> PyErr {
     build(
         py,
-        "RegistryCorruptionError",
+        ExceptionClass::RegistryCorruptionError,
         c.to_string(),
         vec![
             ("key", PyBytes::new(py, &c.key).into_any()),
@@ -99,7 +98,7 @@ pub(super) fn corruption_to_py(py: Python<'_>, c: &RegistryCorruption) -> PyErr 
 fn storage_to_py(py: Python<'_>, s: &StorageError) -> PyErr {
     build(
         py,
-        "StorageError",
+        ExceptionClass::StorageError,
         s.to_string(),
         vec![
             ("operation", field(py, s.operation)),
@@ -120,7 +119,7 @@ pub(super) fn unwrap_to_py(
 ) -> PyErr {
     build(
         py,
-        "KEKUnwrapError",
+        ExceptionClass::KEKUnwrapError,
         message,
         vec![
             ("reason", field(py, problem.code())),
@@ -135,7 +134,7 @@ fn epoch_to_py(py: Python<'_>, err: &EpochError) -> PyErr {
         EpochError::Sidecar(e) => sidecar_to_py(py, e),
         EpochError::Exhausted { dek_id, path } => build(
             py,
-            "LocalEpochExhaustedError",
+            ExceptionClass::LocalEpochExhaustedError,
             err.to_string(),
             vec![
                 ("dek_id", field(py, *dek_id)),
@@ -148,7 +147,7 @@ fn epoch_to_py(py: Python<'_>, err: &EpochError) -> PyErr {
 fn sidecar_to_py(py: Python<'_>, err: &SidecarError) -> PyErr {
     build(
         py,
-        "SidecarError",
+        ExceptionClass::SidecarError,
         err.to_string(),
         vec![
             ("path", field(py, err.path.to_string_lossy())),
@@ -168,10 +167,13 @@ fn kek_file_to_py(py: Python<'_>, err: &KekFileError) -> PyErr {
         ("mode", field(py, mode)),
     ];
     match err.problem {
-        KekFileProblem::Insecure { .. } | KekFileProblem::ForeignOwner { .. } => {
-            build(py, "InsecureKEKFileError", err.to_string(), fields)
-        }
-        _ => build(py, "KEKFileError", err.to_string(), fields),
+        KekFileProblem::Insecure { .. } | KekFileProblem::ForeignOwner { .. } => build(
+            py,
+            ExceptionClass::InsecureKEKFileError,
+            err.to_string(),
+            fields,
+        ),
+        _ => build(py, ExceptionClass::KEKFileError, err.to_string(), fields),
     }
 }
 
@@ -184,12 +186,25 @@ fn open_error_to_py(py: Python<'_>, err: &OpenError) -> PyErr {
         Some(damage) => {
             fields.push(("page", field(py, damage.page)));
             fields.push(("problem", field(py, damage.kind.code())));
-            build(py, "DamagedRegistryError", err.to_string(), fields)
+            build(
+                py,
+                ExceptionClass::DamagedRegistryError,
+                err.to_string(),
+                fields,
+            )
         }
-        None if err.never_committed => {
-            build(py, "UncommittedRegistryError", err.to_string(), fields)
-        }
-        None => build(py, "RegistryOpenError", err.to_string(), fields),
+        None if err.never_committed => build(
+            py,
+            ExceptionClass::UncommittedRegistryError,
+            err.to_string(),
+            fields,
+        ),
+        None => build(
+            py,
+            ExceptionClass::RegistryOpenError,
+            err.to_string(),
+            fields,
+        ),
     }
 }
 
@@ -198,19 +213,19 @@ pub(super) fn envelope_error_to_py(py: Python<'_>, err: &EnvelopeError) -> PyErr
     match err {
         EnvelopeError::Short { len } => build(
             py,
-            "EnvelopeShortError",
+            ExceptionClass::EnvelopeShortError,
             msg,
             vec![("length", field(py, *len))],
         ),
         EnvelopeError::Version { got } => build(
             py,
-            "EnvelopeVersionError",
+            ExceptionClass::EnvelopeVersionError,
             msg,
             vec![("version", field(py, *got))],
         ),
         EnvelopeError::Integrity { key_id } => build(
             py,
-            "IntegrityError",
+            ExceptionClass::IntegrityError,
             msg,
             vec![("key_id", field(py, *key_id))],
         ),
@@ -230,7 +245,7 @@ pub(super) fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
     match err {
         ApplyError::KekNotConfigured { opcode, kind } => build(
             py,
-            "KEKNotConfiguredError",
+            ExceptionClass::KEKNotConfiguredError,
             msg,
             vec![
                 ("opcode", field(py, *opcode)),
@@ -244,7 +259,7 @@ pub(super) fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
             incoming,
         } => build(
             py,
-            "LocalEpochRollbackError",
+            ExceptionClass::LocalEpochRollbackError,
             msg,
             vec![
                 ("dek_id", field(py, *dek_id)),
@@ -260,7 +275,7 @@ pub(super) fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
             incoming_full_node_id,
         } => build(
             py,
-            "NodeIDCollisionError",
+            ExceptionClass::NodeIDCollisionError,
             msg,
             vec![
                 ("dek_id", field(py, *dek_id)),
@@ -279,7 +294,7 @@ pub(super) fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
         } => unwrap_to_py(py, msg, Some(*dek_id), Some(purpose.as_str()), problem),
         ApplyError::KeyConflict { dek_id } => build(
             py,
-            "KeyConflictError",
+            ExceptionClass::KeyConflictError,
             msg,
             vec![("dek_id", field(py, *dek_id))],
         ),
@@ -290,7 +305,7 @@ pub(super) fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
             raft_dek_id,
         } => build(
             py,
-            "AlreadyBootstrappedError",
+            ExceptionClass::AlreadyBootstrappedError,
             msg,
             vec![
                 ("active_storage", field(py, *active_storage)),
@@ -306,7 +321,7 @@ pub(super) fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
         } => {
             let err = build(
                 py,
-                "CutoverHookError",
+                ExceptionClass::CutoverHookError,
                 msg,
                 vec![
                     ("cutover_index", field(py, *cutover_index)),
@@ -326,13 +341,13 @@ pub(super) fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
         }
         ApplyError::NotBootstrapped { dek_id } => build(
             py,
-            "NotBootstrappedError",
+            ExceptionClass::NotBootstrappedError,
             msg,
             vec![("dek_id", field(py, *dek_id))],
         ),
         ApplyError::PayloadRejected(reason) => build(
             py,
-            "PayloadRejectedError",
+            ExceptionClass::PayloadRejectedError,
             msg,
             vec![
                 ("reason", field(py, reason.code())),
@@ -418,7 +433,7 @@ impl CoreError {
             CoreError::Startup(e) => pyo3::exceptions::PyOSError::new_err(e.to_string()),
             CoreError::Join(e) => build(
                 py,
-                "WriterUint16CollisionError",
+                ExceptionClass::WriterUint16CollisionError,
                 e.to_string(),
                 vec![
                     ("dek_id", field(py, e.dek_id)),
@@ -450,7 +465,7 @@ impl CoreError {
             // applying instead of carrying on past an unknown state.
             CoreError::Internal(msg) => build(
                 py,
-                "EncryptionApplyError",
+                ExceptionClass::EncryptionApplyError,
                 format!(
                     "internal error in encryption-applier (a bug; nothing was committed): {msg}"
                 ),

@@ -16,6 +16,7 @@ mod handle;
 mod kek;
 mod keystore;
 mod payloads;
+mod py_imports;
 mod registry;
 mod sidecar;
 mod startup;
@@ -31,7 +32,7 @@ mod _native {
     use pyo3::prelude::*;
     use pyo3::types::{IntoPyDict, PyBytes};
 
-    use super::convert::PURPOSE_ENUM;
+    use super::py_imports::{INT_ENUM, PURPOSE_ENUM};
     use crate::registry as codec;
     use crate::wire::{self, Purpose};
 
@@ -67,7 +68,7 @@ mod _native {
         let py = m.py();
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
 
-        let purpose = py.import("enum")?.getattr("IntEnum")?.call(
+        let purpose = INT_ENUM.get(py)?.call(
             (
                 "Purpose",
                 [

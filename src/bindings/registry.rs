@@ -10,6 +10,7 @@ use super::convert::{U16, U32, U64};
 use super::errors::CoreError;
 use super::handle::{run_detached, Handle};
 use super::payloads::PyRegistration;
+use super::py_imports::{ARRAY, DIFF_HTML, DIFF_TO_PANDAS, REGISTRY_HTML, REGISTRY_TO_PANDAS};
 use super::verify::PyVerifyReport;
 use crate::registry::{self as codec, RegistryRow};
 use crate::store::RegistryError;
@@ -212,9 +213,7 @@ fn array_of<'py, T: PlainInt>(
     let bytes = unsafe {
         std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
     };
-    py.import("array")?
-        .getattr("array")?
-        .call1((typecode, PyBytes::new(py, bytes)))
+    ARRAY.get(py)?.call1((typecode, PyBytes::new(py, bytes)))
 }
 
 #[pymethods]
@@ -389,10 +388,7 @@ impl PyRegistry {
         slf: &Bound<'py, Self>,
         dek_id: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        slf.py()
-            .import("encryption_applier._frames")?
-            .getattr("registry_to_pandas")?
-            .call1((slf, dek_id))
+        REGISTRY_TO_PANDAS.get(slf.py())?.call1((slf, dek_id))
     }
 
     /// Releases this view's snapshot and its handle on the environment.
@@ -438,10 +434,7 @@ impl PyRegistry {
     }
 
     fn _repr_html_<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        slf.py()
-            .import("encryption_applier._frames")?
-            .getattr("registry_html")?
-            .call1((slf,))
+        REGISTRY_HTML.get(slf.py())?.call1((slf,))
     }
 }
 
@@ -534,17 +527,11 @@ impl PyRegistryDiff {
     /// row), `full_node_id_hex_self`/`_other` (the ids as `inspect` shows
     /// them) and `differing`, the fields a changed row differs in.
     fn to_pandas<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        slf.py()
-            .import("encryption_applier._frames")?
-            .getattr("diff_to_pandas")?
-            .call1((slf,))
+        DIFF_TO_PANDAS.get(slf.py())?.call1((slf,))
     }
 
     fn _repr_html_<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        slf.py()
-            .import("encryption_applier._frames")?
-            .getattr("diff_html")?
-            .call1((slf,))
+        DIFF_HTML.get(slf.py())?.call1((slf,))
     }
 
     fn __repr__(&self) -> String {

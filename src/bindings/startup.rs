@@ -11,6 +11,7 @@ use super::convert::U64;
 use super::errors::{build, field, CoreError};
 use super::handle::run_detached;
 use super::kek::PyFileKek;
+use super::py_imports::ExceptionClass;
 use super::registry::PyRegistry;
 use crate::startup::{diagnose, Phase, Refusal, RollbackProblem, StartupInput};
 
@@ -19,9 +20,9 @@ fn refusal_to_py(py: Python<'_>, r: &Refusal) -> PyErr {
     let class = match r {
         Refusal::SidecarPresentWithoutFlag { path } => {
             fields.push(("path", field(py, path.to_string_lossy())));
-            "SidecarPresentWithoutFlagError"
+            ExceptionClass::SidecarPresentWithoutFlagError
         }
-        Refusal::KekRequiredWithFlag => "KEKRequiredWithFlagError",
+        Refusal::KekRequiredWithFlag => ExceptionClass::KEKRequiredWithFlagError,
         Refusal::KekMismatch {
             dek_id,
             purpose,
@@ -30,7 +31,7 @@ fn refusal_to_py(py: Python<'_>, r: &Refusal) -> PyErr {
             fields.push(("dek_id", field(py, *dek_id)));
             fields.push(("purpose", field(py, purpose.as_str())));
             fields.push(("problem", field(py, problem.as_str())));
-            "KEKMismatchError"
+            ExceptionClass::KEKMismatchError
         }
         Refusal::LocalEpochExhausted {
             dek_id,
@@ -40,17 +41,17 @@ fn refusal_to_py(py: Python<'_>, r: &Refusal) -> PyErr {
             fields.push(("dek_id", field(py, *dek_id)));
             fields.push(("purpose", field(py, purpose.as_str())));
             fields.push(("path", field(py, path.to_string_lossy())));
-            "LocalEpochExhaustedError"
+            ExceptionClass::LocalEpochExhaustedError
         }
         Refusal::UnsupportedFilesystem { dir, detail } => {
             fields.push(("path", field(py, dir.to_string_lossy())));
             fields.push(("detail", field(py, detail.as_str())));
-            "UnsupportedFilesystemError"
+            ExceptionClass::UnsupportedFilesystemError
         }
         Refusal::NodeIdCollision { first, second } => {
             fields.push(("first_full_node_id", field(py, *first)));
             fields.push(("second_full_node_id", field(py, *second)));
-            "StartupNodeIDCollisionError"
+            ExceptionClass::StartupNodeIDCollisionError
         }
         Refusal::LocalEpochRollback {
             dek_id,
@@ -73,12 +74,12 @@ fn refusal_to_py(py: Python<'_>, r: &Refusal) -> PyErr {
             fields.push(("sidecar_epoch", field(py, sidecar_epoch)));
             fields.push(("last_seen", field(py, last_seen)));
             fields.push(("owner_full_node_id", field(py, owner)));
-            "StartupLocalEpochRollbackError"
+            ExceptionClass::StartupLocalEpochRollbackError
         }
         Refusal::EnvelopeCutoverDivergence { snapshot, sidecar } => {
             fields.push(("snapshot_cutover_index", field(py, *snapshot)));
             fields.push(("sidecar_cutover_index", field(py, *sidecar)));
-            "EnvelopeCutoverDivergenceError"
+            ExceptionClass::EnvelopeCutoverDivergenceError
         }
         Refusal::SidecarBehindRaftLog {
             sidecar_applied_index,
@@ -90,7 +91,7 @@ fn refusal_to_py(py: Python<'_>, r: &Refusal) -> PyErr {
             fields.push(("engine_applied_index", field(py, *engine_applied_index)));
             fields.push(("entry_index", field(py, *entry_index)));
             fields.push(("opcode", field(py, *opcode)));
-            "SidecarBehindRaftLogError"
+            ExceptionClass::SidecarBehindRaftLogError
         }
     };
     build(py, class, r.to_string(), fields)
