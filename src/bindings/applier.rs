@@ -1,4 +1,7 @@
-//! `Applier`: the one writer of a registry, as a Python handle.
+//! `Applier`: the one writer of a registry, as a Python handle (SPEC §4,
+//! §5 and §6; core in `crate::applier`). Its methods apply entries and
+//! expose the registry, KEK, keystore and sidecar it holds; every call
+//! goes through its `Handle` (`handle.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

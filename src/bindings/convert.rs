@@ -1,5 +1,6 @@
-//! Python values to core types and back: byte-like arguments, checked
-//! unsigned ints, purposes and outcome strings.
+//! Python values to core types and back, shared by every class file:
+//! byte-like arguments, checked unsigned ints, purposes and outcome
+//! strings. It serves no Python name of its own.
 
 use std::borrow::Cow;
 

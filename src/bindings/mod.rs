@@ -1,11 +1,28 @@
 //! The Python module `encryption_applier._native`: type conversion and the
-//! mapping of core errors to exceptions. No rules live here.
+//! mapping of core errors to exceptions. No rules live here. The exception
+//! classes themselves are declared in Python
+//! (`encryption_applier/exceptions.py`).
 //!
-//! One file per family of Python classes (`payloads`, `registry`,
-//! `applier`, `kek`, `keystore`, `sidecar`), the module functions in
-//! `codec`, the conversions in `convert` and `errors`, and the test hooks
-//! in `test_support`. The exception classes themselves are declared in
-//! Python (`encryption_applier/exceptions.py`).
+//! One job per file:
+//! - `mod.rs`: the declarative `#[pymodule] _native`, its constants and
+//!   the `Purpose` enum.
+//! - `applier`: `Applier`, the one writer of a registry.
+//! - `codec`: the module-level codec and node-id functions.
+//! - `convert`: Python values to core types and back.
+//! - `envelope`: `Envelope`, `Nonce`, `NonceFinding`, `audit_nonces()`.
+//! - `errors`: core errors to exceptions (`CoreError`, the `*_to_py`).
+//! - `handle`: `Handle` and `run_detached`, how every call enters the core.
+//! - `kek`: `FileKek`.
+//! - `keystore`: `Keystore`, an applier's DEKs (imports `applier`, and
+//!   `applier` imports it: the one cycle, the Python object graph's).
+//! - `payloads`: `Registration`, `Bootstrap`, `Rotation`.
+//! - `py_imports`: every Python object Rust uses, looked up once.
+//! - `registry`: `RegistryRow`, `Registry`, `RegistryDiff`.
+//! - `sidecar`: `Sidecar`, `SidecarKey`, `read_sidecar()`,
+//!   `bump_local_epoch()`, `prepare_epochs()`.
+//! - `startup`: `diagnose_startup()`, `check_startup()`.
+//! - `test_support`: `_native.test_support`, hooks for the package's tests.
+//! - `verify`: `verify()`, `PageDamage`, `VerifyReport`.
 
 mod applier;
 mod codec;

@@ -1,4 +1,7 @@
-//! `RegistryRow`, the read-only `Registry` view and `RegistryDiff`.
+//! `RegistryRow`, the read-only `Registry` view and `RegistryDiff`: the
+//! writer registry of SPEC §3 as Python objects (§6; core in `crate::view`
+//! and `crate::registry`), with the pandas and HTML exports handed to
+//! `encryption_applier._frames`.
 
 use std::path::PathBuf;
 

@@ -1,5 +1,6 @@
 //! `diagnose_startup()` / `check_startup()`: elastickv's startup guards
-//! (core in `crate::startup`), each refusal as its exception class.
+//! (SPEC §7; core in `crate::startup`), each refusal as its exception
+//! class.
 
 use std::path::PathBuf;
 

@@ -1,5 +1,6 @@
-//! `verify()` and `Registry.verify()`: the structural check of `data.mdb`
-//! as Python objects.
+//! `verify()`, `PageDamage` and `VerifyReport`: the structural check of a
+//! registry's `data.mdb` as Python objects (core in `crate::store`), also
+//! behind `Registry.verify()`.
 
 use std::path::PathBuf;
 
