@@ -77,10 +77,13 @@ def test_py_typed_marker_ships() -> None:
 
 
 def test_every_exception_the_bindings_raise_is_declared() -> None:
-    # The Rust side names the classes as strings; a typo would surface only
-    # when that error is raised, so check the names here.
-    source = (Path(__file__).parents[1] / "src" / "bindings" / "errors.rs").read_text()
-    raised = set(re.findall(r'build\(\s*py,\s*"(\w+)"', source))
+    # The Rust side names each class once, in py_imports.rs's
+    # `exception_classes! { ... }` list, and looks it up by that name; a
+    # typo would surface only when that error is raised, so check the names.
+    source = (Path(__file__).parents[1] / "src" / "bindings" / "py_imports.rs").read_text()
+    listed = re.search(r"exception_classes! \{(.*?)\}", source, re.S)
+    assert listed is not None
+    raised = set(re.findall(r"^\s*(\w+),", listed.group(1), re.M))
     assert len(raised) >= 15
     assert raised <= set(exceptions.__all__), raised - set(exceptions.__all__)
 

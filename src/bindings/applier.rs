@@ -1,4 +1,7 @@
-//! `Applier`: the one writer of a registry, as a Python handle.
+//! `Applier`: the one writer of a registry, as a Python handle (SPEC §4,
+//! §5 and §6; core in `crate::applier`). Its methods apply entries and
+//! expose the registry, KEK, keystore and sidecar it holds; every call
+//! goes through its `Handle` (`handle.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,10 +11,14 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
 use super::convert::{outcome_list, outcome_str, U16, U64};
-use super::errors::{apply_error_to_py, run_detached, Handle};
-use super::keys::{PyFileKek, PyKeystore, PySidecar};
+use super::errors::apply_error_to_py;
+use super::handle::{run_detached, Handle};
+use super::kek::PyFileKek;
+use super::keystore::PyKeystore;
 use super::payloads::{entry_arg, PyBootstrap, PyRegistration, PyRotation};
+use super::py_imports::WARN;
 use super::registry::PyRegistry;
+use super::sidecar::PySidecar;
 use crate::applier::{Applier, ApplierOptions, DropReport, GroupCommit, Indexes, RaftCutoverHook};
 use crate::error::{ApplyError, HookError};
 use crate::rules::Outcome;
@@ -469,15 +476,12 @@ fn report_failed_final_commit(path: &Path, error: &ApplyError) {
              were lost: {error}",
             path.display()
         );
-        let warned = py.import("warnings").and_then(|warnings| {
-            warnings.call_method1(
-                "warn",
-                (
-                    message,
-                    py.get_type::<pyo3::exceptions::PyResourceWarning>(),
-                    1,
-                ),
-            )
+        let warned = WARN.get(py).and_then(|warn| {
+            warn.call1((
+                message,
+                py.get_type::<pyo3::exceptions::PyResourceWarning>(),
+                1,
+            ))
         });
         if let Err(raised) = warned {
             // A filter made the warning an error: it is reported too.

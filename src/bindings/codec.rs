@@ -1,4 +1,8 @@
-//! The codec helpers of SPEC §6 as module functions.
+//! The module-level codec functions: the registry key/value helpers of
+//! SPEC §6 (`registry_key`, `decode_registry_key`, `encode_registry_value`,
+//! `decode_registry_value`), `decode_entry` and `is_encryption_opcode`
+//! (§2, §7), and the node-id helpers of §7 (`derive_node_id`, `node_id16`,
+//! `find_node_id_collisions`).
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;

@@ -1,18 +1,16 @@
-//! Python values to core types and back: byte-like arguments, checked
-//! unsigned ints, purposes and outcome strings.
+//! Python values to core types and back, shared by every class file:
+//! byte-like arguments, checked unsigned ints, purposes and outcome
+//! strings. It serves no Python name of its own.
 
 use std::borrow::Cow;
 
 use pyo3::exceptions::{PyException, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyInt, PyList, PyMemoryView, PyString};
 
+use super::py_imports::PURPOSE_ENUM;
 use crate::rules::Outcome;
 use crate::wire::Purpose;
-
-/// `encryption_applier.Purpose`, an `IntEnum` built once at import.
-pub(super) static PURPOSE_ENUM: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Accepts `bytes`, `bytearray` or `memoryview`; refuses `str`, ints and
 /// sequences, which `bytes(x)` would silently accept.

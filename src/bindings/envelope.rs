@@ -1,43 +1,21 @@
-//! `Envelope`, `Nonce`, `audit_nonces` and the keystore's decrypt methods:
-//! elastickv's envelopes as Python objects (core in `crate::envelope`).
+//! `Envelope`, `Nonce`, `NonceFinding` and `audit_nonces()`: elastickv's
+//! envelopes as Python objects (SPEC §7; core in `crate::envelope`), and
+//! `envelope_arg`, the "an `Envelope` or its bytes" argument that
+//! `Keystore.decrypt_*` take (the decryption itself is `keystore.rs`).
 
-use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple, PyType};
 use pyo3::IntoPyObjectExt;
 
 use super::convert::{bytes_arg, U16, U64};
-use super::errors::{build, field, run_detached, CoreError};
-use super::keys::PySidecar;
+use super::errors::{envelope_error_to_py, CoreError};
+use super::handle::run_detached;
 use super::registry::PyRegistry;
+use super::sidecar::PySidecar;
 use crate::envelope::{
-    audit_nonces as audit, Envelope, EnvelopeError, Finding, NonceParts, FLAG_COMPRESSED, NONCE_LEN,
+    audit_nonces as audit, Envelope, Finding, NonceParts, FLAG_COMPRESSED, NONCE_LEN,
 };
-
-pub(super) fn envelope_error_to_py(py: Python<'_>, err: &EnvelopeError) -> PyErr {
-    let msg = err.to_string();
-    match err {
-        EnvelopeError::Short { len } => build(
-            py,
-            "EnvelopeShortError",
-            msg,
-            vec![("length", field(py, *len))],
-        ),
-        EnvelopeError::Version { got } => build(
-            py,
-            "EnvelopeVersionError",
-            msg,
-            vec![("version", field(py, *got))],
-        ),
-        EnvelopeError::Integrity { key_id } => build(
-            py,
-            "IntegrityError",
-            msg,
-            vec![("key_id", field(py, *key_id))],
-        ),
-        EnvelopeError::UnknownKey { key_id } => PyKeyError::new_err(*key_id),
-    }
-}
 
 /// An AES-GCM nonce: `node_id16 ‖ local_epoch ‖ write_count` (12 bytes,
 /// big-endian).

@@ -1,26 +1,26 @@
-//! Core errors to Python exceptions, and the one way Python calls into the
-//! core: without the GIL, with panics caught, through a closable handle.
+//! Core errors to Python exceptions, and nothing else: [`CoreError`]
+//! gathers what a call into the core can fail with, and
+//! [`CoreError::into_py`] and the `*_to_py` functions turn each core error
+//! into its class of `encryption_applier.exceptions` with its typed
+//! fields set.
 //!
 //! The exception classes are declared in `encryption_applier.exceptions`
 //! (Python), with their fields as keyword arguments; this module builds
-//! them with those fields set.
+//! them with those fields set. How Python calls into the core (without
+//! the GIL, through a closable handle) is `handle.rs`.
 
 use std::convert::Infallible;
-use std::mem::ManuallyDrop;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use pyo3::{intern, BoundObject};
+use pyo3::BoundObject;
 
 use super::convert::outcome_list;
+use super::py_imports::ExceptionClass;
 use crate::applier::BatchHalt;
+use crate::envelope::EnvelopeError;
 use crate::error::{ApplierOpenError, ApplyError};
-use crate::fsutil::lock;
 use crate::kek::{KekFileError, KekFileProblem, UnwrapError};
 use crate::nodeid::WriterUint16Collision;
 use crate::registry::RegistryCorruption;
@@ -43,12 +43,13 @@ where
 }
 
 /// `encryption_applier.exceptions.<class>(message, **fields)` as a
-/// raisable error. Should building it fail (the module cannot be imported,
-/// memory runs out), that failure is raised instead: an exception either
-/// way, never a panic and never silence.
+/// raisable error, the class looked up once (`py_imports.rs`). Should
+/// building it fail (the module cannot be imported, memory runs out), that
+/// failure is raised instead: an exception either way, never a panic and
+/// never silence.
 pub(super) fn build<'py>(
     py: Python<'py>,
-    class: &str,
+    class: ExceptionClass,
     message: String,
     fields: Fields<'py>,
 ) -> PyErr {
@@ -57,10 +58,7 @@ pub(super) fn build<'py>(
         for (name, value) in fields {
             kwargs.set_item(name, value)?;
         }
-        let instance = py
-            .import(intern!(py, "encryption_applier.exceptions"))?
-            .getattr(class)?
-            .call((message,), Some(&kwargs))?;
+        let instance = class.get(py)?.call((message,), Some(&kwargs))?;
         Ok(PyErr::from_value(instance))
     })();
     made.unwrap_or_else(|e: PyErr| e)
@@ -69,7 +67,7 @@ pub(super) fn build<'py>(
 pub(super) fn malformed_to_py(py: Python<'_>, m: &MalformedPayload) -> PyErr {
     build(
         py,
-        "MalformedPayloadError",
+        ExceptionClass::MalformedPayloadError,
         m.to_string(),
         vec![
             ("payload_kind", field(py, m.kind.as_str())),
@@ -82,7 +80,7 @@ pub(super) fn malformed_to_py(py: Python<'_>, m: &MalformedPayload) -> PyErr {
 pub(super) fn corruption_to_py(py: Python<'_>, c: &RegistryCorruption) -> PyErr {
     build(
         py,
-        "RegistryCorruptionError",
+        ExceptionClass::RegistryCorruptionError,
         c.to_string(),
         vec![
             ("key", PyBytes::new(py, &c.key).into_any()),
@@ -100,7 +98,7 @@ pub(super) fn corruption_to_py(py: Python<'_>, c: &RegistryCorruption) -> PyErr 
 fn storage_to_py(py: Python<'_>, s: &StorageError) -> PyErr {
     build(
         py,
-        "StorageError",
+        ExceptionClass::StorageError,
         s.to_string(),
         vec![
             ("operation", field(py, s.operation)),
@@ -121,7 +119,7 @@ pub(super) fn unwrap_to_py(
 ) -> PyErr {
     build(
         py,
-        "KEKUnwrapError",
+        ExceptionClass::KEKUnwrapError,
         message,
         vec![
             ("reason", field(py, problem.code())),
@@ -136,7 +134,7 @@ fn epoch_to_py(py: Python<'_>, err: &EpochError) -> PyErr {
         EpochError::Sidecar(e) => sidecar_to_py(py, e),
         EpochError::Exhausted { dek_id, path } => build(
             py,
-            "LocalEpochExhaustedError",
+            ExceptionClass::LocalEpochExhaustedError,
             err.to_string(),
             vec![
                 ("dek_id", field(py, *dek_id)),
@@ -149,7 +147,7 @@ fn epoch_to_py(py: Python<'_>, err: &EpochError) -> PyErr {
 fn sidecar_to_py(py: Python<'_>, err: &SidecarError) -> PyErr {
     build(
         py,
-        "SidecarError",
+        ExceptionClass::SidecarError,
         err.to_string(),
         vec![
             ("path", field(py, err.path.to_string_lossy())),
@@ -170,10 +168,13 @@ fn kek_file_to_py(py: Python<'_>, err: &KekFileError) -> PyErr {
         ("mode", field(py, mode)),
     ];
     match err.problem {
-        KekFileProblem::Insecure { .. } | KekFileProblem::ForeignOwner { .. } => {
-            build(py, "InsecureKEKFileError", err.to_string(), fields)
-        }
-        _ => build(py, "KEKFileError", err.to_string(), fields),
+        KekFileProblem::Insecure { .. } | KekFileProblem::ForeignOwner { .. } => build(
+            py,
+            ExceptionClass::InsecureKEKFileError,
+            err.to_string(),
+            fields,
+        ),
+        _ => build(py, ExceptionClass::KEKFileError, err.to_string(), fields),
     }
 }
 
@@ -186,12 +187,50 @@ fn open_error_to_py(py: Python<'_>, err: &OpenError) -> PyErr {
         Some(damage) => {
             fields.push(("page", field(py, damage.page)));
             fields.push(("problem", field(py, damage.kind.code())));
-            build(py, "DamagedRegistryError", err.to_string(), fields)
+            build(
+                py,
+                ExceptionClass::DamagedRegistryError,
+                err.to_string(),
+                fields,
+            )
         }
-        None if err.never_committed => {
-            build(py, "UncommittedRegistryError", err.to_string(), fields)
-        }
-        None => build(py, "RegistryOpenError", err.to_string(), fields),
+        None if err.never_committed => build(
+            py,
+            ExceptionClass::UncommittedRegistryError,
+            err.to_string(),
+            fields,
+        ),
+        None => build(
+            py,
+            ExceptionClass::RegistryOpenError,
+            err.to_string(),
+            fields,
+        ),
+    }
+}
+
+pub(super) fn envelope_error_to_py(py: Python<'_>, err: &EnvelopeError) -> PyErr {
+    let msg = err.to_string();
+    match err {
+        EnvelopeError::Short { len } => build(
+            py,
+            ExceptionClass::EnvelopeShortError,
+            msg,
+            vec![("length", field(py, *len))],
+        ),
+        EnvelopeError::Version { got } => build(
+            py,
+            ExceptionClass::EnvelopeVersionError,
+            msg,
+            vec![("version", field(py, *got))],
+        ),
+        EnvelopeError::Integrity { key_id } => build(
+            py,
+            ExceptionClass::IntegrityError,
+            msg,
+            vec![("key_id", field(py, *key_id))],
+        ),
+        EnvelopeError::UnknownKey { key_id } => pyo3::exceptions::PyKeyError::new_err(*key_id),
     }
 }
 
@@ -207,7 +246,7 @@ pub(super) fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
     match err {
         ApplyError::KekNotConfigured { opcode, kind } => build(
             py,
-            "KEKNotConfiguredError",
+            ExceptionClass::KEKNotConfiguredError,
             msg,
             vec![
                 ("opcode", field(py, *opcode)),
@@ -221,7 +260,7 @@ pub(super) fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
             incoming,
         } => build(
             py,
-            "LocalEpochRollbackError",
+            ExceptionClass::LocalEpochRollbackError,
             msg,
             vec![
                 ("dek_id", field(py, *dek_id)),
@@ -237,7 +276,7 @@ pub(super) fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
             incoming_full_node_id,
         } => build(
             py,
-            "NodeIDCollisionError",
+            ExceptionClass::NodeIDCollisionError,
             msg,
             vec![
                 ("dek_id", field(py, *dek_id)),
@@ -256,7 +295,7 @@ pub(super) fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
         } => unwrap_to_py(py, msg, Some(*dek_id), Some(purpose.as_str()), problem),
         ApplyError::KeyConflict { dek_id } => build(
             py,
-            "KeyConflictError",
+            ExceptionClass::KeyConflictError,
             msg,
             vec![("dek_id", field(py, *dek_id))],
         ),
@@ -267,7 +306,7 @@ pub(super) fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
             raft_dek_id,
         } => build(
             py,
-            "AlreadyBootstrappedError",
+            ExceptionClass::AlreadyBootstrappedError,
             msg,
             vec![
                 ("active_storage", field(py, *active_storage)),
@@ -283,7 +322,7 @@ pub(super) fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
         } => {
             let err = build(
                 py,
-                "CutoverHookError",
+                ExceptionClass::CutoverHookError,
                 msg,
                 vec![
                     ("cutover_index", field(py, *cutover_index)),
@@ -303,13 +342,13 @@ pub(super) fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
         }
         ApplyError::NotBootstrapped { dek_id } => build(
             py,
-            "NotBootstrappedError",
+            ExceptionClass::NotBootstrappedError,
             msg,
             vec![("dek_id", field(py, *dek_id))],
         ),
         ApplyError::PayloadRejected(reason) => build(
             py,
-            "PayloadRejectedError",
+            ExceptionClass::PayloadRejectedError,
             msg,
             vec![
                 ("reason", field(py, reason.code())),
@@ -395,7 +434,7 @@ impl CoreError {
             CoreError::Startup(e) => pyo3::exceptions::PyOSError::new_err(e.to_string()),
             CoreError::Join(e) => build(
                 py,
-                "WriterUint16CollisionError",
+                ExceptionClass::WriterUint16CollisionError,
                 e.to_string(),
                 vec![
                     ("dek_id", field(py, e.dek_id)),
@@ -427,180 +466,12 @@ impl CoreError {
             // applying instead of carrying on past an unknown state.
             CoreError::Internal(msg) => build(
                 py,
-                "EncryptionApplyError",
+                ExceptionClass::EncryptionApplyError,
                 format!(
                     "internal error in encryption-applier (a bug; nothing was committed): {msg}"
                 ),
                 Vec::new(),
             ),
         }
-    }
-}
-
-/// Runs core work without the GIL, turning any panic into an error.
-pub(super) fn run_detached<T: Send>(
-    py: Python<'_>,
-    f: impl FnOnce() -> Result<T, CoreError> + Send,
-) -> PyResult<T> {
-    let result = py.detach(|| match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".to_owned());
-            Err(CoreError::Internal(msg))
-        }
-    });
-    result.map_err(|e| e.into_py(py))
-}
-
-thread_local! {
-    /// The handles whose lock this thread holds (their addresses).
-    static HELD: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Takes a handle off [`HELD`] when its call ends, even by a panic.
-struct Release(usize);
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        HELD.with(|held| held.borrow_mut().retain(|&h| h != self.0));
-    }
-}
-
-/// A core object behind a Python handle that can be closed. Every access
-/// goes through [`Handle::with`]: the GIL is released *before* the lock is
-/// taken, so a thread waiting for another thread's fsync never stalls the
-/// rest of the interpreter.
-///
-/// A handle inherited through fork() is refused before its lock is
-/// touched: a thread of the parent may have held the lock at the fork,
-/// and that thread does not exist in the child, so waiting would hang.
-pub(super) struct Handle<T> {
-    /// Shared only with helper threads of the object (the group-commit
-    /// timer), which hold it weakly. Never dropped in a forked child.
-    inner: ManuallyDrop<Arc<Mutex<Option<T>>>>,
-    /// The Python class name, for "operation on a closed …".
-    what: &'static str,
-    /// The registry directory, for errors.
-    path: PathBuf,
-    /// The process that opened the handle.
-    pid: u32,
-    /// Set when the handle is closed in a forked child, which may not take
-    /// the lock (see above).
-    closed_in_child: AtomicBool,
-}
-
-impl<T: Send> Handle<T> {
-    pub(super) fn new(value: T, what: &'static str, path: &Path) -> Handle<T> {
-        Handle {
-            inner: ManuallyDrop::new(Arc::new(Mutex::new(Some(value)))),
-            what,
-            path: path.to_path_buf(),
-            pid: std::process::id(),
-            closed_in_child: AtomicBool::new(false),
-        }
-    }
-
-    pub(super) fn in_child(&self) -> bool {
-        self.pid != std::process::id()
-    }
-
-    fn forked(&self) -> CoreError {
-        CoreError::Registry(RegistryError::Storage(StorageError::new(
-            "using a handle inherited through fork()",
-            self.path.clone(),
-            format!(
-                "this {} was opened by the parent of a fork(); LMDB handles cannot cross \
-                 fork, so open a new {} in this process",
-                self.what, self.what
-            ),
-            None,
-        )))
-    }
-
-    /// Runs `f` on the open object, without the GIL; a closed handle is
-    /// `ValueError`, an inherited one `StorageError`.
-    pub(super) fn with<R: Send>(
-        &self,
-        py: Python<'_>,
-        f: impl FnOnce(&mut T) -> Result<R, CoreError> + Send,
-    ) -> PyResult<R> {
-        run_detached(py, || {
-            if self.in_child() {
-                return Err(if self.closed_in_child.load(Ordering::Relaxed) {
-                    CoreError::Closed(self.what)
-                } else {
-                    self.forked()
-                });
-            }
-            // A call from inside a call on this handle (an on_raft_cutover
-            // hook using its applier) would wait for a lock its own thread
-            // holds: refused instead of hanging.
-            if self.held_here() {
-                return Err(CoreError::Reentrant(self.what));
-            }
-            let me = self as *const Self as usize;
-            let mut guard = lock(&self.inner);
-            HELD.with(|held| held.borrow_mut().push(me));
-            let _release = Release(me);
-            let value = guard.as_mut().ok_or(CoreError::Closed(self.what))?;
-            f(value)
-        })
-    }
-
-    /// In a forked child, whether `close()` was called there (the parent's
-    /// state is not readable without its lock).
-    pub(super) fn is_closed(&self, py: Python<'_>) -> bool {
-        if self.in_child() {
-            return self.closed_in_child.load(Ordering::Relaxed);
-        }
-        if self.held_here() {
-            return false; // a call on it is in progress on this thread
-        }
-        py.detach(|| lock(&self.inner).is_none())
-    }
-
-    /// Whether this thread is inside a call on this handle.
-    fn held_here(&self) -> bool {
-        let me = self as *const Self as usize;
-        HELD.with(|held| held.borrow().contains(&me))
-    }
-
-    /// Closes the handle (waiting, without the GIL, for a call in flight)
-    /// and drops the object there too: closing LMDB may block. In a forked
-    /// child it only marks the handle closed: the object is the parent's.
-    pub(super) fn close(&self, py: Python<'_>) -> PyResult<()> {
-        if self.in_child() {
-            self.closed_in_child.store(true, Ordering::Relaxed);
-            return Ok(());
-        }
-        if self.held_here() {
-            return Err(CoreError::Reentrant(self.what).into_py(py));
-        }
-        py.detach(|| drop(lock(&self.inner).take()));
-        Ok(())
-    }
-}
-
-impl<T> Handle<T> {
-    /// The object, for a helper thread that must not keep it alive.
-    pub(super) fn weak(&self) -> Weak<Mutex<Option<T>>> {
-        Arc::downgrade(&self.inner)
-    }
-}
-
-impl<T> Drop for Handle<T> {
-    fn drop(&mut self) {
-        if self.pid != std::process::id() {
-            // The parent's object: its lock may be held by a thread that
-            // does not exist here, and its files are the parent's. Leaked,
-            // to die with the child.
-            return;
-        }
-        // SAFETY: dropped exactly once, here, and never used again.
-        unsafe { ManuallyDrop::drop(&mut self.inner) }
     }
 }

@@ -1,20 +1,41 @@
 //! The Python module `encryption_applier._native`: type conversion and the
-//! mapping of core errors to exceptions. No rules live here.
-//!
-//! One file per family of Python classes (`payloads`, `registry`,
-//! `applier`, `keys`), the module functions in `codec`, the conversions in
-//! `convert` and `errors`, and the test hooks in `test_support`. The
-//! exception classes themselves are declared in Python
+//! mapping of core errors to exceptions. No rules live here. The exception
+//! classes themselves are declared in Python
 //! (`encryption_applier/exceptions.py`).
+//!
+//! One job per file:
+//! - `mod.rs`: the declarative `#[pymodule] _native`, its constants and
+//!   the `Purpose` enum.
+//! - `applier`: `Applier`, the one writer of a registry.
+//! - `codec`: the module-level codec and node-id functions.
+//! - `convert`: Python values to core types and back.
+//! - `envelope`: `Envelope`, `Nonce`, `NonceFinding`, `audit_nonces()`.
+//! - `errors`: core errors to exceptions (`CoreError`, the `*_to_py`).
+//! - `handle`: `Handle` and `run_detached`, how every call enters the core.
+//! - `kek`: `FileKek`.
+//! - `keystore`: `Keystore`, an applier's DEKs (imports `applier`, and
+//!   `applier` imports it: the one cycle, the Python object graph's).
+//! - `payloads`: `Registration`, `Bootstrap`, `Rotation`.
+//! - `py_imports`: every Python object Rust uses, looked up once.
+//! - `registry`: `RegistryRow`, `Registry`, `RegistryDiff`.
+//! - `sidecar`: `Sidecar`, `SidecarKey`, `read_sidecar()`,
+//!   `bump_local_epoch()`, `prepare_epochs()`.
+//! - `startup`: `diagnose_startup()`, `check_startup()`.
+//! - `test_support`: `_native.test_support`, hooks for the package's tests.
+//! - `verify`: `verify()`, `PageDamage`, `VerifyReport`.
 
 mod applier;
 mod codec;
 mod convert;
 mod envelope;
 mod errors;
-mod keys;
+mod handle;
+mod kek;
+mod keystore;
 mod payloads;
+mod py_imports;
 mod registry;
+mod sidecar;
 mod startup;
 mod test_support;
 mod verify;
@@ -28,7 +49,7 @@ mod _native {
     use pyo3::prelude::*;
     use pyo3::types::{IntoPyDict, PyBytes};
 
-    use super::convert::PURPOSE_ENUM;
+    use super::py_imports::{INT_ENUM, PURPOSE_ENUM};
     use crate::registry as codec;
     use crate::wire::{self, Purpose};
 
@@ -43,14 +64,15 @@ mod _native {
     #[pymodule_export]
     use super::envelope::{audit_nonces, PyEnvelope, PyNonce, PyNonceFinding};
     #[pymodule_export]
-    use super::keys::{
-        bump_local_epoch, prepare_epochs, read_sidecar, PyFileKek, PyKeystore, PySidecar,
-        PySidecarKey,
-    };
+    use super::kek::PyFileKek;
+    #[pymodule_export]
+    use super::keystore::PyKeystore;
     #[pymodule_export]
     use super::payloads::{PyBootstrap, PyRegistration, PyRotation};
     #[pymodule_export]
     use super::registry::{PyRegistry, PyRegistryDiff, PyRegistryRow};
+    #[pymodule_export]
+    use super::sidecar::{bump_local_epoch, prepare_epochs, read_sidecar, PySidecar, PySidecarKey};
     #[pymodule_export]
     use super::startup::{check_startup, diagnose_startup};
     #[pymodule_export]
@@ -63,7 +85,7 @@ mod _native {
         let py = m.py();
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
 
-        let purpose = py.import("enum")?.getattr("IntEnum")?.call(
+        let purpose = INT_ENUM.get(py)?.call(
             (
                 "Purpose",
                 [

@@ -1,5 +1,6 @@
-//! The payload classes `Registration`, `Bootstrap` and `Rotation`: frozen
-//! wrappers of the wire types, with the codec as methods.
+//! The payload classes `Registration`, `Bootstrap` and `Rotation` (SPEC
+//! §2, §6): frozen wrappers of the wire types, with the codec as methods,
+//! and `entry_arg`/`entry_to_py`, an entry's bytes to a payload and back.
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;

@@ -1,4 +1,7 @@
-//! `RegistryRow`, the read-only `Registry` view and `RegistryDiff`.
+//! `RegistryRow`, the read-only `Registry` view and `RegistryDiff`: the
+//! writer registry of SPEC §3 as Python objects (§6; core in `crate::view`
+//! and `crate::registry`), with the pandas and HTML exports handed to
+//! `encryption_applier._frames`.
 
 use std::path::PathBuf;
 
@@ -7,8 +10,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 
 use super::convert::{U16, U32, U64};
-use super::errors::{run_detached, Handle};
+use super::errors::CoreError;
+use super::handle::{run_detached, Handle};
 use super::payloads::PyRegistration;
+use super::py_imports::{ARRAY, DIFF_HTML, DIFF_TO_PANDAS, REGISTRY_HTML, REGISTRY_TO_PANDAS};
 use super::verify::PyVerifyReport;
 use crate::registry::{self as codec, RegistryRow};
 use crate::store::RegistryError;
@@ -181,7 +186,7 @@ impl PyRegistry {
     pub(super) fn with_view<T: Send>(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&Registry) -> Result<T, super::errors::CoreError> + Send,
+        f: impl FnOnce(&Registry) -> Result<T, CoreError> + Send,
     ) -> PyResult<T> {
         self.inner.with(py, |registry| f(registry))
     }
@@ -211,9 +216,7 @@ fn array_of<'py, T: PlainInt>(
     let bytes = unsafe {
         std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
     };
-    py.import("array")?
-        .getattr("array")?
-        .call1((typecode, PyBytes::new(py, bytes)))
+    ARRAY.get(py)?.call1((typecode, PyBytes::new(py, bytes)))
 }
 
 #[pymethods]
@@ -388,10 +391,7 @@ impl PyRegistry {
         slf: &Bound<'py, Self>,
         dek_id: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        slf.py()
-            .import("encryption_applier._frames")?
-            .getattr("registry_to_pandas")?
-            .call1((slf, dek_id))
+        REGISTRY_TO_PANDAS.get(slf.py())?.call1((slf, dek_id))
     }
 
     /// Releases this view's snapshot and its handle on the environment.
@@ -437,10 +437,7 @@ impl PyRegistry {
     }
 
     fn _repr_html_<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        slf.py()
-            .import("encryption_applier._frames")?
-            .getattr("registry_html")?
-            .call1((slf,))
+        REGISTRY_HTML.get(slf.py())?.call1((slf,))
     }
 }
 
@@ -533,17 +530,11 @@ impl PyRegistryDiff {
     /// row), `full_node_id_hex_self`/`_other` (the ids as `inspect` shows
     /// them) and `differing`, the fields a changed row differs in.
     fn to_pandas<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        slf.py()
-            .import("encryption_applier._frames")?
-            .getattr("diff_to_pandas")?
-            .call1((slf,))
+        DIFF_TO_PANDAS.get(slf.py())?.call1((slf,))
     }
 
     fn _repr_html_<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        slf.py()
-            .import("encryption_applier._frames")?
-            .getattr("diff_html")?
-            .call1((slf,))
+        DIFF_HTML.get(slf.py())?.call1((slf,))
     }
 
     fn __repr__(&self) -> String {

@@ -1,5 +1,6 @@
 //! `diagnose_startup()` / `check_startup()`: elastickv's startup guards
-//! (core in `crate::startup`), each refusal as its exception class.
+//! (SPEC §7; core in `crate::startup`), each refusal as its exception
+//! class.
 
 use std::path::PathBuf;
 
@@ -8,8 +9,10 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::convert::U64;
-use super::errors::{build, field, run_detached, CoreError};
-use super::keys::PyFileKek;
+use super::errors::{build, field, CoreError};
+use super::handle::run_detached;
+use super::kek::PyFileKek;
+use super::py_imports::ExceptionClass;
 use super::registry::PyRegistry;
 use crate::startup::{diagnose, Phase, Refusal, RollbackProblem, StartupInput};
 
@@ -18,9 +21,9 @@ fn refusal_to_py(py: Python<'_>, r: &Refusal) -> PyErr {
     let class = match r {
         Refusal::SidecarPresentWithoutFlag { path } => {
             fields.push(("path", field(py, path.to_string_lossy())));
-            "SidecarPresentWithoutFlagError"
+            ExceptionClass::SidecarPresentWithoutFlagError
         }
-        Refusal::KekRequiredWithFlag => "KEKRequiredWithFlagError",
+        Refusal::KekRequiredWithFlag => ExceptionClass::KEKRequiredWithFlagError,
         Refusal::KekMismatch {
             dek_id,
             purpose,
@@ -29,7 +32,7 @@ fn refusal_to_py(py: Python<'_>, r: &Refusal) -> PyErr {
             fields.push(("dek_id", field(py, *dek_id)));
             fields.push(("purpose", field(py, purpose.as_str())));
             fields.push(("problem", field(py, problem.as_str())));
-            "KEKMismatchError"
+            ExceptionClass::KEKMismatchError
         }
         Refusal::LocalEpochExhausted {
             dek_id,
@@ -39,17 +42,17 @@ fn refusal_to_py(py: Python<'_>, r: &Refusal) -> PyErr {
             fields.push(("dek_id", field(py, *dek_id)));
             fields.push(("purpose", field(py, purpose.as_str())));
             fields.push(("path", field(py, path.to_string_lossy())));
-            "LocalEpochExhaustedError"
+            ExceptionClass::LocalEpochExhaustedError
         }
         Refusal::UnsupportedFilesystem { dir, detail } => {
             fields.push(("path", field(py, dir.to_string_lossy())));
             fields.push(("detail", field(py, detail.as_str())));
-            "UnsupportedFilesystemError"
+            ExceptionClass::UnsupportedFilesystemError
         }
         Refusal::NodeIdCollision { first, second } => {
             fields.push(("first_full_node_id", field(py, *first)));
             fields.push(("second_full_node_id", field(py, *second)));
-            "StartupNodeIDCollisionError"
+            ExceptionClass::StartupNodeIDCollisionError
         }
         Refusal::LocalEpochRollback {
             dek_id,
@@ -72,12 +75,12 @@ fn refusal_to_py(py: Python<'_>, r: &Refusal) -> PyErr {
             fields.push(("sidecar_epoch", field(py, sidecar_epoch)));
             fields.push(("last_seen", field(py, last_seen)));
             fields.push(("owner_full_node_id", field(py, owner)));
-            "StartupLocalEpochRollbackError"
+            ExceptionClass::StartupLocalEpochRollbackError
         }
         Refusal::EnvelopeCutoverDivergence { snapshot, sidecar } => {
             fields.push(("snapshot_cutover_index", field(py, *snapshot)));
             fields.push(("sidecar_cutover_index", field(py, *sidecar)));
-            "EnvelopeCutoverDivergenceError"
+            ExceptionClass::EnvelopeCutoverDivergenceError
         }
         Refusal::SidecarBehindRaftLog {
             sidecar_applied_index,
@@ -89,7 +92,7 @@ fn refusal_to_py(py: Python<'_>, r: &Refusal) -> PyErr {
             fields.push(("engine_applied_index", field(py, *engine_applied_index)));
             fields.push(("entry_index", field(py, *entry_index)));
             fields.push(("opcode", field(py, *opcode)));
-            "SidecarBehindRaftLogError"
+            ExceptionClass::SidecarBehindRaftLogError
         }
     };
     build(py, class, r.to_string(), fields)

@@ -1,12 +1,13 @@
-//! `verify()` and `Registry.verify()`: the structural check of `data.mdb`
-//! as Python objects.
+//! `verify()`, `PageDamage` and `VerifyReport`: the structural check of a
+//! registry's `data.mdb` as Python objects (core in `crate::store`), also
+//! behind `Registry.verify()`.
 
 use std::path::PathBuf;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::errors::run_detached;
+use super::handle::run_detached;
 use crate::store::verify::{Damage, VerifyReport, WalkOptions};
 use crate::store::verify_path;
 
