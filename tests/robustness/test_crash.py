@@ -18,7 +18,7 @@ import pytest
 import encryption_applier as ea
 from encryption_applier.testing.model import KeyedModel, RegistryModel
 
-from conftest import aesgcm_wrap, fingerprint
+from helpers import aesgcm_wrap, fingerprint
 
 KILLS = int(os.environ.get("EA_KILLS", "60"))
 

@@ -15,9 +15,9 @@ import pytest
 
 import encryption_applier as ea
 
-from conftest import NODE, OTHER, Cluster
 from explorer import MODELS, Run, Verdict, Workload, explore, merge, models, observe, run
 from fsfault import Call
+from helpers import NODE, OTHER, Cluster
 
 # States per model per trace; EA_EXPLORE_BUDGET makes the run larger.
 BUDGET = int(os.environ.get("EA_EXPLORE_BUDGET", "40"))

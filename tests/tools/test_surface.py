@@ -9,6 +9,8 @@ from pathlib import Path
 import encryption_applier as ea
 from encryption_applier import _native, exceptions
 
+from helpers import REPO
+
 STUB = Path(ea.__file__).with_name("_native.pyi")
 # Type aliases that exist only for typing.
 STUB_ONLY = {"_BytesLike", "_DamageProblem", "_Outcome", "_Payload", "_TestSupport", "__all__"}
@@ -79,7 +81,7 @@ def test_py_typed_marker_ships() -> None:
 def test_every_exception_the_bindings_raise_is_declared() -> None:
     # The Rust side names the classes as strings; a typo would surface only
     # when that error is raised, so check the names here.
-    source = (Path(__file__).parents[1] / "src" / "bindings" / "errors.rs").read_text()
+    source = (REPO / "src" / "bindings" / "errors.rs").read_text()
     raised = set(re.findall(r'build\(\s*py,\s*"(\w+)"', source))
     assert len(raised) >= 15
     assert raised <= set(exceptions.__all__), raised - set(exceptions.__all__)

@@ -13,7 +13,7 @@ from pathlib import Path
 import encryption_applier as ea
 from encryption_applier._native import test_support
 
-from conftest import run_python
+from helpers import run_python
 
 
 def in_child(fn) -> int:  # type: ignore[no-untyped-def]
