@@ -1,7 +1,7 @@
 """Reverts each fix of issue 18 in turn, rebuilds the extension, runs the
 tests that must catch it, and restores the source. Every fix must be
-caught by its unit test (tests/test_fault_holes.py), and fixes 1-6 also by
-the power-loss explorer on its own (tests/test_power_loss.py).
+caught by its unit test (tests/robustness/test_fault_holes.py), and fixes 1-6 also by
+the power-loss explorer on its own (tests/robustness/test_power_loss.py).
 
     .venv/bin/python scripts/check_reverts.py [--explorer] [name-part ...]
 
@@ -144,7 +144,7 @@ def main(argv: list[str]) -> int:
                 print(f"{name}: the reverted source does not build\n{built.stderr[-2000:]}", flush=True)
                 missed.append(name)
                 continue
-            test_file = "tests/test_power_loss.py" if explorer else "tests/test_fault_holes.py"
+            test_file = "tests/robustness/test_power_loss.py" if explorer else "tests/robustness/test_fault_holes.py"
             ran = subprocess.run(
                 [str(venv / "bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file, "-k", tests],
                 cwd=ROOT,

@@ -1,5 +1,5 @@
 """The power-loss and fault explorer at a larger size than the test
-command's: runs tests/test_power_loss.py with more states per model and
+command's: runs tests/robustness/test_power_loss.py with more states per model and
 trace, and prints the figures the durability guide quotes (states checked
 per workload and model, how many opened, were refused, re-created, lost
 returned applies in sync=False mode, and violations; sweep runs).
@@ -38,7 +38,9 @@ def main() -> int:
         "EA_EXPLORE_REPORT": str(report),
     }
     ran = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_power_loss.py"], cwd=ROOT, env=env
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/robustness/test_power_loss.py"],
+        cwd=ROOT,
+        env=env,
     )
     rows = [json.loads(line) for line in report.read_text().splitlines()]
     report.unlink()

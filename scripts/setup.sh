@@ -1,10 +1,12 @@
 # Sourced by scripts/demo.sh and scripts/test.sh: creates .venv under the
 # repo (if missing), installs maturin and the requested extras of
-# pyproject.toml into it, and builds the extension from source into it.
+# pyproject.toml into it, at the versions pinned in
+# scripts/dev-constraints.txt, and builds the extension from source into it.
 # Needs only Rust, Python >= 3.11 and pip on the machine.
 #
 # Usage: EA_EXTRAS="test docs" source scripts/setup.sh
 # (no EA_EXTRAS: the package alone, which is all the demo needs).
+# EA_DEVELOP=0 skips the build (for steps that do not import the package).
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -61,8 +63,13 @@ PY
     mapfile -t requirements <<<"$listed"
 fi
 
-echo "==> installing maturin${EA_EXTRAS:+ and the extras [${EA_EXTRAS// /,}]} into .venv"
-quietly python -m pip install --disable-pip-version-check "maturin>=1.9,<2" "${requirements[@]}"
+# The requirements stay pyproject's ranges; the constraints file pins each
+# tool and what it pulls in (see docs/development.md for its refresh).
+echo "==> installing maturin${EA_EXTRAS:+ and the extras [${EA_EXTRAS// /,}]} into .venv (pinned by scripts/dev-constraints.txt)"
+quietly python -m pip install --disable-pip-version-check -c "$repo_root/scripts/dev-constraints.txt" \
+    "maturin>=1.9,<2" "${requirements[@]}"
 
-echo "==> building the extension from source into .venv (maturin develop)"
-quietly maturin develop
+if [ "${EA_DEVELOP:-1}" != 0 ]; then
+    echo "==> building the extension from source into .venv (maturin develop)"
+    quietly maturin develop
+fi

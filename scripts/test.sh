@@ -1,60 +1,149 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting and lints, the Rust core's tests, then
-# the Python suite against a freshly built extension.
-# Usage: bash scripts/test.sh [extra pytest args]
-EA_EXTRAS="test docs release" source "$(dirname "$0")/setup.sh"
+# The test command, in stages: formatting, lints and the shape check; the
+# Rust core's tests; the Python suite against a freshly built extension;
+# the stubs; the release wheel and the benchmark script; the documentation
+# site.
+#
+# Usage: bash scripts/test.sh [STAGE] [pytest args...]
+#   STAGE: lint, rust, py, stubs, release, docs, or all (the default: every
+#   stage, in that order). Arguments after it go to pytest:
+#     bash scripts/test.sh py -m "not slow"   # the fast loop, about a minute
+#     bash scripts/test.sh -k state_machine   # all stages, pytest gets -k
+set -euo pipefail
 
-echo "==> cargo fmt --check"
-cargo fmt --check
-echo "==> cargo clippy (core, and core + bindings)"
-cargo clippy --quiet --all-targets -- -D warnings
-cargo clippy --quiet --all-targets --features python -- -D warnings
-echo "==> ruff (lint, then format check) on the Python sources, tests, bench and notebooks"
-ruff check .
-ruff format --check .
-echo "==> cargo test"
-cargo test --quiet
-echo "==> pytest"
-python -m pytest "$@"
+STAGES=(lint rust py stubs release docs)
+usage="usage: bash scripts/test.sh [lint|rust|py|stubs|release|docs|all] [pytest args...]"
 
-echo "==> stubs: mypy.stubtest against the runtime module, mypy --strict on the package and examples"
-# From an empty directory, so the runtime module is the installed one.
-stub_dir=$(mktemp -d "${TMPDIR:-/tmp}/ea-stubtest.XXXXXX")
-(cd "$stub_dir" && python -m mypy.stubtest encryption_applier._native)
-rm -rf "$stub_dir"
-python -m mypy
-
-echo "==> wheel: manylinux2014 release build (zig), auditwheel, twine, then installed into a fresh venv and smoke-tested"
-rm -rf dist
-quietly maturin build --release --zig --compatibility manylinux2014 --out dist
-quietly maturin sdist --out dist
-arch=$(uname -m)
-wheel=$(ls "dist/encryption_applier-"*"-cp311-abi3-manylinux2014_${arch}.manylinux_2_17_${arch}.whl")
-audit=$(auditwheel show "$wheel" | tr -s ' \n' ' ')
-if [[ "$audit" != *"consistent with the following platform tag: \"manylinux_2_17_${arch}\""* ]]; then
-    echo "error: auditwheel does not confirm manylinux_2_17 (manylinux2014): $audit" >&2
-    exit 1
+stage=all
+if [ $# -gt 0 ] && [[ "$1" != -* ]]; then
+    stage=$1
+    shift
 fi
-quietly twine check --strict dist/*
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/ea-wheel.XXXXXX")
-trap 'rm -rf "$scratch"' EXIT
-python -m venv "$scratch/venv"
-"$scratch/venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-index "$wheel"
-(cd "$scratch" && "$scratch/venv/bin/python" "$repo_root/tests/smoke_wheel.py")
-
-echo "==> documentation site: mkdocs build --strict (a warning, a broken link or an undocumented name fails)"
-# docs/spec.md is the contract, SPEC.md, under a two-line note. Where the
-# shared SPEC.md sits beside the repository (as where this project is
-# developed), the copy must be exact.
-spec="$repo_root/../shared/SPEC.md"
-if [ -f "$spec" ] && ! tail -n +3 docs/spec.md | cmp -s - "$spec"; then
-    echo "error: docs/spec.md (after its first two lines) differs from $spec" >&2
-    exit 1
+if [ "$stage" = all ]; then
+    run=("${STAGES[@]}")
+elif [[ " ${STAGES[*]} " == *" $stage "* ]]; then
+    run=("$stage")
+else
+    echo "error: unknown stage '$stage'; the stages are: ${STAGES[*]} all (default all)" >&2
+    echo "$usage" >&2
+    exit 2
 fi
-NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet --site-dir "$scratch/site"
+if [ $# -gt 0 ] && [[ " ${run[*]} " != *" py "* ]]; then
+    echo "error: the arguments '$*' are for pytest, and stage $stage runs no pytest" >&2
+    echo "$usage" >&2
+    exit 2
+fi
 
-echo "==> benchmark script, quick sizes (keeps bench/ runnable; figures go to a scratch file)"
-"$scratch/venv/bin/python" -m pip install --quiet --disable-pip-version-check "lmdb>=1.4"
-cargo build --release --quiet --example raw_lmdb
-"$scratch/venv/bin/python" bench/run.py --quick --raw target/release/examples/raw_lmdb --output "$scratch/bench.json" > "$scratch/bench.txt"
-grep -q "columns" "$scratch/bench.txt"
+# What the chosen stages need in .venv: pyproject extras, and whether the
+# extension must be built into it (maturin develop).
+extras=()
+develop=0
+for s in "${run[@]}"; do
+    case $s in
+        lint) extras+=(test) ;;                   # ruff
+        rust) ;;                                  # cargo only
+        py | stubs) extras+=(test) develop=1 ;;   # pytest, mypy; they import the package
+        release) extras+=(release) ;;             # zig, auditwheel, twine
+        docs) extras+=(docs) develop=1 ;;         # mkdocstrings imports the package
+    esac
+done
+EA_EXTRAS=$(printf '%s\n' "${extras[@]}" | awk 'NF && !seen[$0]++' | paste -sd ' ')
+EA_DEVELOP=$develop
+started=$SECONDS
+source "$(dirname "$0")/setup.sh"
+
+# Scratch directories of the stages, removed when the script ends:
+# `scratch NAME` makes one and sets $dir to it.
+scratch_dirs=()
+trap 'rm -rf "${scratch_dirs[@]}"' EXIT
+scratch() {
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/ea-$1.XXXXXX")
+    scratch_dirs+=("$dir")
+}
+
+stage_lint() {
+    echo "==> cargo fmt --check"
+    cargo fmt --check
+    echo "==> cargo clippy (core, and core + bindings)"
+    cargo clippy --quiet --all-targets -- -D warnings
+    cargo clippy --quiet --all-targets --features python -- -D warnings
+    echo "==> ruff (lint, then format check) on the Python sources, tests, bench and notebooks"
+    ruff check .
+    ruff format --check .
+    echo "==> shape of the Rust sources (scripts/check_shape.py)"
+    python scripts/check_shape.py
+}
+
+stage_rust() {
+    echo "==> cargo test"
+    cargo test --quiet
+}
+
+stage_py() {
+    echo "==> pytest${*:+ $*}"
+    python -m pytest "$@"
+}
+
+stage_stubs() {
+    echo "==> stubs: mypy.stubtest against the runtime module, mypy --strict on the package and examples"
+    # From an empty directory, so the runtime module is the installed one.
+    local dir
+    scratch stubtest
+    (cd "$dir" && python -m mypy.stubtest encryption_applier._native)
+    python -m mypy
+}
+
+stage_release() {
+    echo "==> wheel: manylinux2014 release build (zig), auditwheel, twine, then installed into a fresh venv and smoke-tested"
+    rm -rf dist
+    quietly maturin build --release --zig --compatibility manylinux2014 --out dist
+    quietly maturin sdist --out dist
+    local arch wheel audit dir
+    arch=$(uname -m)
+    wheel=$(ls "dist/encryption_applier-"*"-cp311-abi3-manylinux2014_${arch}.manylinux_2_17_${arch}.whl")
+    audit=$(auditwheel show "$wheel" | tr -s ' \n' ' ')
+    if [[ "$audit" != *"consistent with the following platform tag: \"manylinux_2_17_${arch}\""* ]]; then
+        echo "error: auditwheel does not confirm manylinux_2_17 (manylinux2014): $audit" >&2
+        return 1
+    fi
+    quietly twine check --strict dist/*
+    scratch wheel
+    python -m venv "$dir/venv"
+    # With the [testing] extra from the package index, by the ranges the
+    # wheel declares (not the development pins): what a user installs.
+    quietly "$dir/venv/bin/python" -m pip install --disable-pip-version-check "$repo_root/$wheel[testing]"
+    (cd "$dir" && "$dir/venv/bin/python" "$repo_root/tests/smoke_wheel.py")
+
+    echo "==> benchmark script, quick sizes (keeps bench/ runnable; figures go to a scratch file)"
+    "$dir/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        -c "$repo_root/scripts/dev-constraints.txt" "lmdb>=1.4"
+    cargo build --release --quiet --example raw_lmdb
+    "$dir/venv/bin/python" bench/run.py --quick --raw target/release/examples/raw_lmdb \
+        --output "$dir/bench.json" >"$dir/bench.txt"
+    grep -q "columns" "$dir/bench.txt"
+}
+
+stage_docs() {
+    echo "==> documentation site: mkdocs build --strict (a warning, a broken link or an undocumented name fails)"
+    # docs/spec.md is the contract, SPEC.md, under a two-line note. Where the
+    # shared SPEC.md sits beside the repository (as where this project is
+    # developed), the copy must be exact.
+    local spec="$repo_root/../shared/SPEC.md"
+    if [ -f "$spec" ] && ! tail -n +3 docs/spec.md | cmp -s - "$spec"; then
+        echo "error: docs/spec.md (after its first two lines) differs from $spec" >&2
+        return 1
+    fi
+    local dir
+    scratch site
+    NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet --site-dir "$dir/site"
+}
+
+for s in "${run[@]}"; do
+    if [ "$s" = py ]; then
+        stage_py "$@"
+    else
+        "stage_$s"
+    fi
+done
+elapsed=$((SECONDS - started))
+echo "==> $stage passed (${run[*]}) in $((elapsed / 60))m$(printf '%02d' $((elapsed % 60)))s"

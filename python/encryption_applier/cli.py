@@ -84,6 +84,15 @@ _count = _uint(31, "a count")
 _positive = _uint(31, "a positive count", least=1)
 
 
+def add_inspect(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "inspect", help="print the registry rows as a table", description="Print the rows as a table, in key order."
+    )
+    p.add_argument("directory", help="registry directory")
+    p.add_argument("--dek-id", type=_dek_id, metavar="ID", help="only the rows of this DEK")
+    p.set_defaults(run=cmd_inspect)
+
+
 def cmd_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with ea.Registry(args.directory) as registry:
         rows = registry.rows(args.dek_id)
@@ -96,6 +105,23 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         scope = f" under dek_id {args.dek_id}" if args.dek_id is not None else ""
         print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}{scope}; DEKs {registry.dek_ids()}", file=out)
     return EXIT_OK
+
+
+def add_verify(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="check data.mdb page by page",
+        description="Check every page of data.mdb (bounds, types, key order, counts, free lists) and, "
+        "unless --pages-only, decode every row, without opening the registry for use: it works on a "
+        "registry too damaged to open. Exit 0 when sound, 1 when damage was found, 2 when it cannot look.",
+    )
+    p.add_argument("directory", help="registry directory")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--pages-only", action="store_true", help="check the pages, not the rows")
+    p.add_argument(
+        "--max-problems", type=_positive, default=100, metavar="N", help="stop after N problems (default 100)"
+    )
+    p.set_defaults(run=cmd_verify)
 
 
 def cmd_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -139,6 +165,24 @@ def cmd_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(f"{label} {d.problem} at {where}{note}: {d.detail}", file=out)
         print("ok" if report.ok else f"{len(report.problems)} problem(s) found", file=out)
     return EXIT_OK if report.ok else EXIT_DAMAGED
+
+
+def add_probe_node_id(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "probe-node-id",
+        help="show a node's 64-bit id and 16-bit prefix, and whether it may join",
+        description="Print full_node_id and node_id as elastickv-admin does. With --registry, also run "
+        "elastickv's pre-join check against the active DEKs (from the sidecar, or --storage-dek-id/"
+        "--raft-dek-id): exit 1 when another node holds the prefix.",
+    )
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--full-node-id", type=_uint64, metavar="N", help="the 64-bit id (decimal or 0x-hex)")
+    who.add_argument("--raft-id", metavar="S", help="the Raft id; the full id is derived as elastickv does")
+    p.add_argument("--registry", metavar="DIR", help="registry directory to check the join against")
+    p.add_argument("--sidecar", metavar="PATH", help="sidecar with the active DEKs (default DIR/keys.json)")
+    p.add_argument("--storage-dek-id", type=_dek_id, metavar="ID", help="active storage DEK (instead of the sidecar's)")
+    p.add_argument("--raft-dek-id", type=_dek_id, metavar="ID", help="active Raft DEK (with --storage-dek-id)")
+    p.set_defaults(run=cmd_probe_node_id)
 
 
 def cmd_probe_node_id(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -197,6 +241,27 @@ def cmd_probe_node_id(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
     return code
 
 
+def add_doctor(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="run elastickv's startup guards against a data directory",
+        description="Run elastickv's startup guards (in Go's order) and print every refusal with its Go error "
+        "name and what it means. Exit 0 when the node may start, 1 when a guard refuses.",
+    )
+    p.add_argument("directory", help="registry directory")
+    p.add_argument("--kek", help="KEK file")
+    p.add_argument("--sidecar", help="sidecar path (default: keys.json in the directory)")
+    p.add_argument("--encryption-disabled", action="store_true", help="the node runs with encryption off")
+    node = p.add_mutually_exclusive_group()
+    node.add_argument("--full-node-id", type=_uint64, metavar="N", help="this node's 64-bit id")
+    node.add_argument("--raft-id", metavar="S", help="this node's Raft id (the full id is derived)")
+    p.add_argument("--member", type=_uint64, action="append", default=[], metavar="N", help="a member's full id")
+    p.add_argument("--phase", choices=("pre-bump", "post-replay"), default="pre-bump")
+    p.add_argument("--engine-applied-index", type=_index, metavar="N", help="the engine's applied index")
+    p.add_argument("--snapshot-cutover-index", type=_index, metavar="N", help="cutover index of the restored snapshot")
+    p.set_defaults(run=cmd_doctor)
+
+
 def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not Path(args.directory).exists():
         raise UsageError(f"{args.directory}: no such directory")
@@ -240,6 +305,19 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK if not refusals else EXIT_DAMAGED
 
 
+def add_diff(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "diff",
+        help="show where two registries differ",
+        description="Compare two registries row by row, in key order: '< row' as it is in A, '> row' as it is "
+        "in B (a changed row shows both). Exit 0 when identical, 1 when they differ, 2 on an error.",
+    )
+    p.add_argument("a", metavar="A", help="registry directory")
+    p.add_argument("b", metavar="B", help="registry directory")
+    p.add_argument("--json", action="store_true", help="print the differences as JSON")
+    p.set_defaults(run=cmd_diff)
+
+
 def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with ea.Registry(args.a) as a, ea.Registry(args.b) as b:
         diff = a.diff(b)
@@ -264,10 +342,30 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_DIFFERENT
 
 
+def add_digest(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "digest",
+        help="print the registry digest",
+        description="Print SHA-256 (hex) over key ‖ value of every row in key order; "
+        "equal digests mean identical registries.",
+    )
+    p.add_argument("directory", help="registry directory")
+    p.set_defaults(run=cmd_digest)
+
+
 def cmd_digest(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with ea.Registry(args.directory) as registry:
         print(registry.digest(), file=out)
     return EXIT_OK
+
+
+def add_export(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser("export", help="write the rows as CSV or JSON", description="Write the rows as CSV or JSON.")
+    p.add_argument("directory", help="registry directory")
+    p.add_argument("--format", choices=("csv", "json"), required=True)
+    p.add_argument("--output", "-o", metavar="FILE", help="file to write (default, or '-': standard output)")
+    p.add_argument("--dek-id", type=_dek_id, metavar="ID", help="only the rows of this DEK")
+    p.set_defaults(run=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -392,6 +490,38 @@ def _check_apply_target(directory: Path, sidecar: str | None) -> None:
         raise UsageError(f"--sidecar {sidecar}: its directory does not exist")
 
 
+def add_apply(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "apply",
+        help="apply a file of hex-encoded entries",
+        description=(
+            "Apply FILE, one hex-encoded entry (opcode ‖ payload) per line ('#' starts a comment), in order, "
+            f"with one durable commit per {CHUNK} entries. On a halt, print the line, the exception and its "
+            "message and exit 1: every earlier line stays applied."
+        ),
+    )
+    p.add_argument("directory", help="registry directory (created if missing)")
+    p.add_argument("file", help="file of hex-encoded entries ('-': standard input)")
+    p.add_argument("--kek", help="KEK file, needed for bootstrap and rotation entries")
+    p.add_argument("--sidecar", help="sidecar path (default: keys.json in the registry directory)")
+    p.add_argument(
+        "--first-index",
+        type=_index,
+        metavar="N",
+        help="Raft index of the first entry (the next ones follow): entries already applied are skipped, "
+        "so replaying a whole log after a crash applies each entry exactly once (0 means no indexes)",
+    )
+    p.add_argument(
+        "--recreate-uncommitted",
+        action="store_true",
+        help="create the registry afresh if its data.mdb holds no committed transaction (a creation cut "
+        "short by a power loss); without it such a registry is an error. A registry that ever committed "
+        "is never touched",
+    )
+    p.add_argument("--progress-threshold", type=_count, default=1000, help=argparse.SUPPRESS)
+    p.set_defaults(run=cmd_apply)
+
+
 def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # (--sidecar without --kek is refused by the Applier itself, before it
     # opens anything: that rule lives in the core.)
@@ -467,120 +597,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {ea.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser(
-        "inspect", help="print the registry rows as a table", description="Print the rows as a table, in key order."
-    )
-    p.add_argument("directory", help="registry directory")
-    p.add_argument("--dek-id", type=_dek_id, metavar="ID", help="only the rows of this DEK")
-    p.set_defaults(run=cmd_inspect)
-
-    p = sub.add_parser(
-        "digest",
-        help="print the registry digest",
-        description="Print SHA-256 (hex) over key ‖ value of every row in key order; "
-        "equal digests mean identical registries.",
-    )
-    p.add_argument("directory", help="registry directory")
-    p.set_defaults(run=cmd_digest)
-
-    p = sub.add_parser(
-        "diff",
-        help="show where two registries differ",
-        description="Compare two registries row by row, in key order: '< row' as it is in A, '> row' as it is "
-        "in B (a changed row shows both). Exit 0 when identical, 1 when they differ, 2 on an error.",
-    )
-    p.add_argument("a", metavar="A", help="registry directory")
-    p.add_argument("b", metavar="B", help="registry directory")
-    p.add_argument("--json", action="store_true", help="print the differences as JSON")
-    p.set_defaults(run=cmd_diff)
-
-    p = sub.add_parser(
-        "verify",
-        help="check data.mdb page by page",
-        description="Check every page of data.mdb (bounds, types, key order, counts, free lists) and, "
-        "unless --pages-only, decode every row, without opening the registry for use: it works on a "
-        "registry too damaged to open. Exit 0 when sound, 1 when damage was found, 2 when it cannot look.",
-    )
-    p.add_argument("directory", help="registry directory")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--pages-only", action="store_true", help="check the pages, not the rows")
-    p.add_argument(
-        "--max-problems", type=_positive, default=100, metavar="N", help="stop after N problems (default 100)"
-    )
-    p.set_defaults(run=cmd_verify)
-
-    p = sub.add_parser(
-        "probe-node-id",
-        help="show a node's 64-bit id and 16-bit prefix, and whether it may join",
-        description="Print full_node_id and node_id as elastickv-admin does. With --registry, also run "
-        "elastickv's pre-join check against the active DEKs (from the sidecar, or --storage-dek-id/"
-        "--raft-dek-id): exit 1 when another node holds the prefix.",
-    )
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--full-node-id", type=_uint64, metavar="N", help="the 64-bit id (decimal or 0x-hex)")
-    who.add_argument("--raft-id", metavar="S", help="the Raft id; the full id is derived as elastickv does")
-    p.add_argument("--registry", metavar="DIR", help="registry directory to check the join against")
-    p.add_argument("--sidecar", metavar="PATH", help="sidecar with the active DEKs (default DIR/keys.json)")
-    p.add_argument("--storage-dek-id", type=_dek_id, metavar="ID", help="active storage DEK (instead of the sidecar's)")
-    p.add_argument("--raft-dek-id", type=_dek_id, metavar="ID", help="active Raft DEK (with --storage-dek-id)")
-    p.set_defaults(run=cmd_probe_node_id)
-
-    p = sub.add_parser(
-        "doctor",
-        help="run elastickv's startup guards against a data directory",
-        description="Run elastickv's startup guards (in Go's order) and print every refusal with its Go error "
-        "name and what it means. Exit 0 when the node may start, 1 when a guard refuses.",
-    )
-    p.add_argument("directory", help="registry directory")
-    p.add_argument("--kek", help="KEK file")
-    p.add_argument("--sidecar", help="sidecar path (default: keys.json in the directory)")
-    p.add_argument("--encryption-disabled", action="store_true", help="the node runs with encryption off")
-    node = p.add_mutually_exclusive_group()
-    node.add_argument("--full-node-id", type=_uint64, metavar="N", help="this node's 64-bit id")
-    node.add_argument("--raft-id", metavar="S", help="this node's Raft id (the full id is derived)")
-    p.add_argument("--member", type=_uint64, action="append", default=[], metavar="N", help="a member's full id")
-    p.add_argument("--phase", choices=("pre-bump", "post-replay"), default="pre-bump")
-    p.add_argument("--engine-applied-index", type=_index, metavar="N", help="the engine's applied index")
-    p.add_argument("--snapshot-cutover-index", type=_index, metavar="N", help="cutover index of the restored snapshot")
-    p.set_defaults(run=cmd_doctor)
-
-    p = sub.add_parser("export", help="write the rows as CSV or JSON", description="Write the rows as CSV or JSON.")
-    p.add_argument("directory", help="registry directory")
-    p.add_argument("--format", choices=("csv", "json"), required=True)
-    p.add_argument("--output", "-o", metavar="FILE", help="file to write (default, or '-': standard output)")
-    p.add_argument("--dek-id", type=_dek_id, metavar="ID", help="only the rows of this DEK")
-    p.set_defaults(run=cmd_export)
-
-    p = sub.add_parser(
-        "apply",
-        help="apply a file of hex-encoded entries",
-        description=(
-            "Apply FILE, one hex-encoded entry (opcode ‖ payload) per line ('#' starts a comment), in order, "
-            f"with one durable commit per {CHUNK} entries. On a halt, print the line, the exception and its "
-            "message and exit 1: every earlier line stays applied."
-        ),
-    )
-    p.add_argument("directory", help="registry directory (created if missing)")
-    p.add_argument("file", help="file of hex-encoded entries ('-': standard input)")
-    p.add_argument("--kek", help="KEK file, needed for bootstrap and rotation entries")
-    p.add_argument("--sidecar", help="sidecar path (default: keys.json in the registry directory)")
-    p.add_argument(
-        "--first-index",
-        type=_index,
-        metavar="N",
-        help="Raft index of the first entry (the next ones follow): entries already applied are skipped, "
-        "so replaying a whole log after a crash applies each entry exactly once (0 means no indexes)",
-    )
-    p.add_argument(
-        "--recreate-uncommitted",
-        action="store_true",
-        help="create the registry afresh if its data.mdb holds no committed transaction (a creation cut "
-        "short by a power loss); without it such a registry is an error. A registry that ever committed "
-        "is never touched",
-    )
-    p.add_argument("--progress-threshold", type=_count, default=1000, help=argparse.SUPPRESS)
-    p.set_defaults(run=cmd_apply)
+    # Each command's arguments are defined by the add_<name> beside its
+    # cmd_<name>; this order is the order --help lists them in.
+    add_inspect(sub)
+    add_digest(sub)
+    add_diff(sub)
+    add_verify(sub)
+    add_probe_node_id(sub)
+    add_doctor(sub)
+    add_export(sub)
+    add_apply(sub)
     return parser
 
 

@@ -14,7 +14,7 @@ import pytest
 
 import encryption_applier as ea
 
-from conftest import run_python
+from helpers import run_python
 
 PAGE_HEADER = 16
 META = PAGE_HEADER  # the meta record follows the page header

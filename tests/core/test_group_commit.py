@@ -14,7 +14,7 @@ import encryption_applier as ea
 from encryption_applier.testing import RegistryModel, assert_registry_matches_model
 from encryption_applier.testing.strategies import PlantedHalt, streams_with_halt
 
-from conftest import Cluster
+from helpers import Cluster
 
 A, B = 0xABCD_0001, 0x1234_0002
 

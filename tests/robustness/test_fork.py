@@ -10,10 +10,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 import encryption_applier as ea
 from encryption_applier._native import test_support
 
-from conftest import run_python
+from helpers import run_python
 
 
 def in_child(fn) -> int:  # type: ignore[no-untyped-def]
@@ -85,6 +87,7 @@ def test_handles_inherited_through_fork(registry_dir: Path) -> None:
     applier.close()
 
 
+@pytest.mark.slow
 def test_fork_while_another_thread_is_inside_the_applier(registry_dir: Path) -> None:
     """The thread holding the applier's lock is not copied into the child,
     so the lock would stay taken forever there: every call of the child on

@@ -11,7 +11,7 @@ of the code so that the reshaping provably changes none of them.
   a fixed v2 file read and written back (`Sidecar.to_json`), byte for byte.
 
 A golden file changes only on purpose: `EA_WRITE_GOLDEN=1 pytest
-tests/test_golden.py` rewrites them, and the diff is then reviewed.
+tests/core/test_golden.py` rewrites them, and the diff is then reviewed.
 """
 
 import base64
@@ -24,7 +24,7 @@ import pytest
 
 import encryption_applier as ea
 
-from conftest import NODE, OTHER, aesgcm_wrap, deks, dump_raw
+from helpers import NODE, OTHER, aesgcm_wrap, deks, dump_raw
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 KEK_BYTES = bytes(range(32))

@@ -228,7 +228,7 @@ def test_usage_errors_exit_2_with_one_line_and_no_traceback(tmp_path: Path, args
 
 
 def test_a_corrupt_row_is_an_error_exit_2_not_a_halt_or_a_difference(tmp_path: Path) -> None:
-    from conftest import plant_raw
+    from helpers import plant_raw
 
     with ea.Applier(tmp_path / "reg") as applier:
         applier.apply(ea.Registration(1, A, 1).to_entry())

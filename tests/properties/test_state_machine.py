@@ -13,7 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import encryption_applier as ea
 from encryption_applier.testing.model import Halt, RegistryModel, expect, registration_payload
 
-from conftest import dump_raw
+from helpers import dump_raw
 
 # Few DEKs, few node_id16 values and many full ids per node_id16, so that
 # collisions, replays and rollbacks are common rather than rare.

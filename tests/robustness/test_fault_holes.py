@@ -13,8 +13,8 @@ import pytest
 import encryption_applier as ea
 from encryption_applier.testing import RegistryModel, assert_registry_matches_model
 
-from conftest import NODE, Cluster
 from fsfault import traced, traced_ok
+from helpers import NODE, Cluster
 
 A = 0xABCD_0001
 

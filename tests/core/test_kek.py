@@ -17,7 +17,7 @@ import pytest
 import encryption_applier as ea
 from encryption_applier._native import test_support
 
-from conftest import NODE, OTHER, Cluster, aesgcm_unwrap, aesgcm_wrap, crash_applying, dump_raw, fingerprint
+from helpers import NODE, OTHER, Cluster, aesgcm_unwrap, aesgcm_wrap, crash_applying, dump_raw, fingerprint
 
 # ------------------------------------------------------------------ KEK files
 

@@ -11,7 +11,7 @@ import pytest
 import encryption_applier as ea
 from encryption_applier.testing.model import RegistryModel
 
-from conftest import dump_raw, interactive, run_python
+from helpers import dump_raw, interactive, run_python
 
 A, B, C = 0xA_0001, 0xB_0002, 0xC_0003
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import encryption_applier as ea
 from encryption_applier import _native, exceptions
 
+from helpers import REPO
+
 STUB = Path(ea.__file__).with_name("_native.pyi")
 # Type aliases that exist only for typing.
 STUB_ONLY = {"_BytesLike", "_DamageProblem", "_Outcome", "_Payload", "_TestSupport", "__all__"}
@@ -80,7 +82,7 @@ def test_every_exception_the_bindings_raise_is_declared() -> None:
     # The Rust side names each class once, in py_imports.rs's
     # `exception_classes! { ... }` list, and looks it up by that name; a
     # typo would surface only when that error is raised, so check the names.
-    source = (Path(__file__).parents[1] / "src" / "bindings" / "py_imports.rs").read_text()
+    source = (REPO / "src" / "bindings" / "py_imports.rs").read_text()
     listed = re.search(r"exception_classes! \{(.*?)\}", source, re.S)
     assert listed is not None
     raised = set(re.findall(r"^\s*(\w+),", listed.group(1), re.M))

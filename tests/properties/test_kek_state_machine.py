@@ -14,7 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 import encryption_applier as ea
 from encryption_applier.testing.model import KeyedModel, expect
 
-from conftest import aesgcm_wrap, fingerprint
+from helpers import aesgcm_wrap, fingerprint
 
 ids = st.sampled_from([0, 1, 2, 3, 4])
 fulls = st.sampled_from([0x1_0001, 0x2_0001, 0x1_0002])

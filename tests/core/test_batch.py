@@ -20,7 +20,7 @@ from encryption_applier.testing import assert_registry_matches_model
 from encryption_applier.testing.model import Halt, RegistryModel
 from encryption_applier.testing.strategies import PlantedHalt, streams_with_halt
 
-from conftest import dump_raw, plant_raw
+from helpers import dump_raw, plant_raw
 
 A, B = 0xABCD_0001, 0x1234_0002
 

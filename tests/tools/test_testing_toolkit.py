@@ -29,6 +29,8 @@ from encryption_applier.testing.strategies import (
     valid_streams,
 )
 
+from helpers import REPO
+
 
 @given(payload=payloads())
 def test_payloads_encode_and_decode_to_themselves(payload: ea.Registration | ea.Bootstrap | ea.Rotation) -> None:
@@ -214,6 +216,6 @@ def test_strategies_compose_with_user_strategies() -> None:
 
 def test_the_documented_example_test_passes(tmp_path: Path) -> None:
     # docs/guide/testing.md's example, run as a user's own test file.
-    page = (Path(__file__).resolve().parent.parent / "docs" / "guide" / "testing.md").read_text()
+    page = (REPO / "docs" / "guide" / "testing.md").read_text()
     example = page.split("```python\n", 1)[1].split("```", 1)[0]
     run_user_tests(tmp_path, example, passed=2)

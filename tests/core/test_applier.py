@@ -10,7 +10,7 @@ import pytest
 import encryption_applier as ea
 from encryption_applier.testing.model import Halt, RegistryModel
 
-from conftest import dump_raw, interactive, plant_raw, run_python
+from helpers import dump_raw, interactive, plant_raw, run_python
 
 A = 0xABCD_0001
 B = 0x1234_0002

@@ -7,7 +7,7 @@ import pytest
 
 import encryption_applier as ea
 
-from conftest import NODE, Cluster, sidecar_json, write_sidecar_json
+from helpers import NODE, Cluster, sidecar_json, write_sidecar_json
 
 
 def test_a_rotated_key_records_the_pinned_epoch_of_its_purpose(booted: Path, cluster: Cluster) -> None:

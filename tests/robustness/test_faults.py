@@ -11,7 +11,7 @@ import pytest
 
 import encryption_applier as ea
 
-from conftest import interactive
+from helpers import interactive
 
 
 def test_a_tiny_map_grows_and_nothing_acknowledged_is_lost(registry_dir: Path) -> None:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import encryption_applier as ea
 
-from conftest import NODE, Cluster
+from helpers import NODE, Cluster
 
 MASK64 = (1 << 64) - 1
 

@@ -8,8 +8,8 @@ import pytest
 
 import encryption_applier as ea
 
-from conftest import NODE, Cluster, edit_sidecar
 from fsfault import traced_ok
+from helpers import NODE, Cluster, edit_sidecar
 
 
 def sentinels(refusals: list[ea.StartupRefusedError]) -> list[str]:

@@ -2,9 +2,10 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "apply_stream.py"
+from helpers import REPO
+
+EXAMPLE = REPO / "examples" / "apply_stream.py"
 
 
 def test_demo_applies_the_stream_and_shows_each_halt() -> None:

@@ -15,9 +15,13 @@ import pytest
 
 import encryption_applier as ea
 
-from conftest import NODE, OTHER, Cluster
 from explorer import MODELS, Run, Verdict, Workload, explore, merge, models, observe, run
 from fsfault import Call
+from helpers import NODE, OTHER, Cluster
+
+# Every test here runs workloads in child processes under the fsfault
+# shim and checks their crash states in another child: the slow loop.
+pytestmark = pytest.mark.slow
 
 # States per model per trace; EA_EXPLORE_BUDGET makes the run larger.
 BUDGET = int(os.environ.get("EA_EXPLORE_BUDGET", "40"))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import encryption_applier as ea
 
-from conftest import NODE, Cluster
+from helpers import NODE, Cluster
 
 
 def fnv1a64(data: bytes) -> int:

@@ -15,6 +15,7 @@ THREADS = 8
 PER_THREAD = 250
 
 
+@pytest.mark.slow
 def test_many_writer_and_reader_threads_on_one_applier(tmp_path: Path, kek_path: Path) -> None:
     kek = ea.FileKek(kek_path)
     directory = tmp_path / "registry"
@@ -136,6 +137,7 @@ GETTERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("getter", list(GETTERS))
 def test_waiting_for_the_applier_lock_releases_the_gil(tmp_path: Path, kek_path: Path, getter: str) -> None:
     hold = 1.0

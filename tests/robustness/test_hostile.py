@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import encryption_applier as ea
 
-from conftest import aesgcm_wrap
+from helpers import aesgcm_wrap
 
 OUTCOMES = {"inserted", "advanced", "unchanged", "bootstrapped", "rotated", "skipped"}
 

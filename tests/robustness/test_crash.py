@@ -18,7 +18,7 @@ import pytest
 import encryption_applier as ea
 from encryption_applier.testing.model import KeyedModel, RegistryModel
 
-from conftest import aesgcm_wrap, fingerprint
+from helpers import aesgcm_wrap, fingerprint
 
 KILLS = int(os.environ.get("EA_KILLS", "60"))
 
@@ -127,6 +127,7 @@ def apply_registration_step(model: RegistryModel, reg: tuple[int, int, int]) -> 
     assert model.apply_registration(*reg) in {"inserted", "advanced", "unchanged"}
 
 
+@pytest.mark.slow
 def test_sigkill_during_registration_streams(tmp_path: Path) -> None:
     rng = random.Random(1234)
     regs = registration_stream(100_000)
@@ -153,6 +154,7 @@ def test_sigkill_during_registration_streams(tmp_path: Path) -> None:
         assert [(r.key, r.value) for r in applier.registry.rows()] == models.final.raw_items()
 
 
+@pytest.mark.slow
 def test_sigkill_with_group_commit(tmp_path: Path) -> None:
     """Write-behind group commit: after any kill the registry is the model
     after the prefix it says it applied, no index acknowledged durable is
@@ -248,6 +250,7 @@ def sidecar_state(sidecar: ea.Sidecar) -> tuple[dict[str, int], dict[int, tuple[
     return sidecar.active, {i: (k.purpose.name.lower(), k.wrapped) for i, k in sidecar.keys.items()}
 
 
+@pytest.mark.slow
 def test_sigkill_during_keyed_streams(tmp_path: Path, kek_path: Path) -> None:
     rng = random.Random(99)
     entries, deks, keyed_positions = keyed_stream(kek_path.read_bytes())
@@ -300,6 +303,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow
 def test_killed_readers_do_not_pin_pages_or_block(tmp_path: Path) -> None:
     directory = tmp_path / "registry"
     with ea.Applier(directory) as applier:
@@ -336,6 +340,7 @@ def test_killed_readers_do_not_pin_pages_or_block(tmp_path: Path) -> None:
     assert proc.stdout.strip() == "100"
 
 
+@pytest.mark.slow
 def test_many_killed_readers_do_not_exhaust_the_reader_table(tmp_path: Path) -> None:
     directory = tmp_path / "registry"
     with ea.Applier(directory) as applier:

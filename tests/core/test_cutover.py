@@ -9,7 +9,7 @@ import pytest
 
 import encryption_applier as ea
 
-from conftest import NODE, OTHER, Cluster, crash_applying
+from helpers import NODE, OTHER, Cluster, crash_applying
 
 # The parity study's pinned example: enable-storage, dek 7, proposer
 # 0xABCD0001 at epoch 2, no wrapped key.
