@@ -362,19 +362,19 @@ def test_restart_loads_keys_from_the_sidecar(registry_dir: Path, cluster: Cluste
             applier.apply_rotation(cluster.rotation(5, ea.Purpose.STORAGE))
 
 
-@pytest.mark.parametrize(
-    ("content", "code"),
-    [
-        (b"{", "not_json"),
-        (b"[]", "not_an_object"),
-        (b'{"version": 3, "active": {"storage": 0, "raft": 0}, "keys": {}}', "unsupported_version"),
-        (b'{"version": 0, "active": {"storage": 0, "raft": 0}, "keys": {}}', "unsupported_version"),
-        (b'{"version": 1}', "bad_value"),
-    ],
-)
-def test_invalid_sidecar_is_refused_at_construction(
-    registry_dir: Path, kek_path: Path, content: bytes, code: str
-) -> None:
+# Each invalid sidecar, and the SidecarError code it must raise.
+INVALID_SIDECARS = {
+    b"{": "not_json",
+    b"[]": "not_an_object",
+    b'{"version": 3, "active": {"storage": 0, "raft": 0}, "keys": {}}': "unsupported_version",
+    b'{"version": 0, "active": {"storage": 0, "raft": 0}, "keys": {}}': "unsupported_version",
+    b'{"version": 1}': "bad_value",
+}
+
+
+@pytest.mark.parametrize("content", list(INVALID_SIDECARS))
+def test_invalid_sidecar_is_refused_at_construction(registry_dir: Path, kek_path: Path, content: bytes) -> None:
+    code = INVALID_SIDECARS[content]
     ea.Applier(registry_dir).close()
     (registry_dir / "keys.json").write_bytes(content)
     with pytest.raises(ea.SidecarError) as err:
