@@ -1,3 +1,6 @@
+//! The applier's unit tests: the four cases through the store, bootstrap,
+//! rotation and cutover replays, map growth, batches and group commit.
+
 use std::collections::BTreeMap;
 
 use super::*;

@@ -1,3 +1,5 @@
+//! The wire codec against SPEC §2's pinned bytes, and its refusals.
+
 use super::*;
 
 fn unhex(s: &str) -> Vec<u8> {
