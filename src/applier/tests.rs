@@ -1,5 +1,6 @@
-//! The applier's unit tests: the four cases through the store, bootstrap,
-//! rotation and cutover replays, map growth, batches and group commit.
+//! The applier's unit tests: the four cases through the store, halts that
+//! write nothing, bootstrap and rotation with their replays, a fault at
+//! every step, `apply_many`, the applied index and map growth.
 
 use std::collections::BTreeMap;
 
