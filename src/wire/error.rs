@@ -60,9 +60,18 @@ pub enum MalformedReason {
     TrailingBytes { offset: usize, count: usize },
     #[error("batch count {count} exceeds the cap of {cap}", cap = crate::wire::MAX_BOOTSTRAP_BATCH)]
     BatchTooLarge { count: u64 },
-    #[error("rotation sub_tag 0x{0:02x} is reserved; only 0x01 (rotate-dek) is known")]
+    #[error(
+        "rotation sub_tag 0x{0:02x} ({name}) is reserved for elastickv's Stage 9 and not \
+         specified yet, so it halts; the known sub-tags are {known}",
+        name = crate::wire::reserved_sub_tag_name(*.0),
+        known = crate::wire::KNOWN_SUB_TAGS
+    )]
     ReservedSubTag(u8),
-    #[error("unknown rotation sub_tag 0x{0:02x}; only 0x01 (rotate-dek) is known")]
+    #[error(
+        "unknown rotation sub_tag 0x{0:02x}; the known sub-tags are {known} (0x02 rewrap-deks and \
+         0x03 retire-dek are reserved)",
+        known = crate::wire::KNOWN_SUB_TAGS
+    )]
     UnknownSubTag(u8),
     #[error("unknown purpose {0} (1 = storage, 2 = raft)")]
     UnknownPurpose(u8),

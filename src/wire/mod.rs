@@ -28,9 +28,26 @@ pub const ROTATE_DEK: u8 = 0x01;
 pub const ENABLE_STORAGE_ENVELOPE: u8 = 0x04;
 /// The one-shot Raft-layer cutover: entries after this one are enveloped.
 pub const ENABLE_RAFT_ENVELOPE: u8 = 0x05;
-/// Sub-tags reserved for future rotation kinds (rewrap, retire); they
-/// halt, as every byte not listed above does.
-pub const RESERVED_SUB_TAGS: std::ops::RangeInclusive<u8> = 0x02..=0x03;
+/// Reserved for elastickv's Stage 9 (wire.go): re-wrap every DEK under a
+/// new KEK. It halts until it is specified.
+pub const REWRAP_DEKS: u8 = 0x02;
+/// Reserved for elastickv's Stage 9 (wire.go): retire a DEK. It halts.
+pub const RETIRE_DEK: u8 = 0x03;
+/// The sub-tags reserved for future rotation kinds; they halt, as every
+/// byte not listed above does.
+pub const RESERVED_SUB_TAGS: std::ops::RangeInclusive<u8> = REWRAP_DEKS..=RETIRE_DEK;
+/// The sub-tags a rotation entry may carry, as the messages list them.
+pub const KNOWN_SUB_TAGS: &str =
+    "0x01 (rotate-dek), 0x04 (enable-storage-envelope) and 0x05 (enable-raft-envelope)";
+
+/// The name elastickv's design gives a reserved sub-tag.
+pub fn reserved_sub_tag_name(sub_tag: u8) -> &'static str {
+    match sub_tag {
+        REWRAP_DEKS => "rewrap-deks",
+        RETIRE_DEK => "retire-dek",
+        _ => "unnamed",
+    }
+}
 pub const MAX_BOOTSTRAP_BATCH: u32 = 16384;
 
 /// Registration payload length: ver + dek_id + full_node_id + local_epoch.

@@ -223,6 +223,11 @@ def test_rotation_sub_tags_other_than_the_three_known_are_malformed(sub_tag: int
         ea.Rotation.decode(rotation.encode())
     expected = "reserved_sub_tag" if 0x02 <= sub_tag <= 0x03 else "unknown_sub_tag"
     assert info.value.reason == expected
+    # The message names the reserved ones and lists the three known.
+    message = str(info.value)
+    assert "0x01 (rotate-dek), 0x04 (enable-storage-envelope) and 0x05 (enable-raft-envelope)" in message
+    name = {0x02: "(rewrap-deks) is reserved for elastickv's Stage 9", 0x03: "(retire-dek) is reserved"}
+    assert name.get(sub_tag, f"unknown rotation sub_tag 0x{sub_tag:02x}") in message
 
 
 @pytest.mark.parametrize("purpose", [0, 3, 0x80, 0xFF])
