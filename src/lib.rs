@@ -25,6 +25,9 @@
 //! - [`envelope`]: storage and Raft envelopes (§7), the nonce audit;
 //! - [`nodeid`]: node ids, `node_id16` collisions, bootstrap batches (§7);
 //! - [`startup`]: elastickv's start-up guards, in Go's order (§7);
+//! - [`raftlog`]: a contiguous run of the Raft log as a host gives it,
+//!   which can prove it covers a range (the guard against a sidecar behind
+//!   the log);
 //! - [`error`]: the aggregate errors (`ApplyError`, `ApplierOpenError`)
 //!   and the rules' refusals (`RejectReason`);
 //! - [`fsutil`]: the one durable owner-only file write, small helpers.
@@ -36,6 +39,7 @@ pub mod fsutil;
 pub mod kek;
 pub mod keystore;
 pub mod nodeid;
+pub mod raftlog;
 pub mod registry;
 pub mod rules;
 pub mod sidecar;

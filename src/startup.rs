@@ -14,7 +14,9 @@
 //! 6. two members sharing a 16-bit node id (only once a storage key is
 //!    active; main_encryption_startup_guard.go);
 //! 7. this node's registry row against the sidecar's epoch (ditto);
-//! 8. a sidecar behind the Raft log over an encryption entry (audit.go).
+//! 8. a sidecar behind the Raft log over an encryption entry (audit.go),
+//!    failing closed: with no log to inspect the gap, or a log that does
+//!    not reach over all of it, the node does not start either.
 
 use std::fmt;
 use std::fs::File;
@@ -23,10 +25,11 @@ use std::path::{Path, PathBuf};
 
 use crate::kek::Kek;
 use crate::nodeid::find_node_id_collisions;
+use crate::raftlog::LogSlice;
 use crate::registry::RegistryRow;
 use crate::sidecar::{self, Sidecar, LOCAL_EPOCH_MAX};
 use crate::store::RegistryError;
-use crate::wire::{node_id16, Purpose, SIDECAR_OPCODES};
+use crate::wire::{node_id16, Purpose};
 
 /// When the check runs: before the node bumps its epoch at start, or after
 /// it replayed its Raft log (then the epoch must be strictly ahead).
@@ -46,9 +49,10 @@ pub struct StartupInput<'a> {
     pub full_node_id: Option<u64>,
     /// The full ids of the group's members (guard 6).
     pub members: &'a [u64],
-    /// `(index, opcode)` of the Raft log entries the host can scan (guard 9).
-    pub log: &'a [(u64, u8)],
-    /// The engine's applied index (guard 9); the registry's by default.
+    /// The Raft log the host can scan (guard 8); `None`: no log at all, so
+    /// a gap between the sidecar and the engine cannot be inspected.
+    pub log: Option<LogSlice<'a>>,
+    /// The engine's applied index (guard 8); the registry's by default.
     pub engine_applied_index: Option<u64>,
     /// The Raft cutover index in the newest restored snapshot (guard 8).
     pub snapshot_cutover_index: Option<u64>,
@@ -110,18 +114,31 @@ pub enum Refusal {
         snapshot: u64,
         sidecar: u64,
     },
+    /// The sidecar is behind the engine and the gap holds an entry that
+    /// writes the sidecar (`entry: Some((index, opcode))`), or the host gave
+    /// no log to look (`entry: None`; Go: no scanner, fail closed).
     SidecarBehindRaftLog {
         sidecar_applied_index: u64,
         engine_applied_index: u64,
-        entry_index: u64,
-        opcode: u8,
+        entry: Option<(u64, u8)>,
+    },
+    /// The sidecar is behind the engine and the log given does not reach
+    /// over the whole gap, so the gap cannot be proven harmless. Package
+    /// only: Go's scanner fails with raft's own error here (a compacted or
+    /// unavailable range), which has no encryption sentinel.
+    RaftLogGapUncovered {
+        sidecar_applied_index: u64,
+        engine_applied_index: u64,
+        /// First and last index of the log given; `None` when it was empty.
+        log_range: Option<(u64, u64)>,
     },
 }
 
 impl Refusal {
-    /// The name of the Go error this refusal stands for.
-    pub fn sentinel(&self) -> &'static str {
-        match self {
+    /// The name of the Go error this refusal stands for; `None` for the
+    /// package's own refusal that Go has no sentinel for.
+    pub fn sentinel(&self) -> Option<&'static str> {
+        Some(match self {
             Refusal::SidecarPresentWithoutFlag { .. } => "ErrSidecarPresentWithoutFlag",
             Refusal::KekRequiredWithFlag => "ErrKEKRequiredWithFlag",
             Refusal::KekMismatch { .. } => "ErrKEKMismatch",
@@ -131,7 +148,14 @@ impl Refusal {
             Refusal::LocalEpochRollback { .. } => "ErrLocalEpochRollback",
             Refusal::EnvelopeCutoverDivergence { .. } => "ErrEnvelopeCutoverDivergence",
             Refusal::SidecarBehindRaftLog { .. } => "ErrSidecarBehindRaftLog",
-        }
+            Refusal::RaftLogGapUncovered { .. } => return None,
+        })
+    }
+
+    /// The name a message starts with: the Go sentinel, or for the one
+    /// refusal without one, its own name.
+    pub fn name(&self) -> &'static str {
+        self.sentinel().unwrap_or("RaftLogGapUncovered")
     }
 
     /// What it means and what to do, in a sentence (after Go's texts).
@@ -171,8 +195,13 @@ impl Refusal {
                  (check that they belong to the same data directory)"
             }
             Refusal::SidecarBehindRaftLog { .. } => {
-                "the sidecar is behind the Raft log over an encryption entry (resync the sidecar \
-                 past it before starting)"
+                "the sidecar is behind the Raft log over an encryption entry, or over a gap no log \
+                 was given to inspect (resync the sidecar past it before starting)"
+            }
+            Refusal::RaftLogGapUncovered { .. } => {
+                "the sidecar is behind the engine and the Raft log given does not reach over the \
+                 whole gap, so it cannot be shown that no encryption entry was missed (give the \
+                 log from the sidecar's index on, or resync the sidecar)"
             }
         }
     }
@@ -180,7 +209,7 @@ impl Refusal {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.sentinel())?;
+        write!(f, "{}: ", self.name())?;
         match self {
             Refusal::SidecarPresentWithoutFlag { path } => {
                 write!(f, "sidecar {} exists and encryption is off", path.display())
@@ -253,14 +282,39 @@ impl fmt::Display for Refusal {
             Refusal::SidecarBehindRaftLog {
                 sidecar_applied_index,
                 engine_applied_index,
-                entry_index,
-                opcode,
-            } => write!(
-                f,
-                "sidecar raft_applied_index={sidecar_applied_index} < engine applied \
-                 index={engine_applied_index}, and entry {entry_index} (opcode 0x{opcode:02x}) \
-                 lies in between"
-            ),
+                entry,
+            } => {
+                write!(
+                    f,
+                    "sidecar raft_applied_index={sidecar_applied_index} < engine applied \
+                     index={engine_applied_index}, and "
+                )?;
+                match entry {
+                    Some((index, opcode)) => write!(
+                        f,
+                        "entry {index} (opcode 0x{opcode:02x}) lies in between"
+                    ),
+                    None => f.write_str("no Raft log was given to inspect the entries in between"),
+                }
+            }
+            Refusal::RaftLogGapUncovered {
+                sidecar_applied_index,
+                engine_applied_index,
+                log_range,
+            } => {
+                let gap = format!(
+                    "sidecar raft_applied_index={sidecar_applied_index} < engine applied \
+                     index={engine_applied_index}, so entries {}..={engine_applied_index} must be \
+                     inspected",
+                    sidecar_applied_index.saturating_add(1)
+                );
+                match log_range {
+                    Some((first, last)) => {
+                        write!(f, "{gap}, but the log given holds entries {first}..={last} only")
+                    }
+                    None => write!(f, "{gap}, but the log given is empty"),
+                }
+            }
         }
     }
 }
@@ -509,7 +563,10 @@ fn local_epoch_rollback(ctx: &Guarded<'_, '_>, out: &mut Vec<Refusal>) -> Result
 }
 
 /// Guard 8: the sidecar is behind an encryption entry the engine applied
-/// (Go only warns when the sidecar never recorded an index).
+/// (audit.go). It fails closed: no log, or a log that does not reach over
+/// the gap, refuses too, as Go's guard does without a scanner or when its
+/// scanner cannot read the range. Go only warns when the sidecar never
+/// recorded an index (raft_applied_index 0, a sidecar of an older binary).
 fn sidecar_behind_raft_log(
     ctx: &Guarded<'_, '_>,
     out: &mut Vec<Refusal>,
@@ -524,19 +581,31 @@ fn sidecar_behind_raft_log(
             None => None,
         },
     };
-    if let Some(engine) = engine.filter(|&e| sc.raft_applied_index < e) {
-        let hit = ctx.input.log.iter().find(|&&(index, opcode)| {
-            index > sc.raft_applied_index && index <= engine && SIDECAR_OPCODES.contains(&opcode)
-        });
-        if let Some(&(entry_index, opcode)) = hit {
-            out.push(Refusal::SidecarBehindRaftLog {
-                sidecar_applied_index: sc.raft_applied_index,
-                engine_applied_index: engine,
-                entry_index,
-                opcode,
-            });
+    let after = sc.raft_applied_index;
+    let Some(engine) = engine.filter(|&e| after < e) else {
+        return Ok(());
+    };
+    let refusal = match ctx.input.log {
+        None => Some(Refusal::SidecarBehindRaftLog {
+            sidecar_applied_index: after,
+            engine_applied_index: engine,
+            entry: None,
+        }),
+        Some(log) if !log.covers(after, engine) => Some(Refusal::RaftLogGapUncovered {
+            sidecar_applied_index: after,
+            engine_applied_index: engine,
+            log_range: log.last_index().map(|last| (log.first_index, last)),
+        }),
+        Some(log) => {
+            log.first_sidecar_entry(after, engine)
+                .map(|entry| Refusal::SidecarBehindRaftLog {
+                    sidecar_applied_index: after,
+                    engine_applied_index: engine,
+                    entry: Some(entry),
+                })
         }
-    }
+    };
+    out.extend(refusal);
     Ok(())
 }
 

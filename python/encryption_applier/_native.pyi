@@ -5,7 +5,7 @@ import enum
 import os
 import pathlib
 import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Final, Literal, Self, final
 
@@ -467,12 +467,19 @@ def diagnose_startup(
     registry: Registry | None = None,
     full_node_id: int | None = None,
     members: Iterable[int] = ...,
-    log: Iterable[tuple[int, bytes]] = ...,
+    log: Sequence[bytes] | None = None,
+    log_first_index: int | None = None,
     engine_applied_index: int | None = None,
     snapshot_cutover_index: int | None = None,
     phase: Literal["pre-bump", "post-replay"] = "pre-bump",
 ) -> list[Any]:  # list[StartupRefusedError]
-    """Every refusal of elastickv's startup guards, in Go's order."""
+    """Every refusal of elastickv's startup guards, in Go's order.
+
+    ``log`` is a contiguous run of the Raft log, every entry (opcode first;
+    ``b""`` for one without an FSM payload), the first at Raft index
+    ``log_first_index``. The guard against a sidecar behind the log fails
+    closed: without a log it refuses any gap, and with one that does not
+    hold every entry of the gap it raises `RaftLogGapUncoveredError`."""
 
 def check_startup(
     *,
@@ -482,7 +489,8 @@ def check_startup(
     registry: Registry | None = None,
     full_node_id: int | None = None,
     members: Iterable[int] = ...,
-    log: Iterable[tuple[int, bytes]] = ...,
+    log: Sequence[bytes] | None = None,
+    log_first_index: int | None = None,
     engine_applied_index: int | None = None,
     snapshot_cutover_index: int | None = None,
     phase: Literal["pre-bump", "post-replay"] = "pre-bump",

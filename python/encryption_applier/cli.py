@@ -259,7 +259,27 @@ def add_doctor(sub: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument("--phase", choices=("pre-bump", "post-replay"), default="pre-bump")
     p.add_argument("--engine-applied-index", type=_index, metavar="N", help="the engine's applied index")
     p.add_argument("--snapshot-cutover-index", type=_index, metavar="N", help="cutover index of the restored snapshot")
+    p.add_argument(
+        "--log",
+        metavar="FILE",
+        help="the Raft log the node would replay, in apply's format (one hex entry per line, every entry, "
+        "consecutive indexes; write 00 for an entry without an FSM payload); without it, a sidecar behind "
+        "the engine is refused, as Go refuses without a scanner",
+    )
+    p.add_argument("--log-first-index", type=_index, metavar="N", help="Raft index of the first entry of --log")
     p.set_defaults(run=cmd_doctor)
+
+
+def _doctor_log(args: argparse.Namespace) -> list[bytes] | None:
+    """--log's entries, checked against --log-first-index."""
+    if (args.log is None) != (args.log_first_index is None):
+        given, missing = ("--log", "--log-first-index") if args.log is not None else ("--log-first-index", "--log")
+        raise UsageError(f"{given} needs {missing}: the log and the Raft index of its first entry go together")
+    if args.log is None:
+        return None
+    if args.log_first_index == 0:
+        raise UsageError("--log-first-index must be 1 or more: Raft indexes start at 1")
+    return [entry for _, entry in read_entries(args.log, outcome="nothing was checked")]
 
 
 def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -267,6 +287,7 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"{args.directory}: no such directory")
     if not Path(args.directory).is_dir():
         raise UsageError(f"{args.directory}: not a directory")
+    log = _doctor_log(args)
     sidecar = Path(args.sidecar) if args.sidecar else Path(args.directory) / "keys.json"
     full = (
         args.full_node_id
@@ -286,6 +307,8 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             engine_applied_index=args.engine_applied_index,
             snapshot_cutover_index=args.snapshot_cutover_index,
             phase=args.phase,
+            log=log,
+            log_first_index=args.log_first_index,
         )
     finally:
         if registry is not None:
@@ -294,11 +317,17 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     print(
         f"checked {args.directory}: encryption {'off' if args.encryption_disabled else 'on'}, "
         f"KEK {args.kek or 'none'}, sidecar {sidecar}{'' if sidecar.exists() else ' (absent)'}, "
-        f"node {node}, {len(args.member)} members, phase {args.phase}",
+        f"node {node}, {len(args.member)} members, phase {args.phase}, "
+        + (
+            f"log {args.log} (entries {args.log_first_index}..{args.log_first_index + len(log) - 1})"
+            if log
+            else (f"log {args.log} (empty)" if log is not None else "no log")
+        ),
         file=out,
     )
     for refusal in refusals:
-        print(f"REFUSED {refusal.sentinel} ({type(refusal).__name__}): {refusal}", file=out)
+        name = refusal.sentinel or "package-only, no Go sentinel"
+        print(f"REFUSED {name} ({type(refusal).__name__}): {refusal}", file=out)
         print(f"    {refusal.meaning}", file=out)
     if not refusals:
         print("ok: no startup guard refuses", file=out)
@@ -411,15 +440,16 @@ class Progress:
             self.stream.flush()
 
 
-def read_entries(name: str) -> list[tuple[int, bytes]]:
+def read_entries(name: str, *, outcome: str = "nothing was applied") -> list[tuple[int, bytes]]:
     """(line number, entry bytes) for each non-blank, non-comment line of
     the file ``name`` (``-``: standard input). The whole input is read and
-    checked before anything is applied."""
+    checked before anything is done with it; ``outcome`` ends each error
+    (what was not done)."""
     label = "<stdin>" if name == STDIN else name
     try:
         if name == STDIN:
             if sys.stdin is None:
-                raise UsageError("standard input is closed; nothing was applied")
+                raise UsageError(f"standard input is closed; {outcome}")
             # Bytes, decoded strictly below, whatever the locale says.
             stream = getattr(sys.stdin, "buffer", None)
             raw = stream.read() if stream is not None else sys.stdin.read().encode()
@@ -428,9 +458,9 @@ def read_entries(name: str) -> list[tuple[int, bytes]]:
                 raw = f.read()
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise UsageError(f"{label}: not a text file of hex entries ({err.reason}); nothing was applied") from None
+        raise UsageError(f"{label}: not a text file of hex entries ({err.reason}); {outcome}") from None
     except OSError as err:
-        raise UsageError(f"{label}: cannot read: {err.strerror or err}; nothing was applied") from None
+        raise UsageError(f"{label}: cannot read: {err.strerror or err}; {outcome}") from None
     entries = []
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.split("#", 1)[0].strip()
@@ -440,7 +470,7 @@ def read_entries(name: str) -> list[tuple[int, bytes]]:
             entries.append((number, bytes.fromhex(stripped)))
         except ValueError:
             raise UsageError(
-                f"{label}:{number}: not a hex-encoded entry ({_hex_problem(stripped)}); nothing was applied"
+                f"{label}:{number}: not a hex-encoded entry ({_hex_problem(stripped)}); {outcome}"
             ) from None
     return entries
 

@@ -30,7 +30,8 @@ handling), and they pickle with their fields (to cross a process pool).
     │   ├── StartupNodeIDCollisionError      two members share a 16-bit node id
     │   ├── StartupLocalEpochRollbackError   the sidecar's epoch is not ahead of the registry
     │   ├── EnvelopeCutoverDivergenceError   snapshot and sidecar disagree on the Raft cutover
-    │   ├── SidecarBehindRaftLogError        the sidecar missed an encryption entry
+    │   ├── SidecarBehindRaftLogError        the sidecar missed an encryption entry (or no log to tell)
+    │   ├── RaftLogGapUncoveredError         the log given does not reach over the sidecar's gap
     │   └── WriterUint16CollisionError       a joining node's 16-bit prefix is another node's
     ├── EnvelopeError                   an elastickv envelope that cannot be read or opened
     │   ├── EnvelopeShortError          fewer than 34 bytes
@@ -77,6 +78,7 @@ __all__ = [
     "StartupLocalEpochRollbackError",
     "EnvelopeCutoverDivergenceError",
     "SidecarBehindRaftLogError",
+    "RaftLogGapUncoveredError",
     "WriterUint16CollisionError",
     "EnvelopeError",
     "EnvelopeShortError",
@@ -377,9 +379,10 @@ class SidecarError(EncryptionApplyError):
 class StartupRefusedError(EncryptionError):
     """A node must not start as configured: one of elastickv's startup
     guards refused (not a halt: no entry was involved). ``sentinel`` is the
-    name of the Go error it stands for."""
+    name of the Go error it stands for, or None for the package's own
+    refusal that Go has no sentinel for (`RaftLogGapUncoveredError`)."""
 
-    def __init__(self, message: str, /, *, sentinel: str, meaning: str | None = None) -> None:
+    def __init__(self, message: str, /, *, sentinel: str | None, meaning: str | None = None) -> None:
         super().__init__(message)
         self.sentinel = sentinel
         self.meaning = meaning
@@ -539,7 +542,9 @@ class EnvelopeCutoverDivergenceError(StartupRefusedError):
 class SidecarBehindRaftLogError(StartupRefusedError):
     """The sidecar's ``sidecar_applied_index`` is behind the engine's
     ``engine_applied_index`` and entry ``entry_index`` (an encryption entry,
-    ``opcode``) lies in between."""
+    ``opcode``) lies in between; or no log was given to look at the entries
+    in between (``entry_index`` and ``opcode`` None), which Go refuses too
+    (a guard without a scanner fails closed)."""
 
     def __init__(
         self,
@@ -548,8 +553,8 @@ class SidecarBehindRaftLogError(StartupRefusedError):
         *,
         sidecar_applied_index: int,
         engine_applied_index: int,
-        entry_index: int,
-        opcode: int,
+        entry_index: int | None,
+        opcode: int | None,
         sentinel: str = "ErrSidecarBehindRaftLog",
         meaning: str | None = None,
     ) -> None:
@@ -558,6 +563,35 @@ class SidecarBehindRaftLogError(StartupRefusedError):
         self.engine_applied_index = engine_applied_index
         self.entry_index = entry_index
         self.opcode = opcode
+
+
+class RaftLogGapUncoveredError(StartupRefusedError):
+    """The sidecar's ``sidecar_applied_index`` is behind the engine's
+    ``engine_applied_index``, and the log given (entries ``log_first_index``
+    to ``log_last_index``, both None for an empty log) does not hold every
+    entry in between, so a missed encryption entry cannot be ruled out.
+
+    Package-only: Go has no sentinel for it (``sentinel`` is None). Its
+    guard fails there with the Raft storage's own error for a compacted or
+    unavailable range, a refusal distinct from ErrSidecarBehindRaftLog."""
+
+    def __init__(
+        self,
+        message: str,
+        /,
+        *,
+        sidecar_applied_index: int,
+        engine_applied_index: int,
+        log_first_index: int | None,
+        log_last_index: int | None,
+        sentinel: str | None = None,
+        meaning: str | None = None,
+    ) -> None:
+        super().__init__(message, sentinel=sentinel, meaning=meaning)
+        self.sidecar_applied_index = sidecar_applied_index
+        self.engine_applied_index = engine_applied_index
+        self.log_first_index = log_first_index
+        self.log_last_index = log_last_index
 
 
 class WriterUint16CollisionError(StartupRefusedError):

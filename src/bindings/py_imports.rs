@@ -103,6 +103,7 @@ exception_classes! {
     StartupLocalEpochRollbackError,
     EnvelopeCutoverDivergenceError,
     SidecarBehindRaftLogError,
+    RaftLogGapUncoveredError,
     WriterUint16CollisionError,
     // EnvelopeError's.
     EnvelopeShortError,

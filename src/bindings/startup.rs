@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyTuple};
 
 use super::convert::U64;
 use super::errors::{build, field, CoreError};
@@ -14,10 +14,14 @@ use super::handle::run_detached;
 use super::kek::PyFileKek;
 use super::py_imports::ExceptionClass;
 use super::registry::PyRegistry;
+use crate::raftlog::LogSlice;
 use crate::startup::{diagnose, Phase, Refusal, RollbackProblem, StartupInput};
 
 fn refusal_to_py(py: Python<'_>, r: &Refusal) -> PyErr {
-    let mut fields = vec![("meaning", field(py, r.meaning()))];
+    let mut fields = vec![
+        ("meaning", field(py, r.meaning())),
+        ("sentinel", field(py, r.sentinel())),
+    ];
     let class = match r {
         Refusal::SidecarPresentWithoutFlag { path } => {
             fields.push(("path", field(py, path.to_string_lossy())));
@@ -85,14 +89,27 @@ fn refusal_to_py(py: Python<'_>, r: &Refusal) -> PyErr {
         Refusal::SidecarBehindRaftLog {
             sidecar_applied_index,
             engine_applied_index,
-            entry_index,
-            opcode,
+            entry,
         } => {
             fields.push(("sidecar_applied_index", field(py, *sidecar_applied_index)));
             fields.push(("engine_applied_index", field(py, *engine_applied_index)));
-            fields.push(("entry_index", field(py, *entry_index)));
-            fields.push(("opcode", field(py, *opcode)));
+            fields.push(("entry_index", field(py, entry.map(|(index, _)| index))));
+            fields.push(("opcode", field(py, entry.map(|(_, opcode)| opcode))));
             ExceptionClass::SidecarBehindRaftLogError
+        }
+        Refusal::RaftLogGapUncovered {
+            sidecar_applied_index,
+            engine_applied_index,
+            log_range,
+        } => {
+            fields.push(("sidecar_applied_index", field(py, *sidecar_applied_index)));
+            fields.push(("engine_applied_index", field(py, *engine_applied_index)));
+            fields.push((
+                "log_first_index",
+                field(py, log_range.map(|(first, _)| first)),
+            ));
+            fields.push(("log_last_index", field(py, log_range.map(|(_, last)| last))));
+            ExceptionClass::RaftLogGapUncoveredError
         }
     };
     build(py, class, r.to_string(), fields)
@@ -105,6 +122,69 @@ fn phase_name(phase: Phase) -> &'static str {
     }
 }
 
+/// The log argument: a contiguous run of entries from `first_index` on,
+/// each reduced to its opcode (all the guard reads).
+struct Log {
+    first_index: u64,
+    opcodes: Vec<Option<u8>>,
+}
+
+/// `log` and `log_first_index`, checked: both or neither, indexes from 1,
+/// and the run must fit below 2**64.
+fn log_arg(log: Option<Vec<Bound<'_, PyAny>>>, first_index: Option<U64>) -> PyResult<Option<Log>> {
+    let (log, first_index) = match (log, first_index) {
+        (None, None) => return Ok(None),
+        (Some(log), Some(first)) => (log, first.value()),
+        (Some(_), None) => {
+            return Err(PyValueError::new_err(
+                "log needs log_first_index: the Raft index of its first entry (the others \
+                 follow, one index each)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(PyValueError::new_err(
+                "log_first_index is given but log is not",
+            ))
+        }
+    };
+    if first_index == 0 {
+        return Err(PyValueError::new_err(
+            "log_first_index must be 1 or more: Raft indexes start at 1 (0 means no index)",
+        ));
+    }
+    let mut opcodes = Vec::with_capacity(log.len());
+    for (i, entry) in log.iter().enumerate() {
+        if entry.is_instance_of::<PyTuple>() {
+            return Err(PyTypeError::new_err(format!(
+                "log[{i}] is a tuple: log is a contiguous list of entries (bytes), the first at \
+                 Raft index log_first_index; (index, entry) pairs are no longer taken"
+            )));
+        }
+        let bytes = entry.cast::<PyBytes>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "log[{i}] must be bytes (an entry, opcode first; b\"\" for an entry without \
+                 an FSM payload), not {}",
+                entry
+                    .get_type()
+                    .name()
+                    .map_or_else(|_| "?".into(), |n| n.to_string())
+            ))
+        })?;
+        opcodes.push(bytes.as_bytes().first().copied());
+    }
+    let len = u64::try_from(opcodes.len()).unwrap_or(u64::MAX);
+    if len > 0 && first_index.checked_add(len - 1).is_none() {
+        return Err(PyValueError::new_err(format!(
+            "a log of {len} entries from index {first_index} runs past the largest Raft index \
+             (2**64 - 1)"
+        )));
+    }
+    Ok(Some(Log {
+        first_index,
+        opcodes,
+    }))
+}
+
 /// The arguments both functions take, converted.
 struct Inputs {
     encryption_enabled: bool,
@@ -112,7 +192,7 @@ struct Inputs {
     sidecar_path: Option<PathBuf>,
     full_node_id: Option<u64>,
     members: Vec<u64>,
-    log: Vec<(u64, u8)>,
+    log: Option<Log>,
     engine_applied_index: Option<u64>,
     snapshot_cutover_index: Option<u64>,
     phase: Phase,
@@ -125,7 +205,7 @@ fn inputs(
     sidecar_path: Option<PathBuf>,
     full_node_id: Option<U64>,
     members: Vec<U64>,
-    log: Vec<(U64, Bound<'_, PyBytes>)>,
+    log: Option<Log>,
     engine_applied_index: Option<U64>,
     snapshot_cutover_index: Option<U64>,
     phase: &str,
@@ -145,11 +225,7 @@ fn inputs(
         sidecar_path,
         full_node_id: full_node_id.map(|f| f.value()),
         members: members.iter().map(U64::value).collect(),
-        // Only the opcode of each entry matters; an empty entry has none.
-        log: log
-            .iter()
-            .filter_map(|(index, entry)| entry.as_bytes().first().map(|op| (index.value(), *op)))
-            .collect(),
+        log,
         engine_applied_index: engine_applied_index.map(|i| i.value()),
         snapshot_cutover_index: snapshot_cutover_index.map(|i| i.value()),
         phase,
@@ -170,7 +246,10 @@ fn run(
                 sidecar_path: args.sidecar_path.as_deref(),
                 full_node_id: args.full_node_id,
                 members: &args.members,
-                log: &args.log,
+                log: args.log.as_ref().map(|l| LogSlice {
+                    first_index: l.first_index,
+                    opcodes: &l.opcodes,
+                }),
                 engine_applied_index: args.engine_applied_index,
                 snapshot_cutover_index: args.snapshot_cutover_index,
                 phase: Some(args.phase),
@@ -190,7 +269,7 @@ fn run(
 #[pyfunction]
 #[pyo3(signature = (
     *, encryption_enabled, kek=None, sidecar_path=None, registry=None, full_node_id=None,
-    members=Vec::new(), log=Vec::new(), engine_applied_index=None, snapshot_cutover_index=None,
+    members=Vec::new(), log=None, log_first_index=None, engine_applied_index=None, snapshot_cutover_index=None,
     phase="pre-bump"
 ))]
 #[allow(clippy::too_many_arguments)] // Python keyword arguments
@@ -202,7 +281,8 @@ pub(super) fn diagnose_startup(
     registry: Option<PyRef<'_, PyRegistry>>,
     full_node_id: Option<U64>,
     members: Vec<U64>,
-    log: Vec<(U64, Bound<'_, PyBytes>)>,
+    log: Option<Vec<Bound<'_, PyAny>>>,
+    log_first_index: Option<U64>,
     engine_applied_index: Option<U64>,
     snapshot_cutover_index: Option<U64>,
     phase: &str,
@@ -213,7 +293,7 @@ pub(super) fn diagnose_startup(
         sidecar_path,
         full_node_id,
         members,
-        log,
+        log_arg(log, log_first_index)?,
         engine_applied_index,
         snapshot_cutover_index,
         phase,
@@ -229,7 +309,7 @@ pub(super) fn diagnose_startup(
 #[pyfunction]
 #[pyo3(signature = (
     *, encryption_enabled, kek=None, sidecar_path=None, registry=None, full_node_id=None,
-    members=Vec::new(), log=Vec::new(), engine_applied_index=None, snapshot_cutover_index=None,
+    members=Vec::new(), log=None, log_first_index=None, engine_applied_index=None, snapshot_cutover_index=None,
     phase="pre-bump"
 ))]
 #[allow(clippy::too_many_arguments)] // Python keyword arguments
@@ -241,7 +321,8 @@ pub(super) fn check_startup(
     registry: Option<PyRef<'_, PyRegistry>>,
     full_node_id: Option<U64>,
     members: Vec<U64>,
-    log: Vec<(U64, Bound<'_, PyBytes>)>,
+    log: Option<Vec<Bound<'_, PyAny>>>,
+    log_first_index: Option<U64>,
     engine_applied_index: Option<U64>,
     snapshot_cutover_index: Option<U64>,
     phase: &str,
@@ -252,7 +333,7 @@ pub(super) fn check_startup(
         sidecar_path,
         full_node_id,
         members,
-        log,
+        log_arg(log, log_first_index)?,
         engine_applied_index,
         snapshot_cutover_index,
         phase,

@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import encryption_applier as ea
 
@@ -138,9 +140,9 @@ def test_sidecar_behind_the_raft_log(booted: Path, cluster: Cluster) -> None:
     args = {"encryption_enabled": True, "kek": kek, "sidecar_path": booted / "keys.json"}
     registration = ea.Registration(1, NODE, 3).to_entry()
     rotation = cluster.rotation(3, ea.Purpose.STORAGE).to_entry()
-    # raft_applied_index is 1 (the bootstrap); the engine is at 5
-    log = [(1, b"\x04"), (2, registration), (3, b""), (4, rotation), (6, rotation)]
-    (refusal,) = ea.diagnose_startup(**args, engine_applied_index=5, log=log)  # type: ignore[arg-type]
+    # raft_applied_index is 1 (the bootstrap); the engine is at 5; entries 1 to 6
+    log = [b"\x04", registration, b"", rotation, registration, rotation]
+    (refusal,) = ea.diagnose_startup(**args, engine_applied_index=5, log=log, log_first_index=1)  # type: ignore[arg-type]
     assert isinstance(refusal, ea.SidecarBehindRaftLogError)
     assert (refusal.sidecar_applied_index, refusal.engine_applied_index, refusal.entry_index, refusal.opcode) == (
         1,
@@ -148,19 +150,132 @@ def test_sidecar_behind_the_raft_log(booted: Path, cluster: Cluster) -> None:
         4,
         ea.OP_ROTATION,
     )
-    # only registrations in the gap: fine; the engine's index from the registry by default
-    assert ea.diagnose_startup(**args, engine_applied_index=5, log=log[:3]) == []  # type: ignore[arg-type]
+    assert "entry 4 (opcode 0x05) lies in between" in str(refusal)
+    # Only registrations and an empty entry in the gap (entries 2 to 3): fine.
+    assert ea.diagnose_startup(**args, engine_applied_index=3, log=log, log_first_index=1) == []  # type: ignore[arg-type]
     # The registry's applied index stands in for the engine's when none is given.
     with ea.Registry(booted) as registry:
-        assert ea.diagnose_startup(**args, registry=registry, log=log) == []  # type: ignore[arg-type]
+        assert ea.diagnose_startup(**args, registry=registry, log=log, log_first_index=1) == []  # type: ignore[arg-type]
     with ea.Applier(booted) as applier:
         applier.apply_registration(ea.Registration(1, NODE, 1), index=5)  # the sidecar stays at 1
     with ea.Registry(booted) as registry:
-        (refusal,) = ea.diagnose_startup(**args, registry=registry, log=log)  # type: ignore[arg-type]
+        (refusal,) = ea.diagnose_startup(**args, registry=registry, log=log, log_first_index=1)  # type: ignore[arg-type]
         assert (refusal.engine_applied_index, refusal.entry_index) == (5, 4)
     # a sidecar that never recorded an index is skipped (Go only warns)
     edit_sidecar(booted, raft_applied_index=0)
-    assert ea.diagnose_startup(**args, engine_applied_index=5, log=log) == []  # type: ignore[arg-type]
+    assert ea.diagnose_startup(**args, engine_applied_index=5, log=log, log_first_index=1) == []  # type: ignore[arg-type]
+
+
+def test_a_gap_nobody_can_inspect_is_refused(booted: Path, cluster: Cluster) -> None:
+    """The guard fails closed: no log at all is Go's guard without a
+    scanner (ErrSidecarBehindRaftLog); a log that misses part of the gap is
+    the package's own refusal (Go's scanner fails on the range there)."""
+    kek = ea.FileKek(cluster.kek_path)
+    args = {"encryption_enabled": True, "kek": kek, "sidecar_path": booted / "keys.json"}
+    edit_sidecar(booted, raft_applied_index=5)
+    (refusal,) = ea.diagnose_startup(**args, engine_applied_index=10)  # type: ignore[arg-type]
+    assert isinstance(refusal, ea.SidecarBehindRaftLogError)
+    assert (refusal.entry_index, refusal.opcode, refusal.sentinel) == (None, None, "ErrSidecarBehindRaftLog")
+    assert "no Raft log was given" in str(refusal)
+    (refusal,) = ea.diagnose_startup(**args, engine_applied_index=10, log=[], log_first_index=6)  # type: ignore[arg-type]
+    assert isinstance(refusal, ea.RaftLogGapUncoveredError)
+    assert (refusal.log_first_index, refusal.log_last_index, refusal.sentinel) == (None, None, None)
+    assert str(refusal).startswith("RaftLogGapUncovered: ") and "entries 6..=10" in str(refusal)
+    filler = [b"\x00"] * 10
+    for first, count in ((7, 4), (6, 4), (2, 3)):  # starts late, ends early, wholly before
+        (refusal,) = ea.diagnose_startup(  # type: ignore[arg-type]
+            **args, engine_applied_index=10, log=filler[:count], log_first_index=first
+        )
+        assert isinstance(refusal, ea.RaftLogGapUncoveredError), (first, count)
+        assert (refusal.log_first_index, refusal.log_last_index) == (first, first + count - 1)
+        assert f"holds entries {first}..={first + count - 1} only" in str(refusal)
+    # exactly the gap, or more on both sides: covered, and nothing in it
+    assert ea.diagnose_startup(**args, engine_applied_index=10, log=filler[:5], log_first_index=6) == []  # type: ignore[arg-type]
+    assert ea.diagnose_startup(**args, engine_applied_index=10, log=filler, log_first_index=3) == []  # type: ignore[arg-type]
+    # no gap: nothing to inspect, whatever the log
+    assert ea.diagnose_startup(**args, engine_applied_index=5) == []  # type: ignore[arg-type]
+    with pytest.raises(ea.RaftLogGapUncoveredError):
+        ea.check_startup(**args, engine_applied_index=10, log=[], log_first_index=6)  # type: ignore[arg-type]
+
+
+def gap_oracle(
+    sidecar: int, engine: int, first: int | None, opcodes: list[int | None] | None
+) -> tuple[str, int | None] | None:
+    """Guard 8 as audit.go and main_encryption_startup_guard.go state it, on
+    plain values: (refusal kind, entry index) or None."""
+    if sidecar == 0 or sidecar >= engine:
+        return None  # Go only warns at 0; no gap otherwise
+    if opcodes is None or first is None:
+        return ("behind", None)  # no scanner: fail closed
+    last = first + len(opcodes) - 1
+    if not opcodes or first > sidecar + 1 or last < engine:
+        return ("uncovered", None)
+    for index, opcode in enumerate(opcodes, start=first):
+        if sidecar < index <= engine and opcode is not None and 0x04 <= opcode <= 0x07:
+            return ("behind", index)
+    return None
+
+
+@st.composite
+def gaps(draw: st.DrawFn) -> tuple[int, int, tuple[int, list[int | None]] | None]:
+    """A sidecar index, an engine index and a log whose ends fall near the
+    gap's ends (where coverage is decided), or no log."""
+    sidecar = draw(st.integers(0, 12))
+    engine = max(0, sidecar + draw(st.integers(-2, 6)))
+    if not draw(st.integers(0, 5)):
+        return sidecar, engine, None
+    first = max(1, sidecar + draw(st.integers(-2, 3)))
+    last = engine + draw(st.integers(-2, 2))
+    length = max(0, last - first + 1) if draw(st.integers(0, 5)) else draw(st.integers(0, 3))
+    # Mostly entries that do not write the sidecar, so the first one that
+    # does falls anywhere in the gap, its ends included.
+    opcode = st.none() | st.sampled_from([0x00, 0x01, 0x02, 0x03, 0x08, 0x09]) | st.integers(0x04, 0x07)
+    opcodes = draw(st.lists(opcode, min_size=length, max_size=length))
+    return sidecar, engine, (first, opcodes)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=gaps())
+def test_the_gap_guard_matches_its_model(
+    booted: Path, cluster: Cluster, case: tuple[int, int, tuple[int, list[int | None]] | None]
+) -> None:
+    sidecar, engine, log = case
+    edit_sidecar(booted, raft_applied_index=sidecar)
+    first, opcodes = log if log is not None else (None, None)
+    entries = None if opcodes is None else [b"" if op is None else bytes([op, 1, 2]) for op in opcodes]
+    refusals = ea.diagnose_startup(
+        encryption_enabled=True,
+        kek=ea.FileKek(cluster.kek_path),
+        sidecar_path=booted / "keys.json",
+        engine_applied_index=engine,
+        log=entries,
+        log_first_index=first,
+    )
+    got: tuple[str, int | None] | None = None
+    if refusals:
+        (refusal,) = refusals
+        if isinstance(refusal, ea.RaftLogGapUncoveredError):
+            got = ("uncovered", None)
+        else:
+            assert isinstance(refusal, ea.SidecarBehindRaftLogError)
+            got = ("behind", refusal.entry_index)
+    assert got == gap_oracle(sidecar, engine, first, opcodes)
+
+
+def test_the_log_argument_is_checked(booted: Path, cluster: Cluster) -> None:
+    args = {"encryption_enabled": True, "kek": ea.FileKek(cluster.kek_path), "sidecar_path": booted / "keys.json"}
+    with pytest.raises(ValueError, match="log needs log_first_index"):
+        ea.diagnose_startup(**args, log=[b"\x04"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="log_first_index is given but log is not"):
+        ea.diagnose_startup(**args, log_first_index=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must be 1 or more"):
+        ea.diagnose_startup(**args, log=[], log_first_index=0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="runs past the largest Raft index"):
+        ea.diagnose_startup(**args, log=[b"", b""], log_first_index=2**64 - 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"log\[1\] is a tuple.*pairs"):
+        ea.diagnose_startup(**args, log=[b"", (2, b"\x04")], log_first_index=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"log\[0\] must be bytes.*not str"):
+        ea.diagnose_startup(**args, log=["04"], log_first_index=1)  # type: ignore[arg-type]
 
 
 def test_every_refusal_in_gos_order_and_check_raises_the_first(booted: Path, tmp_path: Path) -> None:
@@ -223,6 +338,51 @@ def test_doctor_cli(booted: Path, cluster: Cluster, tmp_path: Path) -> None:
     assert "REFUSED ErrNodeIDCollision" in done.stdout
     done = doctor("--encryption-disabled")
     assert done.returncode == 1 and "ErrSidecarPresentWithoutFlag" in done.stdout
+
+
+def test_doctor_reads_the_log(booted: Path, cluster: Cluster, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def doctor(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "encryption_applier", "doctor", str(booted), "--kek", str(cluster.kek_path), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    edit_sidecar(booted, epoch_1=1, raft_applied_index=1)
+    with ea.Applier(booted) as applier:  # the engine (the registry) moves on to 4; the sidecar stays at 1
+        applier.apply_registration(ea.Registration(1, NODE, 1), index=4)
+    log = tmp_path / "log.hex"
+    rotation = cluster.rotation(3, ea.Purpose.STORAGE).to_entry()
+    log.write_text(f"# entries 2 to 4\n00\n{ea.Registration(1, NODE, 1).to_entry().hex()}\n{rotation.hex()}\n")
+    done = doctor("--log", str(log), "--log-first-index", "2")
+    assert done.returncode == 1, done
+    assert "log " + str(log) + " (entries 2..4)" in done.stdout
+    assert "REFUSED ErrSidecarBehindRaftLog (SidecarBehindRaftLogError)" in done.stdout
+    assert "entry 4 (opcode 0x05)" in done.stdout
+    done = doctor()  # no log: nothing can be shown about entries 2 to 4
+    assert done.returncode == 1 and "no Raft log was given" in done.stdout, done
+    done = doctor("--log", str(log), "--log-first-index", "3")  # misses entry 2
+    assert done.returncode == 1, done
+    assert "REFUSED package-only, no Go sentinel (RaftLogGapUncoveredError)" in done.stdout
+    log.write_text("00\n00\n00\n")
+    done = doctor("--log", str(log), "--log-first-index", "2")
+    assert done.returncode == 0 and "ok: no startup guard refuses" in done.stdout, done
+    for args, message in (
+        (("--log", str(log)), "--log needs --log-first-index"),
+        (("--log-first-index", "2"), "--log-first-index needs --log"),
+        (("--log", str(log), "--log-first-index", "0"), "must be 1 or more"),
+        (("--log", str(tmp_path / "missing"), "--log-first-index", "2"), "cannot read"),
+    ):
+        done = doctor(*args)
+        assert done.returncode == 2 and message in done.stderr, (args, done)
+    log.write_text("00\nzz\n")
+    done = doctor("--log", str(log), "--log-first-index", "2")
+    assert done.returncode == 2, done
+    assert ":2: not a hex-encoded entry" in done.stderr and "nothing was checked" in done.stderr
 
 
 def test_a_filesystem_whose_fsync_fails_is_refused(booted: Path, cluster: Cluster) -> None:

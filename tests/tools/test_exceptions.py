@@ -98,6 +98,14 @@ SAMPLE_FIELDS: dict[type[ea.EncryptionError], dict[str, Any]] = {
         "sentinel": "ErrSidecarBehindRaftLog",
         "meaning": None,
     },
+    ea.RaftLogGapUncoveredError: {
+        "sidecar_applied_index": 3,
+        "engine_applied_index": 9,
+        "log_first_index": 6,
+        "log_last_index": 12,
+        "sentinel": None,
+        "meaning": None,
+    },
     ea.WriterUint16CollisionError: {
         "dek_id": 1,
         "node_id16": 7,
