@@ -35,6 +35,7 @@ from ._native import (
     Rotation,
     Sidecar,
     SidecarKey,
+    SidecarResync,
     VerifyReport,
     __version__,
     audit_nonces,
@@ -71,6 +72,7 @@ __all__ = [
     "Keystore",
     "Sidecar",
     "SidecarKey",
+    "SidecarResync",
     "read_sidecar",
     # envelopes and nonces
     "Envelope",

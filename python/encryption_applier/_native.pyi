@@ -39,6 +39,7 @@ __all__ = [
     "RegistryRow",
     "Rotation",
     "Sidecar",
+    "SidecarResync",
     "SidecarKey",
     "VerifyReport",
     "WIRE_VERSION",
@@ -459,6 +460,39 @@ class Sidecar:
     def __eq__(self, other: object, /) -> bool: ...
 
 def read_sidecar(path: str | os.PathLike[str]) -> Sidecar | None: ...
+
+@final
+class SidecarResync:
+    """What Applier.resync_sidecar() did, or in a dry run would do."""
+
+    @property
+    def sidecar_path(self) -> pathlib.Path: ...
+    @property
+    def sidecar_applied_index(self) -> int: ...
+    @property
+    def through_index(self) -> int: ...
+    @property
+    def replayed(self) -> list[tuple[int, str, str]]: ...
+    @property
+    def passed_over(self) -> int: ...
+    @property
+    def left_for_apply(self) -> tuple[int, int] | None: ...
+    @property
+    def epochs(self) -> dict[int, tuple[int, int]]: ...
+    @property
+    def before(self) -> Sidecar | None: ...
+    @property
+    def after(self) -> Sidecar: ...
+    @property
+    def changed(self) -> bool: ...
+    @property
+    def dry_run(self) -> bool: ...
+    @property
+    def written(self) -> bool: ...
+    @property
+    def backup(self) -> pathlib.Path | None: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
 def diagnose_startup(
     *,
     encryption_enabled: bool,
@@ -523,6 +557,19 @@ class Applier:
         recreate_uncommitted: bool = False,
     ) -> Self: ...
     def flush(self) -> None: ...
+    def resync_sidecar(
+        self,
+        log: Sequence[bytes],
+        *,
+        log_first_index: int,
+        full_node_id: int,
+        through_index: int | None = None,
+        dry_run: bool = False,
+    ) -> SidecarResync:
+        """Brings keys.json up to the registry's applied index by replaying
+        the bootstrap, rotation and cutover entries of the gap (elastickv's
+        planned resync-sidecar). Writes keys.json only; dry_run writes
+        nothing."""
     @property
     def durable_index(self) -> int | None: ...
     @property

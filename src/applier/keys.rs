@@ -24,7 +24,7 @@ use crate::wire::{Bootstrap, PayloadKind, Purpose, Registration, Rotation, ROTAT
 /// there, with the new wrap and a new `created` when the wrap differs (the
 /// same DEK wrapped again; the keystore has checked the bytes). An exact
 /// replay keeps `created`, so replaying changes nothing else.
-fn put_rotated_key(
+pub(super) fn put_rotated_key(
     sidecar: &mut Sidecar,
     dek_id: u32,
     purpose: Purpose,
@@ -56,7 +56,7 @@ fn put_rotated_key(
 /// Adds a bootstrap key to `sidecar`, keeping an entry that is already
 /// there (a bootstrap is only ever replayed exactly). Bootstrap keys start
 /// at local epoch 0, as in Go.
-fn add_key(sidecar: &mut Sidecar, dek_id: u32, purpose: Purpose, wrapped: &[u8]) {
+pub(super) fn add_key(sidecar: &mut Sidecar, dek_id: u32, purpose: Purpose, wrapped: &[u8]) {
     sidecar.keys.entry(dek_id).or_insert_with(|| SidecarKey {
         purpose,
         wrapped: wrapped.to_vec(),

@@ -13,6 +13,7 @@
 //! - `keyring.rs`: the KEK, keystore and sidecar an applier holds;
 //! - `batch.rs`: `apply_many` over runs of registrations;
 //! - `group.rs`: write-behind group commit (`group_commit=`);
+//! - `resync.rs`: a follower's resync of keys.json from the Raft log;
 //! - `fault.rs`: the crash-test hook, reachable only through [`testing`];
 //! - `tests.rs`: the applier's unit tests.
 
@@ -38,6 +39,7 @@ mod fault;
 mod group;
 mod keyring;
 mod keys;
+mod resync;
 #[cfg(test)]
 mod tests;
 
@@ -46,6 +48,7 @@ pub use cutover::RaftCutoverHook;
 pub use fault::{FaultAction, FaultPoint};
 pub use group::GroupCommit;
 use keyring::Keyring;
+pub use resync::{EpochRaise, Replayed, ResyncError, ResyncLog, SidecarResync};
 
 /// Entry points for tests of crash recovery. Not part of the applier's
 /// API: a production host never arms a fault.

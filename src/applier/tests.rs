@@ -524,3 +524,73 @@ fn a_full_map_grows_and_keeps_everything() {
     drop(a);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn resync_replays_the_gap_into_keys_json_only() {
+    let dir = fresh_path("resync");
+    let mut a = open_kek(&dir);
+    let node = 0xabcd0001;
+    let entries: Vec<Vec<u8>> = vec![
+        Entry::Bootstrap(bootstrap(1, 2, vec![reg(1, node, 1), reg(2, node, 1)]))
+            .encode()
+            .expect("encode"),
+        Entry::Rotation(rotation(3, Purpose::Storage, 2))
+            .encode()
+            .expect("encode"),
+        Entry::Registration(reg(3, node, 4))
+            .encode()
+            .expect("encode"),
+    ];
+    let path = dir.join("keys.json");
+    let mut old = Vec::new();
+    for (index, entry) in (1..).zip(&entries) {
+        a.apply_at(entry, Some(index)).expect("apply");
+        if index == 1 {
+            old = std::fs::read(&path).expect("read");
+        }
+    }
+    std::fs::write(&path, &old).expect("restore");
+    let rows_before = a.registry().expect("view").len().expect("len");
+    let log = ResyncLog {
+        first_index: 1,
+        entries: &entries,
+    };
+    let plan = a.resync_sidecar(log, node, None, true).expect("dry run");
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        old,
+        "a dry run writes nothing"
+    );
+    assert_eq!((plan.sidecar_applied_index, plan.through_index), (1, 3));
+    assert_eq!(plan.replayed.len(), 1);
+    assert_eq!(plan.replayed[0].outcome, Outcome::Rotated);
+    assert_eq!(plan.passed_over, 1);
+    let done = a.resync_sidecar(log, node, None, false).expect("resync");
+    assert!(done.written);
+    let sc = a.sidecar().expect("read").expect("present");
+    assert_eq!((sc.active_storage, sc.raft_applied_index), (3, 3));
+    assert_eq!(
+        sc.keys[&3].local_epoch, 4,
+        "this node's own row under key 3"
+    );
+    assert_eq!(a.registry().expect("view").len().expect("len"), rows_before);
+    assert_eq!(
+        std::fs::read(done.backup.expect("kept")).expect("backup"),
+        old
+    );
+    // A reserved sub-tag in the gap halts and writes nothing.
+    std::fs::write(&path, &old).expect("restore");
+    let mut bad = entries.clone();
+    bad[1][2] = crate::wire::REWRAP_DEKS;
+    let log = ResyncLog {
+        first_index: 1,
+        entries: &bad,
+    };
+    assert!(matches!(
+        a.resync_sidecar(log, node, None, false),
+        Err(ResyncError::Halt { index: 2, .. })
+    ));
+    assert_eq!(std::fs::read(&path).expect("read"), old);
+    drop(a);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -18,8 +18,11 @@ use super::keystore::PyKeystore;
 use super::payloads::{entry_arg, PyBootstrap, PyRegistration, PyRotation};
 use super::py_imports::WARN;
 use super::registry::PyRegistry;
+use super::resync::PySidecarResync;
 use super::sidecar::PySidecar;
-use crate::applier::{Applier, ApplierOptions, DropReport, GroupCommit, Indexes, RaftCutoverHook};
+use crate::applier::{
+    Applier, ApplierOptions, DropReport, GroupCommit, Indexes, RaftCutoverHook, ResyncLog,
+};
 use crate::error::{ApplyError, HookError};
 use crate::rules::Outcome;
 use crate::wire::{Entry, MalformedPayload};
@@ -424,6 +427,56 @@ impl PyApplier {
     /// Commits the entries group commit has staged (a no-op without it).
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         self.inner.with(py, |applier| Ok(applier.flush()?))
+    }
+
+    /// Brings keys.json up to the registry's applied index (or
+    /// `through_index`) by replaying the bootstrap, rotation and cutover
+    /// entries of the gap after its `raft_applied_index`, with the checks
+    /// `apply` makes (elastickv's planned `resync-sidecar`). `log` is every
+    /// entry of a contiguous run of the Raft log (b"" for one without an FSM
+    /// payload), the first at `log_first_index`; it must hold the whole
+    /// gap. Only keys.json is written, never the registry; local epochs are
+    /// raised to this node's (`full_node_id`) own registry rows; the old
+    /// file is kept as `<name>.before-resync-<index>`. `dry_run=True`
+    /// writes nothing. A halt raises the entry's `EncryptionApplyError`
+    /// (its `position` in `log`) and writes nothing.
+    #[pyo3(signature = (log, *, log_first_index, full_node_id, through_index=None, dry_run=false))]
+    fn resync_sidecar(
+        &self,
+        py: Python<'_>,
+        log: Vec<Vec<u8>>,
+        log_first_index: U64,
+        full_node_id: U64,
+        through_index: Option<U64>,
+        dry_run: bool,
+    ) -> PyResult<PySidecarResync> {
+        let first_index = log_first_index.value();
+        if first_index == 0 {
+            return Err(PyValueError::new_err(
+                "log_first_index must be 1 or more: Raft indexes start at 1 (0 means no index)",
+            ));
+        }
+        let len = log.len() as u64;
+        if len > 0 && first_index.checked_add(len - 1).is_none() {
+            return Err(PyValueError::new_err(format!(
+                "a log of {len} entries from index {first_index} runs past the largest Raft index"
+            )));
+        }
+        let full = full_node_id.value();
+        if full == 0 {
+            return Err(PyValueError::new_err(
+                "full_node_id must be this node's non-zero id (its registry rows give the epochs)",
+            ));
+        }
+        let through = through_index.map(|t| t.value());
+        let report = self.inner.with(py, |applier| {
+            let log = ResyncLog {
+                first_index,
+                entries: &log,
+            };
+            Ok(applier.resync_sidecar(log, full, through, dry_run)?)
+        })?;
+        Ok(PySidecarResync(report))
     }
 
     /// The highest Raft index committed together with its rows (with

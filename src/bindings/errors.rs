@@ -18,7 +18,7 @@ use pyo3::BoundObject;
 
 use super::convert::outcome_list;
 use super::py_imports::ExceptionClass;
-use crate::applier::BatchHalt;
+use crate::applier::{BatchHalt, ResyncError};
 use crate::envelope::EnvelopeError;
 use crate::error::{ApplierOpenError, ApplyError};
 use crate::kek::{KekFileError, KekFileProblem, UnwrapError};
@@ -359,6 +359,46 @@ pub(super) fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
     }
 }
 
+/// A resync that did nothing: a halt is the entry's own exception (its
+/// message saying where the resync stopped, `position` its place in the
+/// log); a log short of the gap is the start-up guard's
+/// `RaftLogGapUncoveredError`, since it is the same fact.
+fn resync_error_to_py(py: Python<'_>, e: ResyncError) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        ResyncError::Halt {
+            position, error, ..
+        } => {
+            let err = apply_error_to_py(py, &error);
+            // The entry's own exception and fields, with the message that
+            // says where the resync stopped (str() and pickling read args);
+            // `position` is an attribute every halt declares (None). Both
+            // can fail only if memory does, and the fields still name the ids.
+            let value = err.value(py);
+            let _ = value.setattr("args", (msg,));
+            let _ = value.setattr("position", position);
+            err
+        }
+        ResyncError::Uncovered {
+            sidecar_applied_index,
+            through_index,
+            log_range,
+        } => build(
+            py,
+            ExceptionClass::RaftLogGapUncoveredError,
+            msg,
+            vec![
+                ("sidecar_applied_index", field(py, sidecar_applied_index)),
+                ("engine_applied_index", field(py, through_index)),
+                ("log_first_index", field(py, log_range.map(|(a, _)| a))),
+                ("log_last_index", field(py, log_range.map(|(_, b)| b))),
+            ],
+        ),
+        ResyncError::ThroughPastRegistry { .. } => PyValueError::new_err(msg),
+        ResyncError::Apply(e) => apply_error_to_py(py, &e),
+    }
+}
+
 /// Errors raised by a call into the core, before conversion to Python.
 pub(super) enum CoreError {
     Apply(ApplyError),
@@ -370,6 +410,7 @@ pub(super) enum CoreError {
     Join(WriterUint16Collision),
     Startup(StartupError),
     Batch(BatchHalt),
+    Resync(ResyncError),
     Closed(&'static str),
     /// A call on a handle from inside a call on the same handle.
     Reentrant(&'static str),
@@ -397,6 +438,7 @@ core_error_from! {
     WriterUint16Collision => Join,
     StartupError => Startup,
     BatchHalt => Batch,
+    ResyncError => Resync,
 }
 
 impl From<MalformedPayload> for CoreError {
@@ -455,6 +497,7 @@ impl CoreError {
                 }
                 err
             }
+            CoreError::Resync(e) => resync_error_to_py(py, e),
             CoreError::Closed(what) => {
                 PyValueError::new_err(format!("operation on a closed {what}"))
             }

@@ -18,6 +18,7 @@
 //! - `payloads`: `Registration`, `Bootstrap`, `Rotation`.
 //! - `py_imports`: every Python object Rust uses, looked up once.
 //! - `registry`: `RegistryRow`, `Registry`, `RegistryDiff`.
+//! - `resync`: `SidecarResync`, what `Applier.resync_sidecar()` did.
 //! - `sidecar`: `Sidecar`, `SidecarKey`, `read_sidecar()`,
 //!   `bump_local_epoch()`, `prepare_epochs()`.
 //! - `startup`: `diagnose_startup()`, `check_startup()`.
@@ -35,6 +36,7 @@ mod keystore;
 mod payloads;
 mod py_imports;
 mod registry;
+mod resync;
 mod sidecar;
 mod startup;
 mod test_support;
@@ -71,6 +73,8 @@ mod _native {
     use super::payloads::{PyBootstrap, PyRegistration, PyRotation};
     #[pymodule_export]
     use super::registry::{PyRegistry, PyRegistryDiff, PyRegistryRow};
+    #[pymodule_export]
+    use super::resync::PySidecarResync;
     #[pymodule_export]
     use super::sidecar::{bump_local_epoch, prepare_epochs, read_sidecar, PySidecar, PySidecarKey};
     #[pymodule_export]

@@ -1,0 +1,269 @@
+"""A follower's resync of keys.json from the Raft log
+(`Applier.resync_sidecar`, the CLI's `resync-sidecar`): the gap's keyed
+entries replayed with apply's checks, keys.json only, epochs from this
+node's own rows, all or nothing, the old file kept."""
+
+import os
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import encryption_applier as ea
+
+from helpers import NODE, Cluster
+
+FOREIGN = (0x9999 << 16) | (NODE & 0xFFFF)  # another node at NODE's prefix
+
+
+@dataclass
+class Lagging:
+    """A registry applied through index 9 whose keys.json was put back to
+    what it was after index 1 (a restored backup)."""
+
+    directory: Path
+    log: list[bytes]  # every entry of indexes 1..9
+    old: bytes  # keys.json after index 1
+    full: ea.Sidecar  # keys.json after index 9, as apply wrote it
+
+
+def cluster_log(cluster: Cluster) -> list[bytes]:
+    reg = ea.Registration
+    return [
+        cluster.bootstrap().to_entry(),  # 1: keys 1 (storage), 2 (raft); NODE's rows at 1
+        reg(1, NODE, 2).to_entry(),  # 2: NODE's row under key 1 at epoch 2
+        b"\x00not an encryption entry",  # 3: another FSM entry
+        cluster.rotation(3, ea.Purpose.STORAGE, epoch=2).to_entry(),  # 4
+        b"",  # 5: an entry without an FSM payload
+        ea.Rotation(3, ea.Purpose.STORAGE, b"", reg(3, NODE, 2), sub_tag=ea.ENABLE_STORAGE_ENVELOPE).to_entry(),  # 6
+        cluster.rotation(4, ea.Purpose.RAFT, epoch=1).to_entry(),  # 7
+        ea.Rotation(4, ea.Purpose.RAFT, b"", reg(4, NODE, 1), sub_tag=ea.ENABLE_RAFT_ENVELOPE).to_entry(),  # 8
+        reg(3, NODE, 5).to_entry(),  # 9: NODE's row under key 3 at epoch 5
+    ]
+
+
+@pytest.fixture
+def lagging(registry_dir: Path, cluster: Cluster) -> Lagging:
+    log = cluster_log(cluster)
+    old = b""
+    with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
+        for index, entry in enumerate(log, start=1):
+            if entry[:1] and 0x03 <= entry[0] <= 0x07:
+                applier.apply(entry, index=index)
+            if index == 1:
+                old = (registry_dir / "keys.json").read_bytes()
+        full = applier.sidecar
+    assert full is not None
+    (registry_dir / "keys.json").write_bytes(old)
+    return Lagging(registry_dir, log, old, full)
+
+
+def resync(lagging: Lagging, cluster: Cluster, **kwargs: object) -> ea.SidecarResync:
+    args: dict[str, object] = {"log": lagging.log, "log_first_index": 1, "full_node_id": NODE}
+    args.update(kwargs)
+    with ea.Applier(lagging.directory, kek=ea.FileKek(cluster.kek_path)) as applier:
+        return applier.resync_sidecar(**args)  # type: ignore[arg-type]
+
+
+def keys_json(lagging: Lagging) -> bytes:
+    return (lagging.directory / "keys.json").read_bytes()
+
+
+def test_a_dry_run_shows_the_change_and_writes_nothing(lagging: Lagging, cluster: Cluster) -> None:
+    report = resync(lagging, cluster, dry_run=True)
+    assert (report.dry_run, report.written, report.changed, report.backup) == (True, False, True, None)
+    assert (report.sidecar_applied_index, report.through_index) == (1, 9)
+    assert report.replayed == [
+        (4, "rotate-dek", "rotated"),
+        (6, "enable-storage-envelope", "enabled"),
+        (7, "rotate-dek", "rotated"),
+        (8, "enable-raft-envelope", "enabled"),
+    ]
+    assert report.passed_over == 4  # 2 and 9 (registrations), 3 (another entry), 5 (empty)
+    assert report.left_for_apply is None
+    assert keys_json(lagging) == lagging.old
+    assert report.before is not None and report.before.raft_applied_index == 1
+    assert "dry run" in repr(report) and "4 replayed" in repr(report)
+
+
+def test_resync_brings_keys_json_to_what_apply_wrote(lagging: Lagging, cluster: Cluster) -> None:
+    report = resync(lagging, cluster)
+    after, full = report.after, lagging.full
+    assert (report.written, report.changed) == (True, True)
+    # What apply decided, entry by entry...
+    assert (after.active_storage, after.active_raft) == (full.active_storage, full.active_raft) == (3, 4)
+    assert after.storage_envelope_active and after.storage_envelope_cutover_index == 6
+    assert after.raft_envelope_cutover_index == full.raft_envelope_cutover_index == 8
+    assert {i: (k.purpose, k.wrapped) for i, k in after.keys.items()} == {
+        i: (k.purpose, k.wrapped) for i, k in full.keys.items()
+    }
+    # ...the index of the whole gap, and each key's epoch from NODE's own rows
+    # (apply's pinned epoch here was 0; NODE's rows: key 1 at 2, key 2 at 1,
+    # key 3 at 5, key 4 at 1).
+    assert after.raft_applied_index == 9 and full.raft_applied_index == 8
+    assert report.epochs == {1: (0, 2), 2: (0, 1), 3: (0, 5), 4: (0, 1)}
+    assert {i: k.local_epoch for i, k in after.keys.items()} == {1: 2, 2: 1, 3: 5, 4: 1}
+    assert keys_json(lagging).decode() == after.to_json()
+    # The old file is kept, owner-only.
+    assert report.backup == lagging.directory / "keys.json.before-resync-1"
+    assert report.backup.read_bytes() == lagging.old
+    assert stat.S_IMODE(os.stat(report.backup).st_mode) == 0o600
+    # The node may start now, and the next start's checks pass.
+    with ea.Registry(lagging.directory) as registry:
+        assert (
+            ea.diagnose_startup(
+                encryption_enabled=True,
+                kek=ea.FileKek(cluster.kek_path),
+                sidecar_path=lagging.directory / "keys.json",
+                registry=registry,
+                full_node_id=NODE,
+                log=lagging.log,
+                log_first_index=1,
+            )
+            == []
+        )
+    # A second resync has nothing to do.
+    again = resync(lagging, cluster)
+    assert (again.replayed, again.changed, again.written, again.epochs) == ([], False, False, {})
+
+
+def test_the_applier_carries_on_after_a_resync(lagging: Lagging, cluster: Cluster) -> None:
+    with ea.Applier(lagging.directory, kek=ea.FileKek(cluster.kek_path)) as applier:
+        applier.resync_sidecar(lagging.log, log_first_index=1, full_node_id=NODE)
+        assert applier.keystore is not None and sorted(applier.keystore.ids()) == [1, 2, 3, 4]
+        assert applier.apply(cluster.rotation(5, ea.Purpose.STORAGE).to_entry(), index=10) == "rotated"
+        assert applier.sidecar is not None and applier.sidecar.active_storage == 5
+
+
+def test_entries_past_the_registry_are_left_for_apply(lagging: Lagging, cluster: Cluster) -> None:
+    longer = [*lagging.log, cluster.rotation(5, ea.Purpose.STORAGE).to_entry()]
+    report = resync(lagging, cluster, log=longer, dry_run=True)
+    assert report.left_for_apply == (10, 10) and report.through_index == 9
+    assert 5 not in report.after.keys
+    # A lower through_index stops earlier; one past the registry is refused.
+    early = resync(lagging, cluster, through_index=6, dry_run=True)
+    assert [r[0] for r in early.replayed] == [4, 6] and early.after.raft_applied_index == 6
+    with pytest.raises(ValueError, match=r"through_index=10 is past the registry's applied index \(9\)"):
+        resync(lagging, cluster, log=longer, through_index=10)
+
+
+@pytest.mark.parametrize(
+    ("first", "count", "held"),
+    [(3, 7, "holds entries 3..=9 only"), (1, 5, "holds entries 1..=5 only"), (2, 0, "is empty")],
+)
+def test_a_log_short_of_the_gap_does_nothing(
+    lagging: Lagging, cluster: Cluster, first: int, count: int, held: str
+) -> None:
+    with pytest.raises(ea.RaftLogGapUncoveredError) as info:
+        resync(lagging, cluster, log=lagging.log[first - 1 : first - 1 + count], log_first_index=first)
+    assert held in str(info.value) and "gap 2..=9" in str(info.value)
+    assert (info.value.sidecar_applied_index, info.value.engine_applied_index) == (1, 9)
+    assert keys_json(lagging) == lagging.old
+    assert not list(lagging.directory.glob("keys.json.before-resync-*"))
+
+
+def bad_entries(cluster: Cluster) -> list[tuple[int, bytes, type[ea.EncryptionApplyError], str]]:
+    reg = ea.Registration(3, NODE, 2)
+    return [
+        (
+            4,
+            bytes([ea.OP_ROTATION]) + ea.Rotation(3, ea.Purpose.STORAGE, b"k", reg, sub_tag=0x02).encode(),
+            ea.MalformedPayloadError,
+            "(rewrap-deks) is reserved",
+        ),
+        (4, b"\x06\x01", ea.MalformedPayloadError, "0x06"),
+        (4, ea.Rotation(3, ea.Purpose.STORAGE, b"\x00" * 60, reg).to_entry(), ea.KEKUnwrapError, "dek_id=3"),
+        (
+            4,
+            ea.Rotation(1, ea.Purpose.RAFT, cluster.wrapped(1), ea.Registration(1, NODE, 2)).to_entry(),
+            ea.PayloadRejectedError,
+            "dek_id=1 is already a storage key",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_a_halt_in_the_gap_writes_nothing(lagging: Lagging, cluster: Cluster, case: int) -> None:
+    index, entry, error, named = bad_entries(cluster)[case]
+    log = list(lagging.log)
+    log[index - 1] = entry
+    with pytest.raises(error) as info:
+        resync(lagging, cluster, log=log)
+    assert str(info.value).startswith(f"resync halted at the entry at Raft index {index} (log position {index - 1})")
+    assert named in str(info.value) and info.value.position == index - 1
+    assert keys_json(lagging) == lagging.old
+    assert not list(lagging.directory.glob("keys.json.before-resync-*"))
+
+
+def test_another_nodes_row_at_this_prefix_is_a_collision(lagging: Lagging, cluster: Cluster) -> None:
+    with pytest.raises(ea.NodeIDCollisionError) as info:
+        resync(lagging, cluster, full_node_id=FOREIGN)
+    assert (info.value.dek_id, info.value.existing_full_node_id, info.value.incoming_full_node_id) == (
+        1,
+        NODE,
+        FOREIGN,
+    )
+    assert keys_json(lagging) == lagging.old
+
+
+def test_a_lost_keys_json_is_rebuilt_from_the_whole_log(lagging: Lagging, cluster: Cluster) -> None:
+    (lagging.directory / "keys.json").unlink()
+    with pytest.raises(ea.RaftLogGapUncoveredError):
+        resync(lagging, cluster, log=lagging.log[1:], log_first_index=2)
+    report = resync(lagging, cluster)
+    assert report.before is None and report.backup is None and report.written
+    assert [r[:2] for r in report.replayed][0] == (1, "bootstrap")
+    assert report.after.active_storage == 3 and report.after.raft_applied_index == 9
+
+
+def test_arguments_are_checked(lagging: Lagging, cluster: Cluster) -> None:
+    with pytest.raises(ValueError, match="log_first_index must be 1 or more"):
+        resync(lagging, cluster, log_first_index=0)
+    with pytest.raises(ValueError, match="full_node_id must be"):
+        resync(lagging, cluster, full_node_id=0)
+    with ea.Applier(lagging.directory) as applier, pytest.raises(ea.KEKNotConfiguredError):
+        applier.resync_sidecar(lagging.log, log_first_index=1, full_node_id=NODE)
+
+
+def test_a_backup_already_there_is_never_overwritten(lagging: Lagging, cluster: Cluster) -> None:
+    taken = lagging.directory / "keys.json.before-resync-1"
+    taken.write_bytes(b"someone else's file")
+    report = resync(lagging, cluster)
+    assert report.backup == lagging.directory / "keys.json.before-resync-1.1"
+    assert taken.read_bytes() == b"someone else's file" and report.backup.read_bytes() == lagging.old
+
+
+def test_the_cli(lagging: Lagging, cluster: Cluster, tmp_path: Path) -> None:
+    log = tmp_path / "log.hex"
+    log.write_text("".join(f"{entry.hex() or '00'}\n" for entry in lagging.log))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "encryption_applier", "resync-sidecar", str(lagging.directory), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    common = ("--kek", str(cluster.kek_path), "--log", str(log), "--log-first-index", "1")
+    done = cli(*common, "--full-node-id", hex(NODE), "--dry-run")
+    assert done.returncode == 0, done
+    assert (
+        "dry run: keys.json would change" in done.stdout and "index 6: enable-storage-envelope: enabled" in done.stdout
+    )
+    assert "local_epoch of key 3: 0 -> 5" in done.stdout
+    assert keys_json(lagging) == lagging.old
+    done = cli(*common, "--full-node-id", hex(NODE), "--json")
+    assert done.returncode == 0, done
+    import json
+
+    doc = json.loads(done.stdout)
+    assert doc["written"] and doc["backup"].endswith("keys.json.before-resync-1")
+    assert json.loads(doc["after"])["active"] == {"storage": 3, "raft": 4}
+    done = cli(*common, "--full-node-id", hex(FOREIGN))
+    assert done.returncode == 1 and "NodeIDCollisionError" in done.stderr, done
+    done = cli("--kek", str(cluster.kek_path), "--log", str(log), "--full-node-id", hex(NODE))
+    assert done.returncode == 2 and "--log-first-index" in done.stderr, done
