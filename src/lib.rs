@@ -25,6 +25,8 @@
 //! - [`envelope`]: storage and Raft envelopes (§7), the nonce audit;
 //! - [`nodeid`]: node ids, `node_id16` collisions, bootstrap batches (§7);
 //! - [`startup`]: elastickv's start-up guards, in Go's order (§7);
+//! - [`registration`]: the start-up writer registration decision (§7):
+//!   what Go proposes, skips or refuses before it serves;
 //! - [`error`]: the aggregate errors (`ApplyError`, `ApplierOpenError`)
 //!   and the rules' refusals (`RejectReason`);
 //! - [`fsutil`]: the one durable owner-only file write, small helpers.
@@ -36,6 +38,7 @@ pub mod fsutil;
 pub mod kek;
 pub mod keystore;
 pub mod nodeid;
+pub mod registration;
 pub mod registry;
 pub mod rules;
 pub mod sidecar;
