@@ -6,6 +6,8 @@ plain-Python model `go_model` below."""
 
 import importlib.util
 import json
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 
 import encryption_applier as ea
 
-from helpers import NODE, REPO, edit_sidecar
+from helpers import NODE, REPO, Cluster, edit_sidecar
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "go" / "registration.json"
 SCRIPT = REPO / "scripts" / "go_vectors" / "registration.py"
@@ -311,3 +313,60 @@ def test_the_decision_matches_the_model(
 
 def row_doc(dek: int, owner: int, last: int) -> dict[str, int]:
     return {"dek_id": dek, "full_node_id": owner, "first_seen_local_epoch": 0, "last_seen_local_epoch": last}
+
+
+# --- the command line -------------------------------------------------------
+
+
+def doctor(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "encryption_applier", "doctor", str(directory), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_doctor_prints_the_decision(booted: Path, cluster: Cluster) -> None:
+    enable = ea.Rotation(1, ea.Purpose.STORAGE, b"", ea.Registration(1, NODE, 1), sub_tag=ea.ENABLE_STORAGE_ENVELOPE)
+    with ea.Applier(booted, kek=ea.FileKek(cluster.kek_path)) as applier:
+        applier.apply_rotation(enable, index=2)
+    edit_sidecar(booted, epoch_1=1)  # the rows are at epoch 1
+    base = ("--kek", str(cluster.kek_path), "--full-node-id", hex(NODE))
+    entry = ea.Registration(1, NODE, 2).to_entry().hex()
+    done = doctor(booted, *base)
+    assert done.returncode == 0, done
+    assert "registration: epochs storage=2 raft=0 (pinned from the sidecar, pre-bump)" in done.stdout
+    assert (
+        f"registration: register dek_id=1 full_node_id=0x{NODE:016x} epoch=2 "
+        f"(storage key, registry last_seen=1, entry {entry})" in done.stdout
+    )
+    done = doctor(booted, *base, "--local-epoch", "1")
+    assert done.returncode == 0 and "registration: already registered dek_id=1" in done.stdout, done
+    done = doctor(booted, *base, "--local-epoch", "0")
+    assert done.returncode == 1, done
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("registration: REFUSED")]
+    assert "local_epoch=0 is behind registry last_seen=1 for dek_id=1" in line and f"0x{NODE:016x}" in line
+    # no id: nothing to decide; a guard's refusal comes first
+    assert "registration:" not in doctor(booted, "--kek", str(cluster.kek_path)).stdout
+    done = doctor(booted, *base, "--phase", "post-replay")  # sidecar 1 <= row 1
+    assert done.returncode == 1 and "registration: not reached (a startup guard refuses first)" in done.stdout
+    done = doctor(booted, *base, "--local-epoch", "65536")
+    assert done.returncode == 2 and "out of range for a local epoch" in done.stderr
+
+
+def test_doctor_notes_a_foreign_row(booted: Path, cluster: Cluster) -> None:
+    foreign = NODE ^ (0x77 << 32)
+    with ea.Applier(booted, kek=ea.FileKek(cluster.kek_path)) as applier:
+        applier.apply_rotation(cluster.rotation(3, ea.Purpose.RAFT, epoch=1, full=foreign), index=2)
+        cut = ea.Rotation(3, ea.Purpose.RAFT, b"", ea.Registration(3, foreign, 1), sub_tag=ea.ENABLE_RAFT_ENVELOPE)
+        applier.apply_rotation(cut, index=3)
+    edit_sidecar(booted, epoch_1=1, epoch_3=1)
+    done = doctor(booted, "--kek", str(cluster.kek_path), "--full-node-id", hex(NODE))
+    assert done.returncode == 0, done
+    assert "registration: epochs storage=2 raft=2" in done.stdout
+    assert f"registration: register dek_id=3 full_node_id=0x{NODE:016x} epoch=2 (raft key" in done.stdout
+    assert (
+        f"    note: the raft row under node_id16=0x{NODE & 0xFFFF:04x} belongs to full_node_id=0x{foreign:016x}: "
+        "applying the registration halts every replica (NodeIDCollisionError)" in done.stdout
+    )
