@@ -28,6 +28,8 @@
 //! - [`raftlog`]: a contiguous run of the Raft log as a host gives it,
 //!   which can prove it covers a range (the guard against a sidecar behind
 //!   the log);
+//! - [`registration`]: the start-up writer registration decision (§7):
+//!   what Go proposes, skips or refuses before it serves;
 //! - [`error`]: the aggregate errors (`ApplyError`, `ApplierOpenError`)
 //!   and the rules' refusals (`RejectReason`);
 //! - [`fsutil`]: the one durable owner-only file write, small helpers.
@@ -40,6 +42,7 @@ pub mod kek;
 pub mod keystore;
 pub mod nodeid;
 pub mod raftlog;
+pub mod registration;
 pub mod registry;
 pub mod rules;
 pub mod sidecar;

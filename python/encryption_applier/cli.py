@@ -252,7 +252,9 @@ def add_doctor(sub: argparse._SubParsersAction[Parser]) -> None:
         "doctor",
         help="run elastickv's startup guards against a data directory",
         description="Run elastickv's startup guards (in Go's order) and print every refusal with its Go error "
-        "name and what it means. Exit 0 when the node may start, 1 when a guard refuses.",
+        "name and what it means; with the node's id, then print Go's start-up writer registration decision "
+        "(the 0x03 entries it would propose). Exit 0 when the node may start, 1 when a guard or the "
+        "registration decision refuses.",
     )
     p.add_argument("directory", help="registry directory")
     p.add_argument("--kek", help="KEK file")
@@ -273,7 +275,95 @@ def add_doctor(sub: argparse._SubParsersAction[Parser]) -> None:
         "the engine is refused, as Go refuses without a scanner",
     )
     p.add_argument("--log-first-index", type=_index, metavar="N", help="Raft index of the first entry of --log")
+    _add_registration_options(p)
     p.set_defaults(run=cmd_doctor)
+
+
+def _add_registration_options(p: Parser) -> None:
+    p.add_argument(
+        "--local-epoch",
+        type=_uint(16, "a local epoch"),
+        metavar="N",
+        help="the storage epoch this start pinned, for the registration decision (default: from the sidecar)",
+    )
+    p.add_argument(
+        "--raft-local-epoch",
+        type=_uint(16, "a local epoch"),
+        metavar="N",
+        help="the Raft epoch this start pinned (default: from the sidecar)",
+    )
+
+
+def _doctor_registration(
+    args: argparse.Namespace, sidecar: Path, full: int | None, refused: bool
+) -> tuple[list[str], bool]:
+    """doctor's lines for elastickv's start-up writer registration decision
+    (``registration_decision``), made before anything is printed. Without
+    the node's full id there is nothing to decide; after a guard's refusal
+    Go never gets there. The epochs are the ones this start pins: given,
+    or read from the sidecar (``pinned_epochs``; ``--phase post-replay``
+    means the sidecar is already bumped). Returns the lines, and whether
+    Go refuses to start."""
+    if full is None:
+        return [], False
+    if refused:
+        return ["registration: not reached (a startup guard refuses first)"], False
+    pinned = (0, 0)
+    if args.local_epoch is None or args.raft_local_epoch is None:
+        pinned = ea.pinned_epochs(sidecar, bumped=args.phase == "post-replay")
+    epochs = (
+        pinned[0] if args.local_epoch is None else args.local_epoch,
+        pinned[1] if args.raft_local_epoch is None else args.raft_local_epoch,
+    )
+    given = [n for n, v in (("storage", args.local_epoch), ("raft", args.raft_local_epoch)) if v is not None]
+    source = "given" if len(given) == 2 else f"pinned from the sidecar, {args.phase}"
+    if len(given) == 1:
+        source += f"; {given[0]} given"
+    registry = ea.Registry(args.directory) if (Path(args.directory) / "data.mdb").exists() else None
+    try:
+        decision = ea.registration_decision(
+            sidecar_path=sidecar,
+            registry=registry,
+            full_node_id=full,
+            local_epoch=epochs[0],
+            raft_local_epoch=epochs[1],
+            encryption_enabled=not args.encryption_disabled,
+        )
+    finally:
+        if registry is not None:
+            registry.close()
+    lines = [f"registration: epochs storage={epochs[0]} raft={epochs[1]} ({source})"]
+    checks = (decision.storage, decision.raft)
+    if decision.action == "refuse" and decision.refusal is not None:
+        lines.append(f"registration: REFUSED {decision.refusal.reason}")
+    elif decision.action == "register":
+        for c in checks:
+            if c.entry is not None:
+                lines.append(
+                    f"registration: register dek_id={c.dek_id} full_node_id=0x{c.full_node_id:016x} "
+                    f"epoch={c.local_epoch} ({c.purpose} key, registry last_seen={c.last_seen}, "
+                    f"entry {c.entry.to_entry().hex()})"
+                )
+    elif decision.action == "already-registered":
+        c = decision.storage
+        lines.append(
+            f"registration: already registered dek_id={c.dek_id} full_node_id=0x{c.full_node_id:016x} "
+            f"epoch={c.local_epoch} (storage key, registry last_seen={c.last_seen})"
+        )
+    else:
+        lines.append(f"registration: nothing to register ({decision.reason})")
+    for c in checks:
+        if c.foreign_owner is not None and c.verdict in ("register", "already-registered"):
+            effect = (
+                "applying the registration halts every replica (NodeIDCollisionError)"
+                if c.verdict == "register"
+                else "Go takes it for this node's registration"
+            )
+            lines.append(
+                f"    note: the {c.purpose} row under node_id16=0x{c.node_id16:04x} belongs to "
+                f"full_node_id=0x{c.foreign_owner:016x}: {effect}"
+            )
+    return lines, decision.action == "refuse"
 
 
 def _doctor_log(args: argparse.Namespace) -> list[bytes] | None:
@@ -319,6 +409,7 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     finally:
         if registry is not None:
             registry.close()
+    registration, registration_refused = _doctor_registration(args, sidecar, full, bool(refusals))
     node = f"0x{full:016x}" if full is not None else "not given (guard 7 skipped)"
     print(
         f"checked {args.directory}: encryption {'off' if args.encryption_disabled else 'on'}, "
@@ -337,7 +428,9 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"    {refusal.meaning}", file=out)
     if not refusals:
         print("ok: no startup guard refuses", file=out)
-    return EXIT_OK if not refusals else EXIT_DAMAGED
+    for line in registration:
+        print(line, file=out)
+    return EXIT_OK if not refusals and not registration_refused else EXIT_DAMAGED
 
 
 def add_diff(sub: argparse._SubParsersAction[Parser]) -> None:

@@ -17,10 +17,12 @@
 //!   `applier` imports it: the one cycle, the Python object graph's).
 //! - `payloads`: `Registration`, `Bootstrap`, `Rotation`.
 //! - `py_imports`: every Python object Rust uses, looked up once.
+//! - `registration`: `registration_decision()`, `RegistrationDecision`,
+//!   `RegistrationCheck`.
 //! - `registry`: `RegistryRow`, `Registry`, `RegistryDiff`.
 //! - `resync`: `SidecarResync`, what `Applier.resync_sidecar()` did.
 //! - `sidecar`: `Sidecar`, `SidecarKey`, `read_sidecar()`,
-//!   `bump_local_epoch()`, `prepare_epochs()`.
+//!   `bump_local_epoch()`, `prepare_epochs()`, `pinned_epochs()`.
 //! - `startup`: `diagnose_startup()`, `check_startup()`.
 //! - `test_support`: `_native.test_support`, hooks for the package's tests.
 //! - `verify`: `verify()`, `PageDamage`, `VerifyReport`.
@@ -35,6 +37,7 @@ mod kek;
 mod keystore;
 mod payloads;
 mod py_imports;
+mod registration;
 mod registry;
 mod resync;
 mod sidecar;
@@ -72,11 +75,15 @@ mod _native {
     #[pymodule_export]
     use super::payloads::{PyBootstrap, PyRegistration, PyRotation};
     #[pymodule_export]
+    use super::registration::{registration_decision, PyRegistrationCheck, PyRegistrationDecision};
+    #[pymodule_export]
     use super::registry::{PyRegistry, PyRegistryDiff, PyRegistryRow};
     #[pymodule_export]
     use super::resync::PySidecarResync;
     #[pymodule_export]
-    use super::sidecar::{bump_local_epoch, prepare_epochs, read_sidecar, PySidecar, PySidecarKey};
+    use super::sidecar::{
+        bump_local_epoch, pinned_epochs, prepare_epochs, read_sidecar, PySidecar, PySidecarKey,
+    };
     #[pymodule_export]
     use super::startup::{check_startup, diagnose_startup};
     #[pymodule_export]

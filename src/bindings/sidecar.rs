@@ -166,6 +166,18 @@ pub(super) fn prepare_epochs(py: Python<'_>, path: PathBuf) -> PyResult<(u16, u1
     run_detached(py, || Ok(sidecar::prepare_epochs(&path)?))
 }
 
+/// The epochs `prepare_epochs()` pins, as `(storage, raft)`, read without
+/// writing anything: with `bumped=False` the sidecar is taken as it is
+/// before a start (each epoch one above its key's;
+/// `LocalEpochExhaustedError` at 0xFFFF), with `bumped=True` as it is after
+/// the start's bump (the keys' own epochs). For a dry run such as
+/// `registration_decision()` in `doctor`.
+#[pyfunction]
+#[pyo3(signature = (path, *, bumped=false))]
+pub(super) fn pinned_epochs(py: Python<'_>, path: PathBuf, bumped: bool) -> PyResult<(u16, u16)> {
+    run_detached(py, || Ok(sidecar::pinned_epochs(&path, bumped)?))
+}
+
 /// Reads and validates a sidecar file; None when the file does not exist.
 #[pyfunction]
 pub(super) fn read_sidecar(py: Python<'_>, path: PathBuf) -> PyResult<Option<PySidecar>> {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{read, write_durable, SidecarError, SidecarProblem};
+use super::{read, write_durable, Sidecar, SidecarError, SidecarProblem};
 
 /// Why a node's local epoch could not be moved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +43,21 @@ pub fn bump_local_epoch(path: &Path, dek_id: u32) -> Result<u16, EpochError> {
     Ok(epoch)
 }
 
+/// The keys a start bumps, as `(storage, raft)` (elastickv
+/// main_encryption_write_wiring.go:297-364): the active storage key, if
+/// any, and the active Raft key once the Raft layer is cut over. A Raft
+/// cutover without a Raft key is refused.
+fn keys_to_bump(path: &Path, sidecar: &Sidecar) -> Result<(Option<u32>, Option<u32>), EpochError> {
+    let raft_cut_over = sidecar.raft_cutover_index().is_some();
+    if raft_cut_over && sidecar.active_raft == 0 {
+        return Err(SidecarError::new(path, SidecarProblem::RaftCutOverWithoutRaftKey).into());
+    }
+    Ok((
+        Some(sidecar.active_storage).filter(|&id| id != 0),
+        Some(sidecar.active_raft).filter(|_| raft_cut_over),
+    ))
+}
+
 /// The epochs a node pins at start (elastickv main_encryption_write_wiring
 /// .go): `(0, 0)` without a sidecar; the active storage key's epoch bumped
 /// (0 without one), and the active Raft key's bumped once the Raft layer is
@@ -51,20 +66,44 @@ pub fn prepare_epochs(path: &Path) -> Result<(u16, u16), EpochError> {
     let Some(sidecar) = read(path)? else {
         return Ok((0, 0));
     };
-    let raft_cut_over = sidecar.raft_cutover_index().is_some();
     // Checked before anything is bumped, so a refusal writes nothing.
-    if raft_cut_over && sidecar.active_raft == 0 {
-        return Err(SidecarError::new(path, SidecarProblem::RaftCutOverWithoutRaftKey).into());
-    }
-    let storage = if sidecar.active_storage == 0 {
-        0
-    } else {
-        bump_local_epoch(path, sidecar.active_storage)?
+    let (storage, raft) = keys_to_bump(path, &sidecar)?;
+    let storage = match storage {
+        Some(id) => bump_local_epoch(path, id)?,
+        None => 0,
     };
-    let raft = if raft_cut_over {
-        bump_local_epoch(path, sidecar.active_raft)?
-    } else {
-        0
+    let raft = match raft {
+        Some(id) => bump_local_epoch(path, id)?,
+        None => 0,
     };
     Ok((storage, raft))
+}
+
+/// The epochs [`prepare_epochs`] pins, read without writing anything: with
+/// `bumped` false the sidecar is taken as it is before a start (each epoch
+/// one above its key's, [`EpochError::Exhausted`] at 0xFFFF), with `bumped`
+/// true as it is after the start's bump (the keys' own epochs).
+pub fn pinned_epochs(path: &Path, bumped: bool) -> Result<(u16, u16), EpochError> {
+    let Some(sidecar) = read(path)? else {
+        return Ok((0, 0));
+    };
+    let (storage, raft) = keys_to_bump(path, &sidecar)?;
+    let pinned = |id: Option<u32>| -> Result<u16, EpochError> {
+        let Some(dek_id) = id else {
+            return Ok(0);
+        };
+        let key = sidecar
+            .keys
+            .get(&dek_id)
+            .ok_or_else(|| SidecarError::new(path, SidecarProblem::NoSuchKey { dek_id }))?;
+        match (bumped, key.local_epoch) {
+            (true, epoch) => Ok(epoch),
+            (false, LOCAL_EPOCH_MAX) => Err(EpochError::Exhausted {
+                dek_id,
+                path: path.to_path_buf(),
+            }),
+            (false, epoch) => Ok(epoch + 1),
+        }
+    };
+    Ok((pinned(storage)?, pinned(raft)?))
 }

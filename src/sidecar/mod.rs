@@ -26,7 +26,7 @@ mod json;
 mod problem;
 mod rfc3339;
 
-pub use epochs::{bump_local_epoch, prepare_epochs, EpochError, LOCAL_EPOCH_MAX};
+pub use epochs::{bump_local_epoch, pinned_epochs, prepare_epochs, EpochError, LOCAL_EPOCH_MAX};
 pub use problem::{SidecarError, SidecarProblem};
 pub use rfc3339::{is_rfc3339, rfc3339_from_unix, rfc3339_now};
 

@@ -311,3 +311,37 @@ fn the_raft_cutover_is_none_until_an_index_is_recorded() {
     s.raft_envelope_cutover_index = 12;
     assert_eq!(s.raft_cutover_index(), Some(12));
 }
+
+#[test]
+fn pinned_epochs_read_what_prepare_epochs_pins_and_write_nothing() {
+    let dir = crate::test_support::fresh_dir("pinned");
+    let path = dir.join("keys.json");
+    assert_eq!(pinned_epochs(&path, false), Ok((0, 0)), "no sidecar");
+    let mut s = sample();
+    write_durable(&path, &s).expect("write");
+    let before = std::fs::read(&path).expect("read");
+    // Raft not cut over: only the storage key is pinned.
+    assert_eq!(pinned_epochs(&path, false), Ok((4, 0)));
+    assert_eq!(pinned_epochs(&path, true), Ok((3, 0)));
+    s.raft_envelope_cutover_index = 9;
+    s.keys.get_mut(&2).expect("raft key").local_epoch = 7;
+    write_durable(&path, &s).expect("write");
+    let before_cut = std::fs::read(&path).expect("read");
+    assert_ne!(before, before_cut);
+    assert_eq!(pinned_epochs(&path, false), Ok((4, 8)));
+    assert_eq!(pinned_epochs(&path, true), Ok((3, 7)));
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        before_cut,
+        "nothing written"
+    );
+    assert_eq!(prepare_epochs(&path), Ok((4, 8)), "the same as the bump");
+    assert_eq!(pinned_epochs(&path, true), Ok((4, 8)));
+    s.keys.get_mut(&1).expect("storage key").local_epoch = LOCAL_EPOCH_MAX;
+    write_durable(&path, &s).expect("write");
+    assert!(matches!(
+        pinned_epochs(&path, false),
+        Err(EpochError::Exhausted { dek_id: 1, .. })
+    ));
+    assert_eq!(pinned_epochs(&path, true), Ok((LOCAL_EPOCH_MAX, 7)));
+}
