@@ -25,6 +25,8 @@
 //! - [`envelope`]: storage and Raft envelopes (§7), the nonce audit;
 //! - [`nodeid`]: node ids, `node_id16` collisions, bootstrap batches (§7);
 //! - [`startup`]: elastickv's start-up guards, in Go's order (§7);
+//! - [`status`]: elastickv's `GetSidecarState` report and the leader's
+//!   `ResyncSidecar` response, with their JSON (§7);
 //! - [`error`]: the aggregate errors (`ApplyError`, `ApplierOpenError`)
 //!   and the rules' refusals (`RejectReason`);
 //! - [`fsutil`]: the one durable owner-only file write, small helpers.
@@ -40,6 +42,7 @@ pub mod registry;
 pub mod rules;
 pub mod sidecar;
 pub mod startup;
+pub mod status;
 pub mod store;
 pub mod view;
 pub mod wire;
