@@ -32,9 +32,12 @@ from ._native import (
     Registry,
     RegistryDiff,
     RegistryRow,
+    ResyncSidecarResponse,
     Rotation,
     Sidecar,
     SidecarKey,
+    SidecarStateReport,
+    StatusExtras,
     VerifyReport,
     __version__,
     audit_nonces,
@@ -52,6 +55,8 @@ from ._native import (
     prepare_epochs,
     read_sidecar,
     registry_key,
+    resync_sidecar_response,
+    sidecar_state,
     verify,
 )
 from .exceptions import *  # noqa: F403 - the exception tree, exactly its __all__
@@ -72,6 +77,12 @@ __all__ = [
     "Sidecar",
     "SidecarKey",
     "read_sidecar",
+    # elastickv's status views
+    "sidecar_state",
+    "SidecarStateReport",
+    "resync_sidecar_response",
+    "ResyncSidecarResponse",
+    "StatusExtras",
     # envelopes and nonces
     "Envelope",
     "Nonce",

@@ -21,6 +21,8 @@
 //! - `sidecar`: `Sidecar`, `SidecarKey`, `read_sidecar()`,
 //!   `bump_local_epoch()`, `prepare_epochs()`.
 //! - `startup`: `diagnose_startup()`, `check_startup()`.
+//! - `status`: `sidecar_state()`, `resync_sidecar_response()`,
+//!   `SidecarStateReport`, `ResyncSidecarResponse`, `StatusExtras`.
 //! - `test_support`: `_native.test_support`, hooks for the package's tests.
 //! - `verify`: `verify()`, `PageDamage`, `VerifyReport`.
 
@@ -37,6 +39,7 @@ mod py_imports;
 mod registry;
 mod sidecar;
 mod startup;
+mod status;
 mod test_support;
 mod verify;
 
@@ -75,6 +78,11 @@ mod _native {
     use super::sidecar::{bump_local_epoch, prepare_epochs, read_sidecar, PySidecar, PySidecarKey};
     #[pymodule_export]
     use super::startup::{check_startup, diagnose_startup};
+    #[pymodule_export]
+    use super::status::{
+        resync_sidecar_response, sidecar_state, PyResyncSidecarResponse, PySidecarStateReport,
+        PyStatusExtras,
+    };
     #[pymodule_export]
     use super::test_support_module;
     #[pymodule_export]
