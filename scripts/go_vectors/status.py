@@ -30,11 +30,14 @@ field emitted>}`` or ``{"error": {"code", "message", "branch", ...}}``, where
 build the projection (encryption_admin.go:524), so when several keys fail
 any of them may be reported: ``candidates`` lists every one.
 
-Run: python3 scripts/go_vectors/status.py   (rewrites the golden file)
+Run: python3 scripts/go_vectors/status.py   (rewrites the golden file;
+``--output PATH`` writes elsewhere, as the test that checks the committed
+file is this script's output does)
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import struct
@@ -574,6 +577,9 @@ def answer(rpc: Any, case: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Write Go's GetSidecarState / ResyncSidecar answers.")
+    parser.add_argument("--output", type=Path, default=OUT, help=f"where to write (default {OUT})")
+    target = parser.parse_args().output
     out = []
     for case in cases():
         out.append(
@@ -590,9 +596,9 @@ def main() -> None:
         "toolchain available); see the script's docstring for the format.",
         "cases": out,
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {len(out)} cases to {OUT}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {len(out)} cases to {target}")
 
 
 if __name__ == "__main__":
