@@ -30,6 +30,8 @@
 //!   the log);
 //! - [`registration`]: the start-up writer registration decision (§7):
 //!   what Go proposes, skips or refuses before it serves;
+//! - [`status`]: elastickv's `GetSidecarState` report and the leader's
+//!   `ResyncSidecar` response, with their JSON (§7);
 //! - [`error`]: the aggregate errors (`ApplyError`, `ApplierOpenError`)
 //!   and the rules' refusals (`RejectReason`);
 //! - [`fsutil`]: the one durable owner-only file write, small helpers.
@@ -47,6 +49,7 @@ pub mod registry;
 pub mod rules;
 pub mod sidecar;
 pub mod startup;
+pub mod status;
 pub mod store;
 pub mod view;
 pub mod wire;

@@ -34,10 +34,13 @@ from ._native import (
     Registry,
     RegistryDiff,
     RegistryRow,
+    ResyncSidecarResponse,
     Rotation,
     Sidecar,
     SidecarKey,
     SidecarResync,
+    SidecarStateReport,
+    StatusExtras,
     VerifyReport,
     __version__,
     audit_nonces,
@@ -57,6 +60,8 @@ from ._native import (
     read_sidecar,
     registration_decision,
     registry_key,
+    resync_sidecar_response,
+    sidecar_state,
     verify,
 )
 from .exceptions import *  # noqa: F403 - the exception tree, exactly its __all__
@@ -78,6 +83,12 @@ __all__ = [
     "SidecarKey",
     "SidecarResync",
     "read_sidecar",
+    # elastickv's status views
+    "sidecar_state",
+    "SidecarStateReport",
+    "resync_sidecar_response",
+    "ResyncSidecarResponse",
+    "StatusExtras",
     # envelopes and nonces
     "Envelope",
     "Nonce",

@@ -1,4 +1,6 @@
-"""pandas export and notebook display for ``Registry`` and ``RegistryDiff``.
+"""pandas export and notebook display for ``Registry`` and ``RegistryDiff``,
+and the notebook display of the status views (``SidecarStateReport``,
+``ResyncSidecarResponse``).
 
 These live in Python because pandas and HTML do; the rows come from the
 native ``Registry.columns()`` scan, so no Python object is built per row.
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ._rows import VALUE_FIELDS, diff_sides, hex_id
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._native import Registry, RegistryDiff, RegistryRow
+    from ._native import Registry, RegistryDiff, RegistryRow, ResyncSidecarResponse, SidecarStateReport
 
 #: Column name -> numpy dtype of ``Registry.to_pandas()``.
 COLUMN_DTYPES: dict[str, str] = {
@@ -171,3 +173,54 @@ def diff_html(diff: RegistryDiff) -> str:
         more = len(records) - HTML_ROWS * 10
         body += f"<tr><td colspan=9>… {more} more (<code>to_pandas()</code> has them all)</td></tr>"
     return f"{summary}<table><thead>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def status_html(message: SidecarStateReport | ResyncSidecarResponse) -> str:
+    """A notebook view of a status message: Go's fields (what elastickv's
+    server answers), then the package's extras, apart."""
+    name = type(message).__name__
+
+    def cell(key: str, value: object) -> str:
+        if key == "wrapped_deks_by_id":
+            assert isinstance(value, dict)
+            return ", ".join(f"{dek}: {len(w)} bytes" for dek, w in value.items()) or "none"
+        if key == "writer_registry_for_caller":
+            assert isinstance(value, dict)
+            return ", ".join(f"{dek}: {epoch}" for dek, epoch in value.items()) or "empty"
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    # In Go's field order (the proto's field numbers).
+    rows = "".join(
+        f"<tr><td><code>{key}</code></td><td>{html.escape(cell(key, value))}</td></tr>"
+        for key, value in message.to_dict(extras=False).items()
+    )
+    out = f"<p><strong>{name}</strong> (Go's fields)</p><table><tbody>{rows}</tbody></table>"
+    extras = message.extras
+    if extras is None:
+        return out + "<p><small>no extras (read from Go's JSON)</small></p>"
+    caller = hex_id(extras.caller_full_node_id, 16) if extras.caller_full_node_id else "none given"
+    out += (
+        "<p><strong>extras</strong> (this package; not in Go's message): "
+        f"sidecar <code>{html.escape(extras.sidecar)}</code> (version {extras.sidecar_version}, "
+        f"raft_applied_index {extras.sidecar_raft_applied_index}), "
+        f"storage_envelope_cutover_index {extras.storage_envelope_cutover_index}"
+    )
+    if extras.storage_envelope_active is not None:
+        out += (
+            f", storage_envelope_active {str(extras.storage_envelope_active).lower()}, "
+            f"raft_envelope_cutover_index {extras.raft_envelope_cutover_index}"
+        )
+    registry = f"<code>{html.escape(extras.registry)}</code>" if extras.registry else "none read"
+    out += f"; caller {caller}, registry {registry}</p>"
+    active = {message.active_storage_id: "storage", message.active_raft_id: "raft"}
+    keys = "".join(
+        f"<tr><td>{dek}</td><td>{k.purpose.name.lower()}</td><td>{'active' if active.get(dek) else ''}</td>"
+        f"<td>{k.local_epoch}</td><td>{html.escape(k.created)}</td></tr>"
+        for dek, k in extras.keys.items()
+    )
+    if keys:
+        out += (
+            "<table><thead><tr><th>dek_id</th><th>purpose</th><th></th><th>local_epoch</th><th>created</th>"
+            f"</tr></thead><tbody>{keys}</tbody></table>"
+        )
+    return out

@@ -33,6 +33,7 @@ handling), and they pickle with their fields (to cross a process pool).
     │   ├── SidecarBehindRaftLogError        the sidecar missed an encryption entry (or no log to tell)
     │   ├── RaftLogGapUncoveredError         the log given does not reach over the sidecar's gap
     │   └── WriterUint16CollisionError       a joining node's 16-bit prefix is another node's
+    ├── ForeignRegistryRowError         a status view met another node's row at the caller's prefix
     ├── EnvelopeError                   an elastickv envelope that cannot be read or opened
     │   ├── EnvelopeShortError          fewer than 34 bytes
     │   ├── EnvelopeVersionError        a version other than 0x01
@@ -80,6 +81,7 @@ __all__ = [
     "SidecarBehindRaftLogError",
     "RaftLogGapUncoveredError",
     "WriterUint16CollisionError",
+    "ForeignRegistryRowError",
     "EnvelopeError",
     "EnvelopeShortError",
     "EnvelopeVersionError",
@@ -616,6 +618,24 @@ class WriterUint16CollisionError(StartupRefusedError):
         self.node_id16 = node_id16
         self.existing_full_node_id = existing_full_node_id
         self.incoming_full_node_id = incoming_full_node_id
+
+
+class ForeignRegistryRowError(EncryptionError):
+    """A status view (``sidecar_state``, ``resync_sidecar_response``) found
+    that the registry row at ``(dek_id, node_id16)``, the caller's 16-bit
+    prefix under a key of the sidecar, belongs to ``row_full_node_id``, not
+    to ``caller_full_node_id``: their nonces would share a prefix. elastickv
+    answers the same with an Internal error ("writer registry node-id
+    collision", adapter/encryption_admin.go:541-545)."""
+
+    def __init__(
+        self, message: str, /, *, dek_id: int, node_id16: int, row_full_node_id: int, caller_full_node_id: int
+    ) -> None:
+        super().__init__(message)
+        self.dek_id = dek_id
+        self.node_id16 = node_id16
+        self.row_full_node_id = row_full_node_id
+        self.caller_full_node_id = caller_full_node_id
 
 
 class EnvelopeError(EncryptionError):

@@ -26,6 +26,7 @@ use crate::nodeid::WriterUint16Collision;
 use crate::registry::RegistryCorruption;
 use crate::sidecar::{EpochError, SidecarError};
 use crate::startup::StartupError;
+use crate::status::StatusError;
 use crate::store::{OpenError, RegistryError, StorageError};
 use crate::wire::MalformedPayload;
 
@@ -399,6 +400,31 @@ fn resync_error_to_py(py: Python<'_>, e: ResyncError) -> PyErr {
     }
 }
 
+fn status_error_to_py(py: Python<'_>, err: StatusError) -> PyErr {
+    match err {
+        StatusError::ZeroCaller => PyValueError::new_err(err.to_string()),
+        StatusError::Sidecar(e) => sidecar_to_py(py, &e),
+        StatusError::Open(e) => CoreError::from(e).into_py(py),
+        StatusError::Registry(e) => registry_error_to_py(py, &e),
+        StatusError::ForeignRow {
+            dek_id,
+            node_id16,
+            row_full_node_id,
+            caller_full_node_id,
+        } => build(
+            py,
+            ExceptionClass::ForeignRegistryRowError,
+            err.to_string(),
+            vec![
+                ("dek_id", field(py, dek_id)),
+                ("node_id16", field(py, node_id16)),
+                ("row_full_node_id", field(py, row_full_node_id)),
+                ("caller_full_node_id", field(py, caller_full_node_id)),
+            ],
+        ),
+    }
+}
+
 /// Errors raised by a call into the core, before conversion to Python.
 pub(super) enum CoreError {
     Apply(ApplyError),
@@ -411,6 +437,8 @@ pub(super) enum CoreError {
     Startup(StartupError),
     Batch(BatchHalt),
     Resync(ResyncError),
+    /// Boxed: the largest of the core errors, and rare.
+    Status(Box<StatusError>),
     Closed(&'static str),
     /// A call on a handle from inside a call on the same handle.
     Reentrant(&'static str),
@@ -439,6 +467,12 @@ core_error_from! {
     StartupError => Startup,
     BatchHalt => Batch,
     ResyncError => Resync,
+}
+
+impl From<StatusError> for CoreError {
+    fn from(e: StatusError) -> Self {
+        CoreError::Status(Box::new(e))
+    }
 }
 
 impl From<MalformedPayload> for CoreError {
@@ -498,6 +532,7 @@ impl CoreError {
                 err
             }
             CoreError::Resync(e) => resync_error_to_py(py, e),
+            CoreError::Status(e) => status_error_to_py(py, *e),
             CoreError::Closed(what) => {
                 PyValueError::new_err(format!("operation on a closed {what}"))
             }

@@ -24,6 +24,8 @@
 //! - `sidecar`: `Sidecar`, `SidecarKey`, `read_sidecar()`,
 //!   `bump_local_epoch()`, `prepare_epochs()`, `pinned_epochs()`.
 //! - `startup`: `diagnose_startup()`, `check_startup()`.
+//! - `status`: `sidecar_state()`, `resync_sidecar_response()`,
+//!   `SidecarStateReport`, `ResyncSidecarResponse`, `StatusExtras`.
 //! - `test_support`: `_native.test_support`, hooks for the package's tests.
 //! - `verify`: `verify()`, `PageDamage`, `VerifyReport`.
 
@@ -42,6 +44,7 @@ mod registry;
 mod resync;
 mod sidecar;
 mod startup;
+mod status;
 mod test_support;
 mod verify;
 
@@ -86,6 +89,11 @@ mod _native {
     };
     #[pymodule_export]
     use super::startup::{check_startup, diagnose_startup};
+    #[pymodule_export]
+    use super::status::{
+        resync_sidecar_response, sidecar_state, PyResyncSidecarResponse, PySidecarStateReport,
+        PyStatusExtras,
+    };
     #[pymodule_export]
     use super::test_support_module;
     #[pymodule_export]

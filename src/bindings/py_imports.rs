@@ -47,6 +47,8 @@ pub(super) static REGISTRY_HTML: LazyImport = LazyImport::new(FRAMES, "registry_
 pub(super) static DIFF_TO_PANDAS: LazyImport = LazyImport::new(FRAMES, "diff_to_pandas");
 /// `RegistryDiff._repr_html_()`.
 pub(super) static DIFF_HTML: LazyImport = LazyImport::new(FRAMES, "diff_html");
+/// `SidecarStateReport._repr_html_()` and `ResyncSidecarResponse._repr_html_()`.
+pub(super) static STATUS_HTML: LazyImport = LazyImport::new(FRAMES, "status_html");
 /// `Registry.columns()` builds its columns as `array.array`s.
 pub(super) static ARRAY: LazyImport = LazyImport::new("array", "array");
 /// The base of `Purpose`.
@@ -105,6 +107,8 @@ exception_classes! {
     SidecarBehindRaftLogError,
     RaftLogGapUncoveredError,
     WriterUint16CollisionError,
+    // The status views'.
+    ForeignRegistryRowError,
     // EnvelopeError's.
     EnvelopeShortError,
     EnvelopeVersionError,

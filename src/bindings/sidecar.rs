@@ -16,7 +16,7 @@ use crate::sidecar::{self, Sidecar, SidecarKey};
 /// One key of a sidecar: a value of `Sidecar.keys` (it has no constructor).
 #[pyclass(module = "encryption_applier", name = "SidecarKey", frozen, eq)]
 #[derive(Clone, PartialEq)]
-pub struct PySidecarKey(SidecarKey);
+pub struct PySidecarKey(pub(super) SidecarKey);
 
 #[pymethods]
 impl PySidecarKey {

@@ -8,6 +8,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::applier::PyApplier;
+use super::registry::PyRegistry;
 use crate::applier::testing::{self, FaultAction, FaultPoint};
 
 /// Stops the next bootstrap/rotation of `applier` at `point` (one of
@@ -46,18 +47,22 @@ pub(super) fn set_fault(
     })
 }
 
-/// Holds `applier`'s lock for `seconds` (without the GIL), as a long
-/// apply on another thread would: lets tests prove that other calls wait
-/// for it without freezing the interpreter.
+/// Holds the lock of `handle` (an `Applier` or a `Registry`) for
+/// `seconds` (without the GIL), as a long call on another thread would:
+/// lets tests prove that other calls wait for it without freezing the
+/// interpreter.
 #[pyfunction]
-pub(super) fn hold_lock(
-    py: Python<'_>,
-    applier: PyRef<'_, PyApplier>,
-    seconds: f64,
-) -> PyResult<()> {
+pub(super) fn hold_lock(py: Python<'_>, handle: &Bound<'_, PyAny>, seconds: f64) -> PyResult<()> {
     let pause = Duration::try_from_secs_f64(seconds)
         .map_err(|e| PyValueError::new_err(format!("seconds={seconds}: {e}")))?;
-    applier.inner.with(py, |_| {
+    if let Ok(view) = handle.cast::<PyRegistry>() {
+        return view.get().with_view(py, |_| {
+            std::thread::sleep(pause);
+            Ok(())
+        });
+    }
+    let applier = handle.cast::<PyApplier>()?;
+    applier.get().inner.with(py, |_| {
         std::thread::sleep(pause);
         Ok(())
     })

@@ -40,6 +40,12 @@ impl Registry {
         })
     }
 
+    /// Another view of the same registry, as committed now; this one stays
+    /// on its snapshot.
+    pub fn fresh(&self) -> Result<Registry, StorageError> {
+        Registry::pinned(Arc::clone(self.snapshot.env()))
+    }
+
     /// Walks every page of the registry's newest committed state (not only
     /// this view's snapshot) and, with `options.rows`, decodes every row.
     pub fn verify(&self, options: WalkOptions) -> Result<VerifyReport, StorageError> {

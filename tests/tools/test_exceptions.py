@@ -114,6 +114,12 @@ SAMPLE_FIELDS: dict[type[ea.EncryptionError], dict[str, Any]] = {
         "sentinel": "ErrWriterUint16Collision",
         "meaning": None,
     },
+    ea.ForeignRegistryRowError: {
+        "dek_id": 11,
+        "node_id16": 0x1234,
+        "row_full_node_id": 0x0BAD_0000_0000_1234,
+        "caller_full_node_id": 0xCAFE_BABE_0000_1234,
+    },
     ea.EnvelopeError: {},
     ea.EnvelopeShortError: {"length": 3},
     ea.EnvelopeVersionError: {"version": 2},
