@@ -11,6 +11,7 @@ from typing import Any, Final, Literal, Self, final
 
 from encryption_applier.exceptions import DamageProblem as _DamageProblem
 from encryption_applier.exceptions import Outcome as _Outcome
+from encryption_applier.kek import Kek as _Kek
 
 __version__: Final[str]
 __all__ = [
@@ -402,6 +403,8 @@ class FileKek:
     def generate(cls, path: str | os.PathLike[str]) -> FileKek: ...
     @property
     def path(self) -> pathlib.Path: ...
+    @property
+    def identity(self) -> str: ...
     def wrap(self, dek: _BytesLike) -> bytes: ...
     def unwrap(self, wrapped: _BytesLike) -> bytes: ...
 
@@ -462,7 +465,7 @@ def read_sidecar(path: str | os.PathLike[str]) -> Sidecar | None: ...
 def diagnose_startup(
     *,
     encryption_enabled: bool,
-    kek: FileKek | None = None,
+    kek: FileKek | _Kek | None = None,
     sidecar_path: str | os.PathLike[str] | None = None,
     registry: Registry | None = None,
     full_node_id: int | None = None,
@@ -484,7 +487,7 @@ def diagnose_startup(
 def check_startup(
     *,
     encryption_enabled: bool,
-    kek: FileKek | None = None,
+    kek: FileKek | _Kek | None = None,
     sidecar_path: str | os.PathLike[str] | None = None,
     registry: Registry | None = None,
     full_node_id: int | None = None,
@@ -511,7 +514,7 @@ class Applier:
         cls,
         path: str | os.PathLike[str],
         *,
-        kek: FileKek | None = None,
+        kek: FileKek | _Kek | None = None,
         sidecar: str | os.PathLike[str] | None = None,
         sync: bool = True,
         map_size: int | None = None,
@@ -528,7 +531,7 @@ class Applier:
     @property
     def staged(self) -> int: ...
     @property
-    def kek(self) -> FileKek | None: ...
+    def kek(self) -> FileKek | _Kek | None: ...
     @property
     def keystore(self) -> Keystore | None: ...
     @property
@@ -581,5 +584,7 @@ class _TestSupport(types.ModuleType):
         action: Literal["raise", "abort"] = "raise",
     ) -> None: ...
     def hold_lock(self, applier: Applier, seconds: float) -> None: ...
+    def kek_wrap(self, kek: FileKek | _Kek, dek: _BytesLike) -> bytes: ...
+    def kek_unwrap(self, kek: FileKek | _Kek, wrapped: _BytesLike, dek_id: int) -> bytes: ...
 
 test_support: _TestSupport
