@@ -18,7 +18,8 @@
 //!   `applier/cutover.rs`, group commit in `applier/group.rs`;
 //! - [`view`]: the read-only, snapshot-pinned `Registry`, and its
 //!   summaries (`view::summary`: stats, digest, diff, columns);
-//! - [`kek`]: the file KEK and AES-256-GCM wrapping (§5);
+//! - [`kek`]: the KEK interface ([`KekBackend`]), the file KEK and
+//!   AES-256-GCM wrapping (§5), the unwrap cache;
 //! - [`keystore`]: DEK id → key, fingerprints;
 //! - [`sidecar`]: `keys.json` (§5): strict reader, Go's exact writer,
 //!   typed `SidecarProblem`s, local epochs;
@@ -59,7 +60,10 @@ mod bindings;
 
 pub use applier::{Applier, ApplierOptions, BatchHalt};
 pub use error::{ApplierOpenError, ApplyError, RejectReason};
-pub use kek::{Dek, Kek, KekFileError, KekFileProblem, UnwrapError};
+pub use kek::{
+    Dek, FileKek, KekBackend, KekFailure, KekFileError, KekFileProblem, SharedKek, UnwrapCache,
+    UnwrapError,
+};
 pub use keystore::Keystore;
 pub use registry::{CorruptionKind, RegistryCorruption, RegistryRow, RegistryValue};
 pub use rules::{decide, Decision, Outcome};

@@ -23,7 +23,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::kek::Kek;
+use crate::kek::{KekBackend, KekFailure, UnwrapError};
 use crate::nodeid::find_node_id_collisions;
 use crate::raftlog::LogSlice;
 use crate::registry::RegistryRow;
@@ -43,7 +43,7 @@ pub enum Phase {
 #[derive(Debug, Default)]
 pub struct StartupInput<'a> {
     pub encryption_enabled: bool,
-    pub kek: Option<&'a Kek>,
+    pub kek: Option<&'a dyn KekBackend>,
     pub sidecar_path: Option<&'a Path>,
     /// This node's full id (guard 7 needs it).
     pub full_node_id: Option<u64>,
@@ -89,7 +89,7 @@ pub enum Refusal {
     KekMismatch {
         dek_id: u32,
         purpose: Purpose,
-        problem: String,
+        problem: UnwrapError,
     },
     LocalEpochExhausted {
         dek_id: u32,
@@ -330,6 +330,9 @@ pub enum StartupError {
     Stat { path: PathBuf, detail: String },
     #[error("fsync probe in {}: {detail}", dir.display())]
     Probe { dir: PathBuf, detail: String },
+    /// The KEK stopped the check (an interrupt), not an answer on a key.
+    #[error("the KEK {} was interrupted: {}", .0.kek, .0.message)]
+    KekInterrupted(KekFailure),
 }
 
 /// Runs the guards in order and returns the refusals (empty: the node may
@@ -483,7 +486,8 @@ fn kek_required_with_flag(
     Ok(())
 }
 
-/// Guard 3: in ascending ids, the first key that does not unwrap.
+/// Guard 3: in ascending ids, the first key that does not unwrap (a KEK
+/// that was interrupted stops the check instead).
 fn kek_mismatch(ctx: &Guarded<'_, '_>, out: &mut Vec<Refusal>) -> Result<(), StartupError> {
     if let (true, Some(sc), Some(kek)) = (ctx.input.encryption_enabled, &ctx.sidecar, ctx.input.kek)
     {
@@ -493,10 +497,13 @@ fn kek_mismatch(ctx: &Guarded<'_, '_>, out: &mut Vec<Refusal>) -> Result<(), Sta
             .filter(|(_, key)| !key.wrapped.is_empty())
             .find_map(|(&id, key)| kek.unwrap(&key.wrapped).err().map(|e| (id, key.purpose, e)));
         if let Some((dek_id, purpose, problem)) = failed {
+            if let Some(f) = problem.failure().filter(|f| f.interrupt) {
+                return Err(StartupError::KekInterrupted(f.clone()));
+            }
             out.push(Refusal::KekMismatch {
                 dek_id,
                 purpose,
-                problem: problem.to_string(),
+                problem,
             });
         }
     }
@@ -687,13 +694,4 @@ fn probe_filesystem(sidecar_path: &Path) -> Result<Option<Refusal>, StartupError
         dir: dir.clone(),
         detail,
     }))
-}
-
-impl RegistryLookup for crate::view::Registry {
-    fn row(&self, dek_id: u32, node_id16: u16) -> Result<Option<RegistryRow>, RegistryError> {
-        self.get(dek_id, node_id16)
-    }
-    fn applied_index(&self) -> Result<Option<u64>, RegistryError> {
-        crate::view::Registry::applied_index(self)
-    }
 }

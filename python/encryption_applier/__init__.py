@@ -3,8 +3,9 @@ LMDB-backed writer registry, failing closed on anything that cannot be
 applied exactly.
 
 The rules live in the Rust core (``encryption_applier._native``); the
-exceptions are declared in `encryption_applier.exceptions`. This
-package re-exports the public names of both.
+exceptions are declared in `encryption_applier.exceptions`, and the KEK
+interface in `encryption_applier.kek`. This package re-exports the public
+names of all three.
 """
 
 from . import exceptions
@@ -65,6 +66,7 @@ from ._native import (
     verify,
 )
 from .exceptions import *  # noqa: F403 - the exception tree, exactly its __all__
+from .kek import Kek
 
 __all__ = [
     # applying and reading
@@ -77,6 +79,7 @@ __all__ = [
     "VerifyReport",
     "PageDamage",
     # keys
+    "Kek",
     "FileKek",
     "Keystore",
     "Sidecar",

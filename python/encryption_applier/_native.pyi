@@ -11,6 +11,7 @@ from typing import Any, Final, Literal, Self, final
 
 from encryption_applier.exceptions import DamageProblem as _DamageProblem
 from encryption_applier.exceptions import Outcome as _Outcome
+from encryption_applier.kek import Kek as _Kek
 
 __version__: Final[str]
 __all__ = [
@@ -412,6 +413,8 @@ class FileKek:
     def generate(cls, path: str | os.PathLike[str]) -> FileKek: ...
     @property
     def path(self) -> pathlib.Path: ...
+    @property
+    def identity(self) -> str: ...
     def wrap(self, dek: _BytesLike) -> bytes: ...
     def unwrap(self, wrapped: _BytesLike) -> bytes: ...
 
@@ -505,7 +508,7 @@ class SidecarResync:
 def diagnose_startup(
     *,
     encryption_enabled: bool,
-    kek: FileKek | None = None,
+    kek: FileKek | _Kek | None = None,
     sidecar_path: str | os.PathLike[str] | None = None,
     registry: Registry | None = None,
     full_node_id: int | None = None,
@@ -527,7 +530,7 @@ def diagnose_startup(
 def check_startup(
     *,
     encryption_enabled: bool,
-    kek: FileKek | None = None,
+    kek: FileKek | _Kek | None = None,
     sidecar_path: str | os.PathLike[str] | None = None,
     registry: Registry | None = None,
     full_node_id: int | None = None,
@@ -721,7 +724,7 @@ class Applier:
         cls,
         path: str | os.PathLike[str],
         *,
-        kek: FileKek | None = None,
+        kek: FileKek | _Kek | None = None,
         sidecar: str | os.PathLike[str] | None = None,
         sync: bool = True,
         map_size: int | None = None,
@@ -751,7 +754,7 @@ class Applier:
     @property
     def staged(self) -> int: ...
     @property
-    def kek(self) -> FileKek | None: ...
+    def kek(self) -> FileKek | _Kek | None: ...
     @property
     def keystore(self) -> Keystore | None: ...
     @property
@@ -804,5 +807,7 @@ class _TestSupport(types.ModuleType):
         action: Literal["raise", "abort"] = "raise",
     ) -> None: ...
     def hold_lock(self, handle: Applier | Registry, seconds: float) -> None: ...
+    def kek_wrap(self, kek: FileKek | _Kek, dek: _BytesLike) -> bytes: ...
+    def kek_unwrap(self, kek: FileKek | _Kek, wrapped: _BytesLike, dek_id: int) -> bytes: ...
 
 test_support: _TestSupport

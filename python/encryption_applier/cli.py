@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import importlib
 import json
 import os
 import sys
@@ -37,6 +38,7 @@ from .exceptions import (
     StorageError,
     WriterUint16CollisionError,
 )
+from .kek import Kek
 
 EXIT_OK = 0
 EXIT_HALT = 1
@@ -91,6 +93,56 @@ _uint64 = _uint(64, "a 64-bit unsigned integer")
 _index = _uint(64, "a Raft index")
 _count = _uint(31, "a count")
 _positive = _uint(31, "a positive count", least=1)
+
+
+def add_kek_options(p: Parser, what: str) -> None:
+    """``--kek FILE`` or ``--kek-factory MODULE:CALLABLE``, not both."""
+    kek = p.add_mutually_exclusive_group()
+    kek.add_argument("--kek", metavar="FILE", help=f"KEK file{what}")
+    kek.add_argument(
+        "--kek-factory",
+        metavar="MODULE:CALLABLE",
+        help="a KEK of your own instead of a file (a KMS): imports MODULE (from sys.path, PYTHONPATH included), "
+        "calls CALLABLE() and uses the KEK it returns (see encryption_applier.Kek)",
+    )
+
+
+def load_kek(args: argparse.Namespace) -> ea.FileKek | Kek | None:
+    """The KEK ``--kek`` or ``--kek-factory`` names, if any. A factory that
+    cannot be imported or called is a usage error; what it returns is
+    checked where the KEK is used (a ``TypeError`` there is exit 2 too)."""
+    if args.kek:
+        return ea.FileKek(args.kek)
+    if not args.kek_factory:
+        return None
+    spec = args.kek_factory
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise UsageError(f"--kek-factory {spec}: expected MODULE:CALLABLE, e.g. mykms:make_kek")
+    try:
+        factory: object = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UsageError(f"--kek-factory {spec}: cannot import {module_name}: {error}") from None
+    for part in name.split("."):
+        if not hasattr(factory, part):
+            raise UsageError(f"--kek-factory {spec}: {module_name} has no {name}")
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise UsageError(f"--kek-factory {spec}: {name} is not callable")
+    try:
+        kek: Kek = factory()
+    except EncryptionError:
+        raise  # e.g. a KEKFileError: reported as the package's own errors are
+    except Exception as error:
+        raise UsageError(f"--kek-factory {spec}: {name}() raised {type(error).__name__}: {error}") from None
+    return kek
+
+
+def kek_label(args: argparse.Namespace, kek: ea.FileKek | Kek | None) -> str:
+    """How the KEK is named in output: the file as given, or the KEK's identity."""
+    if args.kek:
+        return str(args.kek)
+    return "none" if kek is None else str(kek.identity)
 
 
 def add_inspect(sub: argparse._SubParsersAction[Parser]) -> None:
@@ -260,7 +312,7 @@ def add_doctor(sub: argparse._SubParsersAction[Parser]) -> None:
         "registration decision refuses.",
     )
     p.add_argument("directory", help="registry directory")
-    p.add_argument("--kek", help="KEK file")
+    add_kek_options(p, "")
     p.add_argument("--sidecar", help="sidecar path (default: keys.json in the directory)")
     p.add_argument("--encryption-disabled", action="store_true", help="the node runs with encryption off")
     node = p.add_mutually_exclusive_group()
@@ -393,7 +445,7 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if args.full_node_id is not None
         else (ea.derive_node_id(args.raft_id) if args.raft_id else None)
     )
-    kek = ea.FileKek(args.kek) if args.kek else None
+    kek = load_kek(args)
     registry = ea.Registry(args.directory) if (Path(args.directory) / "data.mdb").exists() else None
     try:
         refusals = ea.diagnose_startup(
@@ -416,7 +468,7 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     node = f"0x{full:016x}" if full is not None else "not given (guard 7 skipped)"
     print(
         f"checked {args.directory}: encryption {'off' if args.encryption_disabled else 'on'}, "
-        f"KEK {args.kek or 'none'}, sidecar {sidecar}{'' if sidecar.exists() else ' (absent)'}, "
+        f"KEK {kek_label(args, kek)}, sidecar {sidecar}{'' if sidecar.exists() else ' (absent)'}, "
         f"node {node}, {len(args.member)} members, phase {args.phase}, "
         + (
             f"log {args.log} (entries {args.log_first_index}..{args.log_first_index + len(log) - 1})"
@@ -761,7 +813,7 @@ def add_apply(sub: argparse._SubParsersAction[Parser]) -> None:
     )
     p.add_argument("directory", help="registry directory (created if missing)")
     p.add_argument("file", help="file of hex-encoded entries ('-': standard input)")
-    p.add_argument("--kek", help="KEK file, needed for bootstrap and rotation entries")
+    add_kek_options(p, ", needed for bootstrap and rotation entries")
     p.add_argument("--sidecar", help="sidecar path (default: keys.json in the registry directory)")
     p.add_argument(
         "--first-index",
@@ -792,7 +844,7 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             f"--first-index {args.first_index} with {len(entries)} entries runs past the largest Raft index "
             f"(2**64 - 1); nothing was applied"
         )
-    kek = ea.FileKek(args.kek) if args.kek else None
+    kek = load_kek(args)
     outcomes: Counter[str] = Counter()
     progress = Progress(len(entries), enabled=err.isatty() and len(entries) >= args.progress_threshold, stream=err)
     with ea.Applier(
@@ -988,8 +1040,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         # as asked, e.g. a corrupt row met by inspect or diff.
         print(f"error: {type(error).__name__}: {error}", file=err)
         return EXIT_USAGE
-    except (UsageError, ValueError, OverflowError) as error:
-        # ValueError/OverflowError: an argument the native layer refused.
+    except (UsageError, TypeError, ValueError, OverflowError) as error:
+        # TypeError/ValueError/OverflowError: an argument the native layer
+        # refused (e.g. what --kek-factory returned is not a KEK).
         print(f"error: {error}", file=err)
         return EXIT_USAGE
     except OSError as error:

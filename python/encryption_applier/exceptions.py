@@ -133,6 +133,7 @@ DamageProblem = Literal[
     "row",
     "io",
 ]
+UnwrapReason = Literal["length", "tag", "dek_length", "kek_failed"]
 KEKFileReason = Literal["io", "not_regular", "wrong_size", "insecure_mode", "foreign_owner", "exists", "random"]
 
 
@@ -291,14 +292,18 @@ class StorageError(EncryptionApplyError):
 
 
 class KEKUnwrapError(EncryptionApplyError):
-    """A wrapped DEK that does not open: wrong length, wrong KEK or tampered bytes."""
+    """A wrapped DEK that does not open: wrong length, wrong KEK or tampered
+    bytes (``reason`` ``"length"``, ``"tag"``, from a `FileKek`); or a KEK of
+    your own (`Kek`) that raised (``"kek_failed"``, its exception is the
+    ``__cause__``) or answered with a key that is not 32 bytes
+    (``"dek_length"``)."""
 
     def __init__(
         self,
         message: str,
         /,
         *,
-        reason: Literal["length", "tag"],
+        reason: UnwrapReason,
         dek_id: int | None = None,
         purpose: PurposeName | None = None,
     ) -> None:

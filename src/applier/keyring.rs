@@ -1,13 +1,14 @@
-//! The applier's keyring: the KEK, the keys it has opened (the keystore),
-//! where the sidecar lives and how far it is durable, the host's cutover
-//! hook and the node's pinned epochs; and the one durable write of
-//! `keys.json` an entry makes (SPEC §5).
+//! The applier's keyring: the KEK (any [`crate::kek::KekBackend`]), the
+//! keys it has opened (the keystore, and the unwrap cache that asks the
+//! KEK once per wrapped key), where the sidecar lives and how far it is
+//! durable, the host's cutover hook and the node's pinned epochs; and the
+//! one durable write of `keys.json` an entry makes (SPEC §5).
 
 use std::path::PathBuf;
 
 use super::cutover::RaftCutoverHook;
 use crate::error::ApplyError;
-use crate::kek::{Dek, Kek};
+use crate::kek::{Dek, SharedKek, UnwrapCache};
 use crate::keystore::Keystore;
 use crate::sidecar::{self, Sidecar, WriteFailure};
 use crate::store::StorageError;
@@ -16,8 +17,10 @@ use crate::wire::Purpose;
 /// The KEK, the keys it has opened, and where the sidecar lives.
 #[derive(Debug)]
 pub(super) struct Keyring {
-    pub(super) kek: Kek,
+    pub(super) kek: SharedKek,
     pub(super) keystore: Keystore,
+    /// The DEKs the KEK opened, by wrapped bytes: each is asked once.
+    pub(super) unwrapped: UnwrapCache,
     pub(super) sidecar_path: PathBuf,
     pub(super) on_raft_cutover: Option<RaftCutoverHook>,
     /// The epochs this node pinned at start, recorded on the keys it
@@ -34,7 +37,7 @@ impl Keyring {
     /// A KEK with every key of the sidecar at `sidecar_path` (if any)
     /// opened, so a restarted applier carries on where it stopped.
     pub(super) fn open(
-        kek: Kek,
+        kek: SharedKek,
         sidecar_path: PathBuf,
         on_raft_cutover: Option<RaftCutoverHook>,
         epochs: (u16, u16),
@@ -42,6 +45,7 @@ impl Keyring {
         let mut keyring = Keyring {
             kek,
             keystore: Keystore::new(),
+            unwrapped: UnwrapCache::new(),
             sidecar_path,
             on_raft_cutover,
             epochs,
@@ -77,11 +81,15 @@ impl Keyring {
     /// Reads the sidecar from disk and opens every key in it that the
     /// keystore lacks. Done at open and before each bootstrap/rotation, so
     /// the keystore always mirrors the sidecar on disk, even after a
-    /// failed write whose outcome is unknown.
+    /// failed write whose outcome is unknown. The KEK is asked only for
+    /// wrapped bytes it has not opened yet; the cache keeps the sidecar's.
     pub(super) fn sync_from_disk(&mut self) -> Result<Option<Sidecar>, ApplyError> {
         let Some(sidecar) = sidecar::read(&self.sidecar_path)? else {
+            self.unwrapped.retain(|_| false);
             return Ok(None);
         };
+        self.unwrapped
+            .retain(|w| sidecar.keys.values().any(|k| k.wrapped == w));
         for (&id, key) in &sidecar.keys {
             let dek = self.unwrap(id, key.purpose, &key.wrapped)?;
             self.keystore.install(id, dek)?;
@@ -89,14 +97,16 @@ impl Keyring {
         Ok(Some(sidecar))
     }
 
+    /// The DEK `wrapped` opens to (the KEK asked only the first time).
+    /// No LMDB transaction is open when this runs: a KEK may be slow.
     pub(super) fn unwrap(
-        &self,
+        &mut self,
         dek_id: u32,
         purpose: Purpose,
         wrapped: &[u8],
     ) -> Result<Dek, ApplyError> {
-        self.kek
-            .unwrap(wrapped)
+        self.unwrapped
+            .unwrap(&*self.kek, wrapped)
             .map_err(|problem| ApplyError::KekUnwrap {
                 dek_id,
                 purpose,

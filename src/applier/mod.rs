@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{ApplierOpenError, ApplyError};
-use crate::kek::Kek;
+use crate::kek::{KekBackend, SharedKek};
 use crate::keystore::Keystore;
 use crate::rules::{decide, Decision, Outcome};
 use crate::sidecar::{self, Sidecar};
@@ -114,8 +114,9 @@ impl Drop for Applier {
 /// How to open an [`Applier`].
 #[derive(Debug, Clone)]
 pub struct ApplierOptions {
-    /// Needed for bootstrap and rotation; without it they halt.
-    pub kek: Option<Kek>,
+    /// Needed for bootstrap and rotation; without it they halt. Any
+    /// [`KekBackend`]: the file KEK, a KMS, a host's own.
+    pub kek: Option<SharedKek>,
     /// The sidecar path; `keys.json` in the registry directory by default.
     pub sidecar: Option<PathBuf>,
     /// `true`: every commit survives power loss. `false`: see
@@ -247,7 +248,7 @@ impl Applier {
     /// opened now, so a restarted applier carries on where it stopped.
     pub fn open_with_kek(
         path: &Path,
-        kek: Kek,
+        kek: SharedKek,
         sidecar_path: Option<&Path>,
     ) -> Result<Applier, ApplierOpenError> {
         Applier::open_with(
@@ -268,8 +269,8 @@ impl Applier {
         self.keyring.is_some()
     }
 
-    pub fn kek(&self) -> Option<&Kek> {
-        self.keyring.as_ref().map(|c| &c.kek)
+    pub fn kek(&self) -> Option<&dyn KekBackend> {
+        self.keyring.as_ref().map(|c| &*c.kek)
     }
 
     pub fn keystore(&self) -> Option<&Keystore> {

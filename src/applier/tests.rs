@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::error::RejectReason;
-use crate::kek::{Dek, UnwrapError};
+use crate::kek::{Dek, FileKek, KekBackend, KekFailure, UnwrapError};
 use crate::registry::{decode_registry_value, registry_key, CorruptionKind, KEY_LEN};
 use crate::sidecar::SidecarKey;
 use crate::test_support::{fresh_path, reg, row_of};
@@ -145,8 +145,8 @@ fn second_applier_on_same_dir_is_refused() {
 
 const KEK_BYTES: [u8; 32] = [0x42; 32];
 
-fn kek() -> Kek {
-    Kek::from_bytes(KEK_BYTES, Path::new("test-kek"))
+fn kek() -> FileKek {
+    FileKek::from_bytes(KEK_BYTES, Path::new("test-kek"))
 }
 
 fn wrapped(byte: u8) -> Vec<u8> {
@@ -177,7 +177,7 @@ fn rotation(dek_id: u32, purpose: Purpose, proposer_epoch: u16) -> Rotation {
 }
 
 fn open_kek(dir: &Path) -> Applier {
-    Applier::open_with_kek(dir, kek(), None).expect("open with kek")
+    Applier::open_with_kek(dir, Arc::new(kek()), None).expect("open with kek")
 }
 
 #[test]
@@ -592,5 +592,106 @@ fn resync_replays_the_gap_into_keys_json_only() {
     ));
     assert_eq!(std::fs::read(&path).expect("read"), old);
     drop(a);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The file KEK behind the interface, counting its unwraps; `fail` makes
+/// every unwrap a backend failure.
+struct CountingKek {
+    inner: FileKek,
+    unwraps: std::sync::atomic::AtomicUsize,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl KekBackend for CountingKek {
+    fn wrap(&self, dek: &Dek) -> Result<Vec<u8>, KekFailure> {
+        KekBackend::wrap(&self.inner, dek)
+    }
+    fn unwrap(&self, wrapped: &[u8]) -> Result<Dek, UnwrapError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.unwraps.fetch_add(1, Relaxed);
+        if self.fail.load(Relaxed) {
+            return Err(UnwrapError::Backend(KekFailure {
+                kek: self.identity(),
+                message: "KMS unavailable".into(),
+                interrupt: false,
+                source: Arc::new(std::io::Error::other("KMS unavailable")),
+            }));
+        }
+        self.inner.unwrap(wrapped)
+    }
+    fn identity(&self) -> String {
+        "counting:test".into()
+    }
+}
+
+#[test]
+fn each_wrapped_key_is_unwrapped_once_per_applier() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = fresh_path("unwrap-once");
+    let counting = Arc::new(CountingKek {
+        inner: kek(),
+        unwraps: 0.into(),
+        fail: false.into(),
+    });
+    let count = || counting.unwraps.load(Relaxed);
+    let mut a = Applier::open_with_kek(&dir, counting.clone(), None).expect("open");
+    assert_eq!(a.kek().expect("kek").identity(), "counting:test");
+    a.apply_bootstrap(&bootstrap(1, 2, vec![reg(1, 0xabcd0001, 1)]))
+        .expect("bootstrap");
+    assert_eq!(count(), 2);
+    let mut last = None;
+    for (n, id) in [3u32, 4, 5].into_iter().enumerate() {
+        let r = rotation(id, Purpose::Storage, 2 + n as u16);
+        a.apply_rotation(&r).expect("rotate");
+        assert_eq!(count(), 3 + n, "rotation to {id} unwraps only its key");
+        last = Some(r);
+    }
+    // A replay (the same wrapped bytes) and a cutover ask nothing; another
+    // wrap of a loaded key is other bytes, asked once.
+    a.apply_rotation(&last.expect("rotated")).expect("replay");
+    let mut cutover = rotation(5, Purpose::Storage, 5);
+    (cutover.sub_tag, cutover.wrapped) = (crate::wire::ENABLE_STORAGE_ENVELOPE, Vec::new());
+    assert_eq!(
+        a.apply_rotation(&cutover).expect("cutover"),
+        Outcome::Enabled
+    );
+    assert_eq!(count(), 5);
+    a.apply_rotation(&rotation(5, Purpose::Storage, 5))
+        .expect("rewrapped");
+    assert_eq!(count(), 6);
+    a.apply_rotation(&rotation(5, Purpose::Storage, 5))
+        .expect("rewrapped again");
+    assert_eq!(count(), 7);
+    drop(a);
+    let a = Applier::open_with_kek(&dir, counting.clone(), None).expect("reopen");
+    assert_eq!(count(), 12, "reopening opens the five keys once each");
+    drop(a);
+    // A KEK that fails halts the entry and writes nothing.
+    let mut a = Applier::open_with_kek(&dir, counting.clone(), None).expect("reopen");
+    let before = std::fs::read(dir.join("keys.json")).expect("read");
+    let rows = a.registry().expect("view").rows(None).expect("rows");
+    counting.fail.store(true, Relaxed);
+    let err = a
+        .apply_rotation(&rotation(6, Purpose::Raft, 1))
+        .expect_err("fails");
+    assert!(
+        matches!(&err, ApplyError::KekUnwrap { dek_id: 6, problem: UnwrapError::Backend(f), .. }
+            if f.kek == "counting:test"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("dek_id=6"), "{err}");
+    assert_eq!(std::fs::read(dir.join("keys.json")).expect("read"), before);
+    assert_eq!(a.registry().expect("view").rows(None).expect("rows"), rows);
+    assert!(!a.keystore().expect("ks").contains(6));
+    drop(a);
+    assert!(matches!(
+        Applier::open_with_kek(&dir, counting, None),
+        Err(ApplierOpenError::Apply(ApplyError::KekUnwrap {
+            dek_id: 1,
+            ..
+        }))
+    ));
+    assert_eq!(std::fs::read(dir.join("keys.json")).expect("read"), before);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,7 +13,7 @@ use pyo3::types::{PyBytes, PyList, PyString};
 use super::convert::{outcome_list, outcome_str, U16, U64};
 use super::errors::apply_error_to_py;
 use super::handle::{run_detached, Handle};
-use super::kek::PyFileKek;
+use super::kek::kek_arg;
 use super::keystore::PyKeystore;
 use super::payloads::{entry_arg, PyBootstrap, PyRegistration, PyRotation};
 use super::py_imports::WARN;
@@ -35,9 +35,11 @@ use crate::wire::{Entry, MalformedPayload};
 /// and takes its writer lock (`RegistryOpenError` while another writer
 /// holds it). Use it in a `with` block, or call `close()`. Keywords:
 ///
-/// - `kek=` (a `FileKek`): bootstrap and rotation entries apply (without
-///   one they halt with `KEKNotConfiguredError`); `sidecar=` is where the
-///   keys are kept, `keys.json` in the registry directory by default.
+/// - `kek=` (a `FileKek`, or a KEK of your own: see `Kek`): bootstrap and
+///   rotation entries apply (without one they halt with
+///   `KEKNotConfiguredError`); `sidecar=` is where the keys are kept,
+///   `keys.json` in the registry directory by default. Each distinct
+///   wrapped key is unwrapped once per applier.
 /// - `sync=False` or `group_commit=K` (with `group_commit_ms=T`, default
 ///   10 ms) trade durability for speed; see the durability guide.
 /// - `map_size=`: the LMDB map size to start from, in bytes (it doubles
@@ -60,7 +62,7 @@ use crate::wire::{Entry, MalformedPayload};
 pub struct PyApplier {
     pub(super) inner: Handle<Applier>,
     path: PathBuf,
-    kek: Option<Py<PyFileKek>>,
+    kek: Option<Py<PyAny>>,
 }
 
 impl PyApplier {
@@ -103,7 +105,7 @@ impl PyApplier {
     fn new(
         py: Python<'_>,
         path: PathBuf,
-        kek: Option<Py<PyFileKek>>,
+        kek: Option<Bound<'_, PyAny>>,
         sidecar: Option<PathBuf>,
         sync: bool,
         map_size: Option<U64>,
@@ -177,7 +179,7 @@ impl PyApplier {
             }
         };
         let options = ApplierOptions {
-            kek: kek.as_ref().map(|k| k.get().kek.clone()),
+            kek: kek.as_ref().map(kek_arg).transpose()?,
             sidecar,
             durable: sync,
             map_size,
@@ -197,12 +199,16 @@ impl PyApplier {
         if let Some(group) = group_commit {
             start_group_commit_timer(&inner, group.max_delay)?;
         }
-        Ok(PyApplier { inner, path, kek })
+        Ok(PyApplier {
+            inner,
+            path,
+            kek: kek.map(Bound::unbind),
+        })
     }
 
-    /// The KEK this applier was opened with, or None.
+    /// The KEK this applier was opened with (the object given), or None.
     #[getter]
-    fn kek(&self, py: Python<'_>) -> Option<Py<PyFileKek>> {
+    fn kek(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.kek.as_ref().map(|k| k.clone_ref(py))
     }
 

@@ -21,7 +21,7 @@ use super::py_imports::ExceptionClass;
 use crate::applier::{BatchHalt, ResyncError};
 use crate::envelope::EnvelopeError;
 use crate::error::{ApplierOpenError, ApplyError};
-use crate::kek::{KekFileError, KekFileProblem, UnwrapError};
+use crate::kek::{KekFailure, KekFileError, KekFileProblem, UnwrapError};
 use crate::nodeid::WriterUint16Collision;
 use crate::registry::RegistryCorruption;
 use crate::sidecar::{EpochError, SidecarError};
@@ -128,6 +128,27 @@ pub(super) fn unwrap_to_py(
             ("purpose", field(py, purpose)),
         ],
     )
+}
+
+/// The exception a KEK written in Python raised, when that is what
+/// `failure` is (the core keeps it whole).
+pub(super) fn kek_exception(py: Python<'_>, failure: &KekFailure) -> Option<PyErr> {
+    let source: &(dyn std::error::Error + 'static) = &*failure.source;
+    source.downcast_ref::<PyErr>().map(|e| e.clone_ref(py))
+}
+
+/// An exception of a host's code (a hook, a KEK) under one of ours: an
+/// `Exception` becomes the `__cause__` of `ours`; anything else (a
+/// `KeyboardInterrupt`, a `SystemExit`) is raised as it is.
+fn chained(py: Python<'_>, ours: PyErr, theirs: Option<PyErr>) -> PyErr {
+    match theirs {
+        Some(cause) if !cause.is_instance_of::<pyo3::exceptions::PyException>(py) => cause,
+        Some(cause) => {
+            ours.set_cause(py, Some(cause));
+            ours
+        }
+        None => ours,
+    }
 }
 
 fn epoch_to_py(py: Python<'_>, err: &EpochError) -> PyErr {
@@ -293,7 +314,14 @@ pub(super) fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
             dek_id,
             purpose,
             problem,
-        } => unwrap_to_py(py, msg, Some(*dek_id), Some(purpose.as_str()), problem),
+        } => {
+            let err = unwrap_to_py(py, msg, Some(*dek_id), Some(purpose.as_str()), problem);
+            chained(
+                py,
+                err,
+                problem.failure().and_then(|f| kek_exception(py, f)),
+            )
+        }
         ApplyError::KeyConflict { dek_id } => build(
             py,
             ExceptionClass::KeyConflictError,
@@ -333,13 +361,8 @@ pub(super) fn apply_error_to_py(py: Python<'_>, err: &ApplyError) -> PyErr {
             // The hook's own exception, chained, when it was a Python one;
             // KeyboardInterrupt and SystemExit go through unwrapped.
             let hook_error: &(dyn std::error::Error + 'static) = &*failure.0;
-            if let Some(cause) = hook_error.downcast_ref::<PyErr>() {
-                if !cause.is_instance_of::<pyo3::exceptions::PyException>(py) {
-                    return cause.clone_ref(py);
-                }
-                err.set_cause(py, Some(cause.clone_ref(py)));
-            }
-            err
+            let cause = hook_error.downcast_ref::<PyErr>().map(|e| e.clone_ref(py));
+            chained(py, err, cause)
         }
         ApplyError::NotBootstrapped { dek_id } => build(
             py,
@@ -507,6 +530,9 @@ impl CoreError {
             CoreError::Epoch(e) => epoch_to_py(py, &e),
             CoreError::Startup(StartupError::Sidecar(e)) => sidecar_to_py(py, &e),
             CoreError::Startup(StartupError::Registry(e)) => registry_error_to_py(py, &e),
+            // A KEK interrupted in the start-up check: what it raised.
+            CoreError::Startup(StartupError::KekInterrupted(f)) => kek_exception(py, &f)
+                .unwrap_or_else(|| pyo3::exceptions::PyOSError::new_err(f.to_string())),
             CoreError::Startup(e) => pyo3::exceptions::PyOSError::new_err(e.to_string()),
             CoreError::Join(e) => build(
                 py,
@@ -521,6 +547,9 @@ impl CoreError {
             ),
             CoreError::Batch(halt) => {
                 let err = apply_error_to_py(py, &halt.error);
+                if !err.is_instance_of::<pyo3::exceptions::PyException>(py) {
+                    return err; // a host's KeyboardInterrupt, as it was raised
+                }
                 let value = err.value(py);
                 // Attributes the exception declares (as None); setting them
                 // on a fresh instance fails only if memory does, and the

@@ -12,7 +12,8 @@
 //! - `envelope`: `Envelope`, `Nonce`, `NonceFinding`, `audit_nonces()`.
 //! - `errors`: core errors to exceptions (`CoreError`, the `*_to_py`).
 //! - `handle`: `Handle` and `run_detached`, how every call enters the core.
-//! - `kek`: `FileKek`.
+//! - `kek`: `FileKek`, and a KEK written in Python behind the core's
+//!   interface (`kek_arg` takes either).
 //! - `keystore`: `Keystore`, an applier's DEKs (imports `applier`, and
 //!   `applier` imports it: the one cycle, the Python object graph's).
 //! - `payloads`: `Registration`, `Bootstrap`, `Rotation`.
@@ -142,5 +143,7 @@ mod _native {
 fn test_support_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(test_support::set_fault, m)?)?;
     m.add_function(wrap_pyfunction!(test_support::hold_lock, m)?)?;
+    m.add_function(wrap_pyfunction!(test_support::kek_wrap, m)?)?;
+    m.add_function(wrap_pyfunction!(test_support::kek_unwrap, m)?)?;
     Ok(())
 }

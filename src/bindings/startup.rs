@@ -9,9 +9,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
 use super::convert::U64;
-use super::errors::{build, field, CoreError};
+use super::errors::{build, field, kek_exception, CoreError};
 use super::handle::run_detached;
-use super::kek::PyFileKek;
+use super::kek::kek_arg;
 use super::py_imports::ExceptionClass;
 use super::registry::PyRegistry;
 use crate::raftlog::LogSlice;
@@ -35,8 +35,11 @@ fn refusal_to_py(py: Python<'_>, r: &Refusal) -> PyErr {
         } => {
             fields.push(("dek_id", field(py, *dek_id)));
             fields.push(("purpose", field(py, purpose.as_str())));
-            fields.push(("problem", field(py, problem.as_str())));
-            ExceptionClass::KEKMismatchError
+            fields.push(("problem", field(py, problem.to_string())));
+            let err = build(py, ExceptionClass::KEKMismatchError, r.to_string(), fields);
+            // A KEK written in Python: its exception is the cause.
+            err.set_cause(py, problem.failure().and_then(|f| kek_exception(py, f)));
+            return err;
         }
         Refusal::LocalEpochExhausted {
             dek_id,
@@ -188,7 +191,7 @@ fn log_arg(log: Option<Vec<Bound<'_, PyAny>>>, first_index: Option<U64>) -> PyRe
 /// The arguments both functions take, converted.
 struct Inputs {
     encryption_enabled: bool,
-    kek: Option<crate::kek::Kek>,
+    kek: Option<crate::kek::SharedKek>,
     sidecar_path: Option<PathBuf>,
     full_node_id: Option<u64>,
     members: Vec<u64>,
@@ -201,7 +204,7 @@ struct Inputs {
 #[allow(clippy::too_many_arguments)] // Python keyword arguments
 fn inputs(
     encryption_enabled: bool,
-    kek: Option<PyRef<'_, PyFileKek>>,
+    kek: Option<Bound<'_, PyAny>>,
     sidecar_path: Option<PathBuf>,
     full_node_id: Option<U64>,
     members: Vec<U64>,
@@ -221,7 +224,7 @@ fn inputs(
     };
     Ok(Inputs {
         encryption_enabled,
-        kek: kek.map(|k| k.kek.clone()),
+        kek: kek.as_ref().map(kek_arg).transpose()?,
         sidecar_path,
         full_node_id: full_node_id.map(|f| f.value()),
         members: members.iter().map(U64::value).collect(),
@@ -242,7 +245,7 @@ fn run(
         move |view: Option<&crate::view::Registry>| -> Result<Vec<Refusal>, CoreError> {
             let input = StartupInput {
                 encryption_enabled: args.encryption_enabled,
-                kek: args.kek.as_ref(),
+                kek: args.kek.as_deref(),
                 sidecar_path: args.sidecar_path.as_deref(),
                 full_node_id: args.full_node_id,
                 members: &args.members,
@@ -276,7 +279,7 @@ fn run(
 pub(super) fn diagnose_startup(
     py: Python<'_>,
     encryption_enabled: bool,
-    kek: Option<PyRef<'_, PyFileKek>>,
+    kek: Option<Bound<'_, PyAny>>,
     sidecar_path: Option<PathBuf>,
     registry: Option<PyRef<'_, PyRegistry>>,
     full_node_id: Option<U64>,
@@ -316,7 +319,7 @@ pub(super) fn diagnose_startup(
 pub(super) fn check_startup(
     py: Python<'_>,
     encryption_enabled: bool,
-    kek: Option<PyRef<'_, PyFileKek>>,
+    kek: Option<Bound<'_, PyAny>>,
     sidecar_path: Option<PathBuf>,
     registry: Option<PyRef<'_, PyRegistry>>,
     full_node_id: Option<U64>,

@@ -4,12 +4,20 @@
 
 use std::time::Duration;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use super::applier::PyApplier;
+use super::convert::bytes_arg;
+use super::errors::{apply_error_to_py, kek_exception};
+use super::handle::run_detached;
+use super::kek::kek_arg;
 use super::registry::PyRegistry;
 use crate::applier::testing::{self, FaultAction, FaultPoint};
+use crate::error::ApplyError;
+use crate::kek::Dek;
+use crate::wire::Purpose;
 
 /// Stops the next bootstrap/rotation of `applier` at `point` (one of
 /// "after_unwrap", "after_keystore_install", "after_sidecar_write",
@@ -66,4 +74,60 @@ pub(super) fn hold_lock(py: Python<'_>, handle: &Bound<'_, PyAny>, seconds: f64)
         std::thread::sleep(pause);
         Ok(())
     })
+}
+
+/// `kek.wrap(dek)` as the core calls a KEK (without the GIL, through its
+/// interface): what a Stage 9 rewrap would get. A failure is a
+/// `RuntimeError` naming the KEK, with the KEK's exception as its cause.
+#[pyfunction]
+pub(super) fn kek_wrap<'py>(
+    py: Python<'py>,
+    kek: &Bound<'py, PyAny>,
+    dek: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let kek = kek_arg(kek)?;
+    let dek = Dek::from_slice(&bytes_arg(dek, "dek")?)
+        .map_err(|len| PyValueError::new_err(format!("a DEK is 32 bytes, got {len}")))?;
+    match run_detached(py, || Ok(kek.wrap(&dek)))? {
+        Ok(wrapped) => Ok(PyBytes::new(py, &wrapped)),
+        Err(failure) => {
+            let err = PyRuntimeError::new_err(format!(
+                "the KEK {} failed to wrap a DEK: {failure}",
+                failure.kek
+            ));
+            match kek_exception(py, &failure) {
+                Some(cause) if !cause.is_instance_of::<pyo3::exceptions::PyException>(py) => {
+                    Err(cause)
+                }
+                cause => {
+                    err.set_cause(py, cause);
+                    Err(err)
+                }
+            }
+        }
+    }
+}
+
+/// `kek.unwrap(wrapped)` as the core calls a KEK, failing as an apply
+/// would for key `dek_id` (a storage key).
+#[pyfunction]
+pub(super) fn kek_unwrap<'py>(
+    py: Python<'py>,
+    kek: &Bound<'py, PyAny>,
+    wrapped: &Bound<'py, PyAny>,
+    dek_id: u32,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let kek = kek_arg(kek)?;
+    let wrapped = bytes_arg(wrapped, "wrapped")?.into_owned();
+    match run_detached(py, || Ok(kek.unwrap(&wrapped)))? {
+        Ok(dek) => Ok(PyBytes::new(py, dek.expose())),
+        Err(problem) => Err(apply_error_to_py(
+            py,
+            &ApplyError::KekUnwrap {
+                dek_id,
+                purpose: Purpose::Storage,
+                problem,
+            },
+        )),
+    }
 }

@@ -180,3 +180,13 @@ impl Registry {
         Ok(columns)
     }
 }
+
+/// The start-up guards read this node's row and the applied index here.
+impl crate::startup::RegistryLookup for Registry {
+    fn row(&self, dek_id: u32, node_id16: u16) -> Result<Option<RegistryRow>, RegistryError> {
+        self.get(dek_id, node_id16)
+    }
+    fn applied_index(&self) -> Result<Option<u64>, RegistryError> {
+        Registry::applied_index(self)
+    }
+}

@@ -429,3 +429,142 @@ def test_verify_reports_sound_and_damaged_registries(tmp_path: Path) -> None:
     assert done.returncode == 2 and "DamagedRegistryError" in done.stderr and "Traceback" not in done.stderr
     done = cli("verify", tmp_path / "missing")
     assert done.returncode == 2 and "RegistryOpenError" in done.stderr
+
+
+# ------------------------------------------------------------ --kek-factory
+
+KMS_MODULE = '''\
+"""A KMS-shaped KEK for the CLI tests (AES-GCM, the key name as AAD)."""
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+KEY = Path(__file__).with_name("kms.key")
+
+
+class Kms:
+    def __init__(self, key, name="cli-key", fail=False):
+        self.identity = f"kms:{name}"
+        self.name = name.encode()
+        self.aead = AESGCM(key)
+        self.fail = fail
+
+    def wrap(self, dek):
+        nonce = os.urandom(12)
+        return b"KMS1" + nonce + self.aead.encrypt(nonce, dek, self.name)
+
+    def unwrap(self, wrapped):
+        if self.fail:
+            raise ConnectionError("KMS endpoint unreachable")
+        return self.aead.decrypt(wrapped[4:16], wrapped[16:], self.name)
+
+
+def make_kek():
+    return Kms(KEY.read_bytes())
+
+
+def other_kek():
+    return Kms(os.urandom(32), "other-key")
+
+
+def failing_kek():
+    return Kms(KEY.read_bytes(), fail=True)
+
+
+def not_a_kek():
+    return 3
+
+
+def no_credentials():
+    raise RuntimeError("no credentials")
+
+
+class Namespace:
+    make = staticmethod(make_kek)
+'''
+
+
+@pytest.fixture
+def kms(tmp_path: Path) -> dict[str, str]:
+    """A module `mykms` on PYTHONPATH, and the environment to run the CLI with."""
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "mykms.py").write_text(KMS_MODULE)
+    (tmp_path / "mods" / "kms.key").write_bytes(os.urandom(32))
+    return {**os.environ, "PYTHONPATH": str(tmp_path / "mods")}
+
+
+def kms_cli(env: dict[str, str], *args: object) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "encryption_applier"] if SCRIPT is None else [SCRIPT]
+    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, timeout=120, env=env)
+
+
+def kms_entries(tmp_path: Path, env: dict[str, str]) -> Path:
+    """A bootstrap and a rotation wrapped by `mykms.make_kek()`, as a log file."""
+    code = (
+        "import sys, mykms, encryption_applier as ea\n"
+        "k = mykms.make_kek()\n"
+        "b = ea.Bootstrap(1, k.wrap(b'\\x01' * 32), 2, k.wrap(b'\\x02' * 32), [ea.Registration(1, 0xABCD0001, 1)])\n"
+        "r = ea.Rotation(3, ea.Purpose.STORAGE, k.wrap(b'\\x03' * 32), ea.Registration(3, 0xABCD0001, 1))\n"
+        "print(b.to_entry().hex()); print(r.to_entry().hex())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    log = tmp_path / "kms.hex"
+    log.write_text(done.stdout)
+    return log
+
+
+def test_apply_and_doctor_with_a_kek_factory(tmp_path: Path, kms: dict[str, str]) -> None:
+    log = kms_entries(tmp_path, kms)
+    reg = tmp_path / "reg"
+    done = kms_cli(kms, "apply", reg, log, "--kek-factory", "mykms:make_kek", "--first-index", 1)
+    assert done.returncode == 0, done.stderr
+    assert "bootstrapped 1, rotated 1" in done.stdout
+    sidecar = ea.read_sidecar(reg / "keys.json")
+    assert sidecar is not None and sidecar.active == {"storage": 3, "raft": 2}
+    # A dotted name inside the module works too.
+    done = kms_cli(kms, "doctor", reg, "--kek-factory", "mykms:Namespace.make")
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "KEK kms:cli-key," in done.stdout and "ok: no startup guard refuses" in done.stdout
+    # Another KMS key: ErrKEKMismatch, key 1 named, exit 1.
+    done = kms_cli(kms, "doctor", reg, "--kek-factory", "mykms:other_kek")
+    assert done.returncode == 1, done.stderr
+    assert "REFUSED ErrKEKMismatch (KEKMismatchError)" in done.stdout and "key_id=1" in done.stdout
+    assert "kms:other-key" in done.stdout
+    # A KMS that cannot be reached: a refusal at start-up, a halt on apply.
+    done = kms_cli(kms, "doctor", reg, "--kek-factory", "mykms:failing_kek")
+    assert done.returncode == 1 and "KMS endpoint unreachable" in done.stdout
+    before = (reg / "keys.json").read_bytes()
+    done = kms_cli(kms, "apply", reg, log, "--kek-factory", "mykms:failing_kek")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "KEKUnwrapError" in done.stderr and "dek_id=1" in done.stderr
+    assert (reg / "keys.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--kek", "{kek}", "--kek-factory", "mykms:make_kek"], "not allowed with argument"),
+        (["--kek-factory", "mykms"], "expected MODULE:CALLABLE"),
+        (["--kek-factory", ":make_kek"], "expected MODULE:CALLABLE"),
+        (["--kek-factory", "nosuchmodule:make"], "cannot import nosuchmodule"),
+        (["--kek-factory", "mykms:missing"], "mykms has no missing"),
+        (["--kek-factory", "mykms:KEY"], "KEY is not callable"),
+        (["--kek-factory", "mykms:no_credentials"], "no_credentials() raised RuntimeError: no credentials"),
+        (["--kek-factory", "mykms:not_a_kek"], "kek must be a FileKek or a KEK object"),
+    ],
+)
+@pytest.mark.parametrize("command", ["apply", "doctor"])
+def test_kek_factory_usage_errors_exit_2_with_one_line(
+    tmp_path: Path, kms: dict[str, str], command: str, args: list[str], expected: str
+) -> None:
+    ea.FileKek.generate(tmp_path / "kek")
+    (tmp_path / "reg").mkdir()
+    log = write_entries(tmp_path / "log.hex", [ea.Registration(1, A, 1).to_entry()])
+    files = [log] if command == "apply" else []
+    args = [a.replace("{kek}", str(tmp_path / "kek")) for a in args]
+    done = kms_cli(kms, command, tmp_path / "reg", *files, *args)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert expected in done.stderr and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stdout == ""

@@ -1,4 +1,5 @@
-//! The key-encryption key (SPEC §5): a 32-byte AES-256 key in a file.
+//! The file KEK (SPEC §5): a 32-byte AES-256 key in an owner-only file,
+//! elastickv's `FileWrapper` (internal/encryption/kek/file.go).
 //!
 //! A wrapped DEK is `nonce(12) ‖ AES-256-GCM ciphertext(32) ‖ tag(16)`
 //! with no associated data, so any standard AES-GCM implementation can
@@ -14,13 +15,10 @@ use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use zeroize::Zeroizing;
 
+use super::{
+    Dek, KekBackend, KekFailure, UnwrapError, DEK_LEN, KEK_LEN, NONCE_LEN, TAG_LEN, WRAPPED_LEN,
+};
 use crate::fsutil::{create_private, euid, open_for_reading, sync_parent_dir, Follow};
-
-pub const KEK_LEN: usize = 32;
-pub const DEK_LEN: usize = 32;
-pub const NONCE_LEN: usize = 12;
-pub const TAG_LEN: usize = 16;
-pub const WRAPPED_LEN: usize = NONCE_LEN + DEK_LEN + TAG_LEN;
 
 /// What is wrong with a KEK file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,65 +87,17 @@ impl KekFileProblem {
     }
 }
 
-/// Why a wrapped DEK did not open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum UnwrapError {
-    #[error("wrapped key is {0} bytes, expected 60 (nonce 12 + ciphertext 32 + tag 16)")]
-    Length(usize),
-    #[error("authentication tag does not verify (wrong KEK or tampered bytes)")]
-    Tag,
-}
-
-impl UnwrapError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            UnwrapError::Length(_) => "length",
-            UnwrapError::Tag => "tag",
-        }
-    }
-}
-
-/// A 32-byte data-encryption key, wiped from memory when dropped.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Dek(Zeroizing<[u8; DEK_LEN]>);
-
-impl Dek {
-    pub fn from_bytes(bytes: [u8; DEK_LEN]) -> Dek {
-        Dek(Zeroizing::new(bytes))
-    }
-
-    pub fn expose(&self) -> &[u8; DEK_LEN] {
-        &self.0
-    }
-
-    /// Constant-time equality, so comparing a replayed key with a loaded
-    /// one does not leak where they differ.
-    pub fn ct_eq(&self, other: &Dek) -> bool {
-        self.0
-            .iter()
-            .zip(other.0.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-    }
-}
-
-impl std::fmt::Debug for Dek {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Dek(<redacted>)")
-    }
-}
-
 /// A KEK loaded from (or generated into) a file. Clones are independent
 /// copies, each wiped when dropped.
 #[derive(Clone)]
-pub struct Kek {
+pub struct FileKek {
     key: Zeroizing<[u8; KEK_LEN]>,
     path: PathBuf,
 }
 
-impl std::fmt::Debug for Kek {
+impl std::fmt::Debug for FileKek {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kek")
+        f.debug_struct("FileKek")
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
@@ -160,14 +110,14 @@ fn file_error(path: &Path, problem: KekFileProblem) -> KekFileError {
     }
 }
 
-impl Kek {
+impl FileKek {
     /// Loads a KEK. The file is opened once and every check (regular file,
     /// owned by the effective user, exactly 32 bytes, no group/other
     /// permission bits) is made on that
     /// open descriptor, so a path swapped between check and read cannot
     /// slip another file in. `O_NONBLOCK` keeps a FIFO from blocking the
     /// open, and at most 33 bytes are ever read.
-    pub fn load(path: &Path) -> Result<Kek, KekFileError> {
+    pub fn load(path: &Path) -> Result<FileKek, KekFileError> {
         let (file, meta) = open_for_reading(path, Follow::Symlinks)
             .map_err(|e| file_error(path, KekFileProblem::Io(e.to_string())))?;
         if !meta.file_type().is_file() {
@@ -204,7 +154,7 @@ impl Kek {
             ));
         }
         key.copy_from_slice(&buf);
-        Ok(Kek {
+        Ok(FileKek {
             key,
             path: path.to_path_buf(),
         })
@@ -212,7 +162,7 @@ impl Kek {
 
     /// Writes a new random KEK to `path` with mode 0600, durably, and
     /// refuses to replace anything already there (including a symlink).
-    pub fn generate(path: &Path) -> Result<Kek, KekFileError> {
+    pub fn generate(path: &Path) -> Result<FileKek, KekFileError> {
         let mut key = Zeroizing::new([0u8; KEK_LEN]);
         getrandom::fill(key.as_mut())
             .map_err(|e| file_error(path, KekFileProblem::Random(e.to_string())))?;
@@ -229,15 +179,15 @@ impl Kek {
             let _ = std::fs::remove_file(path);
             return Err(file_error(path, KekFileProblem::Io(e.to_string())));
         }
-        Ok(Kek {
+        Ok(FileKek {
             key,
             path: path.to_path_buf(),
         })
     }
 
     /// A KEK from bytes already in memory (tests and embedding hosts).
-    pub fn from_bytes(key: [u8; KEK_LEN], label: &Path) -> Kek {
-        Kek {
+    pub fn from_bytes(key: [u8; KEK_LEN], label: &Path) -> FileKek {
+        FileKek {
             key: Zeroizing::new(key),
             path: label.to_path_buf(),
         }
@@ -294,6 +244,30 @@ impl Kek {
     }
 }
 
+/// The file KEK through the interface: the same bytes and errors as its
+/// own methods.
+impl KekBackend for FileKek {
+    fn wrap(&self, dek: &Dek) -> Result<Vec<u8>, KekFailure> {
+        FileKek::wrap(self, dek)
+            .map(|w| w.to_vec())
+            .map_err(|message| KekFailure {
+                kek: self.identity(),
+                source: std::sync::Arc::new(std::io::Error::other(message.clone())),
+                message,
+                interrupt: false,
+            })
+    }
+
+    fn unwrap(&self, wrapped: &[u8]) -> Result<Dek, UnwrapError> {
+        FileKek::unwrap(self, wrapped)
+    }
+
+    /// `file:<path>`, as Go's `FileWrapper.Name()` (kek/file.go:204).
+    fn identity(&self) -> String {
+        format!("file:{}", self.path.display())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,7 +276,7 @@ mod tests {
 
     #[test]
     fn wrap_unwrap_round_trip_and_layout() {
-        let kek = Kek::from_bytes([7u8; 32], Path::new("mem"));
+        let kek = FileKek::from_bytes([7u8; 32], Path::new("mem"));
         let dek = Dek::from_bytes([9u8; 32]);
         let wrapped = kek.wrap(&dek).expect("wrap");
         assert_eq!(wrapped.len(), 60);
@@ -317,7 +291,7 @@ mod tests {
         // key = 00..1f, nonce = 00..0b, DEK = 40..5f, no AAD; the expected
         // bytes were computed with an independent implementation
         // (pyca/cryptography's AESGCM).
-        let kek = Kek::from_bytes(core::array::from_fn(|i| i as u8), Path::new("kat"));
+        let kek = FileKek::from_bytes(core::array::from_fn(|i| i as u8), Path::new("kat"));
         let wrapped = hex("000102030405060708090a0b\
              0743945881a0845cc508ddc0fda43622d387d567a42e092b603ebfde41345eed\
              0a4e18a4d13b3b9b90cff61d0f90a097");
@@ -335,8 +309,8 @@ mod tests {
 
     #[test]
     fn unwrap_refuses_wrong_length_tampering_and_wrong_kek() {
-        let kek = Kek::from_bytes([1u8; 32], Path::new("a"));
-        let other = Kek::from_bytes([2u8; 32], Path::new("b"));
+        let kek = FileKek::from_bytes([1u8; 32], Path::new("a"));
+        let other = FileKek::from_bytes([2u8; 32], Path::new("b"));
         let wrapped = kek.wrap(&Dek::from_bytes([3u8; 32])).expect("wrap");
         for len in [0usize, 59, 61] {
             let mut v = wrapped.to_vec();
@@ -355,17 +329,17 @@ mod tests {
     fn generate_then_load_and_refuse_overwrite() {
         let dir = fresh_dir("gen");
         let path = dir.join("kek");
-        let made = Kek::generate(&path).expect("generate");
+        let made = FileKek::generate(&path).expect("generate");
         let meta = std::fs::metadata(&path).expect("stat");
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         assert_eq!(meta.len(), 32);
-        let loaded = Kek::load(&path).expect("load");
+        let loaded = FileKek::load(&path).expect("load");
         let dek = Dek::from_bytes([5u8; 32]);
         assert!(loaded
             .unwrap(&made.wrap(&dek).expect("wrap"))
             .expect("unwrap")
             .ct_eq(&dek));
-        let err = Kek::generate(&path).unwrap_err();
+        let err = FileKek::generate(&path).unwrap_err();
         assert!(matches!(err.problem, KekFileProblem::Exists));
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -381,23 +355,23 @@ mod tests {
         };
         let short = write("short", &[0u8; 31], 0o600);
         assert!(matches!(
-            Kek::load(&short).unwrap_err().problem,
+            FileKek::load(&short).unwrap_err().problem,
             KekFileProblem::WrongSize(31)
         ));
         let long = write("long", &[0u8; 33], 0o600);
         assert!(matches!(
-            Kek::load(&long).unwrap_err().problem,
+            FileKek::load(&long).unwrap_err().problem,
             KekFileProblem::WrongSize(33)
         ));
         for mode in [0o640, 0o604, 0o660, 0o700 | 0o001] {
             let p = write("open", &[0u8; 32], mode);
             assert!(
-                matches!(Kek::load(&p).unwrap_err().problem, KekFileProblem::Insecure { mode: m } if m == mode),
+                matches!(FileKek::load(&p).unwrap_err().problem, KekFileProblem::Insecure { mode: m } if m == mode),
                 "mode {mode:o}"
             );
         }
         assert!(matches!(
-            Kek::load(&dir).unwrap_err().problem,
+            FileKek::load(&dir).unwrap_err().problem,
             KekFileProblem::NotRegular
         ));
         // A file of another user: as root, chown one away; as anyone else,
@@ -412,23 +386,40 @@ mod tests {
         };
         let owner = std::fs::metadata(&foreign).expect("stat").uid();
         assert_eq!(
-            Kek::load(&foreign).unwrap_err().problem,
+            FileKek::load(&foreign).unwrap_err().problem,
             KekFileProblem::ForeignOwner { owner, euid }
         );
         assert!(matches!(
-            Kek::load(Path::new("/dev/zero")).unwrap_err().problem,
+            FileKek::load(Path::new("/dev/zero")).unwrap_err().problem,
             KekFileProblem::NotRegular
         ));
         assert!(matches!(
-            Kek::load(&dir.join("missing")).unwrap_err().problem,
+            FileKek::load(&dir.join("missing")).unwrap_err().problem,
             KekFileProblem::Io(_)
         ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
+    fn the_interface_gives_the_same_bytes_and_errors() {
+        let kek = FileKek::from_bytes([7u8; 32], Path::new("/k/kek"));
+        let shared: std::sync::Arc<dyn KekBackend> = std::sync::Arc::new(kek.clone());
+        assert_eq!(shared.identity(), "file:/k/kek");
+        let dek = Dek::from_bytes([9u8; 32]);
+        let wrapped = shared.wrap(&dek).expect("wrap");
+        assert_eq!(wrapped.len(), WRAPPED_LEN);
+        assert!(kek.unwrap(&wrapped).expect("own unwrap").ct_eq(&dek));
+        assert!(shared.unwrap(&wrapped).expect("unwrap").ct_eq(&dek));
+        assert_eq!(
+            shared.unwrap(&wrapped[1..]).unwrap_err(),
+            UnwrapError::Length(59)
+        );
+        assert_eq!(format!("{:?}", &*shared), "Kek(file:/k/kek)");
+    }
+
+    #[test]
     fn debug_output_hides_key_bytes() {
-        let kek = Kek::from_bytes([0xAB; 32], Path::new("k"));
+        let kek = FileKek::from_bytes([0xAB; 32], Path::new("k"));
         let dek = Dek::from_bytes([0xCD; 32]);
         let text = format!("{kek:?} {dek:?}");
         assert!(!text.contains("171") && !text.to_lowercase().contains("ab, "));
