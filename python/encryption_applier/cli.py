@@ -433,6 +433,15 @@ def _doctor_log(args: argparse.Namespace) -> list[bytes] | None:
     return [entry for _, entry in read_entries(args.log, outcome="nothing was checked")]
 
 
+def _never_recorded_an_index(args: argparse.Namespace, sidecar: Path) -> bool:
+    """Whether the audit of a sidecar behind the log was skipped because
+    the (bootstrapped) sidecar has no Raft index yet."""
+    if args.encryption_disabled or not sidecar.is_file():
+        return False
+    found = ea.read_sidecar(sidecar)
+    return found is not None and bool(found.active_storage) and found.raft_applied_index == 0
+
+
 def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not Path(args.directory).exists():
         raise UsageError(f"{args.directory}: no such directory")
@@ -483,6 +492,14 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"    {refusal.meaning}", file=out)
     if not refusals:
         print("ok: no startup guard refuses", file=out)
+    if _never_recorded_an_index(args, sidecar):
+        # Go logs a warning and skips the audit (main_encryption_startup_guard.go:181).
+        print(
+            "note: the sidecar never recorded a Raft index (raft_applied_index=0, a sidecar of an older "
+            "binary): the audit of a sidecar behind the log is skipped, as Go only warns; resync-sidecar "
+            "or a rotation records one",
+            file=out,
+        )
     for line in registration:
         print(line, file=out)
     return EXIT_OK if not refusals and not registration_refused else EXIT_DAMAGED

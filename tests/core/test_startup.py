@@ -371,6 +371,11 @@ def test_doctor_reads_the_log(booted: Path, cluster: Cluster, tmp_path: Path) ->
     log.write_text("00\n00\n00\n")
     done = doctor("--log", str(log), "--log-first-index", "2")
     assert done.returncode == 0 and "ok: no startup guard refuses" in done.stdout, done
+    assert "note: the sidecar never recorded a Raft index" not in done.stdout
+    edit_sidecar(booted, raft_applied_index=0)  # as Go, only a note
+    done = doctor()
+    assert done.returncode == 0 and "note: the sidecar never recorded a Raft index" in done.stdout, done
+    edit_sidecar(booted, raft_applied_index=1)
     for args, message in (
         (("--log", str(log)), "--log needs --log-first-index"),
         (("--log-first-index", "2"), "--log-first-index needs --log"),
