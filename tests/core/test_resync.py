@@ -11,12 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import encryption_applier as ea
+from encryption_applier.testing.model import Halt, KeyedModel
 
 from helpers import NODE, Cluster
 
 FOREIGN = (0x9999 << 16) | (NODE & 0xFFFF)  # another node at NODE's prefix
+PURPOSE = {"storage": ea.Purpose.STORAGE, "raft": ea.Purpose.RAFT}
 
 
 @dataclass
@@ -267,3 +271,91 @@ def test_the_cli(lagging: Lagging, cluster: Cluster, tmp_path: Path) -> None:
     assert done.returncode == 1 and "NodeIDCollisionError" in done.stderr, done
     done = cli("--kek", str(cluster.kek_path), "--log", str(log), "--full-node-id", hex(NODE))
     assert done.returncode == 2 and "--log-first-index" in done.stderr, done
+
+
+@st.composite
+def keyed_streams(draw: st.DrawFn) -> list[tuple[str, tuple[object, ...]]]:
+    """A bootstrap, then a mix of rotations (new keys and old ones),
+    cutovers of either layer (fresh, already active or stale) and
+    registrations of this node and another, as steps for the model."""
+    steps: list[tuple[str, tuple[object, ...]]] = [("bootstrap", ())]
+    for _ in range(draw(st.integers(1, 10))):
+        kind = draw(st.sampled_from(["rotation", "rotation", "cutover", "registration", "registration"]))
+        if kind == "rotation":
+            steps.append((kind, (draw(st.integers(1, 6)), draw(st.sampled_from(["storage", "raft"])))))
+        elif kind == "cutover":
+            steps.append((kind, (draw(st.sampled_from(["storage", "raft"])), draw(st.booleans()))))
+        else:
+            steps.append(
+                (kind, (draw(st.integers(1, 6)), draw(st.sampled_from([NODE, 0x7777_0009])), draw(st.integers(0, 9))))
+            )
+    return steps
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=keyed_streams(), data=st.data())
+def test_resync_from_any_point_matches_the_model(
+    tmp_path_factory: pytest.TempPathFactory,
+    cluster: Cluster,
+    steps: list[tuple[str, tuple[object, ...]]],
+    data: st.DataObject,
+) -> None:
+    """Whatever point keys.json is put back to, the resync leaves it as the
+    independent model says the whole stream does: its keys, actives and
+    cutovers, the stream's end as its index, each key's local epoch at this
+    node's own row (0 without one)."""
+    directory = tmp_path_factory.mktemp("resync-prop") / "registry"
+    wraps: dict[int, bytes] = {}
+
+    def wrapped(dek_id: int) -> bytes:
+        return wraps.setdefault(dek_id, cluster.wrapped(dek_id))
+
+    model = KeyedModel({wrapped(i): cluster.deks[i] for i in range(1, 7)})
+    log: list[bytes] = []
+    saved: list[bytes] = []
+    with ea.Applier(directory, kek=ea.FileKek(cluster.kek_path)) as applier:
+        for kind, args in steps:
+            index = len(log) + 1
+            if kind == "bootstrap":
+                rows = [(1, NODE, 1), (2, NODE, 1)]
+                result = model.bootstrap(1, wrapped(1), 2, wrapped(2), rows)
+                entry = ea.Bootstrap(1, wrapped(1), 2, wrapped(2), [ea.Registration(*r) for r in rows]).to_entry()
+            elif kind == "rotation":
+                dek_id, purpose = args
+                assert isinstance(dek_id, int) and isinstance(purpose, str)
+                proposer = (dek_id, NODE, 2)
+                result = model.rotation(dek_id, purpose, wrapped(dek_id), proposer)
+                entry = ea.Rotation(dek_id, PURPOSE[purpose], wrapped(dek_id), ea.Registration(*proposer)).to_entry()
+            elif kind == "cutover":
+                layer, stale = args
+                assert isinstance(layer, str)
+                dek_id = model.active[layer] if not stale else 6
+                proposer = (dek_id, NODE, 3)
+                result = model.cutover(layer, dek_id, layer, b"", proposer, index)
+                sub_tag = ea.ENABLE_RAFT_ENVELOPE if layer == "raft" else ea.ENABLE_STORAGE_ENVELOPE
+                entry = ea.Rotation(dek_id, PURPOSE[layer], b"", ea.Registration(*proposer), sub_tag=sub_tag).to_entry()
+            else:
+                dek_id, full, epoch = args
+                result = model.registry.apply_registration(dek_id, full, epoch)  # type: ignore[arg-type]
+                entry = ea.Registration(dek_id, full, epoch).to_entry()  # type: ignore[arg-type]
+            if isinstance(result, Halt):
+                continue  # the stream holds only entries that apply
+            assert applier.apply(entry, index=index) != "skipped"
+            log.append(entry)
+            saved.append((directory / "keys.json").read_bytes())
+    point = data.draw(st.integers(0, len(saved) - 1), label="keys.json as after entry")
+    (directory / "keys.json").write_bytes(saved[point])
+    with ea.Applier(directory, kek=ea.FileKek(cluster.kek_path)) as applier:
+        report = applier.resync_sidecar(log, log_first_index=1, full_node_id=NODE)
+        after = applier.sidecar
+    assert after is not None and report.through_index == len(log)
+    own = {row[0]: row[4] for row in model.registry.sorted_rows() if row[2] == NODE}
+    assert (after.active_storage, after.active_raft) == (model.active["storage"], model.active["raft"])
+    assert {i: (k.purpose.name.lower(), k.wrapped) for i, k in after.keys.items()} == dict(model.keys)
+    assert (after.storage_envelope_active, after.storage_envelope_cutover_index, after.raft_envelope_cutover_index) == (
+        model.storage_envelope_active,
+        model.storage_cutover_index,
+        model.raft_cutover_index,
+    )
+    assert after.raft_applied_index == len(log)
+    assert {i: k.local_epoch for i, k in after.keys.items()} == {i: own.get(i, 0) for i in model.keys}
