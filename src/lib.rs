@@ -24,6 +24,9 @@
 //!   typed `SidecarProblem`s, local epochs;
 //! - [`envelope`]: storage and Raft envelopes (§7), the nonce audit;
 //! - [`nodeid`]: node ids, `node_id16` collisions, bootstrap batches (§7);
+//! - [`snapshot`]: elastickv's FSM snapshots read as Go reads them (the
+//!   header's Raft cutover, the newest snapshot of a data directory), for
+//!   start-up guard 0 (§7);
 //! - [`startup`]: elastickv's start-up guards, in Go's order (§7);
 //! - [`error`]: the aggregate errors (`ApplyError`, `ApplierOpenError`)
 //!   and the rules' refusals (`RejectReason`);
@@ -39,6 +42,7 @@ pub mod nodeid;
 pub mod registry;
 pub mod rules;
 pub mod sidecar;
+pub mod snapshot;
 pub mod startup;
 pub mod store;
 pub mod view;

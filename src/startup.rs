@@ -52,6 +52,10 @@ pub struct StartupInput<'a> {
     pub engine_applied_index: Option<u64>,
     /// The Raft cutover index in the newest restored snapshot (guard 8).
     pub snapshot_cutover_index: Option<u64>,
+    /// Or the snapshot to read it from (guard 0): a snapshot file, or a
+    /// group's data directory whose newest snapshot is read as Go chooses
+    /// it (`crate::snapshot::restored`).
+    pub snapshot_path: Option<&'a Path>,
     pub phase: Option<Phase>,
 }
 
@@ -109,6 +113,9 @@ pub enum Refusal {
     EnvelopeCutoverDivergence {
         snapshot: u64,
         sidecar: u64,
+        /// The snapshot file read, and its Raft index, when guard 0 read one.
+        snapshot_file: Option<PathBuf>,
+        snapshot_index: Option<u64>,
     },
     SidecarBehindRaftLog {
         sidecar_applied_index: u64,
@@ -246,10 +253,23 @@ impl fmt::Display for Refusal {
                     ),
                 }
             }
-            Refusal::EnvelopeCutoverDivergence { snapshot, sidecar } => write!(
-                f,
-                "restored snapshot cutover={snapshot}, sidecar raft_envelope_cutover_index={sidecar}"
-            ),
+            Refusal::EnvelopeCutoverDivergence {
+                snapshot,
+                sidecar,
+                snapshot_file,
+                snapshot_index,
+            } => {
+                write!(
+                    f,
+                    "restored snapshot cutover={snapshot}, sidecar raft_envelope_cutover_index=\
+                     {sidecar}"
+                )?;
+                match (snapshot_file, snapshot_index) {
+                    (Some(p), Some(i)) => write!(f, " (snapshot {} index={i})", p.display()),
+                    (Some(p), None) => write!(f, " (snapshot {})", p.display()),
+                    _ => Ok(()),
+                }
+            }
             Refusal::SidecarBehindRaftLog {
                 sidecar_applied_index,
                 engine_applied_index,
@@ -272,6 +292,8 @@ pub enum StartupError {
     Sidecar(#[from] sidecar::SidecarError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     #[error("cannot stat the sidecar {}: {detail}", path.display())]
     Stat { path: PathBuf, detail: String },
     #[error("fsync probe in {}: {detail}", dir.display())]
@@ -373,30 +395,49 @@ fn sidecar_present(path: Option<&Path>) -> Result<bool, StartupError> {
 }
 
 /// Guard 0: a restored snapshot's Raft cutover differs from the sidecar's
-/// (read whatever the KEK).
+/// (read whatever the KEK). As main_encryption_startup_guard.go:236-281:
+/// the sidecar is read first, then the snapshot (given as an index, or
+/// read from `snapshot_path`); no snapshot, or a cutover of 0, passes.
 fn envelope_cutover_divergence(
     ctx: &Guarded<'_, '_>,
     out: &mut Vec<Refusal>,
 ) -> Result<(), StartupError> {
     let input = ctx.input;
-    if let (true, Some(snapshot), Some(p)) = (
-        input.encryption_enabled,
-        input.snapshot_cutover_index,
-        input.sidecar_path,
-    ) {
-        let ours = if ctx.present {
-            sidecar::read(p)?
-                .and_then(|s| s.raft_cutover_index())
-                .unwrap_or(0)
-        } else {
-            0
-        };
-        if snapshot != 0 && snapshot != ours {
-            out.push(Refusal::EnvelopeCutoverDivergence {
-                snapshot,
-                sidecar: ours,
-            });
-        }
+    let (true, Some(p)) = (input.encryption_enabled, input.sidecar_path) else {
+        return Ok(());
+    };
+    if input.snapshot_cutover_index.is_none() && input.snapshot_path.is_none() {
+        return Ok(());
+    }
+    let ours = if ctx.present {
+        sidecar::read(p)?
+            .and_then(|s| s.raft_cutover_index())
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let (snapshot, snapshot_file, snapshot_index) = match input.snapshot_cutover_index {
+        Some(index) => (index, None, None),
+        None => match input
+            .snapshot_path
+            .map(crate::snapshot::restored)
+            .transpose()?
+        {
+            Some(Ok(read)) => (
+                read.raft_envelope_cutover_index(),
+                Some(read.path),
+                read.index,
+            ),
+            _ => return Ok(()), // no snapshot to restore
+        },
+    };
+    if snapshot != 0 && snapshot != ours {
+        out.push(Refusal::EnvelopeCutoverDivergence {
+            snapshot,
+            sidecar: ours,
+            snapshot_file,
+            snapshot_index,
+        });
     }
     Ok(())
 }

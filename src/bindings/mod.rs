@@ -20,6 +20,8 @@
 //! - `registry`: `RegistryRow`, `Registry`, `RegistryDiff`.
 //! - `sidecar`: `Sidecar`, `SidecarKey`, `read_sidecar()`,
 //!   `bump_local_epoch()`, `prepare_epochs()`.
+//! - `snapshot`: `SnapshotHeader`, `read_snapshot_header()`,
+//!   `newest_snapshot()`.
 //! - `startup`: `diagnose_startup()`, `check_startup()`.
 //! - `test_support`: `_native.test_support`, hooks for the package's tests.
 //! - `verify`: `verify()`, `PageDamage`, `VerifyReport`.
@@ -36,6 +38,7 @@ mod payloads;
 mod py_imports;
 mod registry;
 mod sidecar;
+mod snapshot;
 mod startup;
 mod test_support;
 mod verify;
@@ -73,6 +76,8 @@ mod _native {
     use super::registry::{PyRegistry, PyRegistryDiff, PyRegistryRow};
     #[pymodule_export]
     use super::sidecar::{bump_local_epoch, prepare_epochs, read_sidecar, PySidecar, PySidecarKey};
+    #[pymodule_export]
+    use super::snapshot::{newest_snapshot, read_snapshot_header, PySnapshotHeader};
     #[pymodule_export]
     use super::startup::{check_startup, diagnose_startup};
     #[pymodule_export]

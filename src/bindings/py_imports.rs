@@ -115,6 +115,8 @@ exception_classes! {
     // KEKFileError and its subclass.
     KEKFileError,
     InsecureKEKFileError,
+    // An elastickv snapshot that cannot be read.
+    SnapshotError,
 }
 
 impl ExceptionClass {

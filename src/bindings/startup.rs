@@ -77,9 +77,19 @@ fn refusal_to_py(py: Python<'_>, r: &Refusal) -> PyErr {
             fields.push(("owner_full_node_id", field(py, owner)));
             ExceptionClass::StartupLocalEpochRollbackError
         }
-        Refusal::EnvelopeCutoverDivergence { snapshot, sidecar } => {
+        Refusal::EnvelopeCutoverDivergence {
+            snapshot,
+            sidecar,
+            snapshot_file,
+            snapshot_index,
+        } => {
             fields.push(("snapshot_cutover_index", field(py, *snapshot)));
             fields.push(("sidecar_cutover_index", field(py, *sidecar)));
+            let file = snapshot_file
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned());
+            fields.push(("snapshot_path", field(py, file)));
+            fields.push(("snapshot_index", field(py, *snapshot_index)));
             ExceptionClass::EnvelopeCutoverDivergenceError
         }
         Refusal::SidecarBehindRaftLog {
@@ -115,6 +125,7 @@ struct Inputs {
     log: Vec<(u64, u8)>,
     engine_applied_index: Option<u64>,
     snapshot_cutover_index: Option<u64>,
+    snapshot_path: Option<PathBuf>,
     phase: Phase,
 }
 
@@ -128,8 +139,14 @@ fn inputs(
     log: Vec<(U64, Bound<'_, PyBytes>)>,
     engine_applied_index: Option<U64>,
     snapshot_cutover_index: Option<U64>,
+    snapshot_path: Option<PathBuf>,
     phase: &str,
 ) -> PyResult<Inputs> {
+    if snapshot_cutover_index.is_some() && snapshot_path.is_some() {
+        return Err(PyValueError::new_err(
+            "give snapshot_cutover_index or snapshot_path, not both",
+        ));
+    }
     let phase = match phase {
         "pre-bump" => Phase::PreBump,
         "post-replay" => Phase::PostReplay,
@@ -152,6 +169,7 @@ fn inputs(
             .collect(),
         engine_applied_index: engine_applied_index.map(|i| i.value()),
         snapshot_cutover_index: snapshot_cutover_index.map(|i| i.value()),
+        snapshot_path,
         phase,
     })
 }
@@ -173,6 +191,7 @@ fn run(
                 log: &args.log,
                 engine_applied_index: args.engine_applied_index,
                 snapshot_cutover_index: args.snapshot_cutover_index,
+                snapshot_path: args.snapshot_path.as_deref(),
                 phase: Some(args.phase),
             };
             let lookup = view.map(|v| v as &dyn crate::startup::RegistryLookup);
@@ -191,6 +210,7 @@ fn run(
 #[pyo3(signature = (
     *, encryption_enabled, kek=None, sidecar_path=None, registry=None, full_node_id=None,
     members=Vec::new(), log=Vec::new(), engine_applied_index=None, snapshot_cutover_index=None,
+    snapshot_path=None,
     phase="pre-bump"
 ))]
 #[allow(clippy::too_many_arguments)] // Python keyword arguments
@@ -205,6 +225,7 @@ pub(super) fn diagnose_startup(
     log: Vec<(U64, Bound<'_, PyBytes>)>,
     engine_applied_index: Option<U64>,
     snapshot_cutover_index: Option<U64>,
+    snapshot_path: Option<PathBuf>,
     phase: &str,
 ) -> PyResult<Vec<Py<PyAny>>> {
     let args = inputs(
@@ -216,6 +237,7 @@ pub(super) fn diagnose_startup(
         log,
         engine_applied_index,
         snapshot_cutover_index,
+        snapshot_path,
         phase,
     )?;
     let refusals = run(py, args, registry, false)?;
@@ -230,6 +252,7 @@ pub(super) fn diagnose_startup(
 #[pyo3(signature = (
     *, encryption_enabled, kek=None, sidecar_path=None, registry=None, full_node_id=None,
     members=Vec::new(), log=Vec::new(), engine_applied_index=None, snapshot_cutover_index=None,
+    snapshot_path=None,
     phase="pre-bump"
 ))]
 #[allow(clippy::too_many_arguments)] // Python keyword arguments
@@ -244,6 +267,7 @@ pub(super) fn check_startup(
     log: Vec<(U64, Bound<'_, PyBytes>)>,
     engine_applied_index: Option<U64>,
     snapshot_cutover_index: Option<U64>,
+    snapshot_path: Option<PathBuf>,
     phase: &str,
 ) -> PyResult<()> {
     let args = inputs(
@@ -255,6 +279,7 @@ pub(super) fn check_startup(
         log,
         engine_applied_index,
         snapshot_cutover_index,
+        snapshot_path,
         phase,
     )?;
     match run(py, args, registry, true)?.first() {
