@@ -1,15 +1,15 @@
 """The ``encryption-applier`` command line: inspect, digest, diff, verify,
 export and apply against a registry directory, plus elastickv's node-id
-probe and startup guards.
+probe, startup guards and snapshot headers.
 
 Exit status: 0 success; 1 a halt (``apply``), or the checked condition
 failing (``verify`` found damage, ``doctor`` a refusal, ``probe-node-id`` a
-refused join, ``diff`` a difference, as diff(1)); 2 an error: bad
-arguments, unreadable or malformed input, or a registry, sidecar or KEK
-that cannot be used as asked (missing, damaged, a corrupt row), always one
-line on stderr and never a traceback; 130 interrupted; 141 standard output
-closed early (``inspect | head``), which is what a process killed by
-SIGPIPE reports."""
+refused join, ``diff`` a difference, as diff(1), ``snapshot-header`` a
+snapshot Go refuses); 2 an error: bad arguments, unreadable or malformed
+input, or a registry, sidecar, KEK or snapshot that cannot be used as
+asked (missing, damaged, a corrupt row), always one line on stderr and
+never a traceback; 130 interrupted; 141 standard output closed early
+(``inspect | head``), which is what a process killed by SIGPIPE reports."""
 
 from __future__ import annotations
 
@@ -28,7 +28,13 @@ from typing import TextIO
 
 from . import _native as ea
 from ._rows import ROW_FIELDS, diff_lines, diff_summary, row_dict
-from .exceptions import EncryptionApplyError, EncryptionError, StorageError, WriterUint16CollisionError
+from .exceptions import (
+    EncryptionApplyError,
+    EncryptionError,
+    SnapshotError,
+    StorageError,
+    WriterUint16CollisionError,
+)
 
 EXIT_OK = 0
 EXIT_HALT = 1
@@ -246,7 +252,8 @@ def add_doctor(sub: argparse._SubParsersAction[Parser]) -> None:
         "doctor",
         help="run elastickv's startup guards against a data directory",
         description="Run elastickv's startup guards (in Go's order) and print every refusal with its Go error "
-        "name and what it means. Exit 0 when the node may start, 1 when a guard refuses.",
+        "name and what it means. Exit 0 when the node may start, 1 when a guard refuses (or Go refuses the "
+        "--snapshot).",
     )
     p.add_argument("directory", help="registry directory")
     p.add_argument("--kek", help="KEK file")
@@ -259,6 +266,12 @@ def add_doctor(sub: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument("--phase", choices=("pre-bump", "post-replay"), default="pre-bump")
     p.add_argument("--engine-applied-index", type=_index, metavar="N", help="the engine's applied index")
     p.add_argument("--snapshot-cutover-index", type=_index, metavar="N", help="cutover index of the restored snapshot")
+    p.add_argument(
+        "--snapshot",
+        metavar="PATH",
+        help="read the restored snapshot's cutover from PATH: a .snap or .fsm file, or the Raft group's data "
+        "directory (wal/, snap/, fsm-snap/), whose newest snapshot is chosen as Go chooses it",
+    )
     p.set_defaults(run=cmd_doctor)
 
 
@@ -285,8 +298,13 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             members=args.member,
             engine_applied_index=args.engine_applied_index,
             snapshot_cutover_index=args.snapshot_cutover_index,
+            snapshot_path=args.snapshot,
             phase=args.phase,
         )
+    except SnapshotError as error:
+        if not error.refused:
+            raise
+        refusals = [error]  # Go does not start on a snapshot it refuses
     finally:
         if registry is not None:
             registry.close()
@@ -294,15 +312,77 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     print(
         f"checked {args.directory}: encryption {'off' if args.encryption_disabled else 'on'}, "
         f"KEK {args.kek or 'none'}, sidecar {sidecar}{'' if sidecar.exists() else ' (absent)'}, "
-        f"node {node}, {len(args.member)} members, phase {args.phase}",
+        f"node {node}, {len(args.member)} members, phase {args.phase}"
+        + (f", snapshot {args.snapshot}" if args.snapshot else ""),
         file=out,
     )
     for refusal in refusals:
+        if isinstance(refusal, SnapshotError):
+            print(f"REFUSED snapshot ({type(refusal).__name__} {refusal.code}): {refusal}", file=out)
+            print("    Go does not start on a snapshot it cannot read (restore a good snapshot)", file=out)
+            continue
         print(f"REFUSED {refusal.sentinel} ({type(refusal).__name__}): {refusal}", file=out)
         print(f"    {refusal.meaning}", file=out)
     if not refusals:
         print("ok: no startup guard refuses", file=out)
     return EXIT_OK if not refusals else EXIT_DAMAGED
+
+
+def add_snapshot_header(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "snapshot-header",
+        help="read an elastickv snapshot's header and Raft cutover as Go reads it",
+        description="Read an elastickv FSM snapshot as Go reads it, every CRC Go checks checked: a .snap file "
+        "(its payload inline, or the fsm-snap/ file its token names), an .fsm file, or a Raft group's data "
+        "directory (wal/, snap/, fsm-snap/), whose newest snapshot is chosen as Go chooses it. Exit 0 when it "
+        "reads (or the directory has no snapshot to restore), 1 when Go refuses the snapshot, 2 when it "
+        "cannot be read.",
+    )
+    p.add_argument("path", metavar="PATH", help="a .snap or .fsm file, or a data directory")
+    p.add_argument("--json", action="store_true", help="print what was read as JSON")
+    p.set_defaults(run=cmd_snapshot_header)
+
+
+def _snapshot_doc(h: ea.SnapshotHeader) -> dict[str, typing.Any]:
+    names = ("format", "term", "index", "token_index", "payload_size", "kind", "version", "header_length")
+    doc: dict[str, typing.Any] = {"path": str(h.path), "payload_path": str(h.payload_path)}
+    doc |= {name: getattr(h, name) for name in names}
+    return doc | {"ceiling_ms": h.ceiling_ms, "raft_envelope_cutover_index": h.raft_envelope_cutover_index}
+
+
+def cmd_snapshot_header(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    path = Path(args.path)
+    try:
+        chosen = ea.newest_snapshot(path) if path.is_dir() else path
+        header = ea.read_snapshot_header(chosen) if chosen is not None else None
+    except SnapshotError as error:
+        if not error.refused:
+            raise
+        if args.json:
+            fields = {name: getattr(error, name) for name in ("path", "code", "reason", "index", "details")}
+            print(json.dumps({"refused": fields}, indent=2), file=out)
+        else:
+            print(f"REFUSED ({error.code}): {error}", file=out)
+        return EXIT_DAMAGED
+    if args.json:
+        print(json.dumps({"snapshot": _snapshot_doc(header) if header else None}, indent=2), file=out)
+        return EXIT_OK
+    if header is None:
+        print(
+            f"{path}: no snapshot for Go to restore (no .wal file in {path / 'wal'}, or no .snap file in "
+            f"{path / 'snap'} that is readable and recorded in the WAL's committed snapshots)",
+            file=out,
+        )
+        return EXIT_OK
+    raft = f" (term {header.term}, index {header.index})" if header.index is not None else ""
+    print(f"snapshot: {header.path}{raft}", file=out)
+    print(f"payload:  {header.payload_path} ({header.format}, {header.payload_size} bytes)", file=out)
+    if header.kind == "none":
+        print("header:   none (the snapshot has no payload: Go restores nothing from it)", file=out)
+    else:
+        print(f"header:   {header.kind} ({header.header_length} bytes), ceiling {header.ceiling_ms} ms", file=out)
+    print(f"raft_envelope_cutover_index: {header.raft_envelope_cutover_index}", file=out)
+    return EXIT_OK
 
 
 def add_diff(sub: argparse._SubParsersAction[Parser]) -> None:
@@ -605,6 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify(sub)
     add_probe_node_id(sub)
     add_doctor(sub)
+    add_snapshot_header(sub)
     add_export(sub)
     add_apply(sub)
     return parser

@@ -167,7 +167,7 @@ RECURSION_LIMIT = 10000  # protowire/wire.go:28
 
 
 def consume_varint(b: bytes, i: int, end: int) -> tuple[int, int]:
-    """protowire.ConsumeVarint (wire.go:280-367): (value, next offset)."""
+    """protowire.ConsumeVarint (wire.go:267-367): (value, next offset)."""
     start = i
     v = 0
     for k in range(10):
@@ -176,7 +176,7 @@ def consume_varint(b: bytes, i: int, end: int) -> tuple[int, int]:
         c = b[i]
         i += 1
         if k == 9:
-            # wire.go:358-366 the tenth byte may only be 0 or 1.
+            # wire.go:359-366 the tenth byte may only be 0 or 1.
             if c > 1:
                 raise WireError(start, "varint overflows 64 bits")
             return v | (c << 63), i
@@ -259,10 +259,10 @@ def unmarshal(b: bytes, start: int, end: int, known: dict[tuple[int, int], Handl
         at = i
         tag, i = consume_varint(b, i, end)  # decode.go:139-152
         num = tag >> 3
-        if num < 1 or num > MAX_VALID_NUMBER:  # decode.go:153-157
+        if num < 1 or num > MAX_VALID_NUMBER:  # decode.go:154-158
             raise WireError(at, "invalid field number")
         typ = tag & 7
-        if typ == 4:  # decode.go:160-166, groupTag == 0
+        if typ == 4:  # decode.go:161-166, groupTag == 0
             raise WireError(at, "end group outside a group")
         handler = known.get((num, typ))
         i = handler(b, i, end) if handler is not None else consume_field_value(num, typ, b, i, end)
@@ -328,7 +328,7 @@ class Tree:
     def __init__(self, files: dict[str, bytes], dirs: set[str]) -> None:
         self.files = files
         self.dirs = set(dirs)
-        for p in files:
+        for p in [*files, *dirs]:
             parts = p.split("/")
             for k in range(1, len(parts)):
                 self.dirs.add("/".join(parts[:k]))
@@ -379,7 +379,7 @@ def read_fsm(tree: Tree, path: str, token_crc: int | None) -> tuple[int, dict[st
 
 def snap_read(data: bytes, path: str) -> tuple[TermIndex, int, int]:
     """snap.Read: the Raft snapshot's metadata and its data's range."""
-    # snapshotter.go:165-168
+    # snapshotter.go:166-168
     if len(data) == 0:
         raise Refused("snap_empty", path)
     crc: int | None = None
@@ -590,7 +590,7 @@ STATE_TYPE, CRC_TYPE, SNAPSHOT_TYPE = 3, 4, 5  # wal.go:38-44
 
 
 def _has_zero_sector(file_off: int, data: bytes) -> bool:
-    """isTornEntry (decoder.go:160-194) for the last file."""
+    """isTornEntry (decoder.go:170-203) for the last file."""
     cur = 0
     while cur < len(data):
         n = min(512 - (file_off % 512), len(data) - cur)
@@ -606,7 +606,7 @@ class _End(Exception):
 
 
 def valid_snapshot_entries(tree: Tree, wal_dir: str) -> list[TermIndex]:
-    # util.go:82-100 readWALNames: sorted names (read_dir.go:42), WAL names only.
+    # util.go:72-100 readWALNames: sorted names (read_dir.go:42), WAL names only.
     names = [n for n in tree.listdir(wal_dir) if is_wal_name(n)]
     if not names:
         raise Refused("wal_no_files", wal_dir)
@@ -618,7 +618,7 @@ def valid_snapshot_entries(tree: Tree, wal_dir: str) -> list[TermIndex]:
     current, off = 0, 0
 
     def decode() -> tuple[int, int, int, bytes]:
-        """decodeRecord (decoder.go:88-148): (frame offset, type, crc, data)."""
+        """decodeRecord (decoder.go:88-155): (frame offset, type, crc, data)."""
         nonlocal current, off, crc
         while True:
             if current >= len(files):
@@ -636,10 +636,10 @@ def valid_snapshot_entries(tree: Tree, wal_dir: str) -> list[TermIndex]:
                 current, off = current + 1, 0
                 continue
             break
-        # decoder.go:150-158 decodeFrameSize.
+        # decoder.go:157-168 decodeFrameSize.
         rec_bytes = frame & ~(0xFF << 56) & ((1 << 64) - 1)
         pad_bytes = ((frame & ((1 << 64) - 1)) >> 56) & 0x7 if frame < 0 else 0
-        # decoder.go:110-115 max entry size, then ReadFull (:117-124).
+        # decoder.go:109-114 max entry size, then ReadFull (:116-123).
         if rec_bytes > len(data) - off - pad_bytes or rec_bytes + pad_bytes > left - 8:
             raise _End()
         at = off
@@ -674,14 +674,14 @@ def valid_snapshot_entries(tree: Tree, wal_dir: str) -> list[TermIndex]:
                 raise _End() from None
             raise Refused("wal_undecodable", path, offset=at) from None
         payload = data[rdata[0] : rdata[0] + rdata[1]]
-        # decoder.go:133-148 every record but a CRC record extends the CRC.
+        # decoder.go:132-151 every record but a CRC record extends the CRC.
         if kind != CRC_TYPE:
             crc = crc32c(payload, crc)
             if rcrc != crc:
                 if last and _has_zero_sector(start, body):
                     raise _End()
                 raise Refused("wal_crc_mismatch", path, offset=at, stored=rcrc, computed=crc)
-        # decoder.go:150
+        # decoder.go:153
         off += 8 + rec_bytes + pad_bytes
         return at, kind, rcrc, payload
 
@@ -756,11 +756,11 @@ def newest(tree: Tree, data_dir: str) -> dict[str, Any]:
     # wal_store.go:331-335 loadPersistedSnapshot.
     vouched = valid_snapshot_entries(tree, wal_dir)
     snap_dir = join(data_dir, "snap")
-    # snapshotter.go:199-222 snapNames: db.tmp* removed by etcd, *.snap
+    # snapshotter.go:200-222 snapNames: db.tmp* removed by etcd, *.snap
     # kept, newest first by the names' byte order.
     names = [n for n in tree.listdir(snap_dir) if not n.startswith("db.tmp") and n.endswith(".snap")]
     names.sort(key=lambda n: n.encode("utf-8", "surrogateescape"), reverse=True)
-    # snapshotter.go:129-152 LoadNewestAvailable / loadMatching.
+    # snapshotter.go:114-140 LoadNewestAvailable / loadMatching.
     for name in names:
         path = join(snap_dir, name)
         try:
@@ -831,7 +831,7 @@ def snap_file(inner: bytes, crc: int | None = None) -> bytes:
 
 
 def snap_name(term: int, index: int) -> str:
-    return f"{term:016x}-{index:016x}.snap"  # snapshotter.go:98
+    return f"{term:016x}-{index:016x}.snap"  # snapshotter.go:80
 
 
 def wal_record(kind: int, data: bytes, crc: int) -> bytes:

@@ -6,13 +6,13 @@
 //! 2. the WAL's committed snapshot records (`loadPersistedSnapshot`,
 //!    wal_store.go:331-345; see [`super::wal`]);
 //! 3. etcd's `Snapshotter.LoadNewestAvailable` over `snap/` (etcd v3.7.0
-//!    snapshotter.go:129-152, 199-252): every name ending in `.snap`
+//!    snapshotter.go:114-155, 200-255): every name ending in `.snap`
 //!    (`db.tmp*` names excepted, which etcd deletes), newest first by byte
 //!    order of the names; the first that `snap.Read` accepts *and* whose
 //!    metadata `(term, index)` is one of the WAL's records wins; none: no
 //!    snapshot. A `.snap` that cannot be read is passed over (etcd renames
 //!    it `*.snap.broken`; nothing is renamed here);
-//! 4. `snap/` missing or unlistable is an error (snapshotter.go:201-203).
+//! 4. `snap/` missing or unlistable is an error (snapshotter.go:203-206).
 //!
 //! Names like `*.snap.tmp` and `*.snap.broken` do not end in `.snap` and
 //! are never candidates. Nothing here writes or renames anything.

@@ -99,7 +99,7 @@ pub enum SnapshotProblem {
     },
 
     // The etcd snapshot file (etcd server/etcdserver/api/snap/snapshotter.go).
-    /// An empty file, or one without data or CRC (ErrEmptySnapshot, :165, :176).
+    /// An empty file, or one without data or CRC (ErrEmptySnapshot, :166-168, :177-179).
     SnapEmpty,
     /// Not decodable as protobuf (`proto.Unmarshal` of snappb or raftpb
     /// failed, :172, :193).
@@ -108,19 +108,19 @@ pub enum SnapshotProblem {
         offset: u64,
         detail: &'static str,
     },
-    /// The data's CRC32C is not the stored one (ErrCRCMismatch, :185).
+    /// The data's CRC32C is not the stored one (ErrCRCMismatch, :183-189).
     SnapCrcMismatch { stored: u32, computed: u32 },
     /// A 17-byte `EKVT` token of another version (ErrFSMSnapshotTokenInvalid,
     /// fsm_snapshot_file.go:127).
     TokenInvalid { version: u8 },
 
     // The WAL (etcd server/storage/wal).
-    /// `.wal` names, none of them a WAL file's (ErrFileNotFound, util.go:73).
+    /// `.wal` names, none of them a WAL file's (ErrFileNotFound, util.go:78-80).
     WalNoFiles,
     /// A record (or a snapshot/state record's data) that does not decode
     /// (decoder.go:125; wal.go:628, :631 panic in Go).
     WalUndecodable { offset: u64, detail: &'static str },
-    /// A record whose CRC breaks the chain (decoder.go:139, wal.go:636).
+    /// A record whose CRC breaks the chain (decoder.go:133-151, wal.go:636).
     WalCrcMismatch {
         offset: u64,
         stored: u32,

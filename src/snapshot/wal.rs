@@ -4,17 +4,17 @@
 //!
 //! - `Exist`: the directory lists a name ending in `.wal` (util.go:29-36);
 //! - the WAL files are the names `fmt.Sscanf` reads as `%016x-%016x.wal`,
-//!   in byte order (util.go:67-100, fileutil.ReadDir); none is an error;
+//!   in byte order (util.go:72-108, fileutil.ReadDir); none is an error;
 //! - records are framed by a little-endian int64: the low 56 bits the
 //!   record's length, the top bit set when the low 3 bits of the top byte
-//!   count padding bytes (decoder.go:88-158); a zero frame or the end of a
+//!   count padding bytes (decoder.go:88-168); a zero frame or the end of a
 //!   file moves to the next file;
 //! - each record is a `walpb.Record` {type int64 = 1, crc uint32 = 2, data
 //!   bytes = 3}; but for CRC records (type 4), `crc` must equal the running
-//!   CRC-32C of every record's data (decoder.go:133-148); a CRC record
+//!   CRC-32C of every record's data (decoder.go:132-151); a CRC record
 //!   re-seeds it, and must match it unless it is 0 (wal.go:632-639);
 //! - a short read, or a bad record whose sector-aligned chunks include one
-//!   of all zeros in the last file (a torn write, decoder.go:160-194), ends
+//!   of all zeros in the last file (a torn write, decoder.go:170-203), ends
 //!   the scan without error; any other bad record is an error;
 //! - snapshot records (type 5) are `walpb.Snapshot`s, state records (type
 //!   3) `raftpb.HardState`s; only snapshots at or below the last state's
@@ -193,7 +193,7 @@ impl Decoder {
             } else {
                 0
             };
-            // decoder.go:110-115, then io.ReadFull of record and padding.
+            // decoder.go:109-114, then io.ReadFull of record and padding (:116-123).
             if rec_bytes > src.size - self.offset - pad_bytes
                 || rec_bytes + pad_bytes > left - FRAME
             {

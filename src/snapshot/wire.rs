@@ -4,10 +4,10 @@
 //!
 //! The rules followed (protobuf-go file:line at v1.36.11):
 //! - a varint is at most 10 bytes, the tenth at most 1
-//!   (encoding/protowire/wire.go:280-367); denormalised varints are fine;
-//! - a field number is 1 to 2^29-1 in a message (internal/impl/decode.go:153),
+//!   (encoding/protowire/wire.go:267-367); denormalised varints are fine;
+//! - a field number is 1 to 2^29-1 in a message (internal/impl/decode.go:154-158),
 //!   1 to 2^31-1 inside a skipped group (wire.go:168-177, 525-531);
-//! - an end-group tag outside a group fails (decode.go:160-166);
+//! - an end-group tag outside a group fails (decode.go:161-166);
 //! - a known field with another wire type is an unknown field, skipped, not
 //!   an error (codec_gen.go `consume*`: `errUnknown`; decode.go:213-227);
 //! - unknown fields are skipped by `ConsumeFieldValue` (wire.go:112-159),

@@ -417,3 +417,86 @@ def test_struct_layouts_are_big_endian() -> None:
         b"EKVTHLC2\x00\x10" + struct.pack(">QQ", 0x0102030405060708, 0x1112131415161718)
     )
     assert go.crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+
+
+# --------------------------------------------------------------------------
+# The command line: snapshot-header, doctor --snapshot.
+
+
+def run_cli(*args: object) -> tuple[int, str, str]:
+    import io
+
+    from encryption_applier import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main([str(a) for a in args], out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_snapshot_header_cli(tmp_path: Path) -> None:
+    data = token_dir(tmp_path / "group", cutover=7)
+    snap = data / "snap" / go.snap_name(3, 200)
+    for path in (data, snap):
+        code, out, err = run_cli("snapshot-header", path)
+        assert (code, err) == (0, "")
+        assert out.splitlines()[0] == f"snapshot: {snap} (term 3, index 200)"
+        assert out.splitlines()[-1] == "raft_envelope_cutover_index: 7"
+    code, out, _ = run_cli("snapshot-header", data, "--json")
+    assert code == 0 and json.loads(out)["snapshot"] == {
+        **header_dict(Path("/"), ea.read_snapshot_header(snap)),
+        "path": str(snap),
+        "payload_path": str(data / "fsm-snap" / "00000000000000c8.fsm"),
+    }
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, _ = run_cli("snapshot-header", empty)
+    assert code == 0 and "no snapshot for Go to restore" in out
+    assert run_cli("snapshot-header", empty, "--json")[:2] == (0, '{\n  "snapshot": null\n}\n')
+    # Go refuses: exit 1, the refusal on standard output, naming the index.
+    (data / "fsm-snap" / "00000000000000c8.fsm").write_bytes(go.fsm_file(go.header_v2(1, 8)))
+    code, out, err = run_cli("snapshot-header", data)
+    assert (code, err) == (1, "")
+    assert out.startswith("REFUSED (fsm_token_crc_mismatch): ") and "snapshot index=200" in out
+    code, out, _ = run_cli("snapshot-header", data, "--json")
+    refused = json.loads(out)["refused"]
+    assert code == 1 and (refused["code"], refused["index"]) == ("fsm_token_crc_mismatch", 200)
+    # Cannot look: exit 2, one line on stderr.
+    code, out, err = run_cli("snapshot-header", tmp_path / "absent.fsm")
+    assert (code, out) == (2, "") and err.startswith("error: SnapshotError: ") and err.count("\n") == 1
+
+
+def test_snapshot_header_cli_exit_status(tmp_path: Path) -> None:
+    import subprocess
+
+    bad = tmp_path / "bad.fsm"
+    bad.write_bytes(go.fsm_file(b"EKVTHLC2\x00\x05"))
+    done = subprocess.run(
+        [sys.executable, "-m", "encryption_applier", "snapshot-header", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and done.stdout.startswith("REFUSED (invalid_length)"), done
+
+
+def test_doctor_reads_the_snapshot(booted: Path, cluster: Any, tmp_path: Path) -> None:
+    from helpers import edit_sidecar
+
+    edit_sidecar(booted, epoch_1=1)
+    data = token_dir(tmp_path / "group", cutover=7)
+    kek = cluster.kek_path
+    code, out, _ = run_cli("doctor", booted, "--kek", kek, "--snapshot", data)
+    assert code == 1 and f", snapshot {data}" in out.splitlines()[0]
+    assert "REFUSED ErrEnvelopeCutoverDivergence (EnvelopeCutoverDivergenceError)" in out
+    assert f"snapshot {data / 'snap' / go.snap_name(3, 200)} index=200" in out
+    edit_sidecar(booted, raft_envelope_cutover_index=7)
+    code, out, _ = run_cli("doctor", booted, "--kek", kek, "--snapshot", data)
+    assert code == 0 and out.rstrip().endswith("ok: no startup guard refuses"), out
+    # A snapshot Go refuses is a refusal (exit 1); one that cannot be read an error (2).
+    (data / "fsm-snap" / "00000000000000c8.fsm").write_bytes(b"\x00")
+    code, out, _ = run_cli("doctor", booted, "--kek", kek, "--snapshot", data)
+    assert code == 1 and "REFUSED snapshot (SnapshotError fsm_too_small)" in out
+    code, out, err = run_cli("doctor", booted, "--kek", kek, "--snapshot", tmp_path / "absent.fsm")
+    assert code == 2 and "cannot open" in err and err.startswith("error: SnapshotError:")
+    code, _, err = run_cli("doctor", booted, "--snapshot", data, "--snapshot-cutover-index", "3")
+    assert code == 2 and "not both" in err

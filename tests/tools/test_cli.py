@@ -39,7 +39,18 @@ def test_console_script_is_installed() -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["inspect"], ["digest"], ["export"], ["apply"], ["verify"], ["doctor"], ["probe-node-id"]]
+    "command",
+    [
+        [],
+        ["inspect"],
+        ["digest"],
+        ["export"],
+        ["apply"],
+        ["verify"],
+        ["doctor"],
+        ["probe-node-id"],
+        ["snapshot-header"],
+    ],
 )
 def test_help_for_every_command(command: list[str]) -> None:
     proc = cli(*command, "--help")
