@@ -25,6 +25,7 @@ use crate::kek::Kek;
 use crate::nodeid::find_node_id_collisions;
 use crate::registry::RegistryRow;
 use crate::sidecar::{self, Sidecar, LOCAL_EPOCH_MAX};
+use crate::snapshot;
 use crate::store::RegistryError;
 use crate::wire::{node_id16, Purpose, SIDECAR_OPCODES};
 
@@ -50,7 +51,7 @@ pub struct StartupInput<'a> {
     pub log: &'a [(u64, u8)],
     /// The engine's applied index (guard 9); the registry's by default.
     pub engine_applied_index: Option<u64>,
-    /// The Raft cutover index in the newest restored snapshot (guard 8).
+    /// The Raft cutover index in the newest restored snapshot (guard 0).
     pub snapshot_cutover_index: Option<u64>,
     /// Or the snapshot to read it from (guard 0): a snapshot file, or a
     /// group's data directory whose newest snapshot is read as Go chooses
@@ -113,9 +114,8 @@ pub enum Refusal {
     EnvelopeCutoverDivergence {
         snapshot: u64,
         sidecar: u64,
-        /// The snapshot file read, and its Raft index, when guard 0 read one.
-        snapshot_file: Option<PathBuf>,
-        snapshot_index: Option<u64>,
+        /// The snapshot file guard 0 read, when it read one.
+        read: Option<snapshot::SnapshotRef>,
     },
     SidecarBehindRaftLog {
         sidecar_applied_index: u64,
@@ -256,19 +256,15 @@ impl fmt::Display for Refusal {
             Refusal::EnvelopeCutoverDivergence {
                 snapshot,
                 sidecar,
-                snapshot_file,
-                snapshot_index,
+                read,
             } => {
                 write!(
                     f,
                     "restored snapshot cutover={snapshot}, sidecar raft_envelope_cutover_index=\
                      {sidecar}"
                 )?;
-                match (snapshot_file, snapshot_index) {
-                    (Some(p), Some(i)) => write!(f, " (snapshot {} index={i})", p.display()),
-                    (Some(p), None) => write!(f, " (snapshot {})", p.display()),
-                    _ => Ok(()),
-                }
+                read.as_ref()
+                    .map_or(Ok(()), |r| write!(f, " (snapshot {r})"))
             }
             Refusal::SidecarBehindRaftLog {
                 sidecar_applied_index,
@@ -293,7 +289,7 @@ pub enum StartupError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
-    Snapshot(#[from] crate::snapshot::SnapshotError),
+    Snapshot(#[from] snapshot::SnapshotError),
     #[error("cannot stat the sidecar {}: {detail}", path.display())]
     Stat { path: PathBuf, detail: String },
     #[error("fsync probe in {}: {detail}", dir.display())]
@@ -416,18 +412,11 @@ fn envelope_cutover_divergence(
     } else {
         0
     };
-    let (snapshot, snapshot_file, snapshot_index) = match input.snapshot_cutover_index {
-        Some(index) => (index, None, None),
-        None => match input
-            .snapshot_path
-            .map(crate::snapshot::restored)
-            .transpose()?
-        {
-            Some(Ok(read)) => (
-                read.raft_envelope_cutover_index(),
-                Some(read.path),
-                read.index,
-            ),
+    let (snapshot, read) = match input.snapshot_cutover_index {
+        Some(index) => (index, None),
+        None => match input.snapshot_path.map(snapshot::restored_cutover) {
+            Some(Ok(Some((cutover, read)))) => (cutover, Some(read)),
+            Some(Err(e)) => return Err(e.into()),
             _ => return Ok(()), // no snapshot to restore
         },
     };
@@ -435,8 +424,7 @@ fn envelope_cutover_divergence(
         out.push(Refusal::EnvelopeCutoverDivergence {
             snapshot,
             sidecar: ours,
-            snapshot_file,
-            snapshot_index,
+            read,
         });
     }
     Ok(())

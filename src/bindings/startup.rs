@@ -80,16 +80,16 @@ fn refusal_to_py(py: Python<'_>, r: &Refusal) -> PyErr {
         Refusal::EnvelopeCutoverDivergence {
             snapshot,
             sidecar,
-            snapshot_file,
-            snapshot_index,
+            read,
         } => {
             fields.push(("snapshot_cutover_index", field(py, *snapshot)));
             fields.push(("sidecar_cutover_index", field(py, *sidecar)));
-            let file = snapshot_file
-                .as_ref()
-                .map(|p| p.to_string_lossy().into_owned());
+            let file = read.as_ref().map(|r| r.path.to_string_lossy().into_owned());
             fields.push(("snapshot_path", field(py, file)));
-            fields.push(("snapshot_index", field(py, *snapshot_index)));
+            fields.push((
+                "snapshot_index",
+                field(py, read.as_ref().and_then(|r| r.index)),
+            ));
             ExceptionClass::EnvelopeCutoverDivergenceError
         }
         Refusal::SidecarBehindRaftLog {
@@ -206,6 +206,12 @@ fn run(
 /// Every startup refusal of elastickv's guards, in Go's order (empty: the
 /// node may start). Each is a StartupRefusedError subclass with the Go
 /// error's name (`sentinel`), what it means (`meaning`) and its fields.
+///
+/// Guard 0 compares the sidecar's Raft cutover with the restored
+/// snapshot's: `snapshot_path=` (a `.snap` or `.fsm` file, or the Raft
+/// group's data directory, its newest snapshot chosen as Go does) has it
+/// read the snapshot, `snapshot_cutover_index=` gives the number (not
+/// both). A snapshot Go cannot read raises `SnapshotError`.
 #[pyfunction]
 #[pyo3(signature = (
     *, encryption_enabled, kek=None, sidecar_path=None, registry=None, full_node_id=None,

@@ -153,6 +153,34 @@ pub fn newest(data_dir: &Path) -> Result<Result<SnapshotHeader, NoSnapshot>, Sna
     })
 }
 
+/// The snapshot file guard 0 read, named in its refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRef {
+    pub path: PathBuf,
+    /// Its Raft index (`None` for an `.fsm` file read by itself).
+    pub index: Option<u64>,
+}
+
+impl std::fmt::Display for SnapshotRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        self.index.map_or(Ok(()), |i| write!(f, " index={i}"))
+    }
+}
+
+/// Start-up guard 0's reading of `path` (see [`restored`]): the Raft
+/// cutover the snapshot carries and the file read; `None` when there is
+/// no snapshot to restore.
+pub fn restored_cutover(path: &Path) -> Result<Option<(u64, SnapshotRef)>, SnapshotError> {
+    Ok(restored(path)?.ok().map(|h| {
+        let read = SnapshotRef {
+            path: h.path.clone(),
+            index: h.index,
+        };
+        (h.raft_envelope_cutover_index(), read)
+    }))
+}
+
 /// The snapshot at `path` for start-up guard 0: a data directory (its
 /// newest snapshot, or `Err(NoSnapshot)`) or a snapshot file.
 pub fn restored(path: &Path) -> Result<Result<SnapshotHeader, NoSnapshot>, SnapshotError> {

@@ -198,3 +198,30 @@ fn a_file_that_shrinks_is_a_read_error() {
     assert_eq!(err.code(), "cannot_read");
     assert!(err.to_string().contains("shrank"), "{err}");
 }
+
+#[test]
+fn restored_cutover_for_guard_0() {
+    let dir = fresh_dir("snapshot-restored");
+    let payload = [
+        b"EKVTHLC2".as_slice(),
+        &[0, 16],
+        &1u64.to_be_bytes(),
+        &40u64.to_be_bytes(),
+    ]
+    .concat();
+    let fsm = dir.join("x.fsm");
+    let file = [
+        payload.as_slice(),
+        &crc32c_update(0, &payload).to_be_bytes(),
+    ]
+    .concat();
+    std::fs::write(&fsm, file).unwrap();
+    let (cutover, read) = restored_cutover(&fsm).unwrap().unwrap();
+    assert_eq!((cutover, read.index), (40, None));
+    assert_eq!(read.to_string(), fsm.display().to_string());
+    // A directory without wal/: nothing to restore.
+    assert_eq!(restored_cutover(&dir).unwrap(), None);
+    // A file Go refuses is an error.
+    std::fs::write(&fsm, b"\x00").unwrap();
+    assert_eq!(restored_cutover(&fsm).unwrap_err().code(), "fsm_too_small");
+}
