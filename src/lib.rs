@@ -25,6 +25,9 @@
 //!   typed `SidecarProblem`s, local epochs;
 //! - [`envelope`]: storage and Raft envelopes (§7), the nonce audit;
 //! - [`nodeid`]: node ids, `node_id16` collisions, bootstrap batches (§7);
+//! - [`snapshot`]: elastickv's FSM snapshots read as Go reads them (the
+//!   header's Raft cutover, the newest snapshot of a data directory), for
+//!   start-up guard 0 (§7);
 //! - [`startup`]: elastickv's start-up guards, in Go's order (§7);
 //! - [`raftlog`]: a contiguous run of the Raft log as a host gives it,
 //!   which can prove it covers a range (the guard against a sidecar behind
@@ -49,6 +52,7 @@ pub mod registration;
 pub mod registry;
 pub mod rules;
 pub mod sidecar;
+pub mod snapshot;
 pub mod startup;
 pub mod status;
 pub mod store;

@@ -45,6 +45,7 @@ __all__ = [
     "SidecarStateReport",
     "ResyncSidecarResponse",
     "StatusExtras",
+    "SnapshotHeader",
     "VerifyReport",
     "WIRE_VERSION",
     "__version__",
@@ -59,6 +60,8 @@ __all__ = [
     "read_sidecar",
     "sidecar_state",
     "resync_sidecar_response",
+    "read_snapshot_header",
+    "newest_snapshot",
     "diagnose_startup",
     "check_startup",
     "bump_local_epoch",
@@ -505,6 +508,37 @@ class SidecarResync:
     def backup(self) -> pathlib.Path | None: ...
     def to_dict(self) -> dict[str, Any]: ...
 
+class SnapshotHeader:
+    """What read_snapshot_header() read from an elastickv snapshot."""
+
+    @property
+    def path(self) -> pathlib.Path: ...
+    @property
+    def payload_path(self) -> pathlib.Path: ...
+    @property
+    def format(self) -> Literal["fsm", "snap-token", "snap-inline", "snap-empty"]: ...
+    @property
+    def term(self) -> int | None: ...
+    @property
+    def index(self) -> int | None: ...
+    @property
+    def token_index(self) -> int | None: ...
+    @property
+    def payload_size(self) -> int: ...
+    @property
+    def kind(self) -> Literal["legacy", "v1", "v2", "none"]: ...
+    @property
+    def version(self) -> Literal[1, 2] | None: ...
+    @property
+    def header_length(self) -> int: ...
+    @property
+    def ceiling_ms(self) -> int: ...
+    @property
+    def raft_envelope_cutover_index(self) -> int: ...
+    def __eq__(self, other: object, /) -> bool: ...
+
+def read_snapshot_header(path: str | os.PathLike[str]) -> SnapshotHeader: ...
+def newest_snapshot(directory: str | os.PathLike[str]) -> pathlib.Path | None: ...
 def diagnose_startup(
     *,
     encryption_enabled: bool,
@@ -517,6 +551,7 @@ def diagnose_startup(
     log_first_index: int | None = None,
     engine_applied_index: int | None = None,
     snapshot_cutover_index: int | None = None,
+    snapshot_path: str | os.PathLike[str] | None = None,
     phase: Literal["pre-bump", "post-replay"] = "pre-bump",
 ) -> list[Any]:  # list[StartupRefusedError]
     """Every refusal of elastickv's startup guards, in Go's order.
@@ -539,6 +574,7 @@ def check_startup(
     log_first_index: int | None = None,
     engine_applied_index: int | None = None,
     snapshot_cutover_index: int | None = None,
+    snapshot_path: str | os.PathLike[str] | None = None,
     phase: Literal["pre-bump", "post-replay"] = "pre-bump",
 ) -> None:
     """diagnose_startup, raising the first refusal."""

@@ -1,13 +1,14 @@
 """The ``encryption-applier`` command line: inspect, digest, diff, verify,
 export and apply against a registry directory, plus elastickv's node-id
-probe, startup guards and status views.
+probe, startup guards, status views, snapshot headers and sidecar resync.
 
 Exit status: 0 success; 1 a halt (``apply``), or the checked condition
 failing (``verify`` found damage, ``doctor`` a refusal, ``probe-node-id`` a
 refused join, ``diff`` a difference, as diff(1), ``status`` another node's
-row at this node's prefix); 2 an error: bad
-arguments, unreadable or malformed input, or a registry, sidecar or KEK
-that cannot be used as asked (missing, damaged, a corrupt row), always one
+row at this node's prefix, ``snapshot-header`` a snapshot Go refuses,
+``resync-sidecar`` a halt); 2 an error: bad arguments, unreadable or
+malformed input, or a registry, sidecar, KEK or snapshot that cannot be
+used as asked (missing, damaged, a corrupt row), always one
 line on stderr and never a traceback; 130 interrupted; 141 standard output
 closed early (``inspect | head``), which is what a process killed by
 SIGPIPE reports."""
@@ -35,6 +36,7 @@ from .exceptions import (
     EncryptionError,
     ForeignRegistryRowError,
     RaftLogGapUncoveredError,
+    SnapshotError,
     StorageError,
     WriterUint16CollisionError,
 )
@@ -309,7 +311,7 @@ def add_doctor(sub: argparse._SubParsersAction[Parser]) -> None:
         description="Run elastickv's startup guards (in Go's order) and print every refusal with its Go error "
         "name and what it means; with the node's id, then print Go's start-up writer registration decision "
         "(the 0x03 entries it would propose). Exit 0 when the node may start, 1 when a guard or the "
-        "registration decision refuses.",
+        "registration decision refuses (or Go refuses the --snapshot).",
     )
     p.add_argument("directory", help="registry directory")
     add_kek_options(p, "")
@@ -330,6 +332,12 @@ def add_doctor(sub: argparse._SubParsersAction[Parser]) -> None:
         "the engine is refused, as Go refuses without a scanner",
     )
     p.add_argument("--log-first-index", type=_index, metavar="N", help="Raft index of the first entry of --log")
+    p.add_argument(
+        "--snapshot",
+        metavar="PATH",
+        help="read the restored snapshot's cutover from PATH: a .snap or .fsm file, or the Raft group's data "
+        "directory (wal/, snap/, fsm-snap/), whose newest snapshot is chosen as Go chooses it",
+    )
     _add_registration_options(p)
     p.set_defaults(run=cmd_doctor)
 
@@ -466,10 +474,15 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             members=args.member,
             engine_applied_index=args.engine_applied_index,
             snapshot_cutover_index=args.snapshot_cutover_index,
+            snapshot_path=args.snapshot,
             phase=args.phase,
             log=log,
             log_first_index=args.log_first_index,
         )
+    except SnapshotError as error:
+        if not error.refused:
+            raise
+        refusals = [error]  # Go does not start on a snapshot it refuses
     finally:
         if registry is not None:
             registry.close()
@@ -483,10 +496,15 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             f"log {args.log} (entries {args.log_first_index}..{args.log_first_index + len(log) - 1})"
             if log
             else (f"log {args.log} (empty)" if log is not None else "no log")
-        ),
+        )
+        + (f", snapshot {args.snapshot}" if args.snapshot else ""),
         file=out,
     )
     for refusal in refusals:
+        if isinstance(refusal, SnapshotError):
+            print(f"REFUSED snapshot ({type(refusal).__name__} {refusal.code}): {refusal}", file=out)
+            print("    Go does not start on a snapshot it cannot read (restore a good snapshot)", file=out)
+            continue
         name = refusal.sentinel or "package-only, no Go sentinel"
         print(f"REFUSED {name} ({type(refusal).__name__}): {refusal}", file=out)
         print(f"    {refusal.meaning}", file=out)
@@ -629,6 +647,63 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(message.to_json(extras=not args.no_extras), file=out)
     else:
         print("\n".join(_status_lines(message, extras=not args.no_extras)), file=out)
+    return EXIT_OK
+
+
+def add_snapshot_header(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "snapshot-header",
+        help="read an elastickv snapshot's header and Raft cutover as Go reads it",
+        description="Read an elastickv FSM snapshot as Go reads it, every CRC Go checks checked: a .snap file "
+        "(its payload inline, or the fsm-snap/ file its token names), an .fsm file, or a Raft group's data "
+        "directory (wal/, snap/, fsm-snap/), whose newest snapshot is chosen as Go chooses it. Exit 0 when it "
+        "reads (or the directory has no snapshot to restore), 1 when Go refuses the snapshot, 2 when it "
+        "cannot be read.",
+    )
+    p.add_argument("path", metavar="PATH", help="a .snap or .fsm file, or a data directory")
+    p.add_argument("--json", action="store_true", help="print what was read as JSON")
+    p.set_defaults(run=cmd_snapshot_header)
+
+
+def _snapshot_doc(h: ea.SnapshotHeader) -> dict[str, typing.Any]:
+    names = ("format", "term", "index", "token_index", "payload_size", "kind", "version", "header_length")
+    doc: dict[str, typing.Any] = {"path": str(h.path), "payload_path": str(h.payload_path)}
+    doc |= {name: getattr(h, name) for name in names}
+    return doc | {"ceiling_ms": h.ceiling_ms, "raft_envelope_cutover_index": h.raft_envelope_cutover_index}
+
+
+def cmd_snapshot_header(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    path = Path(args.path)
+    try:
+        chosen = ea.newest_snapshot(path) if path.is_dir() else path
+        header = ea.read_snapshot_header(chosen) if chosen is not None else None
+    except SnapshotError as error:
+        if not error.refused:
+            raise
+        if args.json:
+            fields = {name: getattr(error, name) for name in ("path", "code", "reason", "index", "details")}
+            print(json.dumps({"refused": fields}, indent=2), file=out)
+        else:
+            print(f"REFUSED ({error.code}): {error}", file=out)
+        return EXIT_DAMAGED
+    if args.json:
+        print(json.dumps({"snapshot": _snapshot_doc(header) if header else None}, indent=2), file=out)
+        return EXIT_OK
+    if header is None:
+        print(
+            f"{path}: no snapshot for Go to restore (no .wal file in {path / 'wal'}, or no .snap file in "
+            f"{path / 'snap'} that is readable and recorded in the WAL's committed snapshots)",
+            file=out,
+        )
+        return EXIT_OK
+    raft = f" (term {header.term}, index {header.index})" if header.index is not None else ""
+    print(f"snapshot: {header.path}{raft}", file=out)
+    print(f"payload:  {header.payload_path} ({header.format}, {header.payload_size} bytes)", file=out)
+    if header.kind == "none":
+        print("header:   none (the snapshot has no payload: Go restores nothing from it)", file=out)
+    else:
+        print(f"header:   {header.kind} ({header.header_length} bytes), ceiling {header.ceiling_ms} ms", file=out)
+    print(f"raft_envelope_cutover_index: {header.raft_envelope_cutover_index}", file=out)
     return EXIT_OK
 
 
@@ -1017,6 +1092,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify(sub)
     add_probe_node_id(sub)
     add_doctor(sub)
+    add_snapshot_header(sub)
     add_status(sub)
     add_export(sub)
     add_apply(sub)

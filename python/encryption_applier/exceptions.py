@@ -41,8 +41,9 @@ handling), and they pickle with their fields (to cross a process pool).
     ├── RegistryOpenError               a registry directory that cannot be opened
     │   ├── DamagedRegistryError        data.mdb fails the page check at open
     │   └── UncommittedRegistryError    a creation no commit ever completed
-    └── KEKFileError                    a KEK file that cannot be used
-        └── InsecureKEKFileError        a KEK file readable or writable by others
+    ├── KEKFileError                    a KEK file that cannot be used
+    │   └── InsecureKEKFileError        a KEK file readable or writable by others
+    └── SnapshotError                   an elastickv snapshot that cannot be read, or that Go refuses
 
 Each field is a keyword argument of the constructor and an attribute of
 the instance; the message is the one positional argument.
@@ -91,6 +92,7 @@ __all__ = [
     "UncommittedRegistryError",
     "KEKFileError",
     "InsecureKEKFileError",
+    "SnapshotError",
 ]
 
 Outcome = Literal[
@@ -134,6 +136,27 @@ DamageProblem = Literal[
     "io",
 ]
 UnwrapReason = Literal["length", "tag", "dek_length", "kek_failed"]
+SnapshotProblem = Literal[
+    "cannot_open",
+    "not_regular_file",
+    "cannot_read",
+    "is_directory",
+    "cannot_list",
+    "fsm_not_found",
+    "fsm_too_small",
+    "fsm_crc_mismatch",
+    "fsm_token_crc_mismatch",
+    "unknown_magic",
+    "invalid_length",
+    "truncated_header",
+    "snap_empty",
+    "snap_undecodable",
+    "snap_crc_mismatch",
+    "token_invalid",
+    "wal_no_files",
+    "wal_undecodable",
+    "wal_crc_mismatch",
+]
 KEKFileReason = Literal["io", "not_regular", "wrong_size", "insecure_mode", "foreign_owner", "exists", "random"]
 
 
@@ -529,7 +552,9 @@ class StartupLocalEpochRollbackError(StartupRefusedError):
 
 
 class EnvelopeCutoverDivergenceError(StartupRefusedError):
-    """The restored snapshot's Raft cutover index differs from the sidecar's."""
+    """The restored snapshot's Raft cutover index differs from the sidecar's.
+    ``snapshot_path`` and ``snapshot_index`` name the snapshot file read and
+    its Raft index when the guard read it (``snapshot_path=``), else None."""
 
     def __init__(
         self,
@@ -538,12 +563,16 @@ class EnvelopeCutoverDivergenceError(StartupRefusedError):
         *,
         snapshot_cutover_index: int,
         sidecar_cutover_index: int,
+        snapshot_path: str | None = None,
+        snapshot_index: int | None = None,
         sentinel: str = "ErrEnvelopeCutoverDivergence",
         meaning: str | None = None,
     ) -> None:
         super().__init__(message, sentinel=sentinel, meaning=meaning)
         self.snapshot_cutover_index = snapshot_cutover_index
         self.sidecar_cutover_index = sidecar_cutover_index
+        self.snapshot_path = snapshot_path
+        self.snapshot_index = snapshot_index
 
 
 class SidecarBehindRaftLogError(StartupRefusedError):
@@ -719,6 +748,42 @@ class InsecureKEKFileError(KEKFileError):
     """A KEK file others could read or change: group/other permission bits
     (``reason="insecure_mode"``, ``mode`` says which) or owned by another user
     than the effective one (``reason="foreign_owner"``)."""
+
+
+class SnapshotError(EncryptionError):
+    """An elastickv snapshot file (``.snap``, ``.fsm``) or WAL that cannot
+    be read, or whose bytes Go refuses (not a halt: no entry was involved).
+
+    ``path`` is the file the problem is in, ``code`` names the problem
+    stably, ``reason`` is the message without the path. ``refused`` is True
+    when Go refuses the bytes, so that a node would not start on them (a
+    CRC mismatch, an unknown header magic, a truncated header, a corrupt
+    WAL, ...), and False when the file could not be looked at at all
+    (``cannot_open``, ``not_regular_file``, ``cannot_read``,
+    ``is_directory``, ``cannot_list``). ``index`` is the Raft index of the
+    snapshot involved, when known; ``details`` the problem's numbers by
+    name (``footer``/``computed``, ``length``, ``needed``/``available``,
+    ``offset``, ...)."""
+
+    def __init__(
+        self,
+        message: str,
+        /,
+        *,
+        path: str,
+        code: SnapshotProblem,
+        reason: str,
+        refused: bool,
+        index: int | None = None,
+        details: dict[str, int | str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.code = code
+        self.reason = reason
+        self.refused = refused
+        self.index = index
+        self.details = details if details is not None else {}
 
 
 # Shown, and pickled by reference, under the package name users import

@@ -25,6 +25,7 @@ use crate::kek::{KekFailure, KekFileError, KekFileProblem, UnwrapError};
 use crate::nodeid::WriterUint16Collision;
 use crate::registry::RegistryCorruption;
 use crate::sidecar::{EpochError, SidecarError};
+use crate::snapshot::{Detail, SnapshotError};
 use crate::startup::StartupError;
 use crate::status::StatusError;
 use crate::store::{OpenError, RegistryError, StorageError};
@@ -175,6 +176,32 @@ fn sidecar_to_py(py: Python<'_>, err: &SidecarError) -> PyErr {
             ("path", field(py, err.path.to_string_lossy())),
             ("code", field(py, err.code())),
             ("reason", field(py, err.reason())),
+        ],
+    )
+}
+
+fn snapshot_to_py(py: Python<'_>, err: &SnapshotError) -> PyErr {
+    let details = PyDict::new(py);
+    for (name, value) in err.problem.details() {
+        let set = match value {
+            Detail::Int(v) => details.set_item(name, v),
+            Detail::Text(t) => details.set_item(name, t),
+        };
+        if let Err(e) = set {
+            return e;
+        }
+    }
+    build(
+        py,
+        ExceptionClass::SnapshotError,
+        err.to_string(),
+        vec![
+            ("path", field(py, err.path.to_string_lossy())),
+            ("code", field(py, err.code())),
+            ("reason", field(py, err.reason())),
+            ("refused", field(py, err.refused())),
+            ("index", field(py, err.index)),
+            ("details", details.into_any()),
         ],
     )
 }
@@ -455,6 +482,7 @@ pub(super) enum CoreError {
     Open(OpenError),
     KekFile(KekFileError),
     Sidecar(SidecarError),
+    Snapshot(SnapshotError),
     Epoch(EpochError),
     Join(WriterUint16Collision),
     Startup(StartupError),
@@ -485,6 +513,7 @@ core_error_from! {
     OpenError => Open,
     KekFileError => KekFile,
     SidecarError => Sidecar,
+    SnapshotError => Snapshot,
     EpochError => Epoch,
     WriterUint16Collision => Join,
     StartupError => Startup,
@@ -527,8 +556,10 @@ impl CoreError {
             CoreError::Open(e) => open_error_to_py(py, &e),
             CoreError::KekFile(e) => kek_file_to_py(py, &e),
             CoreError::Sidecar(e) => sidecar_to_py(py, &e),
+            CoreError::Snapshot(e) => snapshot_to_py(py, &e),
             CoreError::Epoch(e) => epoch_to_py(py, &e),
             CoreError::Startup(StartupError::Sidecar(e)) => sidecar_to_py(py, &e),
+            CoreError::Startup(StartupError::Snapshot(e)) => snapshot_to_py(py, &e),
             CoreError::Startup(StartupError::Registry(e)) => registry_error_to_py(py, &e),
             // A KEK interrupted in the start-up check: what it raised.
             CoreError::Startup(StartupError::KekInterrupted(f)) => kek_exception(py, &f)

@@ -24,6 +24,8 @@
 //! - `resync`: `SidecarResync`, what `Applier.resync_sidecar()` did.
 //! - `sidecar`: `Sidecar`, `SidecarKey`, `read_sidecar()`,
 //!   `bump_local_epoch()`, `prepare_epochs()`, `pinned_epochs()`.
+//! - `snapshot`: `SnapshotHeader`, `read_snapshot_header()`,
+//!   `newest_snapshot()`.
 //! - `startup`: `diagnose_startup()`, `check_startup()`.
 //! - `status`: `sidecar_state()`, `resync_sidecar_response()`,
 //!   `SidecarStateReport`, `ResyncSidecarResponse`, `StatusExtras`.
@@ -44,6 +46,7 @@ mod registration;
 mod registry;
 mod resync;
 mod sidecar;
+mod snapshot;
 mod startup;
 mod status;
 mod test_support;
@@ -88,6 +91,8 @@ mod _native {
     use super::sidecar::{
         bump_local_epoch, pinned_epochs, prepare_epochs, read_sidecar, PySidecar, PySidecarKey,
     };
+    #[pymodule_export]
+    use super::snapshot::{newest_snapshot, read_snapshot_header, PySnapshotHeader};
     #[pymodule_export]
     use super::startup::{check_startup, diagnose_startup};
     #[pymodule_export]

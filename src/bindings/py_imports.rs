@@ -120,6 +120,8 @@ exception_classes! {
     // KEKFileError and its subclass.
     KEKFileError,
     InsecureKEKFileError,
+    // An elastickv snapshot that cannot be read.
+    SnapshotError,
 }
 
 impl ExceptionClass {

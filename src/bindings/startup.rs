@@ -84,9 +84,19 @@ fn refusal_to_py(py: Python<'_>, r: &Refusal) -> PyErr {
             fields.push(("owner_full_node_id", field(py, owner)));
             ExceptionClass::StartupLocalEpochRollbackError
         }
-        Refusal::EnvelopeCutoverDivergence { snapshot, sidecar } => {
+        Refusal::EnvelopeCutoverDivergence {
+            snapshot,
+            sidecar,
+            read,
+        } => {
             fields.push(("snapshot_cutover_index", field(py, *snapshot)));
             fields.push(("sidecar_cutover_index", field(py, *sidecar)));
+            let file = read.as_ref().map(|r| r.path.to_string_lossy().into_owned());
+            fields.push(("snapshot_path", field(py, file)));
+            fields.push((
+                "snapshot_index",
+                field(py, read.as_ref().and_then(|r| r.index)),
+            ));
             ExceptionClass::EnvelopeCutoverDivergenceError
         }
         Refusal::SidecarBehindRaftLog {
@@ -198,6 +208,7 @@ struct Inputs {
     log: Option<Log>,
     engine_applied_index: Option<u64>,
     snapshot_cutover_index: Option<u64>,
+    snapshot_path: Option<PathBuf>,
     phase: Phase,
 }
 
@@ -211,8 +222,14 @@ fn inputs(
     log: Option<Log>,
     engine_applied_index: Option<U64>,
     snapshot_cutover_index: Option<U64>,
+    snapshot_path: Option<PathBuf>,
     phase: &str,
 ) -> PyResult<Inputs> {
+    if snapshot_cutover_index.is_some() && snapshot_path.is_some() {
+        return Err(PyValueError::new_err(
+            "give snapshot_cutover_index or snapshot_path, not both",
+        ));
+    }
     let phase = match phase {
         "pre-bump" => Phase::PreBump,
         "post-replay" => Phase::PostReplay,
@@ -231,6 +248,7 @@ fn inputs(
         log,
         engine_applied_index: engine_applied_index.map(|i| i.value()),
         snapshot_cutover_index: snapshot_cutover_index.map(|i| i.value()),
+        snapshot_path,
         phase,
     })
 }
@@ -255,6 +273,7 @@ fn run(
                 }),
                 engine_applied_index: args.engine_applied_index,
                 snapshot_cutover_index: args.snapshot_cutover_index,
+                snapshot_path: args.snapshot_path.as_deref(),
                 phase: Some(args.phase),
             };
             let lookup = view.map(|v| v as &dyn crate::startup::RegistryLookup);
@@ -269,10 +288,17 @@ fn run(
 /// Every startup refusal of elastickv's guards, in Go's order (empty: the
 /// node may start). Each is a StartupRefusedError subclass with the Go
 /// error's name (`sentinel`), what it means (`meaning`) and its fields.
+///
+/// Guard 0 compares the sidecar's Raft cutover with the restored
+/// snapshot's: `snapshot_path=` (a `.snap` or `.fsm` file, or the Raft
+/// group's data directory, its newest snapshot chosen as Go does) has it
+/// read the snapshot, `snapshot_cutover_index=` gives the number (not
+/// both). A snapshot Go cannot read raises `SnapshotError`.
 #[pyfunction]
 #[pyo3(signature = (
     *, encryption_enabled, kek=None, sidecar_path=None, registry=None, full_node_id=None,
     members=Vec::new(), log=None, log_first_index=None, engine_applied_index=None, snapshot_cutover_index=None,
+    snapshot_path=None,
     phase="pre-bump"
 ))]
 #[allow(clippy::too_many_arguments)] // Python keyword arguments
@@ -288,6 +314,7 @@ pub(super) fn diagnose_startup(
     log_first_index: Option<U64>,
     engine_applied_index: Option<U64>,
     snapshot_cutover_index: Option<U64>,
+    snapshot_path: Option<PathBuf>,
     phase: &str,
 ) -> PyResult<Vec<Py<PyAny>>> {
     let args = inputs(
@@ -299,6 +326,7 @@ pub(super) fn diagnose_startup(
         log_arg(log, log_first_index)?,
         engine_applied_index,
         snapshot_cutover_index,
+        snapshot_path,
         phase,
     )?;
     let refusals = run(py, args, registry, false)?;
@@ -313,6 +341,7 @@ pub(super) fn diagnose_startup(
 #[pyo3(signature = (
     *, encryption_enabled, kek=None, sidecar_path=None, registry=None, full_node_id=None,
     members=Vec::new(), log=None, log_first_index=None, engine_applied_index=None, snapshot_cutover_index=None,
+    snapshot_path=None,
     phase="pre-bump"
 ))]
 #[allow(clippy::too_many_arguments)] // Python keyword arguments
@@ -328,6 +357,7 @@ pub(super) fn check_startup(
     log_first_index: Option<U64>,
     engine_applied_index: Option<U64>,
     snapshot_cutover_index: Option<U64>,
+    snapshot_path: Option<PathBuf>,
     phase: &str,
 ) -> PyResult<()> {
     let args = inputs(
@@ -339,6 +369,7 @@ pub(super) fn check_startup(
         log_arg(log, log_first_index)?,
         engine_applied_index,
         snapshot_cutover_index,
+        snapshot_path,
         phase,
     )?;
     match run(py, args, registry, true)?.first() {

@@ -38,9 +38,17 @@ def test_console_script_is_installed() -> None:
     assert SCRIPT is not None
 
 
-@pytest.mark.parametrize(
-    "command", [[], ["inspect"], ["digest"], ["export"], ["apply"], ["verify"], ["doctor"], ["probe-node-id"]]
-)
+def commands() -> list[str]:
+    """Every subcommand the parser defines, so a new one is never missed."""
+    import argparse
+
+    from encryption_applier.cli import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return sorted(sub.choices)
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in commands())])
 def test_help_for_every_command(command: list[str]) -> None:
     proc = cli(*command, "--help")
     assert proc.returncode == 0

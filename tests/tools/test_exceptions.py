@@ -87,6 +87,8 @@ SAMPLE_FIELDS: dict[type[ea.EncryptionError], dict[str, Any]] = {
     ea.EnvelopeCutoverDivergenceError: {
         "snapshot_cutover_index": 9,
         "sidecar_cutover_index": 0,
+        "snapshot_path": "/g/snap/0000000000000002-0000000000000064.snap",
+        "snapshot_index": 100,
         "sentinel": "ErrEnvelopeCutoverDivergence",
         "meaning": None,
     },
@@ -129,6 +131,14 @@ SAMPLE_FIELDS: dict[type[ea.EncryptionError], dict[str, Any]] = {
     ea.UncommittedRegistryError: {"path": "/x", "reason": "data.mdb holds no committed transaction"},
     ea.KEKFileError: {"path": "/k", "reason": "wrong_size", "mode": None},
     ea.InsecureKEKFileError: {"path": "/k", "reason": "insecure_mode", "mode": 0o644},
+    ea.SnapshotError: {
+        "path": "/g/fsm-snap/0000000000000064.fsm",
+        "code": "fsm_crc_mismatch",
+        "reason": "CRC32C mismatch",
+        "refused": True,
+        "index": 100,
+        "details": {"footer": 1, "computed": 2},
+    },
 }
 
 
