@@ -508,6 +508,7 @@ class SidecarResync:
     def backup(self) -> pathlib.Path | None: ...
     def to_dict(self) -> dict[str, Any]: ...
 
+@final
 class SnapshotHeader:
     """What read_snapshot_header() read from an elastickv snapshot."""
 
