@@ -38,7 +38,9 @@
 //!   `ResyncSidecar` response, with their JSON (§7);
 //! - [`error`]: the aggregate errors (`ApplyError`, `ApplierOpenError`)
 //!   and the rules' refusals (`RejectReason`);
-//! - [`fsutil`]: the one durable owner-only file write, small helpers.
+//! - [`fsutil`]: the one durable owner-only file write, small helpers;
+//! - [`process`]: this process's id, cached (reset in a forked child) for
+//!   the fork checks.
 
 pub mod applier;
 pub mod envelope;
@@ -47,6 +49,7 @@ pub mod fsutil;
 pub mod kek;
 pub mod keystore;
 pub mod nodeid;
+pub mod process;
 pub mod raftlog;
 pub mod registration;
 pub mod registry;

@@ -87,13 +87,13 @@ impl<T: Send> Handle<T> {
             inner: ManuallyDrop::new(Arc::new(Mutex::new(Some(value)))),
             what,
             path: path.to_path_buf(),
-            pid: std::process::id(),
+            pid: crate::process::id(),
             closed_in_child: AtomicBool::new(false),
         }
     }
 
     pub(super) fn in_child(&self) -> bool {
-        self.pid != std::process::id()
+        self.pid != crate::process::id()
     }
 
     fn forked(&self) -> CoreError {
@@ -182,7 +182,7 @@ impl<T> Handle<T> {
 
 impl<T> Drop for Handle<T> {
     fn drop(&mut self) {
-        if self.pid != std::process::id() {
+        if self.pid != crate::process::id() {
             // The parent's object: its lock may be held by a thread that
             // does not exist here, and its files are the parent's. Leaked,
             // to die with the child.

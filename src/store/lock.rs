@@ -128,7 +128,7 @@ impl WriterLock {
         let lock = WriterLock {
             file: ManuallyDrop::new(file),
             slot,
-            pid: std::process::id(),
+            pid: crate::process::id(),
         };
         // Locked only once listed, so a fork from another thread cannot
         // copy a locked descriptor that its child handler does not know.
@@ -153,7 +153,7 @@ fn register(fd: i32) -> Option<usize> {
 
 impl Drop for WriterLock {
     fn drop(&mut self) {
-        if self.pid != std::process::id() {
+        if self.pid != crate::process::id() {
             // The fork handler already closed this descriptor here; its
             // number may since belong to another file of the child.
             return;

@@ -123,7 +123,7 @@ fn shared_env(table: &mut EnvTable, canonical: &Path) -> Option<Arc<RegistryEnv>
         .iter()
         .find(|(p, _)| p == canonical)
         .and_then(|(_, weak)| weak.upgrade())
-        .filter(|env| env.pid == std::process::id())
+        .filter(|env| env.pid == crate::process::id())
 }
 
 fn lmdb_code(err: &lmdb::Error) -> i32 {
@@ -291,7 +291,7 @@ impl RegistryEnv {
     /// Refuses a handle inherited through fork(): LMDB forbids it, and it
     /// would share the parent's reader slots and locks.
     pub(crate) fn check_process(&self, what: &'static str) -> Result<(), StorageError> {
-        if self.pid == std::process::id() {
+        if self.pid == crate::process::id() {
             return Ok(());
         }
         Err(StorageError::new(
@@ -304,7 +304,7 @@ impl RegistryEnv {
     }
 
     fn in_opening_process(&self) -> bool {
-        self.pid == std::process::id()
+        self.pid == crate::process::id()
     }
 
     fn leave(&self) {

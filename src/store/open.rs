@@ -160,7 +160,7 @@ pub(super) fn open_lmdb(
         .map_err(|e| open_error(path, format!("LMDB: cannot open the main database: {e}")))?;
     let registry_env = RegistryEnv {
         env: ManuallyDrop::new(env),
-        pid: std::process::id(),
+        pid: crate::process::id(),
         db,
         path: path.to_path_buf(),
         read_only,

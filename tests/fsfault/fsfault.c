@@ -27,6 +27,9 @@
  *
  * Paths are made absolute against the working directory but not resolved:
  * give $EA_FS_UNDER without symlinks (tests use resolved tmp paths).
+ *
+ * It also counts getpid() calls (not logged): ea_fs_getpid_calls() gives
+ * the count, for tests that a call makes none (the package caches its id).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -476,3 +479,16 @@ static int tracked_ftruncate(int fd, off_t length) {
 }
 int ftruncate(int fd, off_t length) { return tracked_ftruncate(fd, length); }
 int ftruncate64(int fd, off_t length) { return tracked_ftruncate(fd, length); }
+
+/* ---------------------------------------------------------------- getpid */
+
+static long getpid_calls;
+
+pid_t getpid(void) {
+    REAL(getpid);
+    __atomic_add_fetch(&getpid_calls, 1, __ATOMIC_RELAXED);
+    return real_getpid();
+}
+
+/* How many times getpid() was called in this process so far. */
+long ea_fs_getpid_calls(void) { return __atomic_load_n(&getpid_calls, __ATOMIC_RELAXED); }
