@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
+from ._native import _hex_ids
 from ._rows import VALUE_FIELDS, diff_sides, hex_id
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,7 +50,7 @@ def registry_to_pandas(registry: Registry, dek_id: int | None = None) -> Any:
 
     columns = registry.columns(dek_id)
     frame = pandas.DataFrame({name: numpy.array(columns[name], dtype=dtype) for name, dtype in COLUMN_DTYPES.items()})
-    frame.insert(3, "full_node_id_hex", [hex_id(v, 16) for v in columns["full_node_id"]])
+    frame.insert(3, "full_node_id_hex", _hex_ids(columns["full_node_id"], 16))
     return frame
 
 

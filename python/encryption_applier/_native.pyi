@@ -15,6 +15,7 @@ from encryption_applier.kek import Kek as _Kek
 
 __version__: Final[str]
 __all__ = [
+    "_hex_ids",
     "Applier",
     "Bootstrap",
     "FileKek",
@@ -579,6 +580,9 @@ def check_startup(
     phase: Literal["pre-bump", "post-replay"] = "pre-bump",
 ) -> None:
     """diagnose_startup, raising the first refusal."""
+
+def _hex_ids(ids: array.array[int], digits: Literal[4, 16]) -> list[str]:
+    """Each id as 0x and `digits` lower-case hex digits (how node ids are shown)."""
 
 def derive_node_id(raft_id: str) -> int: ...
 def node_id16(full_node_id: int) -> int: ...

@@ -1,11 +1,14 @@
 //! The module-level codec functions: the registry key/value helpers of
 //! SPEC §6 (`registry_key`, `decode_registry_key`, `encode_registry_value`,
 //! `decode_registry_value`), `decode_entry` and `is_encryption_opcode`
-//! (§2, §7), and the node-id helpers of §7 (`derive_node_id`, `node_id16`,
-//! `find_node_id_collisions`).
+//! (§2, §7), the node-id helpers of §7 (`derive_node_id`, `node_id16`,
+//! `find_node_id_collisions`), and `hex_ids`, node ids as the frames show
+//! them.
 
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyList, PyString};
 
 use super::convert::{bytes_arg, U16, U32, U64, U8};
 use super::errors::{corruption_to_py, malformed_to_py};
@@ -115,4 +118,48 @@ pub(super) fn find_node_id_collisions(ids: Vec<U64>) -> Vec<(u64, u64)> {
 #[pyfunction]
 pub(super) fn is_encryption_opcode(opcode: U8) -> bool {
     wire::is_encryption_opcode(opcode.value())
+}
+
+/// Each id of `ids` (a buffer of unsigned 64-bit integers, such as
+/// `Registry.columns()["full_node_id"]`) as `0x` and `digits` (4 or 16)
+/// lower-case hex digits, the way the CLI and the frames show node ids:
+/// one loop in Rust instead of a format per row in Python (`to_pandas`).
+/// Private to the package (`_frames.py`).
+#[pyfunction]
+#[pyo3(name = "_hex_ids")]
+pub(super) fn hex_ids<'py>(
+    py: Python<'py>,
+    ids: &Bound<'py, PyAny>,
+    digits: usize,
+) -> PyResult<Bound<'py, PyList>> {
+    if digits != 4 && digits != 16 {
+        return Err(PyValueError::new_err(format!(
+            "digits must be 4 (a node_id16) or 16 (a full node id), not {digits}"
+        )));
+    }
+    // An empty array has no buffer to align (a null pointer), which
+    // PyBuffer refuses: nothing to read anyway.
+    if ids.len()? == 0 {
+        return Ok(PyList::empty(py));
+    }
+    let values = PyBuffer::<u64>::get(ids)?.to_vec(py)?;
+    if let Some(big) = values.iter().find(|&&v| digits == 4 && v > 0xFFFF) {
+        return Err(PyValueError::new_err(format!(
+            "{big:#x} does not fit 4 hex digits"
+        )));
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 18];
+    text[..2].copy_from_slice(b"0x");
+    let strings = values.iter().map(|&v| {
+        for (i, slot) in text[2..2 + digits].iter_mut().enumerate() {
+            *slot = HEX[((v >> (4 * (digits - 1 - i))) & 0xF) as usize];
+        }
+        // ASCII by construction.
+        PyString::new(
+            py,
+            std::str::from_utf8(&text[..2 + digits]).unwrap_or("0x?"),
+        )
+    });
+    PyList::new(py, strings)
 }

@@ -70,7 +70,7 @@ mod _native {
     #[pymodule_export]
     use super::codec::{
         decode_entry, decode_registry_key, decode_registry_value, derive_node_id,
-        encode_registry_value, find_node_id_collisions, is_encryption_opcode, node_id16,
+        encode_registry_value, find_node_id_collisions, hex_ids, is_encryption_opcode, node_id16,
         registry_key,
     };
     #[pymodule_export]

@@ -293,3 +293,28 @@ def test_many_views_at_once(registry_dir: Path) -> None:
         v.close()
     proc = run_python("import sys, encryption_applier as ea; print(len(ea.Registry(sys.argv[1])))", str(registry_dir))
     assert proc.stdout.strip() == "1"
+
+
+def test_hex_ids_match_the_rows_formatting() -> None:
+    """The frames' hex column is built in one native loop; it must read as
+    the CLI and the row dicts write ids (`_rows.hex_id`)."""
+    import array
+
+    from encryption_applier._native import _hex_ids
+    from encryption_applier._rows import hex_id
+
+    ids = array.array("Q", [0, 1, 0xABCD0001, 0x8000_0000_0000_0000, 2**64 - 1])
+    assert _hex_ids(ids, 16) == [hex_id(v, 16) for v in ids]
+    assert _hex_ids(array.array("Q", [0, 0xBEEF, 0xFFFF]), 4) == ["0x0000", "0xbeef", "0xffff"]
+    assert _hex_ids(array.array("Q"), 16) == []
+    with pytest.raises(ValueError, match="does not fit 4 hex digits"):
+        _hex_ids(array.array("Q", [0x10000]), 4)
+    with pytest.raises(ValueError, match="digits must be 4"):
+        _hex_ids(ids, 8)
+
+
+def test_to_pandas_of_an_empty_registry(registry_dir: Path) -> None:
+    ea.Applier(registry_dir).close()
+    with ea.Registry(registry_dir) as view:
+        frame = view.to_pandas()
+    assert len(frame) == 0 and "full_node_id_hex" in frame.columns
