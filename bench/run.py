@@ -26,6 +26,7 @@ import platform
 import random
 import resource
 import shutil
+import statistics
 import struct
 import subprocess
 import sys
@@ -181,6 +182,40 @@ def throughput(
     )
     out["raw"] = json.loads(raw.stdout)
     out["fsync_per_second"] = fsync_rate(root)
+    return out
+
+
+def apply_many_floor(
+    floor_bin: str, regs: list[ea.Registration], nodes: int, deks: int, rounds: int, repeats: int
+) -> dict[str, Any]:
+    """`apply_many` against its no-disk floor (examples/batch_floor.rs: its
+    own algorithm in raw Rust, nothing else) on tmpfs, paired: each round
+    runs both, at the same durability (a durable commit per batch)."""
+    shm = Path("/dev/shm")
+    where = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    entries = [r.to_entry() for r in regs]
+    out: dict[str, Any] = {"filesystem": "tmpfs (/dev/shm)" if where else "the scratch directory (no tmpfs)"}
+    for size in (1000, 10000):
+        batches = chunks(entries, size)
+        ours, floor = [], []
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory(prefix="ea-floor-", dir=where) as tmp:
+                with ea.Applier(Path(tmp) / "ours") as applier:
+                    ours.append(timed(lambda: [applier.apply_many(b) for b in batches]) / len(entries) * 1e6)
+                raw = subprocess.run(
+                    [floor_bin, str(Path(tmp) / "floor"), str(nodes), str(deks), str(rounds), str(size)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                floor.append(json.loads(raw.stdout)["ns_per_entry"] / 1000)
+        ratios = sorted(o / f for o, f in zip(ours, floor, strict=True))
+        out[f"batch {size}"] = {
+            "package_us": statistics.median(ours),
+            "floor_us": statistics.median(floor),
+            "ratio_median": statistics.median(ratios),
+            "ratio_range": [ratios[0], ratios[-1]],
+        }
     return out
 
 
@@ -427,6 +462,17 @@ def report(results: dict[str, Any]) -> list[str]:
         f"({t['raw']['with_commit_ns_per_entry'] / 1000:.3f} with commit)"
     )
     lines.append(f"  disk fdatasync rate: {t['fsync_per_second']:.0f}/s ({1e6 / t['fsync_per_second']:.0f} µs each)")
+    if "apply_many_floor" in results:
+        f = results["apply_many_floor"]
+        lines.append(f"apply_many against its no-disk floor (examples/batch_floor.rs), on {f['filesystem']}")
+        for size, row in f.items():
+            if size == "filesystem":
+                continue
+            low, high = row["ratio_range"]
+            lines.append(
+                f"    {size:<12} {row['package_us']:.3f} µs/entry, floor {row['floor_us']:.3f}: "
+                f"{row['ratio_median']:.2f}x the floor [{low:.2f}-{high:.2f}]"
+            )
     s = results["scan"]
     lines.append(f"Scan of {s['py-lmdb']['rows']} rows into Python (own process each)")
     for mode in ("rows", "columns", "py-lmdb"):
@@ -460,6 +506,7 @@ def report(results: dict[str, Any]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--raw", help="path of the built raw_lmdb example")
+    parser.add_argument("--batch-floor", help="path of the built batch_floor example (apply_many's no-disk floor)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--scan-child", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
     parser.add_argument("--output", default=str(HERE / "results.json"))
@@ -484,6 +531,10 @@ def main() -> None:
         }
         regs = workload(nodes, deks, rounds)
         results["throughput"] = throughput(root, regs, 2000 if not args.quick else 500, args.raw, nodes, deks, rounds)
+        if args.batch_floor:
+            results["apply_many_floor"] = apply_many_floor(
+                args.batch_floor, regs, nodes, deks, rounds, repeats=3 if args.quick else 11
+            )
         big = root / "scan"
         results["scan_rows_built"] = build_scan_registry(big, scan_deks)
         results["scan"] = scans(big)

@@ -8,12 +8,13 @@ source "$(dirname "$0")/../scripts/setup.sh"
 echo "==> release builds (wheel and the raw LMDB loop)"
 rm -rf dist
 maturin build --release --quiet --out dist
-cargo build --release --quiet --example raw_lmdb
+cargo build --release --quiet --example raw_lmdb --example batch_floor
 
 bench_venv="$repo_root/.venv-bench"
 [ -x "$bench_venv/bin/python" ] || python -m venv "$bench_venv"
-"$bench_venv/bin/python" -m pip install --quiet --disable-pip-version-check "lmdb>=1.4"
+"$bench_venv/bin/python" -m pip install --quiet --disable-pip-version-check "lmdb>=1.4" pandas
 "$bench_venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall dist/encryption_applier-*.whl
 
 echo "==> running"
-"$bench_venv/bin/python" bench/run.py --raw "$repo_root/target/release/examples/raw_lmdb" "$@"
+"$bench_venv/bin/python" bench/run.py --raw "$repo_root/target/release/examples/raw_lmdb" \
+    --batch-floor "$repo_root/target/release/examples/batch_floor" "$@"

@@ -11,7 +11,9 @@ every `.rs` file under `src/` and `examples/` (tests included):
 1. **ffi** - the `lmdb_sys` crate is named only in `src/store/ffi.rs`, the
    one file of small safe functions over the raw LMDB calls (heed's
    `mdb/lmdb_ffi.rs`). Any use of the name elsewhere in code (`lmdb_sys::x`,
-   `use lmdb_sys`, `lmdb_sys as ffi`) is a violation.
+   `use lmdb_sys`, `lmdb_sys as ffi`) is a violation, except in the
+   benchmark floors listed in `FLOORS` (`examples/`), which measure LMDB
+   with nothing in between and so call it as raw as the package does.
 2. **length** - no file is longer than 700 lines. It is reported at line
    701, the first line past the limit.
 3. **message** - an error's message is never edited after it was made:
@@ -50,6 +52,9 @@ ACCESSOR_MARK = "// shape: cutover accessor"
 ACCESSOR_NAME = re.compile(r"^(?:raft_cutover_index|storage_cutover_index|is_\w*cut_over)$")
 
 FFI_USE = re.compile(r"\blmdb_sys\b")
+# Benchmark floors: raw LMDB on purpose (a floor with a slower read than
+# the package's would flatter it).
+FLOORS = {"examples/batch_floor.rs"}
 # `x.reason = format!(`, `x.detail += &format!(`; not `x.detail == format!(`.
 MESSAGE_FORMAT = re.compile(r"\.\s*(reason|detail|message)\s*(?:\+=|=(?!=))\s*&?\s*format\s*!")
 MESSAGE_EDIT = re.compile(r"\.\s*(reason|detail|message)\s*\.\s*(push_str|insert_str)\s*\(")
@@ -207,7 +212,7 @@ def check_file(path: Path, rel: str) -> list[Problem]:
     if count > MAX_LINES:
         problems.append(Problem(rel, MAX_LINES + 1, "length", f"{count} lines, over the limit of {MAX_LINES}"))
     code = blank_literals(text)
-    if rel != FFI_FILE:
+    if rel != FFI_FILE and rel not in FLOORS:
         for m in FFI_USE.finditer(code):
             problems.append(
                 Problem(rel, line_of(code, m.start()), "ffi", f"lmdb_sys used outside {FFI_FILE} (add a safe fn there)")

@@ -116,10 +116,10 @@ stage_release() {
 
     echo "==> benchmark script, quick sizes (keeps bench/ runnable; figures go to a scratch file)"
     "$dir/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-        -c "$repo_root/scripts/dev-constraints.txt" "lmdb>=1.4"
-    cargo build --release --quiet --example raw_lmdb
+        -c "$repo_root/scripts/dev-constraints.txt" "lmdb>=1.4" pandas
+    cargo build --release --quiet --example raw_lmdb --example batch_floor
     "$dir/venv/bin/python" bench/run.py --quick --raw target/release/examples/raw_lmdb \
-        --output "$dir/bench.json" >"$dir/bench.txt"
+        --batch-floor target/release/examples/batch_floor --output "$dir/bench.json" >"$dir/bench.txt"
     grep -q "columns" "$dir/bench.txt"
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{is_map_full, Applier, MAX_GROWTHS};
 use crate::error::ApplyError;
-use crate::registry::RegistryRow;
+use crate::registry::{pack_key, RegistryRow};
 use crate::rules::{decide, Decision, Outcome};
 use crate::store::RegistryError;
 use crate::wire::{Entry, MalformedPayload};
@@ -25,11 +25,24 @@ pub struct BatchHalt {
 
 type Entries = [Result<Entry, MalformedPayload>];
 
-/// One registry key touched by a run: its row as read (or the error
-/// reading it), then as the run's rules left it.
-struct Slot {
-    row: Result<Option<RegistryRow>, RegistryError>,
-    dirty: bool,
+/// A run's working memory, kept by the applier between calls: a 10k-entry
+/// run's buffers are large enough for the allocator to hand them back to
+/// the kernel when freed, and to fault them in again on the next call.
+#[derive(Default)]
+pub(super) struct RunBuffers {
+    /// The distinct keys the run touches, packed and sorted.
+    keys: Vec<u64>,
+    /// Each key's row as read (or the error reading it), then as the run's
+    /// rules left it.
+    rows: Vec<Result<Option<RegistryRow>, RegistryError>>,
+    /// Whether the rules changed the row at the same position.
+    dirty: Vec<bool>,
+}
+
+impl std::fmt::Debug for RunBuffers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RunBuffers({} keys)", self.keys.capacity())
+    }
 }
 
 /// Where the rules stopped in a run.
@@ -212,64 +225,74 @@ impl Applier {
             }
         };
         // 1. The run's extent and the distinct keys it touches.
-        let (end, keys) = self.run_extent(entries, start, indexes);
+        let mut buffers = std::mem::take(&mut self.run_buffers);
+        let end = self.run_extent(entries, start, indexes, &mut buffers.keys);
+        let result = self.apply_run_in(entries, start, end, indexes, outcomes, &mut buffers);
+        self.run_buffers = buffers;
+        result.map_err(|error| lost(error, outcomes))?
+    }
 
+    /// Steps 2 to 4 of [`Applier::apply_run`] over the keys in `buffers`.
+    /// An error is the run's transaction lost; a halt inside the run is
+    /// the inner result, after the entries before it are committed.
+    fn apply_run_in(
+        &mut self,
+        entries: &Entries,
+        start: usize,
+        end: usize,
+        indexes: Indexes<'_>,
+        outcomes: &mut Vec<Outcome>,
+        buffers: &mut RunBuffers,
+    ) -> Result<Result<usize, BatchHalt>, ApplyError> {
         let env = Arc::clone(&self.env);
-        let mut txn = match env.begin_write() {
-            Ok(txn) => txn,
-            Err(e) => return Err(lost(e.into(), outcomes)),
-        };
+        let mut txn = env.begin_write()?;
         // 2. Read every key once, in key order.
-        let mut slots: Vec<Slot> = match txn.get_rows_in_key_order(&keys) {
-            Ok(rows) => rows
-                .into_iter()
-                .map(|row| Slot { row, dirty: false })
-                .collect(),
-            Err(e) => return Err(lost(e.into(), outcomes)),
-        };
+        txn.get_rows_in_key_order(&buffers.keys, &mut buffers.rows)?;
+        buffers.dirty.clear();
+        buffers.dirty.resize(buffers.keys.len(), false);
         // 3. The rules, in entry order, over the rows in memory.
-        let run = self.decide_run(entries, start, end, indexes, &keys, &mut slots, outcomes);
+        let run = self.decide_run(entries, start, end, indexes, buffers, outcomes);
 
         // 4. Write what changed, in key order, and commit with the index.
-        let dirty = slots
+        let dirty = buffers
+            .rows
             .iter()
-            .filter(|slot| slot.dirty)
-            .filter_map(|slot| match &slot.row {
+            .zip(&buffers.dirty)
+            .filter(|(_, &dirty)| dirty)
+            .filter_map(|(row, _)| match row {
                 Ok(Some(row)) => Some(row),
                 _ => None,
             });
-        let wrote = match txn.put_rows_in_key_order(dirty) {
-            Ok(wrote) => wrote,
-            Err(e) => return Err(lost(e.into(), outcomes)),
-        };
-        if let Err(e) = self.finish(txn, wrote, run.last_index) {
-            return Err(lost(e, outcomes));
-        }
-        match run.halt {
+        let wrote = txn.put_rows_in_key_order(dirty)?;
+        self.finish(txn, wrote, run.last_index)?;
+        Ok(match run.halt {
             Some((position, error)) => Err(BatchHalt {
                 position,
                 error: Box::new(error),
                 outcomes: std::mem::take(outcomes),
             }),
             None => Ok(run.position),
-        }
+        })
     }
 
     /// Where the run from `start` ends (the first bootstrap, rotation or
-    /// malformed entry not yet applied, or the end), and the sorted,
-    /// distinct `(dek_id, node_id16)` keys of its registrations.
+    /// malformed entry not yet applied, or the end); `keys` gets the
+    /// sorted, distinct packed keys of its registrations.
     fn run_extent(
         &self,
         entries: &Entries,
         start: usize,
         indexes: Indexes<'_>,
-    ) -> (usize, Vec<(u32, u16)>) {
-        let mut keys = Vec::new();
+        keys: &mut Vec<u64>,
+    ) -> usize {
+        keys.clear();
         let mut end = start;
         while let Some(entry) = entries.get(end) {
             if !self.is_applied(indexes.at(end)) {
                 match entry {
-                    Ok(Entry::Registration(reg)) => keys.push((reg.dek_id, reg.node_id16())),
+                    Ok(Entry::Registration(reg)) => {
+                        keys.push(pack_key(reg.dek_id, reg.node_id16()))
+                    }
                     _ => break,
                 }
             }
@@ -277,22 +300,20 @@ impl Applier {
         }
         keys.sort_unstable();
         keys.dedup();
-        (end, keys)
+        end
     }
 
     /// Runs the four-case rules over `entries[start..end]` against the
-    /// rows in `slots`, pushing each entry's outcome and marking the slots
+    /// rows in `buffers`, pushing each entry's outcome and marking the rows
     /// it changed. Stops at the first halt; a malformed entry right after
     /// the run halts there too.
-    #[allow(clippy::too_many_arguments)]
     fn decide_run(
         &self,
         entries: &Entries,
         start: usize,
         end: usize,
         indexes: Indexes<'_>,
-        keys: &[(u32, u16)],
-        slots: &mut [Slot],
+        buffers: &mut RunBuffers,
         outcomes: &mut Vec<Outcome>,
     ) -> RunEnd {
         let mut run = RunEnd {
@@ -310,11 +331,19 @@ impl Applier {
             let Some(Ok(Entry::Registration(reg))) = entries.get(run.position) else {
                 break;
             };
-            let key = (reg.dek_id, reg.node_id16());
-            let Some(slot) = keys.binary_search(&key).ok().and_then(|i| slots.get_mut(i)) else {
+            let (dek_id, node_id16) = (reg.dek_id, reg.node_id16());
+            let Some(i) = buffers
+                .keys
+                .binary_search(&pack_key(dek_id, node_id16))
+                .ok()
+            else {
                 break;
             };
-            let current = match &slot.row {
+            let (Some(row), Some(dirty)) = (buffers.rows.get_mut(i), buffers.dirty.get_mut(i))
+            else {
+                break;
+            };
+            let current = match &*row {
                 Ok(row) => row.as_ref(),
                 Err(e) => {
                     run.halt = Some((run.position, ApplyError::from(e.clone())));
@@ -324,8 +353,8 @@ impl Applier {
             match decide(current, reg) {
                 Ok(Decision::Unchanged) => outcomes.push(Outcome::Unchanged),
                 Ok(Decision::Write(value, outcome)) => {
-                    slot.row = Ok(Some(value.row(key.0, key.1)));
-                    slot.dirty = true;
+                    *row = Ok(Some(value.row(dek_id, node_id16)));
+                    *dirty = true;
                     outcomes.push(outcome);
                 }
                 Err(e) => {

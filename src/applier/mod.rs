@@ -81,6 +81,8 @@ pub struct Applier {
     lost_through: Option<u64>,
     /// Told when a dropped applier's final commit fails.
     drop_report: Option<DropReport>,
+    /// `apply_many`'s working memory, reused from call to call.
+    run_buffers: batch::RunBuffers,
 }
 
 /// Where a dropped [`Applier`] reports a final commit that failed (the
@@ -240,6 +242,7 @@ impl Applier {
             failed: None,
             lost_through: None,
             drop_report: None,
+            run_buffers: batch::RunBuffers::default(),
         })
     }
 

@@ -14,7 +14,7 @@ use lmdb::{Cursor, Transaction, WriteFlags};
 use super::ffi::{self, ReadTxn, MDB_FIRST, MDB_NEXT, MDB_SET_KEY, MDB_SET_RANGE};
 use super::{RegistryEnv, RegistryError, StorageError};
 use crate::registry::{
-    decode_row, encode_registry_value, registry_key, value_excerpt, CorruptionKind,
+    decode_row, encode_registry_value, registry_key, unpack_key, value_excerpt, CorruptionKind,
     RegistryCorruption, RegistryRow, REGISTRY_PREFIX,
 };
 
@@ -163,37 +163,38 @@ impl<'env> WriteTxn<'env> {
         }
     }
 
-    /// The rows at `keys` (ascending `(dek_id, node_id16)`), read through
+    /// The rows at `keys` (ascending [`crate::registry::pack_key`]s) into
+    /// `rows` (cleared first, so a caller reuses its buffer), read through
     /// one cursor so neighbouring keys stay on the same leaf page. A row
     /// that fails to read is an error in its own slot, for whoever needs
     /// that row to report.
     #[allow(clippy::type_complexity)]
     pub fn get_rows_in_key_order(
         &self,
-        keys: &[(u32, u16)],
-    ) -> Result<Vec<Result<Option<RegistryRow>, RegistryError>>, StorageError> {
+        keys: &[u64],
+        rows: &mut Vec<Result<Option<RegistryRow>, RegistryError>>,
+    ) -> Result<(), StorageError> {
+        rows.clear();
         if keys.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let cursor = self
             .txn
             .open_ro_cursor(self.env.db)
             .map_err(|e| self.env.storage_error("opening a cursor", e))?;
-        let rows = keys
-            .iter()
-            .map(|&(dek_id, node_id16)| {
-                let key = registry_key(dek_id, node_id16);
-                match cursor.get(Some(&key), None, MDB_SET_KEY) {
-                    Ok((_, value)) => decode_row(&key, value)
-                        .map(Some)
-                        .map_err(RegistryError::from),
-                    Err(lmdb::Error::NotFound) => Ok(None),
-                    Err(e) => Err(self.env.storage_error("reading a registry row", e).into()),
-                }
-            })
-            .collect();
+        rows.extend(keys.iter().map(|&packed| {
+            let (dek_id, node_id16) = unpack_key(packed);
+            let key = registry_key(dek_id, node_id16);
+            match cursor.get(Some(&key), None, MDB_SET_KEY) {
+                Ok((_, value)) => decode_row(&key, value)
+                    .map(Some)
+                    .map_err(RegistryError::from),
+                Err(lmdb::Error::NotFound) => Ok(None),
+                Err(e) => Err(self.env.storage_error("reading a registry row", e).into()),
+            }
+        }));
         drop(cursor);
-        Ok(rows)
+        Ok(())
     }
 
     /// Writes `rows` (ascending key order) through one cursor. Returns

@@ -161,3 +161,13 @@ def test_each_violation_is_reported_alone_at_its_line(tmp_path: Path, kind: str)
 def test_a_tree_without_src_is_a_usage_error(tmp_path: Path) -> None:
     done = check(tmp_path)
     assert done.returncode == 2 and "no src/ directory" in done.stderr
+
+
+def test_a_benchmark_floor_may_call_lmdb_raw_and_no_other_example(tmp_path: Path) -> None:
+    write_tree(tmp_path, CLEAN)
+    raw = "fn main() { let _ = lmdb_sys::MDB_SET_KEY; }\n"
+    write_tree(tmp_path, {"examples/batch_floor.rs": raw})
+    assert check(tmp_path).returncode == 0
+    write_tree(tmp_path, {"examples/other.rs": raw})
+    done = check(tmp_path)
+    assert done.returncode == 1 and done.stdout.startswith("examples/other.rs:1: ffi: "), done
