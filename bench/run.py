@@ -12,7 +12,10 @@ durability setting on both sides:
    (examples/raw_lmdb.rs), and the disk's fdatasync rate;
 4. scanning ~10^6 rows into Python: rows(), columns(), and a py-lmdb
    cursor-and-unpack loop, each in its own process for peak RSS;
-5. growth: per-apply time with 10^3, 10^5 and 10^6 rows already stored.
+5. growth: per-apply time with 10^3, 10^5 and 10^6 rows already stored;
+6. the open-time page check; 7. group commit; 8. pipelined write-behind
+   against a py-lmdb and a SQLite write-behind given the same loss window
+   (`--pipelined` runs only that section).
 
 It prints a table and writes bench/results.json.
 """
@@ -403,6 +406,180 @@ def group_commit(root: Path, n: int) -> dict[str, Any]:
     return out
 
 
+# ---------------------------------------------------------------- 8 pipelined write-behind
+
+
+class PyWriteBehind:
+    """The 20-line py-lmdb write-behind a Raft host would write: one Python
+    call per entry, a write transaction per `k` entries (committed, and so
+    fsynced, every `k`), the same four-case rules."""
+
+    def __init__(self, env: lmdb.Environment, k: int) -> None:
+        self.env, self.k, self.txn, self.n = env, k, None, 0
+
+    def apply(self, entry: bytes, index: int) -> str:
+        if self.txn is None:
+            self.txn = self.env.begin(write=True)
+        out = py_apply(self.txn, entry)
+        self.txn.put(b"!encryption|applied_index", struct.pack(">Q", index))
+        self.n += 1
+        if self.n % self.k == 0:
+            self.flush()
+        return out
+
+    def flush(self) -> None:
+        if self.txn is not None:
+            self.txn.commit()
+            self.txn = None
+
+
+class SqliteWriteBehind:
+    """SQLite in WAL mode, synchronous=NORMAL, a transaction per `k` entries
+    (one Python call per entry): NORMAL loses the newest transactions on
+    power loss, never on a process crash."""
+
+    def __init__(self, path: Path, k: int) -> None:
+        import sqlite3
+
+        path.mkdir()
+        self.db = sqlite3.connect(path / "db.sqlite", isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("CREATE TABLE r (k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID")
+        self.k, self.n, self.open = k, 0, False
+
+    def apply(self, entry: bytes, index: int) -> str:
+        if not self.open:
+            self.db.execute("BEGIN")
+            self.open = True
+        dek_id, full, epoch = struct.unpack_from(">IQH", entry, 2)
+        key = PREFIX + struct.pack(">I", dek_id) + b"|" + struct.pack(">H", full & 0xFFFF)
+        row = self.db.execute("SELECT v FROM r WHERE k = ?", (key,)).fetchone()
+        value = struct.pack(">QHH", full, epoch, epoch) if row is None else row[0][:10] + struct.pack(">H", epoch)
+        if row is None or row[0] != value:
+            self.db.execute("INSERT OR REPLACE INTO r VALUES (?, ?)", (key, value))
+        self.n += 1
+        if self.n % self.k == 0:
+            self.flush()
+        return "ok"
+
+    def flush(self) -> None:
+        if self.open:
+            self.db.execute("COMMIT")
+            self.open = False
+
+
+def pipelined(root: Path, n: int, k: int, rounds: int) -> dict[str, Any]:
+    """One-by-one apply(index=) at sync=True, as a Raft host calls it:
+    `pipelined=True, group_commit=K` against the write-behind peers given
+    the same loss window. Ours can lose at most K staged entries plus one
+    group of at most K in flight, so the peers commit every 2K entries (and,
+    for reference, every K). Each round runs every contender once, in a
+    shuffled order, on a fresh directory; the table gives the median and the
+    range of µs per entry, and of the per-round ratios. Also: the rate of
+    ours with one `get()` reader thread running, against none."""
+    import statistics
+    import threading
+
+    regs = [ea.Registration(1 + i % 4, 0x10000 + (i % 4096), 1 + i // 4096) for i in range(n)]
+    entries = [r.to_entry() for r in regs]
+    times: dict[str, list[float]] = {}
+
+    def ours(readers: int) -> float:
+        path = fresh(root, "pipe")
+        with ea.Applier(path, pipelined=True, group_commit=k) as a:
+            a.apply(regs[0], index=1)
+            a.wait_durable(1)
+            stop = threading.Event()
+
+            def read() -> None:
+                with ea.Registry(path) as view:
+                    while not stop.is_set():
+                        view.get(1, 0x0001)
+
+            threads = [threading.Thread(target=read) for _ in range(readers)]
+            for t in threads:
+                t.start()
+            started = time.perf_counter()
+            for index in range(2, n + 1):
+                a.apply(entries[index - 1], index=index)
+            a.wait_durable(n)
+            took = time.perf_counter() - started
+            stop.set()
+            for t in threads:
+                t.join()
+        return took / (n - 1)
+
+    def peer(make: Callable[[], Any]) -> float:
+        w = make()
+        started = time.perf_counter()
+        for index, entry in enumerate(entries, start=1):
+            w.apply(entry, index)
+        w.flush()
+        return (time.perf_counter() - started) / n
+
+    def py_peer(size: int) -> float:
+        env = py_env(fresh(root, "pywb"), True)
+        try:
+            return peer(lambda: PyWriteBehind(env, size))
+        finally:
+            env.close()
+
+    def sqlite_peer(size: int) -> float:
+        return peer(lambda: SqliteWriteBehind(fresh(root, "sqlitewb"), size))
+
+    def classic() -> float:
+        with ea.Applier(fresh(root, "gc"), group_commit=64) as a:
+            started = time.perf_counter()
+            for index, entry in enumerate(entries, start=1):
+                a.apply(entry, index=index)
+            a.flush()
+            return (time.perf_counter() - started) / n
+
+    ref = f"ours pipelined=True, group_commit={k}"
+    contenders: dict[str, Callable[[], float]] = {
+        ref: lambda: ours(0),
+        "ours pipelined, one get() reader thread": lambda: ours(1),
+        f"py-lmdb write-behind, txn per {2 * k}": lambda: py_peer(2 * k),
+        f"py-lmdb write-behind, txn per {k}": lambda: py_peer(k),
+        f"SQLite WAL NORMAL, txn per {2 * k}": lambda: sqlite_peer(2 * k),
+        f"SQLite WAL NORMAL, txn per {k}": lambda: sqlite_peer(k),
+        "ours group_commit=64 (fsync-gated, before)": classic,
+    }
+    rng = random.Random(21)
+    for _ in range(rounds):
+        order = list(contenders)
+        rng.shuffle(order)
+        for name in order:
+            times.setdefault(name, []).append(contenders[name]() * 1e6)
+    out: dict[str, Any] = {"entries": n, "k": k, "rounds": rounds, "fsync_per_second": fsync_rate(root), "rows": {}}
+    for name, us in times.items():
+        ratios = [t / r for t, r in zip(us, times[ref], strict=True)]
+        out["rows"][name] = {
+            "us_median": statistics.median(us),
+            "us_min": min(us),
+            "us_max": max(us),
+            "ratio_vs_ours_median": statistics.median(ratios),
+            "ratio_vs_ours_min": min(ratios),
+            "ratio_vs_ours_max": max(ratios),
+        }
+    return out
+
+
+def report_pipelined(p: dict[str, Any]) -> list[str]:
+    lines = [
+        f"Pipelined write-behind, one-by-one apply(index=), sync=True: {p['entries']} entries, K={p['k']}, "
+        f"{p['rounds']} rounds; µs per entry median [min-max]; ratio = row ÷ ours per round "
+        f"(fdatasync {1e6 / p['fsync_per_second']:.0f} µs)"
+    ]
+    for name, r in p["rows"].items():
+        lines.append(
+            f"    {name:<46} {r['us_median']:7.2f} [{r['us_min']:.2f}-{r['us_max']:.2f}]   "
+            f"{r['ratio_vs_ours_median']:5.2f}x [{r['ratio_vs_ours_min']:.2f}-{r['ratio_vs_ours_max']:.2f}]"
+        )
+    return lines
+
+
 # ---------------------------------------------------------------- 6 open check
 
 
@@ -491,6 +668,7 @@ def report(results: dict[str, Any]) -> list[str]:
     for name, us in g.items():
         if name.endswith("(µs)"):
             lines.append(f"    {name:<44} {us:8.2f}")
+    lines.extend(report_pipelined(results["pipelined"]))
     o = results["open_check"]
     lines.append(f"Open check of {o['rows']} rows ({o['file_mb']:.0f} MB, page cache warm)")
     for name, ms in o.items():
@@ -510,9 +688,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--scan-child", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
     parser.add_argument("--output", default=str(HERE / "results.json"))
+    parser.add_argument(
+        "--pipelined", action="store_true", help="only the pipelined write-behind section (printed, not written)"
+    )
+    parser.add_argument("--rounds", type=int, default=7, help="rounds of the pipelined section")
+    parser.add_argument("--k", type=int, default=1024, help="group_commit=K of the pipelined section")
     args = parser.parse_args()
     if args.scan_child:
         scan_child(*args.scan_child)
+        return
+    if args.pipelined:
+        with tempfile.TemporaryDirectory(prefix="ea-bench-", dir=os.environ.get("BENCH_DIR")) as tmp:
+            p = pipelined(Path(tmp), 2000 if args.quick else 50_000, args.k, args.rounds)
+        print("\n".join(report_pipelined(p)))
+        print(json.dumps(p))
         return
     nodes, deks, rounds = (2000, 10, 5) if args.quick else (20_000, 10, 5)
     scan_deks = 2 if args.quick else 16
@@ -540,6 +729,7 @@ def main() -> None:
         results["scan"] = scans(big)
         results["open_check"] = open_check(big)
         results["group_commit"] = group_commit(root, 2000 if args.quick else 20_000)
+        results["pipelined"] = pipelined(root, 2000 if args.quick else 50_000, args.k, args.rounds)
         results["growth"] = growth(root, big, sizes, probes=2000 if not args.quick else 300)
     lines = report(results)
     print("\n".join(lines))

@@ -15,7 +15,8 @@
 //!   the raw FFI (`store/ffi.rs`) and the page verifier (`store::verify`);
 //! - [`applier`]: applies entries through the rules into the store; keyed
 //!   entries in `applier/keys.rs`, envelope cutovers in
-//!   `applier/cutover.rs`, group commit in `applier/group.rs`;
+//!   `applier/cutover.rs`, group commit in `applier/group.rs`, pipelined write-behind in
+//!   `applier/pipeline.rs`;
 //! - [`view`]: the read-only, snapshot-pinned `Registry`, and its
 //!   summaries (`view::summary`: stats, digest, diff, columns);
 //! - [`kek`]: the KEK interface ([`KekBackend`]), the file KEK and

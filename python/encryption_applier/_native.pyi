@@ -774,9 +774,13 @@ class Applier:
         raft_local_epoch: int = ...,
         group_commit: int | None = None,
         group_commit_ms: float | None = None,
+        pipelined: bool = False,
         recreate_uncommitted: bool = False,
     ) -> Self: ...
     def flush(self) -> None: ...
+    def wait_durable(self, index: int, timeout: float | None = None) -> bool:
+        """Waits (without the GIL) until Raft `index` is durable; False if
+        `timeout` seconds passed first."""
     def resync_sidecar(
         self,
         log: Sequence[bytes],
@@ -850,5 +854,6 @@ class _TestSupport(types.ModuleType):
     def hold_lock(self, handle: Applier | Registry, seconds: float) -> None: ...
     def kek_wrap(self, kek: FileKek | _Kek, dek: _BytesLike) -> bytes: ...
     def kek_unwrap(self, kek: FileKek | _Kek, wrapped: _BytesLike, dek_id: int) -> bytes: ...
+    def pipeline_counters(self, applier: Applier) -> dict[str, int] | None: ...
 
 test_support: _TestSupport

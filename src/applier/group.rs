@@ -93,6 +93,10 @@ impl Applier {
     /// `replay_from`), and until it has replayed up to the highest index
     /// lost, an entry past that index is refused.
     pub fn flush(&mut self) -> Result<(), ApplyError> {
+        if self.pipe.is_some() {
+            let result = self.drain();
+            return self.stamped(result);
+        }
         let result = self.flush_staged();
         self.stamped(result)
     }
@@ -182,12 +186,12 @@ impl Applier {
     /// The highest Raft index whose entry is committed (with `sync=True`,
     /// on disk). Without group commit it is the applied index.
     pub fn durable_index(&self) -> Option<u64> {
-        self.durable_index
+        self.pipeline_durable().unwrap_or(self.durable_index)
     }
 
     /// How many applied entries wait for a commit.
     pub fn staged(&self) -> usize {
-        self.pending.entries
+        self.pipeline_staged().unwrap_or(self.pending.entries)
     }
 
     pub fn group_commit(&self) -> Option<GroupCommit> {

@@ -13,6 +13,8 @@
 //! - `keyring.rs`: the KEK, keystore and sidecar an applier holds;
 //! - `batch.rs`: `apply_many` over runs of registrations;
 //! - `group.rs`: write-behind group commit (`group_commit=`);
+//! - `pipeline.rs`: pipelined write-behind (`pipelined=True`), a committer
+//!   thread that the caller never waits for;
 //! - `resync.rs`: a follower's resync of keys.json from the Raft log;
 //! - `fault.rs`: the crash-test hook, reachable only through [`testing`];
 //! - `tests.rs`: the applier's unit tests.
@@ -39,6 +41,7 @@ mod fault;
 mod group;
 mod keyring;
 mod keys;
+mod pipeline;
 mod resync;
 #[cfg(test)]
 mod tests;
@@ -48,6 +51,7 @@ pub use cutover::RaftCutoverHook;
 pub use fault::{FaultAction, FaultPoint};
 pub use group::GroupCommit;
 use keyring::Keyring;
+pub use pipeline::{DurableWait, PipelineCounters, Waited, DEFAULT_PIPELINE_ENTRIES};
 pub use resync::{EpochRaise, Replayed, ResyncError, ResyncLog, SidecarResync};
 
 /// Entry points for tests of crash recovery. Not part of the applier's
@@ -73,6 +77,8 @@ pub struct Applier {
     /// Write-behind group commit, when opted in.
     group: Option<GroupCommit>,
     pending: group::Pending,
+    /// Pipelined write-behind, when opted in.
+    pipe: Option<pipeline::Pipeline>,
     /// A timer commit that failed, raised by the next call.
     failed: Option<ApplyError>,
     /// The highest Raft index of staged entries a failed commit lost. Until
@@ -100,6 +106,9 @@ impl Drop for Applier {
     fn drop(&mut self) {
         // `close()` flushes first and raises a failure; a dropped applier
         // reports it the way an unclosed file does, to whoever asked.
+        if self.pipe.is_some() && self.env.check_process("").is_err() {
+            return; // a forked child: the pipeline is the parent's
+        }
         if let Err(e) = self.flush() {
             match self.drop_report.take() {
                 Some(report) => (report.0)(e),
@@ -131,6 +140,9 @@ pub struct ApplierOptions {
     pub on_raft_cutover: Option<RaftCutoverHook>,
     /// Write-behind group commit (see [`group`]); `None`: every apply commits.
     pub group_commit: Option<GroupCommit>,
+    /// Pipelined write-behind (see [`pipeline`]) with at most this many
+    /// entries per group; takes precedence over `group_commit`.
+    pub pipeline: Option<usize>,
     /// This node's pinned local epochs (see `sidecar::prepare_epochs`),
     /// recorded on storage and Raft keys it rotates to.
     pub local_epoch: u16,
@@ -149,6 +161,7 @@ impl Default for ApplierOptions {
             map_size: DEFAULT_MAP_SIZE,
             on_raft_cutover: None,
             group_commit: None,
+            pipeline: None,
             local_epoch: 0,
             raft_local_epoch: 0,
             recreate_uncommitted: false,
@@ -197,6 +210,23 @@ impl Applier {
         applier
             .set_durable(options.durable)
             .map_err(ApplyError::from)?;
+        if let Some(max_entries) = options.pipeline {
+            applier.group = None;
+            let pipe = pipeline::Pipeline::start(
+                Arc::clone(&applier.env),
+                applier.durable_index,
+                max_entries,
+            )
+            .map_err(|e| {
+                ApplyError::Storage(StorageError::new(
+                    "starting the committer thread",
+                    applier.env.path().to_path_buf(),
+                    e.to_string(),
+                    e.raw_os_error(),
+                ))
+            })?;
+            applier.pipe = Some(pipe);
+        }
         if let Some(kek) = options.kek {
             // Resolved once, here: a relative path must not follow the
             // process's working directory, or a chdir would start a second
@@ -239,6 +269,7 @@ impl Applier {
             durable_index: applied_index,
             group: None,
             pending: group::Pending::default(),
+            pipe: None,
             failed: None,
             lost_through: None,
             drop_report: None,
@@ -324,6 +355,7 @@ impl Applier {
             if index.is_some() {
                 self.applied_index = index;
                 self.durable_index = index;
+                self.note_durable(index);
             }
         }
         Ok(())
@@ -430,6 +462,20 @@ impl Applier {
             return Ok(Outcome::Skipped);
         }
         self.check_not_past_lost(index)?;
+        if self.pipe.is_some() {
+            match entry {
+                Entry::Registration(reg) => {
+                    if let Some(outcome) =
+                        self.stage_pipelined(reg, index, pipeline::Wait::Allowed)?
+                    {
+                        return Ok(outcome);
+                    }
+                }
+                // Keyed entries keep their crash order: everything staged
+                // is committed first, then they commit on this thread.
+                _ => self.drain()?,
+            }
+        }
         if let Some(group) = self.group {
             match entry {
                 Entry::Registration(reg) => return self.stage_grouped(reg, index, group),

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
 use super::convert::{outcome_list, outcome_str, U16, U64};
-use super::errors::apply_error_to_py;
+use super::errors::{apply_error_to_py, CoreError};
 use super::handle::{run_detached, Handle};
 use super::kek::kek_arg;
 use super::keystore::PyKeystore;
@@ -21,7 +21,7 @@ use super::registry::PyRegistry;
 use super::resync::PySidecarResync;
 use super::sidecar::PySidecar;
 use crate::applier::{
-    Applier, ApplierOptions, DropReport, GroupCommit, Indexes, RaftCutoverHook, ResyncLog,
+    Applier, ApplierOptions, DropReport, GroupCommit, Indexes, RaftCutoverHook, ResyncLog, Waited,
 };
 use crate::error::{ApplyError, HookError};
 use crate::rules::Outcome;
@@ -42,6 +42,11 @@ use crate::wire::{Entry, MalformedPayload};
 ///   wrapped key is unwrapped once per applier.
 /// - `sync=False` or `group_commit=K` (with `group_commit_ms=T`, default
 ///   10 ms) trade durability for speed; see the durability guide.
+/// - `pipelined=True` (with `group_commit=K`, default 1024): write-behind
+///   for Raft hosts that the disk does not gate: a committer thread
+///   commits each group while the next is staged; at most K entries staged
+///   and one group in flight can be lost; `wait_durable(index)` says when
+///   an index is on disk.
 /// - `map_size=`: the LMDB map size to start from, in bytes (it doubles
 ///   by itself whenever it fills up).
 /// - `on_raft_cutover=`: a callable `(cutover_index, active_raft_dek_id)`
@@ -62,6 +67,8 @@ use crate::wire::{Entry, MalformedPayload};
 pub struct PyApplier {
     pub(super) inner: Handle<Applier>,
     path: PathBuf,
+    /// Pipelined write-behind: registrations try the GIL-held fast path.
+    pipelined: bool,
     kek: Option<Py<PyAny>>,
 }
 
@@ -73,6 +80,23 @@ impl PyApplier {
         index: Option<U64>,
     ) -> PyResult<Bound<'py, PyString>> {
         let index = index.map(|i| i.value());
+        if self.pipelined {
+            if let Ok(Entry::Registration(reg)) = &entry {
+                // Staging takes no lock that anyone holds for long: tried
+                // with the GIL held, so a reader thread does not cost this
+                // call a GIL hand-over; anything that would wait goes below.
+                let now = self.inner.try_now(|applier| {
+                    applier
+                        .try_apply_registration_now(reg, index)
+                        .map(|r| r.map_err(CoreError::from))
+                });
+                if let Some(result) = now {
+                    return result
+                        .map(|o| outcome_str(py, o))
+                        .map_err(|e| e.into_py(py));
+                }
+            }
+        }
         let outcome: Outcome = self.inner.with(py, |applier| {
             // An applied index is skipped before its bytes are even decoded.
             if applier.is_applied(index) {
@@ -94,12 +118,12 @@ impl PyApplier {
     #[pyo3(
         text_signature = "(path, *, kek=None, sidecar=None, sync=True, map_size=None, on_raft_cutover=None, \
         local_epoch=0, raft_local_epoch=0, group_commit=None, group_commit_ms=None, \
-        recreate_uncommitted=False)"
+        pipelined=False, recreate_uncommitted=False)"
     )]
     #[pyo3(signature = (
         path, *, kek=None, sidecar=None, sync=true, map_size=None, on_raft_cutover=None,
         local_epoch=U16::ZERO, raft_local_epoch=U16::ZERO, group_commit=None, group_commit_ms=None,
-        recreate_uncommitted=false
+        pipelined=false, recreate_uncommitted=false
     ))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
@@ -112,10 +136,26 @@ impl PyApplier {
         on_raft_cutover: Option<Py<PyAny>>,
         local_epoch: U16,
         raft_local_epoch: U16,
-        group_commit: Option<usize>,
+        group_commit: Option<Bound<'_, PyAny>>,
         group_commit_ms: Option<f64>,
+        pipelined: bool,
         recreate_uncommitted: bool,
     ) -> PyResult<Self> {
+        let group_commit = group_commit_arg(group_commit.as_ref())?;
+        let pipeline = match (pipelined, group_commit, group_commit_ms) {
+            (false, _, _) => None,
+            (true, _, Some(_)) => {
+                return Err(PyValueError::new_err(
+                    "group_commit_ms= has no meaning with pipelined=True: the committer takes \
+                     what is staged as soon as the previous commit returns, with no timer",
+                ))
+            }
+            (true, Some(0), _) => {
+                return Err(PyValueError::new_err("group_commit must be at least 1"))
+            }
+            (true, k, None) => Some(k.unwrap_or(crate::applier::DEFAULT_PIPELINE_ENTRIES)),
+        };
+        let group_commit = if pipelined { None } else { group_commit };
         let group_commit = match (group_commit, group_commit_ms) {
             (None, None) => None,
             (None, Some(_)) => {
@@ -185,6 +225,7 @@ impl PyApplier {
             map_size,
             on_raft_cutover,
             group_commit,
+            pipeline,
             local_epoch: local_epoch.value(),
             raft_local_epoch: raft_local_epoch.value(),
             recreate_uncommitted,
@@ -202,6 +243,7 @@ impl PyApplier {
         Ok(PyApplier {
             inner,
             path,
+            pipelined: pipeline.is_some(),
             kek: kek.map(Bound::unbind),
         })
     }
@@ -493,6 +535,58 @@ impl PyApplier {
         self.inner.with(py, |applier| Ok(applier.durable_index()))
     }
 
+    /// Waits (without the GIL) until the entry at Raft `index` is durable,
+    /// committed with its rows: True then, False once `timeout` seconds
+    /// passed first. A Raft host may compact its log up to an index once
+    /// this returned True for it. With `pipelined=True` it waits for the
+    /// committer (another thread may apply `index` meanwhile); in the other
+    /// modes it commits what group commit staged if `index` is among it,
+    /// and answers at once. A commit that failed is raised here
+    /// (`StorageError`, with `replay_from`), as by any next call.
+    #[pyo3(signature = (index, timeout=None))]
+    fn wait_durable(&self, py: Python<'_>, index: U64, timeout: Option<f64>) -> PyResult<bool> {
+        let index = index.value();
+        let timeout = match timeout {
+            None => None,
+            Some(t) => Some(std::time::Duration::try_from_secs_f64(t).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "timeout={t} is not a duration of 0 or more seconds"
+                ))
+            })?),
+        };
+        let waiter = self.inner.with(py, |applier| {
+            if applier.pipelined().is_none()
+                && applier.applied_index().is_some_and(|a| a >= index)
+                && applier.durable_index().is_none_or(|d| d < index)
+            {
+                applier.flush()?;
+            }
+            Ok(applier.durable_wait())
+        })?;
+        let Some(waiter) = waiter else {
+            return self.inner.with(py, |applier| {
+                Ok(applier.durable_index().is_some_and(|d| d >= index))
+            });
+        };
+        // In slices, so that a signal (Ctrl-C) is seen while waiting.
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let slice = std::time::Duration::from_millis(50);
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            let this = left.map_or(slice, |l| l.min(slice));
+            match py.detach(|| waiter.wait(index, Some(this))) {
+                Waited::Durable => return Ok(true),
+                Waited::Failed => {
+                    // Raised (once) the way the next call raises it.
+                    self.inner.with(py, |applier| Ok(applier.flush()?))?;
+                }
+                Waited::NotYet if left.is_some_and(|l| l <= this) => return Ok(false),
+                Waited::NotYet => {}
+            }
+            py.check_signals()?;
+        }
+    }
+
     /// How many applied entries group commit holds for the next commit.
     #[getter]
     fn staged(&self, py: Python<'_>) -> PyResult<usize> {
@@ -554,6 +648,25 @@ fn report_failed_final_commit(path: &Path, error: &ApplyError) {
             path.display()
         );
     }
+}
+
+/// `group_commit=`: an entry count. A bool is refused: `True` is 1 to
+/// Python, and reading "turn group commit on" as one entry per commit
+/// would silently give the slowest mode; the new mode is named instead.
+fn group_commit_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+    let Some(value) = value else { return Ok(None) };
+    if value.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(PyTypeError::new_err(format!(
+            "group_commit={} is not an entry count: give the number of entries per commit \
+             (group_commit=64), or pipelined=True for write-behind group commit that the disk \
+             does not gate (with group_commit=K, the most entries per group; default {})",
+            if value.is_truthy()? { "True" } else { "False" },
+            crate::applier::DEFAULT_PIPELINE_ENTRIES
+        )));
+    }
+    value.extract::<usize>().map(Some).map_err(|_| {
+        PyTypeError::new_err("group_commit must be a positive int (the entries per commit)")
+    })
 }
 
 /// The delay group commit waits at most when only `group_commit=` is given.

@@ -139,6 +139,31 @@ impl<T: Send> Handle<T> {
         })
     }
 
+    /// Runs `f` on the open object *with* the GIL held, if its lock is free
+    /// right now: `None` when it is not (or the handle is closed or
+    /// inherited, or `f` itself would have to wait), and the caller then
+    /// goes through [`Handle::with`]. `f` must never wait for anything.
+    pub(super) fn try_now<R>(
+        &self,
+        f: impl FnOnce(&mut T) -> Option<Result<R, CoreError>>,
+    ) -> Option<Result<R, CoreError>> {
+        if self.in_child() || self.held_here() {
+            return None;
+        }
+        let mut guard = match self.inner.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        let value = guard.as_mut()?;
+        match catch_unwind(AssertUnwindSafe(|| f(value))) {
+            Ok(r) => r,
+            Err(_) => Some(Err(CoreError::Internal(
+                "panic in a call made with the GIL held".to_owned(),
+            ))),
+        }
+    }
+
     /// In a forked child, whether `close()` was called there (the parent's
     /// state is not readable without its lock).
     pub(super) fn is_closed(&self, py: Python<'_>) -> bool {

@@ -131,3 +131,23 @@ pub(super) fn kek_unwrap<'py>(
         )),
     }
 }
+
+/// The debug counts of a pipelined applier's caller side, as a dict
+/// (`lookups`, `store_lookups`, `snapshots`, `commits`); None in the other
+/// modes. Lets tests prove that staged lookups do not begin a read
+/// transaction per entry.
+#[pyfunction]
+pub(super) fn pipeline_counters(
+    py: Python<'_>,
+    applier: PyRef<'_, PyApplier>,
+) -> PyResult<Option<std::collections::BTreeMap<&'static str, u64>>> {
+    let counters = applier.inner.with(py, |a| Ok(a.pipeline_counters()))?;
+    Ok(counters.map(|c| {
+        std::collections::BTreeMap::from([
+            ("lookups", c.lookups),
+            ("store_lookups", c.store_lookups),
+            ("snapshots", c.snapshots),
+            ("commits", c.commits),
+        ])
+    }))
+}

@@ -137,13 +137,21 @@ static int fault(const char *kind, const char *path, int dsync, int is_dir) {
     return 0;
 }
 
-/* One log line: seq kind result errno, then `rest` (already tab-led). */
+/* One log line: seq kind result errno, then `rest` (already tab-led).
+ * Written with one append, so that a marker another thread of the
+ * workload writes meanwhile (a committer thread's calls against the
+ * caller's marks) never lands inside it. */
 static void log_line(const char *kind, long result, int err, const char *rest) {
     char head[96];
     int k = snprintf(head, sizeof head, "%ld\t%s\t%ld\t%d", ++seq, kind, result, err);
-    log_raw(head, (size_t)k);
-    if (rest) log_raw(rest, strlen(rest));
-    log_raw("\n", 1);
+    size_t r = rest ? strlen(rest) : 0;
+    char *line = malloc((size_t)k + r + 1);
+    if (!line) return;
+    memcpy(line, head, (size_t)k);
+    if (r) memcpy(line + k, rest, r);
+    line[(size_t)k + r] = '\n';
+    log_raw(line, (size_t)k + r + 1);
+    free(line);
 }
 
 static void log_path(const char *kind, long result, int err, const char *path, const char *more) {

@@ -154,7 +154,7 @@ STRICT_CALLS = (("open", "dsync"), ("write", ""), ("write", "dsync"), ("sync", "
 SIDECAR_CALLS = (("rename", ""), ("sync", "dir"))
 
 
-@pytest.mark.parametrize("mode", ["strict", "many", "group", "relaxed"])
+@pytest.mark.parametrize("mode", ["strict", "many", "group", "pipelined", "relaxed"])
 def test_power_loss_keeps_what_each_mode_promises(tmp_path: Path, mode: str) -> None:
     w = workload(mode, registrations(36), mode=mode, group=8, batch=10)
     base = tmp_path / "run"
@@ -177,7 +177,7 @@ def test_power_loss_during_creation(tmp_path: Path) -> None:
     assert_no_violation(verdicts, at_least=min(BUDGET, 30))
 
 
-@pytest.mark.parametrize("mode", ["strict", "group"])
+@pytest.mark.parametrize("mode", ["strict", "group", "pipelined"])
 def test_power_loss_with_keys(tmp_path: Path, cluster: Cluster, mode: str) -> None:
     entries = keyed_stream(cluster)
     w = workload(f"keyed-{mode}", entries, cluster, mode=mode, group=4)
@@ -231,12 +231,12 @@ def test_a_failed_meta_write_then_power_loss(tmp_path: Path) -> None:
     assert_no_violation(verdicts, at_least=min(BUDGET, 30))
 
 
-def test_group_commit_lost_to_a_full_map_then_power_loss(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["group", "pipelined"])
+def test_group_commit_lost_to_a_full_map_then_power_loss(tmp_path: Path, mode: str) -> None:
     """Fix 1: a group cannot commit (64 KiB map, a view open), the host
-    closes the view and replays from replay_from, then the power goes."""
-    w = workload(
-        "group-mapfull", registrations(1200, nodes=1200), mode="group", group=100, map_size=1 << 16, view_at=40
-    )
+    closes the view and replays from replay_from, then the power goes.
+    Pipelined, the committer meets the full map and the next call raises."""
+    w = workload(f"{mode}-mapfull", registrations(1200, nodes=1200), mode=mode, group=100, map_size=1 << 16, view_at=40)
     base = tmp_path / "run"
     r = run(w, base)
     assert_clean(r)
@@ -250,7 +250,7 @@ def test_group_commit_lost_to_a_full_map_then_power_loss(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("errno", ["EIO", "ENOSPC"])
-@pytest.mark.parametrize("mode", ["strict", "many", "group", "relaxed", "keyed"])
+@pytest.mark.parametrize("mode", ["strict", "many", "group", "pipelined", "relaxed", "keyed"])
 def test_every_mutating_call_failing_once(tmp_path: Path, cluster: Cluster, mode: str, errno: str) -> None:
     """Each mutating call of a small workload fails once; the host does
     what the docs tell it, and the registry ends as the model says."""
@@ -262,11 +262,19 @@ def test_every_mutating_call_failing_once(tmp_path: Path, cluster: Cluster, mode
     assert_clean(clean)
     calls = [c for c in clean.trace.calls if c.kind not in ("mark", "open")]
     assert len(calls) >= 8
+    missed = 0
     for n in range(1, len(calls) + 1):
         base = tmp_path / f"n{n}"
         r = run(w, base, fail=f"any:{n}:{errno}")
         failed = [c for c in r.trace.calls if c.failed]
-        assert failed, f"call {n} ({calls[n - 1].kind} {calls[n - 1].path}) was not failed"
         assert_clean(r)
         assert_final(w, base)
-    record({"sweep": mode, "errno": errno, "runs": len(calls)})
+        if not failed and mode == "pipelined":
+            # The committer's groups follow the timing (a group is what was
+            # staged while the previous one committed), so a run may make
+            # fewer calls than the clean one did; it must still end right.
+            missed += 1
+            continue
+        assert failed, f"call {n} ({calls[n - 1].kind} {calls[n - 1].path}) was not failed"
+    assert missed * 2 <= len(calls), f"{missed} of {len(calls)} runs failed no call"
+    record({"sweep": mode, "errno": errno, "runs": len(calls), "missed": missed})

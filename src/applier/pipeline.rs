@@ -1,0 +1,532 @@
+//! Pipelined write-behind (`pipelined=True`): group commit that the disk
+//! does not gate. Registrations are decided one by one on the caller's
+//! thread, exactly as without it, against the rows staged in memory, then
+//! the rows of the group in flight, then the store (one reused read
+//! snapshot, renewed once per commit, not one read transaction per entry).
+//! A committer thread of its own begins and commits each group's LMDB
+//! write transaction (write transactions belong to the thread that began
+//! them): it takes whatever is staged the moment the previous commit
+//! returned, so groups grow with the fsync latency and the caller never
+//! waits for it, except when `max_entries` are staged while a group is
+//! still in flight (backpressure, the memory bound).
+//!
+//! The loss window: at most `max_entries` entries staged and one group (of
+//! at most `max_entries`) in flight. A failed commit loses the group in
+//! flight and everything staged after it: the host's next call raises the
+//! `StorageError` (with the count and the highest index lost), the applied
+//! index falls back to the durable one, and entries past the lost ones are
+//! refused until the host has replayed them (the replay rule).
+//!
+//! Keyed entries, batches, resyncs and close first drain the pipeline
+//! ([`Applier::flush`]) and then commit on the caller's thread, as before,
+//! so the crash order of a keyed entry is unchanged. Map growth needs no
+//! transaction open in the process: the committer drops the caller's
+//! snapshot (under the state lock, so none is begun meanwhile) and grows.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{Applier, MAX_GROWTHS};
+use crate::error::ApplyError;
+use crate::fsutil::lock;
+use crate::registry::RegistryRow;
+use crate::rules::{decide, Decision, Outcome};
+use crate::store::{Aftermath, RegistryEnv, Snapshot, StorageError};
+use crate::wire::Registration;
+
+/// The group size the Python layer uses when `pipelined=True` comes alone.
+pub const DEFAULT_PIPELINE_ENTRIES: usize = 1024;
+
+/// Rows and the highest index of a run of entries.
+#[derive(Debug, Default)]
+struct Group {
+    rows: BTreeMap<(u32, u16), RegistryRow>,
+    index: Option<u64>,
+    entries: usize,
+}
+
+/// A commit of the committer that failed, until the caller's next call.
+#[derive(Debug)]
+struct Failure {
+    error: StorageError,
+    entries: usize,
+    through_index: Option<u64>,
+}
+
+/// What the caller's thread and the committer share.
+#[derive(Debug, Default)]
+struct State {
+    staged: Group,
+    in_flight: Option<Arc<Group>>,
+    durable: Option<u64>,
+    /// Commits finished (or failed); a snapshot older than this misses rows.
+    generation: u64,
+    failed: Option<Failure>,
+    /// The caller's reused read snapshot, and the generation it was taken at.
+    snapshot: Option<(Snapshot, u64)>,
+    committer_idle: bool,
+    shutdown: bool,
+    counters: PipelineCounters,
+}
+
+/// Debug counts of the caller's side (`_native.test_support`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PipelineCounters {
+    /// Registrations staged or decided.
+    pub lookups: u64,
+    /// Lookups that reached the store (missed the staged and in-flight rows).
+    pub store_lookups: u64,
+    /// Read transactions begun or renewed for them.
+    pub snapshots: u64,
+    /// Groups committed.
+    pub commits: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    /// Caller -> committer: something is staged (or shut down).
+    work: Condvar,
+    /// Committer -> callers and waiters: a commit finished or failed.
+    done: Condvar,
+    env: Arc<RegistryEnv>,
+}
+
+/// The pipeline an [`Applier`] in pipelined mode owns.
+#[derive(Debug)]
+pub(super) struct Pipeline {
+    shared: Arc<Shared>,
+    committer: Option<JoinHandle<()>>,
+    max_entries: usize,
+}
+
+/// Whether the caller may wait (without the GIL) or must not (the GIL held).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wait {
+    Allowed,
+    Never,
+}
+
+/// What [`DurableWait::wait`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    Durable,
+    NotYet,
+    /// A commit failed: the applier's next call raises it.
+    Failed,
+}
+
+/// Waits for the committer of a pipelined applier without holding the
+/// applier (other threads keep applying meanwhile).
+#[derive(Debug, Clone)]
+pub struct DurableWait(Arc<Shared>);
+
+impl DurableWait {
+    /// Waits until `index` is durable, a commit fails, or `timeout` passes.
+    pub fn wait(&self, index: u64, timeout: Option<Duration>) -> Waited {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = lock(&self.0.state);
+        loop {
+            if st.failed.is_some() {
+                return Waited::Failed;
+            }
+            if st.durable.is_some_and(|d| d >= index) {
+                return Waited::Durable;
+            }
+            let wait_for = match deadline {
+                None => Duration::from_secs(3600),
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return Waited::NotYet,
+                },
+            };
+            st = self
+                .0
+                .done
+                .wait_timeout(st, wait_for)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Pipeline {
+    pub(super) fn start(
+        env: Arc<RegistryEnv>,
+        durable: Option<u64>,
+        max_entries: usize,
+    ) -> std::io::Result<Pipeline> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                durable,
+                ..State::default()
+            }),
+            work: Condvar::new(),
+            done: Condvar::new(),
+            env,
+        });
+        let theirs = Arc::clone(&shared);
+        let committer = std::thread::Builder::new()
+            .name("ea-committer".into())
+            .spawn(move || commit_loop(&theirs))?;
+        Ok(Pipeline {
+            shared,
+            committer: Some(committer),
+            max_entries: max_entries.max(1),
+        })
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if self.shared.env.check_process("").is_err() {
+            // A forked child: the committer thread is the parent's and does
+            // not exist here, and its lock may be held forever.
+            std::mem::forget(self.committer.take());
+            std::mem::forget(Arc::clone(&self.shared));
+            return;
+        }
+        lock(&self.shared.state).shutdown = true;
+        self.shared.work.notify_all();
+        if let Some(thread) = self.committer.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The committer: commits each staged group in its own write transaction.
+fn commit_loop(shared: &Shared) {
+    let mut st = lock(&shared.state);
+    loop {
+        while st.staged.entries == 0 || st.failed.is_some() {
+            if st.shutdown {
+                return;
+            }
+            st.committer_idle = true;
+            st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+            st.committer_idle = false;
+        }
+        let group = Arc::new(std::mem::take(&mut st.staged));
+        st.in_flight = Some(Arc::clone(&group));
+        drop(st);
+        let result = commit_group(shared, &group);
+        st = lock(&shared.state);
+        match result {
+            Ok(()) => {
+                if group.index.is_some() {
+                    st.durable = group.index;
+                }
+                st.counters.commits += 1;
+            }
+            Err(error) => {
+                st.failed = Some(Failure {
+                    error,
+                    entries: group.entries,
+                    through_index: group.index,
+                });
+            }
+        }
+        st.generation += 1;
+        st.in_flight = None;
+        shared.done.notify_all();
+    }
+}
+
+/// One write transaction with the group's rows and index, growing the map
+/// when it is full.
+fn commit_group(shared: &Shared, group: &Group) -> Result<(), StorageError> {
+    let env = &shared.env;
+    let mut growths = 0;
+    loop {
+        let result = (|| {
+            let mut txn = env.begin_write()?;
+            txn.put_rows_in_key_order(group.rows.values())?;
+            if let Some(index) = group.index {
+                txn.put_applied_index(index)?;
+            }
+            txn.commit()
+        })();
+        match result {
+            Err(e) if e.is_map_full() && growths < MAX_GROWTHS => {
+                // No transaction of this process may be open: the caller's
+                // snapshot goes, and none is begun while the lock is held.
+                let mut st = lock(&shared.state);
+                st.snapshot = None;
+                env.grow()?;
+                drop(st);
+                growths += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The state lock, or `None` when it is busy and the caller must not wait.
+fn state_lock(shared: &Shared, wait: Wait) -> Option<MutexGuard<'_, State>> {
+    match wait {
+        Wait::Allowed => Some(lock(&shared.state)),
+        Wait::Never => match shared.state.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        },
+    }
+}
+
+impl Applier {
+    fn pipeline(&self) -> Option<&Pipeline> {
+        self.pipe.as_ref()
+    }
+
+    /// Stages one registration (pipelined mode). `Ok(None)`: it would have
+    /// to wait and `wait` is [`Wait::Never`]; nothing was changed.
+    pub(super) fn stage_pipelined(
+        &mut self,
+        reg: &Registration,
+        index: Option<u64>,
+        wait: Wait,
+    ) -> Result<Option<Outcome>, ApplyError> {
+        self.env.check_process("staging an entry")?;
+        let Some(pipe) = self.pipe.as_ref() else {
+            return Ok(None);
+        };
+        let shared = Arc::clone(&pipe.shared);
+        let max_entries = pipe.max_entries;
+        let Some(mut st) = state_lock(&shared, wait) else {
+            return Ok(None);
+        };
+        loop {
+            if st.failed.is_some() {
+                return Err(self.absorb_failure(&mut st));
+            }
+            if st.staged.entries < max_entries {
+                break;
+            }
+            // Backpressure: a full group waits for the one in flight.
+            if wait == Wait::Never {
+                return Ok(None);
+            }
+            if st.committer_idle {
+                shared.work.notify_one();
+            }
+            st = shared.done.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        self.durable_index = st.durable;
+        let key = (reg.dek_id, reg.node_id16());
+        let existing = match st.staged.rows.get(&key) {
+            Some(row) => Some(*row),
+            None => match st.in_flight.as_ref().and_then(|g| g.rows.get(&key)) {
+                Some(row) => Some(*row),
+                None => {
+                    let generation = st.generation;
+                    let fresh = matches!(&st.snapshot, Some((_, g)) if *g == generation);
+                    if !fresh {
+                        // Beginning or renewing takes the environment's gate.
+                        if wait == Wait::Never {
+                            return Ok(None);
+                        }
+                        let renewed = match st.snapshot.take() {
+                            Some((mut snap, _)) => snap.refresh().map(|()| snap),
+                            None => Snapshot::begin(Arc::clone(&self.env)),
+                        }?;
+                        st.snapshot = Some((renewed, generation));
+                        st.counters.snapshots += 1;
+                    }
+                    st.counters.store_lookups += 1;
+                    match &st.snapshot {
+                        Some((snap, _)) => snap.get_row(key.0, key.1)?,
+                        None => None,
+                    }
+                }
+            },
+        };
+        st.counters.lookups += 1;
+        let decision = match decide(existing.as_ref(), reg) {
+            Ok(decision) => decision,
+            Err(halt) => {
+                if wait == Wait::Never {
+                    return Ok(None);
+                }
+                // The registry at a halt is the one-by-one registry up to
+                // the entry before it.
+                drop(st);
+                self.drain()?;
+                return Err(halt);
+            }
+        };
+        let outcome = match decision {
+            Decision::Write(value, outcome) => {
+                st.staged.rows.insert(key, value.row(key.0, key.1));
+                outcome
+            }
+            Decision::Unchanged => Outcome::Unchanged,
+        };
+        st.staged.entries += 1;
+        if index.is_some() {
+            st.staged.index = index;
+            self.applied_index = index;
+        }
+        if st.committer_idle {
+            shared.work.notify_one();
+        }
+        Ok(Some(outcome))
+    }
+
+    /// Takes a committer's failure: what was staged after the lost group is
+    /// lost too, the applied index falls back to the durable one, and
+    /// entries past the highest lost index are refused until replayed.
+    fn absorb_failure(&mut self, st: &mut State) -> ApplyError {
+        let Some(failure) = st.failed.take() else {
+            return ApplyError::Storage(StorageError::new(
+                "committing a group",
+                self.env.path().to_path_buf(),
+                "no failure was recorded",
+                None,
+            ));
+        };
+        let staged = std::mem::take(&mut st.staged);
+        let entries = failure.entries + staged.entries;
+        let through_index = staged.index.max(failure.through_index);
+        st.snapshot = None;
+        self.durable_index = st.durable;
+        self.applied_index = self.durable_index;
+        if let Some(lost) = through_index {
+            self.lost_through = Some(self.lost_through.map_or(lost, |l| l.max(lost)));
+        }
+        let mut error = failure.error;
+        error.aftermath.push(Aftermath::StagedNotCommitted {
+            entries,
+            through_index,
+        });
+        ApplyError::Storage(error)
+    }
+
+    /// Waits until everything staged is committed (or a commit failed, which
+    /// is raised), and drops the caller's snapshot: what follows commits on
+    /// this thread, and may need to grow the map.
+    pub(super) fn drain(&mut self) -> Result<(), ApplyError> {
+        let Some(pipe) = self.pipe.as_ref() else {
+            return Ok(());
+        };
+        self.env.check_process("committing staged entries")?;
+        let shared = Arc::clone(&pipe.shared);
+        let mut st = lock(&shared.state);
+        loop {
+            if st.failed.is_some() {
+                return Err(self.absorb_failure(&mut st));
+            }
+            if st.staged.entries == 0 && st.in_flight.is_none() {
+                break;
+            }
+            if st.committer_idle {
+                shared.work.notify_one();
+            }
+            st = shared.done.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        self.durable_index = st.durable;
+        st.snapshot = None;
+        Ok(())
+    }
+
+    /// A handle to wait for durability without holding this applier
+    /// (pipelined mode only).
+    pub fn durable_wait(&self) -> Option<DurableWait> {
+        self.pipeline().map(|p| DurableWait(Arc::clone(&p.shared)))
+    }
+
+    /// The durable index, as the committer has made it so far.
+    pub(super) fn pipeline_durable(&self) -> Option<Option<u64>> {
+        self.pipeline().map(|p| lock(&p.shared.state).durable)
+    }
+
+    /// Entries applied and not yet committed: staged plus in flight.
+    pub(super) fn pipeline_staged(&self) -> Option<usize> {
+        self.pipeline().map(|p| {
+            let st = lock(&p.shared.state);
+            st.staged.entries + st.in_flight.as_ref().map_or(0, |g| g.entries)
+        })
+    }
+
+    /// The entries per group (pipelined mode), or `None`.
+    pub fn pipelined(&self) -> Option<usize> {
+        self.pipeline().map(|p| p.max_entries)
+    }
+
+    /// Debug counts of the pipeline (tests).
+    pub fn pipeline_counters(&self) -> Option<PipelineCounters> {
+        self.pipeline().map(|p| lock(&p.shared.state).counters)
+    }
+
+    /// Applies a registration without waiting for any lock or commit (the
+    /// caller holds the GIL): `None` when it would have to wait, and
+    /// nothing was changed; the caller then goes the waiting way.
+    pub fn try_apply_registration_now(
+        &mut self,
+        reg: &Registration,
+        index: Option<u64>,
+    ) -> Option<Result<Outcome, ApplyError>> {
+        self.pipe.as_ref()?;
+        let index = super::raft_index(index);
+        if self.is_applied(index) {
+            return Some(Ok(Outcome::Skipped));
+        }
+        if let Err(e) = self.check_not_past_lost(index) {
+            return Some(self.stamped(Err(e)));
+        }
+        match self.stage_pipelined(reg, index, Wait::Never) {
+            Ok(None) => None,
+            Ok(Some(outcome)) => Some(self.stamped(Ok(outcome))),
+            Err(e) => Some(self.stamped(Err(e))),
+        }
+    }
+}
+
+impl Applier {
+    /// A commit on the caller's thread (a keyed entry, a batch, after a
+    /// drain) made `index` durable: the committer's count follows.
+    pub(super) fn note_durable(&mut self, index: Option<u64>) {
+        if let (Some(pipe), Some(_)) = (self.pipe.as_ref(), index) {
+            lock(&pipe.shared.state).durable = index;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ApplierOptions;
+    use super::*;
+    use crate::test_support::{fresh_path, reg};
+    use crate::wire::Entry;
+
+    #[test]
+    fn staged_then_committed_by_the_committer_even_through_map_growth() {
+        let dir = fresh_path("pipeline");
+        let options = ApplierOptions {
+            pipeline: Some(16),
+            map_size: 64 * 1024,
+            ..ApplierOptions::default()
+        };
+        let mut a = Applier::open_with(&dir, options).expect("open");
+        let mut one = Applier::open(&fresh_path("pipeline-one")).expect("open");
+        for n in 0..3000u64 {
+            let entry = Entry::Registration(reg(1, n % 1500, 1 + (n / 1500) as u16));
+            let got = a.apply_entry_at(&entry, Some(n + 1)).expect("staged");
+            assert_eq!(got, one.apply_entry_at(&entry, None).expect("one"));
+            assert!(
+                a.staged() <= 32,
+                "at most one group staged and one in flight"
+            );
+        }
+        a.flush().expect("drained");
+        assert_eq!(a.durable_index(), Some(3000));
+        let counters = a.pipeline_counters().expect("pipelined");
+        assert!(counters.snapshots <= counters.commits + 2, "{counters:?}");
+        assert_eq!(
+            a.registry().expect("view").rows(None).expect("rows"),
+            one.registry().expect("view").rows(None).expect("rows")
+        );
+        assert!(a.env.map_size() > 64 * 1024, "the committer grew the map");
+    }
+}
