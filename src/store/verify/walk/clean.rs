@@ -2,17 +2,21 @@
 //! table, without reporting, allocating or sorting: [`clean_leaf`] says
 //! yes only when every check of `page.rs` would pass the page, so that a
 //! page it does not clear (damaged, or merely unusual: a value on an
-//! overflow run, nodes not laid out in order) goes through `page.rs`,
-//! which finds and words the problem exactly as before.
+//! overflow run) goes through `page.rs`, which finds and words the
+//! problem exactly as before.
 //!
 //! Why a yes here is a pass there, check by check (`page.rs` order):
 //! - the header: the same tests, with the kind fixed to a leaf (the page
 //!   was met at the leaf level, so a branch is refused there too);
-//! - each node's extent: the same tests, with only flags 0 accepted
-//!   (`page.rs` also accepts `F_BIGDATA`, whose overflow run it claims);
-//! - key order: each key above the one before; the first at or above the
-//!   low bound and the last below the high bound, so that all are within
-//!   both, which is what `page.rs` asks of each;
+//! - each node's extent: the same tests, those of its offset made over
+//!   the whole pointer table at once (the least offset at or above
+//!   `upper`, the greatest with room for a node header, none odd), and only
+//!   flags 0 accepted (`page.rs` also accepts `F_BIGDATA`, whose overflow
+//!   run it claims);
+//! - key order: each key above the one before (for keys of one length
+//!   and 8 to 32 bytes, compared as four big-endian words); the first at or
+//!   above the low bound and the last below the high bound, so that all
+//!   are within both, which is what `page.rs` asks of each;
 //! - overlap: nodes ending at or before the start of the node before them
 //!   (LMDB's layout when a page is filled in key order) are disjoint;
 //!   otherwise a bitmap of the page's bytes, where a byte claimed twice is
@@ -69,6 +73,22 @@ fn words(key: &[u8]) -> [u64; 4] {
     ]
 }
 
+/// Whether the key of words `a` is below the key, of the same length, of
+/// words `b`.
+#[inline(always)]
+fn words_less(a: &[u64; 4], b: &[u64; 4]) -> bool {
+    if a[0] != b[0] {
+        return a[0] < b[0];
+    }
+    if a[1] != b[1] {
+        return a[1] < b[1];
+    }
+    if a[2] != b[2] {
+        return a[2] < b[2];
+    }
+    a[3] < b[3]
+}
+
 /// A node's header at `at` (within `buf`): its value size (the two size
 /// halves), flags and key size.
 #[inline(always)]
@@ -121,49 +141,48 @@ pub(super) fn clean_leaf(
         return None;
     }
     let keys = (lower - PAGE_HEADER) / 2;
-    // A node's extent: its offset, where its key ends and where it ends.
-    let extent = |pointer: &[u8]| -> Option<(usize, usize, usize)> {
+    let pointers = &buf[PAGE_HEADER..lower];
+    // Every node in the node area, at an even offset, with room for its
+    // header: three reductions over the pointers, before any node is read.
+    let (mut least, mut most, mut bits) = (u16::MAX, 0u16, 0u16);
+    for pointer in pointers.chunks_exact(2) {
+        let at = u16::from_ne_bytes([pointer[0], pointer[1]]);
+        least = least.min(at);
+        most = most.max(at);
+        bits |= at;
+    }
+    if usize::from(least) < upper || usize::from(most) + NODE_HEADER > ps || bits & 1 != 0 {
+        return None;
+    }
+    let mut previous: &[u8] = &[];
+    let mut previous_words = [0u64; 4];
+    let mut previous_at = ps;
+    let mut in_order = true;
+    for (i, pointer) in pointers.chunks_exact(2).enumerate() {
         let at = usize::from(u16::from_ne_bytes([pointer[0], pointer[1]]));
-        if at < upper || at + NODE_HEADER > ps || !at.is_multiple_of(2) {
-            return None;
-        }
         let (size, flags, key_size) = node_header(buf, at);
         let key_end = at + NODE_HEADER + key_size;
         let end = key_end + size;
-        (flags == 0 && end <= ps).then_some((at, key_end, end))
-    };
-    let mut pointers = buf[PAGE_HEADER..lower].chunks_exact(2);
-    let (mut previous_at, first_key_end, first_end) = extent(pointers.next()?)?;
-    let mut previous = &buf[previous_at + NODE_HEADER..first_key_end];
-    if low.is_some_and(|low| less(previous, low)) {
-        return None;
-    }
-    let mut in_order = first_end <= ps;
-    let mut previous_words = if WORDS.contains(&previous.len()) {
-        words(previous)
-    } else {
-        [0; 4]
-    };
-    for pointer in pointers {
-        let (at, key_end, end) = extent(pointer)?;
+        if flags != 0 || end > ps {
+            return None;
+        }
         let key = &buf[at + NODE_HEADER..key_end];
-        if key.len() == previous.len() && WORDS.contains(&key.len()) {
-            let key_words = words(key);
-            if previous_words >= key_words {
-                return None;
-            }
-            previous_words = key_words;
+        let fits = WORDS.contains(&key.len());
+        let key_words = if fits { words(key) } else { [0; 4] };
+        let ordered = if i == 0 {
+            low.is_none_or(|low| !less(key, low))
+        } else if fits && key.len() == previous.len() {
+            words_less(&previous_words, &key_words)
         } else {
-            if !less(previous, key) {
-                return None;
-            }
-            if WORDS.contains(&key.len()) {
-                previous_words = words(key);
-            }
+            less(previous, key)
+        };
+        if !ordered {
+            return None;
         }
         in_order &= end <= previous_at;
-        previous_at = at;
         previous = key;
+        previous_words = key_words;
+        previous_at = at;
     }
     if high.is_some_and(|high| !less(previous, high)) {
         return None;

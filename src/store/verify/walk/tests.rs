@@ -179,7 +179,7 @@ fn what_the_fast_path_clears_the_checks_pass() {
 }
 
 #[test]
-fn nodes_that_overlap_are_not_cleared() {
+fn nodes_that_overlap_or_lie_at_odd_offsets_are_not_cleared() {
     let (dir, meta) = registry("walk-overlap", 500);
     let file = open_data_file(&dir.join("data.mdb")).expect("open");
     let options = WalkOptions {
@@ -200,6 +200,26 @@ fn nodes_that_overlap_are_not_cleared() {
         damaged[at..at + 2].copy_from_slice(&size.to_ne_bytes());
         assert_eq!(clean(&walker, &leaf, &damaged), None);
         exact(&mut walker, &leaf, depth, &damaged);
+        assert_eq!(walker.problems.len(), 1);
+        assert_eq!(walker.problems[0].1.kind, DamageKind::NodeBounds);
+        // The lowest node moved intact one byte down, to an odd offset, in
+        // free space made for it (LMDB asserts nodes are 2-byte aligned).
+        let lower = usize::from(u16_at(&buf, 12));
+        let upper = usize::from(u16_at(&buf, 14));
+        assert!(upper - lower >= 2, "the leaf has free space");
+        let keys = (lower - PAGE_HEADER) / 2;
+        let lowest = (0..keys)
+            .find(|&i| usize::from(u16_at(&buf, PAGE_HEADER + 2 * i)) == upper)
+            .expect("a node at upper");
+        let len =
+            NODE_HEADER + usize::from(u16_at(&buf, upper + 6)) + usize::from(u16_at(&buf, upper));
+        let mut odd = buf.clone();
+        odd.copy_within(upper..upper + len, upper - 1);
+        let slot = PAGE_HEADER + 2 * lowest;
+        odd[slot..slot + 2].copy_from_slice(&(upper as u16 - 1).to_ne_bytes());
+        odd[14..16].copy_from_slice(&(upper as u16 - 2).to_ne_bytes());
+        assert_eq!(clean(&walker, &leaf, &odd), None);
+        exact(&mut walker, &leaf, depth, &odd);
         assert_eq!(walker.problems.len(), 1);
         assert_eq!(walker.problems[0].1.kind, DamageKind::NodeBounds);
     }
