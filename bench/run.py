@@ -13,9 +13,12 @@ durability setting on both sides:
 4. scanning ~10^6 rows into Python: rows(), columns(), and a py-lmdb
    cursor-and-unpack loop, each in its own process for peak RSS;
 5. growth: per-apply time with 10^3, 10^5 and 10^6 rows already stored;
-6. the open-time page check; 7. group commit; 8. pipelined write-behind
-   against a py-lmdb and a SQLite write-behind given the same loss window
-   (`--pipelined` runs only that section).
+6. the open check against its floor, reading data.mdb once sequentially,
+   at 10^5 and 10^6 rows (bench/open_floor.py); 7. group commit;
+8. pipelined write-behind against a py-lmdb and a SQLite write-behind
+   given the same loss window (`--pipelined` runs only that section);
+   apply_many against its no-disk floor (examples/batch_floor.rs, with
+   --batch-floor) and to_pandas against py-lmdb + numpy in the scans.
 
 It prints a table and writes bench/results.json.
 """
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import lmdb
+import open_floor
 
 import encryption_applier as ea
 
@@ -582,32 +586,8 @@ def report_pipelined(p: dict[str, Any]) -> list[str]:
 
 # ---------------------------------------------------------------- 6 open check
 
-
-def open_check(path: Path) -> dict[str, Any]:
-    """What the page check costs at open, against its floor: reading every
-    byte of data.mdb once (the check reads each reachable page once, with
-    one pread per page, and decodes nothing at open)."""
-    data = path / "data.mdb"
-
-    def best(fn: Callable[[], Any]) -> float:
-        return min(timed(fn) for _ in range(3))
-
-    def read_all() -> None:
-        with open(data, "rb") as f:
-            while f.read(1 << 20):
-                pass
-
-    def open_view() -> None:
-        ea.Registry(path).close()  # closed, so each open checks again
-
-    return {
-        "rows": ea.verify(path, rows=False).entries,
-        "file_mb": data.stat().st_size / 1e6,
-        "floor: read the file (ms)": best(read_all) * 1e3,
-        "Registry open incl. check (ms)": best(open_view) * 1e3,
-        "verify(rows=False) (ms)": best(lambda: ea.verify(path, rows=False)) * 1e3,
-        "verify() with rows (ms)": best(lambda: ea.verify(path)) * 1e3,
-    }
+# The open check against its floor, each round in a fresh process:
+# bench/open_floor.py (it also runs alone).
 
 
 # ---------------------------------------------------------------- report
@@ -669,11 +649,7 @@ def report(results: dict[str, Any]) -> list[str]:
         if name.endswith("(µs)"):
             lines.append(f"    {name:<44} {us:8.2f}")
     lines.extend(report_pipelined(results["pipelined"]))
-    o = results["open_check"]
-    lines.append(f"Open check of {o['rows']} rows ({o['file_mb']:.0f} MB, page cache warm)")
-    for name, ms in o.items():
-        if name.endswith("(ms)"):
-            lines.append(f"    {name:<34} {ms:8.1f}")
+    lines.extend(open_floor.report(results["open_check"]))
     lines.append("Growth: per-apply time by rows already stored")
     for row in results["growth"].values():
         cells = "   ".join(f"{k}: {v:.2f}" for k, v in row.items() if k != "rows")
@@ -727,7 +703,9 @@ def main() -> None:
         big = root / "scan"
         results["scan_rows_built"] = build_scan_registry(big, scan_deks)
         results["scan"] = scans(big)
-        results["open_check"] = open_check(big)
+        results["open_check"] = open_floor.measure(
+            root, [10_000, 100_000] if args.quick else [100_000, 1_000_000], 3 if args.quick else 7
+        )
         results["group_commit"] = group_commit(root, 2000 if args.quick else 20_000)
         results["pipelined"] = pipelined(root, 2000 if args.quick else 50_000, args.k, args.rounds)
         results["growth"] = growth(root, big, sizes, probes=2000 if not args.quick else 300)

@@ -4,8 +4,9 @@ and the parsed trace it writes.
 
 `traced(code, *args, under=…, fail=…)` runs `code` in a fresh interpreter
 with the shim loaded: every mutating call on a path under `under` is
-recorded, and `fail="kind:n:errno"` makes the n-th matching call fail
-without reaching the kernel (see the C file for the kinds). The child may
+recorded (with `reads=True`, every positional read too), and
+`fail="kind:n:errno"` makes the n-th matching call fail without reaching
+the kernel (see the C file for the kinds). The child may
 write its own marker lines (`ack 7`, `mark text`) to the log through
 `mark()`, so a trace says what the workload had acknowledged at each call.
 """
@@ -99,6 +100,11 @@ class Call:
     def flags(self) -> int:
         return int(self.fields[0], 16)
 
+    # read (offset as for a write)
+    @property
+    def count(self) -> int:
+        return int(self.fields[1])
+
 
 def parse(log: Path) -> list[Call]:
     calls = []
@@ -131,9 +137,11 @@ def traced(
     fail: str | None = None,
     match: str | None = None,
     repeat: bool = False,
+    reads: bool = False,
     timeout: float = 120,
 ) -> Traced:
-    """Runs `code` (with `mark` defined) in a fresh interpreter under the shim."""
+    """Runs `code` (with `mark` defined) in a fresh interpreter under the
+    shim; with `reads`, positional reads are recorded (and can fail) too."""
     log = Path(tempfile.mkstemp(prefix="ea-fstrace-", suffix=".log")[1])
     env = {k: v for k, v in os.environ.items() if not k.startswith("EA_FS_")}
     env.update({"LD_PRELOAD": str(shim()), "EA_FS_UNDER": str(under), "EA_FS_LOG": str(log)})
@@ -143,6 +151,8 @@ def traced(
         env["EA_FS_FAIL_MATCH"] = match
     if repeat:
         env["EA_FS_FAIL_REPEAT"] = "1"
+    if reads:
+        env["EA_FS_READS"] = "1"
     try:
         proc = subprocess.run(
             [sys.executable, "-c", MARKER + code, *args],

@@ -2,7 +2,8 @@
 //! checked before LMDB maps `data.mdb` (see [`super::verify`]), a creation
 //! no commit completed is named as such, a directory we may not write
 //! opens read-only for a view, the files LMDB creates are made owner-only
-//! and their names durable, and every open walks the snapshot it will use.
+//! and their names durable, and every open walks the snapshot it will use
+//! (unless this process walked the same unchanged file clean before).
 
 use std::io;
 use std::mem::ManuallyDrop;
@@ -14,7 +15,7 @@ use std::time::Instant;
 use lmdb::{Environment, EnvironmentFlags};
 
 use super::error::{damaged, open_error, OpenError};
-use super::verify::{self, WalkOptions, META_ATTEMPTS, META_RETRY_PAUSE};
+use super::verify::{self, META_ATTEMPTS, META_RETRY_PAUSE};
 use super::{dirs, OpenMode, RegistryEnv, DATA_FILE, MAX_READERS};
 
 /// Whether [`open_lmdb`] walks the file before handing the environment out.
@@ -25,12 +26,6 @@ pub(super) enum Checked {
     /// For [`verify_path`], which walks it itself and reports everything.
     ByCaller,
 }
-
-/// The problems at open: the first is enough to refuse.
-const AT_OPEN: WalkOptions = WalkOptions {
-    max_problems: 1,
-    rows: false,
-};
 
 /// Empties `data.mdb` at `dir` when it is a creation no commit completed
 /// ([`verify::never_committed`]), so that LMDB initialises it afresh; the
@@ -173,7 +168,7 @@ pub(super) fn open_lmdb(
     registry_env.clear_stale_readers();
     if checked == Checked::AtOpen {
         let report = registry_env
-            .verify(AT_OPEN)
+            .verify_at_open()
             .map_err(|e| open_error(path, e.to_string()))?;
         if let Some(problem) = report.problems.into_iter().next() {
             return Err(damaged(path, problem));

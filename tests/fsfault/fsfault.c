@@ -14,14 +14,17 @@
  *     unlink    path
  *     mkdir     path
  *     truncate  path  length
+ *     read      path  offset  count       (pread/pread64; only with $EA_FS_READS=1)
  *
  * A failed call has result -1 and its errno; a write logs the bytes it
- * wrote (all of them, or the prefix a short write took).
+ * wrote (all of them, or the prefix a short write took), a read the
+ * offset and size asked for (its result is the bytes it read).
  *
  * $EA_FS_FAIL = "kind:n:errno" makes the n-th matching call (1-based) fail
  * with errno (a number, or EIO/ENOSPC) without reaching the kernel; kinds
  * are the ones above plus dsync_write (a write on an O_DSYNC descriptor),
- * filesync, dirsync and any (every logged call but open). With
+ * filesync, dirsync and any (every logged call but open; reads count only
+ * with $EA_FS_READS=1, which also makes `read` a kind). With
  * $EA_FS_FAIL_MATCH only calls whose path contains that text count, and
  * with $EA_FS_FAIL_REPEAT=1 every matching call from the n-th on fails.
  *
@@ -356,6 +359,49 @@ ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
 ssize_t pwritev(int fd, const struct iovec *iov, int iovcnt, off_t offset) {
     REAL(pwritev);
     TRACKED_WRITE(fd, offset, iov, iovcnt, real_pwritev(fd, iov, iovcnt, offset));
+}
+
+/* ---------------------------------------------------------------- reads */
+
+/* Reads are logged (and can fail) only when asked for: the other traces
+ * stay as they were. */
+static int reads_traced(void) {
+    const char *r = getenv("EA_FS_READS");
+    return r && r[0] == '1';
+}
+
+static void log_read(int fd, long offset, size_t count, long result, int err) {
+    char more[64];
+    snprintf(more, sizeof more, "\t%ld\t%zu", offset, count);
+    log_path("read", result, err, fd_path[fd], more);
+}
+
+#define TRACKED_READ(fd, offset, count, call)                                     \
+    do {                                                                          \
+        if (fd < 0 || fd >= MAX_FDS || !fd_path[fd] || !reads_traced()) return call; \
+        pthread_mutex_lock(&mu);                                                  \
+        int injected = fault("read", fd_path[fd], 0, 0);                          \
+        if (injected) {                                                           \
+            log_read(fd, (long)offset, count, -1, injected);                      \
+            pthread_mutex_unlock(&mu);                                            \
+            errno = injected;                                                     \
+            return -1;                                                            \
+        }                                                                         \
+        ssize_t r = call;                                                         \
+        int saved = errno;                                                        \
+        log_read(fd, (long)offset, count, (long)r, r < 0 ? saved : 0);           \
+        pthread_mutex_unlock(&mu);                                                \
+        errno = saved;                                                            \
+        return r;                                                                 \
+    } while (0)
+
+ssize_t pread(int fd, void *buf, size_t count, off_t offset) {
+    REAL(pread);
+    TRACKED_READ(fd, offset, count, real_pread(fd, buf, count, offset));
+}
+ssize_t pread64(int fd, void *buf, size_t count, off_t offset) {
+    REAL(pread64);
+    TRACKED_READ(fd, offset, count, real_pread64(fd, buf, count, offset));
 }
 
 /* ---------------------------------------------------------------- syncs */

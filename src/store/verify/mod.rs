@@ -26,14 +26,19 @@
 //! before that commit), and a replay from `applied_index + 1` converges.
 //! A damaged root, count, flag or size field is caught here.
 //!
+//! An open of a file this process has walked clean, unchanged since, skips
+//! step 2 (`verdicts.rs` says what "unchanged" trusts); `verify()` always
+//! walks.
+//!
 //! `format.rs` holds LMDB's on-disk constants and the meta pages (step 1),
 //! `walk/` the page walker (step 2, one page's checks in `walk/page.rs`),
-//! `report.rs` the `Damage` kinds and the `VerifyReport`; this file joins
-//! them to an environment (a walk pinned by a read transaction).
+//! `report.rs` the `Damage` kinds and the `VerifyReport`, `verdicts.rs`
+//! the reopen cache; this file joins them to an environment (a walk pinned
+//! by a read transaction).
 
 use std::io;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::error::{open_error, OpenError, StorageError};
 use super::{dirs, ffi, open_lmdb, shared_env, Checked, OpenMode, RegistryEnv, OPEN_ENVS};
@@ -42,6 +47,7 @@ use crate::fsutil::lock;
 
 mod format;
 mod report;
+mod verdicts;
 mod walk;
 
 pub use format::{
@@ -49,6 +55,7 @@ pub use format::{
 };
 pub(crate) use report::damage;
 pub use report::{Damage, DamageKind, VerifyReport, WalkOptions};
+use verdicts::FileState;
 pub use walk::walk;
 
 /// How often a meta page that looks wrong is read again before it counts
@@ -119,6 +126,23 @@ impl RegistryEnv {
     /// transaction pins it, so a writer in another process reuses none of
     /// its pages meanwhile.
     pub fn verify(&self, options: WalkOptions) -> Result<VerifyReport, StorageError> {
+        self.check(options, false)
+    }
+
+    /// The check every open makes: [`RegistryEnv::verify`] up to the first
+    /// problem, without the walk when this process walked the same
+    /// unchanged file and snapshot clean before.
+    pub(super) fn verify_at_open(&self) -> Result<VerifyReport, StorageError> {
+        self.check(
+            WalkOptions {
+                max_problems: 1,
+                rows: false,
+            },
+            true,
+        )
+    }
+
+    fn check(&self, options: WalkOptions, reuse: bool) -> Result<VerifyReport, StorageError> {
         let io_error = |e: io::Error| {
             StorageError::new(
                 "verifying data.mdb",
@@ -136,6 +160,9 @@ impl RegistryEnv {
             if attempt > 0 {
                 std::thread::sleep(META_RETRY_PAUSE);
             }
+            // The clock before the file's times (see verdicts.rs).
+            let now = SystemTime::now();
+            let before = FileState::of(&file).map_err(io_error)?;
             let (txn, _token) =
                 self.begin_with("beginning a read transaction", || self.env.begin_ro_txn())?;
             let txnid = ffi::txn_id(&txn);
@@ -175,7 +202,16 @@ impl RegistryEnv {
             match found {
                 Some(p) => problem = Some(p),
                 None => {
-                    let mut report = walk(&file, &meta, options);
+                    let known = reuse.then(|| verdicts::known(&before, txnid)).flatten();
+                    let mut report = match known {
+                        Some(report) => report,
+                        None => {
+                            let report = walk(&file, &meta, options);
+                            let after = FileState::of(&file).map_err(io_error)?;
+                            verdicts::remember(&before, &after, now, txnid, &report);
+                            report
+                        }
+                    };
                     drop(txn);
                     // The other meta is one LMDB never reads while this one
                     // is newer, and the next commit overwrites it: what is

@@ -1,11 +1,42 @@
 //! The page walker: every page reachable from the meta LMDB uses, in the
 //! main tree and the free-page tree, checked on the bytes of the file
-//! (step 2 of [`super`]). The walk itself, page claims and free lists are
-//! here; one page's checks are `page.rs`.
+//! (step 2 of [`super`]). The walk itself, page claims, free lists and
+//! the order of the problems are here; one page's checks are `page.rs`,
+//! the one-pass clearing of a healthy leaf `clean.rs`, the sequential
+//! reads `chunks.rs`.
+//!
+//! Each tree is walked in two passes, so that its leaves (99% of the
+//! pages) are read in large sequential reads rather than one `pread` per
+//! page in tree order:
+//!
+//! 1. depth first from the root, reading and checking every page above
+//!    the leaf level (branch pages, about 1% of a registry), claiming
+//!    every page the tree reaches, and noting each leaf-level page with
+//!    its place (the key range its parent gives it) and its position, its
+//!    index in the depth-first order;
+//! 2. the noted leaves of the main tree in file order, out of chunks of
+//!    256 KiB read sequentially, ahead of the checks (`chunks.rs`); those
+//!    of the free-page tree, whose free lists claim pages, in depth-first
+//!    order.
+//!
+//! Every page gets the checks, and a problem the message, of a walk that
+//! reads each page as it goes down (a healthy leaf is cleared by one pass
+//! that implies them all); each problem carries the position of its page,
+//! and the report keeps the `max_problems` first in depth-first order, as
+//! that walk finds them. What differs is the order of claims: when two
+//! references reach one page (damage), the one refused as the second can
+//! be the other; and a report that stops at `max_problems` can count pages
+//! such a walk would not have reached.
+//!
+//! Memory: a bit per page of the file, 32 bytes per leaf (its page,
+//! position and bounds), the branch pages' keys, and the chunk buffers; no
+//! allocation per page or node.
 
 use std::cmp::Ordering;
 use std::fs::File;
 
+mod chunks;
+mod clean;
 mod page;
 
 use super::format::{
@@ -29,6 +60,38 @@ struct Counts {
     entries: u64,
 }
 
+/// A key bound from a parent page, compared as the tree compares keys: a
+/// key kept in [`Walker::keys`] (its offset in the high 48 bits, its
+/// length in the low 16), or [`Bound::OPEN`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bound(u64);
+
+impl Bound {
+    const OPEN: Bound = Bound(u64::MAX);
+}
+
+/// A page to check and where it sits: its tree, level (the root is 1) in
+/// a tree of `depth` levels, and the key range its parent gives it.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    tree: Tree,
+    page: u64,
+    level: u16,
+    depth: u16,
+    low: Bound,
+    high: Bound,
+}
+
+/// A leaf-level page met in the first pass, checked in the second.
+#[derive(Debug, Clone, Copy)]
+struct Leaf {
+    page: u64,
+    /// Its index in the depth-first order of the walk.
+    pos: u64,
+    low: Bound,
+    high: Bound,
+}
+
 struct Walker<'f> {
     file: &'f File,
     page_size: usize,
@@ -43,25 +106,62 @@ struct Walker<'f> {
     /// never wrote); only free lists can reach there.
     seen_past_end: std::collections::HashSet<u64>,
     options: WalkOptions,
-    problems: Vec<Damage>,
+    /// Each with the position of the page where it was found.
+    problems: Vec<(u64, Damage)>,
+    /// The position of the page being checked, and of the next page met.
+    pos: u64,
+    next_pos: u64,
+    /// Once `max_problems` problems are kept, the position of the last:
+    /// a leaf after it cannot change the report and is not checked.
+    cutoff: u64,
     free_pages: u64,
+    /// One page: a branch page, or a leaf read alone.
     buf: Vec<u8>,
+    /// A value read from an overflow run.
+    value: Vec<u8>,
+    /// The nodes of one page, for the overlap check.
+    spans: Vec<(usize, usize)>,
+    /// The keys of branch pages, which bound their children.
+    keys: Vec<u8>,
+    /// The pages still to visit in the first pass.
+    stack: Vec<Place>,
+    /// The leaf-level pages the first pass met.
+    leaves: Vec<Leaf>,
 }
 
-/// A key bound from a parent page, compared as the tree compares keys;
-/// None is open.
-type Bound = Option<Vec<u8>>;
-
-/// A page to check and where it sits: its tree, level (the root is 1) in
-/// a tree of `depth` levels, and the key range its parent gives it.
-#[derive(Clone, Copy)]
-struct Place<'b> {
-    tree: Tree,
-    page: u64,
-    level: u16,
-    depth: u16,
-    low: &'b Bound,
-    high: &'b Bound,
+impl<'f> Walker<'f> {
+    fn new(file: &'f File, meta: &Meta, file_pages: u64, options: WalkOptions) -> Self {
+        Walker {
+            file,
+            page_size: meta.page_size as usize,
+            file_pages,
+            last_page: meta.last_page,
+            txnid: meta.txnid,
+            // Sized by what can be in use: pages past the file's end are
+            // refused, and past the last page too (a sparse file can be
+            // huge).
+            seen: vec![
+                0;
+                usize::try_from(file_pages.min(meta.last_page + 1) / 64 + 1).unwrap_or(0)
+            ],
+            seen_past_end: std::collections::HashSet::new(),
+            options: WalkOptions {
+                max_problems: options.max_problems.max(1),
+                ..options
+            },
+            problems: Vec::new(),
+            pos: 0,
+            next_pos: 0,
+            cutoff: u64::MAX,
+            free_pages: 0,
+            buf: Vec::with_capacity(meta.page_size as usize),
+            value: Vec::new(),
+            spans: Vec::new(),
+            keys: Vec::new(),
+            stack: Vec::new(),
+            leaves: Vec::new(),
+        }
+    }
 }
 
 impl Walker<'_> {
@@ -69,10 +169,33 @@ impl Walker<'_> {
         self.problems.len() >= self.options.max_problems
     }
 
+    /// Keeps a problem of the page at `self.pos`, and of all problems the
+    /// `max_problems` first in depth-first order (the first found of a
+    /// page before its later ones).
     fn report(&mut self, d: Damage) {
-        if !self.full() {
-            self.problems.push(d);
+        let max = self.options.max_problems;
+        self.problems.push((self.pos, d));
+        if self.problems.len() > max {
+            self.problems.sort_by_key(|(pos, _)| *pos);
+            self.problems.truncate(max);
         }
+        if self.problems.len() >= max {
+            self.cutoff = self.problems.iter().map(|(pos, _)| *pos).max().unwrap_or(0);
+        }
+    }
+
+    /// Keeps `key` as the bound of the children of a branch page.
+    fn keep_key(&mut self, key: &[u8]) -> Bound {
+        let at = self.keys.len() as u64;
+        self.keys.extend_from_slice(key);
+        Bound(at << 16 | key.len() as u64)
+    }
+
+    fn bound(&self, bound: Bound) -> Option<&[u8]> {
+        (bound != Bound::OPEN).then(|| {
+            let at = (bound.0 >> 16) as usize;
+            &self.keys[at..at + (bound.0 & 0xffff) as usize]
+        })
     }
 
     /// Marks `count` pages from `first` as reached; false (with the damage
@@ -132,22 +255,11 @@ impl Walker<'_> {
         true
     }
 
-    fn read_page(&mut self, page: u64) -> Result<Vec<u8>, Damage> {
-        let mut buf = std::mem::take(&mut self.buf);
+    /// Reads one page into `buf` (a buffer of the walker's, taken out and
+    /// given back by the caller).
+    fn read_page(&self, page: u64, buf: &mut Vec<u8>) -> Result<(), Damage> {
         buf.resize(self.page_size, 0);
-        let result = read_at(
-            self.file,
-            &mut buf,
-            page * self.page_size as u64,
-            Some(page),
-        );
-        match result {
-            Ok(()) => Ok(buf),
-            Err(d) => {
-                self.buf = buf;
-                Err(d)
-            }
-        }
+        read_at(self.file, buf, page * self.page_size as u64, Some(page))
     }
 
     fn compare(tree: Tree, a: &[u8], b: &[u8]) -> Ordering {
@@ -159,7 +271,9 @@ impl Walker<'_> {
         }
     }
 
-    /// Reads a value stored on an overflow run starting at `page`.
+    /// Claims the overflow run of a value starting at `page` and, when the
+    /// value is to be checked, reads it into `self.value`; returns its
+    /// length there (0 when not read).
     fn overflow(
         &mut self,
         tree: Tree,
@@ -167,7 +281,7 @@ impl Walker<'_> {
         page: u64,
         size: u64,
         counts: &mut Counts,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<usize> {
         let ps = self.page_size as u64;
         let needed = (PAGE_HEADER as u64 - 1 + size) / ps + 1;
         if page < NUM_METAS || page > self.last_page || page >= self.file_pages {
@@ -202,41 +316,141 @@ impl Walker<'_> {
         }
         counts.overflow += pages;
         if tree == Tree::Main && !self.options.rows {
-            return Some(Vec::new());
+            return Some(0);
         }
-        let mut value = vec![0u8; usize::try_from(size).ok()?];
-        if let Err(d) = read_at(
+        let size = usize::try_from(size).ok()?;
+        let mut value = std::mem::take(&mut self.value);
+        value.resize(size, 0);
+        let read = read_at(
             self.file,
             &mut value,
             page * ps + PAGE_HEADER as u64,
             Some(page),
-        ) {
-            self.report(d);
-            return None;
+        );
+        self.value = value;
+        match read {
+            Ok(()) => Some(size),
+            Err(d) => {
+                self.report(d);
+                None
+            }
         }
-        Some(value)
     }
 
-    fn visit(&mut self, at: Place<'_>, counts: &mut Counts) {
-        if self.full() || !self.claim(at.page, 1, true, "tree page") {
-            return;
+    /// The first pass over a tree from `root`: every page above the leaf
+    /// level read and checked, depth first, each page claimed and given
+    /// its position; the leaf-level pages noted in `self.leaves`.
+    fn descend(&mut self, root: Place, counts: &mut Counts) {
+        self.stack.clear();
+        self.stack.push(root);
+        let mut buf = std::mem::take(&mut self.buf);
+        while let Some(at) = self.stack.pop() {
+            if self.full() {
+                break;
+            }
+            self.pos = self.next_pos;
+            self.next_pos += 1;
+            if !self.claim(at.page, 1, true, "tree page") {
+                continue;
+            }
+            if at.level == at.depth {
+                self.leaves.push(Leaf {
+                    page: at.page,
+                    pos: self.pos,
+                    low: at.low,
+                    high: at.high,
+                });
+                continue;
+            }
+            if let Err(d) = self.read_page(at.page, &mut buf) {
+                self.report(d);
+                continue;
+            }
+            if let Some(keys) = self.check_page(&at, &buf, counts) {
+                self.push_children(&at, &buf, keys);
+            }
         }
-        let buf = match self.read_page(at.page) {
-            Ok(buf) => buf,
-            Err(d) => return self.report(d),
-        };
-        let children = self.check_page(&at, &buf, counts);
+        self.stack.clear();
         self.buf = buf;
-        for (child, low, high) in children {
-            let below = Place {
-                page: child,
-                level: at.level + 1,
-                low: &low,
-                high: &high,
-                ..at
+    }
+
+    /// The second pass: the leaves the first one met, each checked as in
+    /// its place. The main tree's in file order out of large reads; the
+    /// free-page tree's (a handful) in depth-first order, one read each,
+    /// since its free lists claim pages as they are met.
+    fn check_leaves(&mut self, tree: Tree, depth: u16, counts: &mut Counts) {
+        let mut leaves = std::mem::take(&mut self.leaves);
+        let mut buf = std::mem::take(&mut self.buf);
+        let place = |leaf: &Leaf| Place {
+            tree,
+            page: leaf.page,
+            level: depth,
+            depth,
+            low: leaf.low,
+            high: leaf.high,
+        };
+        if tree == Tree::Main {
+            in_page_order(&mut leaves);
+            let pages = chunks::Pages {
+                file: self.file,
+                page_size: self.page_size,
+                file_pages: self.file_pages,
+                n: leaves.len(),
+                page: |i: usize| leaves[i].page,
             };
-            self.visit(below, counts);
+            pages.each(|i, bytes| {
+                let leaf = &leaves[i];
+                if leaf.pos > self.cutoff {
+                    return;
+                }
+                self.pos = leaf.pos;
+                match bytes {
+                    Some(bytes) => self.check_leaf(&place(leaf), bytes, counts),
+                    // A chunk that could not be read whole: the page's own
+                    // read says which page is missing or unreadable.
+                    None => self.check_alone(&place(leaf), &mut buf, counts),
+                }
+            });
+        } else {
+            for leaf in &leaves {
+                if leaf.pos <= self.cutoff {
+                    self.pos = leaf.pos;
+                    self.check_alone(&place(leaf), &mut buf, counts);
+                }
+            }
         }
+        leaves.clear();
+        self.leaves = leaves;
+        self.buf = buf;
+    }
+
+    /// One leaf read on its own into `buf`.
+    fn check_alone(&mut self, at: &Place, buf: &mut Vec<u8>, counts: &mut Counts) {
+        match self.read_page(at.page, buf) {
+            Ok(()) => self.check_leaf(at, buf, counts),
+            Err(d) => self.report(d),
+        }
+    }
+
+    /// One leaf: cleared in one pass when it is a healthy main-tree leaf
+    /// of inline values (`clean.rs`), else through every check of
+    /// `page.rs`, which finds and words the problem.
+    fn check_leaf(&mut self, at: &Place, buf: &[u8], counts: &mut Counts) {
+        if at.tree == Tree::Main {
+            let (low, high) = (self.bound(at.low), self.bound(at.high));
+            if let Some(keys) = clean::clean_leaf(buf, at.page, low, high) {
+                counts.leaf += 1;
+                counts.entries += keys as u64;
+                if self.options.rows {
+                    for i in 0..keys {
+                        let (key, value) = clean::node(buf, i);
+                        self.check_row(at.page, key, value);
+                    }
+                }
+                return;
+            }
+        }
+        self.check_page(at, buf, counts);
     }
 
     /// A free-list record: a count, then that many page numbers.
@@ -310,6 +524,7 @@ impl Walker<'_> {
             Tree::Main => "main",
             Tree::Free => "free-page",
         };
+        self.pos = self.next_pos;
         if db.root == P_INVALID {
             if db.depth != 0 || db.entries != 0 {
                 self.report(damage(
@@ -336,10 +551,12 @@ impl Walker<'_> {
             page: db.root,
             level: 1,
             depth: db.depth,
-            low: &None,
-            high: &None,
+            low: Bound::OPEN,
+            high: Bound::OPEN,
         };
-        self.visit(root, &mut counts);
+        self.descend(root, &mut counts);
+        self.check_leaves(tree, db.depth, &mut counts);
+        self.pos = self.next_pos;
         if self.problems.is_empty() {
             let found = (counts.branch, counts.leaf, counts.overflow, counts.entries);
             let claimed = (
@@ -361,6 +578,28 @@ impl Walker<'_> {
         }
         counts
     }
+}
+
+/// Puts `leaves` (distinct pages, each claimed once) in page order: through
+/// a table indexed by page rather than a sort, which costs a good part of
+/// the reads, when the pages are dense enough for the table to be small
+/// (a damaged tree can point far into a sparse file).
+fn in_page_order(leaves: &mut Vec<Leaf>) {
+    let end = leaves.iter().map(|leaf| leaf.page + 1).max().unwrap_or(0);
+    let dense = end <= 16 * leaves.len() as u64 + 4096;
+    let (true, Ok(end), Ok(_)) = (dense, usize::try_from(end), u32::try_from(leaves.len())) else {
+        return leaves.sort_unstable_by_key(|leaf| leaf.page);
+    };
+    let mut slot = vec![u32::MAX; end];
+    for (i, leaf) in leaves.iter().enumerate() {
+        slot[leaf.page as usize] = i as u32;
+    }
+    let ordered: Vec<Leaf> = slot
+        .iter()
+        .filter(|&&i| i != u32::MAX)
+        .map(|&i| leaves[i as usize])
+        .collect();
+    *leaves = ordered;
 }
 
 /// Walks the snapshot of `meta` in `file`. The caller pins that snapshot
@@ -387,24 +626,7 @@ pub fn walk(file: &File, meta: &Meta, options: WalkOptions) -> VerifyReport {
         }
     };
     let file_pages = file_len / page_size as u64;
-    let mut walker = Walker {
-        file,
-        page_size,
-        file_pages,
-        last_page: meta.last_page,
-        txnid: meta.txnid,
-        // Sized by what can be in use: pages past the file's end are
-        // refused, and past the last page too (a sparse file can be huge).
-        seen: vec![0; usize::try_from(file_pages.min(meta.last_page + 1) / 64 + 1).unwrap_or(0)],
-        seen_past_end: std::collections::HashSet::new(),
-        options: WalkOptions {
-            max_problems: options.max_problems.max(1),
-            ..options
-        },
-        problems: Vec::new(),
-        free_pages: 0,
-        buf: Vec::with_capacity(page_size),
-    };
+    let mut walker = Walker::new(file, meta, file_pages, options);
     let main = walker.tree(Tree::Main, &meta.main);
     if !walker.full() {
         let free = walker.tree(Tree::Free, &meta.free);
@@ -429,6 +651,8 @@ pub fn walk(file: &File, meta: &Meta, options: WalkOptions) -> VerifyReport {
             ));
         }
     }
+    let mut problems = walker.problems;
+    problems.sort_by_key(|(pos, _)| *pos);
     VerifyReport {
         txnid: meta.txnid,
         page_size: meta.page_size,
@@ -440,7 +664,10 @@ pub fn walk(file: &File, meta: &Meta, options: WalkOptions) -> VerifyReport {
         leaf_pages: main.leaf,
         overflow_pages: main.overflow,
         free_pages: walker.free_pages,
-        problems: walker.problems,
+        problems: problems.into_iter().map(|(_, d)| d).collect(),
         warnings: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests;

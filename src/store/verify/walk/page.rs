@@ -5,7 +5,7 @@
 
 use std::cmp::Ordering;
 
-use super::{Bound, Counts, Place, Tree, Walker};
+use super::{Counts, Place, Tree, Walker};
 use crate::store::verify::format::{
     u16_at, u64_at, F_BIGDATA, F_DUPDATA, F_SUBDATA, NODE_HEADER, PAGE_HEADER, P_BRANCH, P_LEAF,
 };
@@ -38,70 +38,57 @@ impl NodeExtent {
     fn data_size(&self) -> u64 {
         self.lo | (self.hi << 16)
     }
-
-    fn child(&self) -> u64 {
-        self.lo | (self.hi << 16) | (u64::from(self.node_flags) << 32)
-    }
-}
-
-/// Child `i` of a branch holds keys from key `i` (the parent's low bound
-/// for `i = 0`) up to, not including, key `i + 1` (the parent's high bound
-/// for the last).
-fn child_bounds(
-    buf: &[u8],
-    children: &[u64],
-    low: &Bound,
-    high: &Bound,
-) -> Vec<(u64, Bound, Bound)> {
-    let key_of = |i: usize| -> Vec<u8> {
-        let at = usize::from(u16_at(buf, PAGE_HEADER + 2 * i));
-        let size = usize::from(u16_at(buf, at + 6));
-        buf[at + NODE_HEADER..at + NODE_HEADER + size].to_vec()
-    };
-    (0..children.len())
-        .map(|i| {
-            let child_low = if i == 0 { low.clone() } else { Some(key_of(i)) };
-            let child_high = if i + 1 < children.len() {
-                Some(key_of(i + 1))
-            } else {
-                high.clone()
-            };
-            (children[i], child_low, child_high)
-        })
-        .collect()
 }
 
 impl Walker<'_> {
-    /// Checks one tree page; returns its children with their key bounds.
-    /// In three steps, each of which reports the first problem it finds
-    /// and stops the page there: the header against the page's place, then
-    /// every node in the node table, then the key range of each child.
+    /// Checks one tree page; returns its node count when it passed. In
+    /// three steps, each of which reports the first problem it finds and
+    /// stops the page there: the header against the page's place, then
+    /// every node in the node table; the key range of each child of a
+    /// branch is [`Walker::push_children`]'s.
     pub(super) fn check_page(
         &mut self,
-        at: &Place<'_>,
+        at: &Place,
         buf: &[u8],
         counts: &mut Counts,
-    ) -> Vec<(u64, Bound, Bound)> {
-        let Some(shape) = self.check_header(at, buf, counts) else {
-            return Vec::new();
-        };
-        let Some(children) = self.check_nodes(at, buf, &shape, counts) else {
-            return Vec::new();
-        };
-        if shape.is_leaf {
-            return Vec::new();
+    ) -> Option<usize> {
+        let shape = self.check_header(at, buf, counts)?;
+        self.check_nodes(at, buf, &shape, counts)
+            .then_some(shape.keys)
+    }
+
+    /// Child `i` of a branch that passed [`Walker::check_page`] holds keys
+    /// from key `i` (the parent's low bound for `i = 0`) up to, not
+    /// including, key `i + 1` (the parent's high bound for the last): each
+    /// key is kept once, as the high bound of one child and the low bound
+    /// of the next. Pushed last child first, so the first is visited first.
+    pub(super) fn push_children(&mut self, at: &Place, buf: &[u8], keys: usize) {
+        let mut high = at.high;
+        for i in (0..keys).rev() {
+            let node = usize::from(u16_at(buf, PAGE_HEADER + 2 * i));
+            let lo = u64::from(u16_at(buf, node));
+            let hi = u64::from(u16_at(buf, node + 2));
+            let flags = u64::from(u16_at(buf, node + 4));
+            let size = usize::from(u16_at(buf, node + 6));
+            let low = if i == 0 {
+                at.low
+            } else {
+                self.keep_key(&buf[node + NODE_HEADER..node + NODE_HEADER + size])
+            };
+            self.stack.push(Place {
+                page: lo | (hi << 16) | (flags << 32),
+                level: at.level + 1,
+                low,
+                high,
+                ..*at
+            });
+            high = low;
         }
-        child_bounds(buf, &children, at.low, at.high)
     }
 
     /// The page header: its number, its kind (branch or leaf) against its
     /// level, its free-space bounds and its node count. Counts the page.
-    fn check_header(
-        &mut self,
-        at: &Place<'_>,
-        buf: &[u8],
-        counts: &mut Counts,
-    ) -> Option<PageShape> {
+    fn check_header(&mut self, at: &Place, buf: &[u8], counts: &mut Counts) -> Option<PageShape> {
         let Place {
             page, level, depth, ..
         } = *at;
@@ -177,36 +164,52 @@ impl Walker<'_> {
     }
 
     /// Every node of the page's node table: within the page, keys in
-    /// order, a leaf's value read (and checked) and a branch's child
-    /// collected; then no two nodes overlapping. Returns the children.
+    /// order, a leaf's value read (and checked); then no two nodes
+    /// overlapping. False when a problem was reported.
     fn check_nodes(
         &mut self,
-        at: &Place<'_>,
+        at: &Place,
         buf: &[u8],
         shape: &PageShape,
         counts: &mut Counts,
-    ) -> Option<Vec<u64>> {
-        let mut spans: Vec<(usize, usize)> = Vec::with_capacity(shape.keys);
-        let mut children = Vec::new();
+    ) -> bool {
+        let mut spans = std::mem::take(&mut self.spans);
+        spans.clear();
+        let ok = self.check_each_node(at, buf, shape, counts, &mut spans)
+            && self.check_overlap(at, &mut spans);
+        self.spans = spans;
+        ok
+    }
+
+    fn check_each_node(
+        &mut self,
+        at: &Place,
+        buf: &[u8],
+        shape: &PageShape,
+        counts: &mut Counts,
+        spans: &mut Vec<(usize, usize)>,
+    ) -> bool {
         let mut previous: Option<&[u8]> = None;
         for i in 0..shape.keys {
-            let node = self.node_extent(at.page, buf, shape, i)?;
+            let Some(node) = self.node_extent(at.page, buf, shape, i) else {
+                return false;
+            };
             spans.push((node.at, node.end));
             let key = &buf[node.key_start..node.key_end];
             if !self.check_key_order(at, shape.is_leaf, i, key, previous) {
-                return None;
+                return false;
             }
             if shape.is_leaf || i > 0 {
                 previous = Some(key);
             }
-            if shape.is_leaf {
-                if !self.check_leaf_value(at, buf, &node, key, counts) {
-                    return None;
-                }
-            } else {
-                children.push(node.child());
+            if shape.is_leaf && !self.check_leaf_value(at, buf, &node, key, counts) {
+                return false;
             }
         }
+        true
+    }
+
+    fn check_overlap(&mut self, at: &Place, spans: &mut [(usize, usize)]) -> bool {
         spans.sort_unstable();
         if let Some(w) = spans.windows(2).find(|w| w[0].1 > w[1].0) {
             self.report(damage(
@@ -214,9 +217,9 @@ impl Walker<'_> {
                 DamageKind::NodeBounds,
                 format!("nodes at offsets {} and {} overlap", w[0].0, w[1].0),
             ));
-            return None;
+            return false;
         }
-        Some(children)
+        true
     }
 
     /// Node `i`'s header, key and (in a leaf) inline value: all within the
@@ -292,7 +295,7 @@ impl Walker<'_> {
     /// a problem was reported.
     fn check_key_order(
         &mut self,
-        at: &Place<'_>,
+        at: &Place,
         is_leaf: bool,
         i: usize,
         key: &[u8],
@@ -312,11 +315,11 @@ impl Walker<'_> {
             }
             let after_previous =
                 previous.is_none_or(|p| Self::compare(tree, p, key) == Ordering::Less);
-            let above_low = low
-                .as_deref()
+            let above_low = self
+                .bound(low)
                 .is_none_or(|l| Self::compare(tree, l, key) != Ordering::Greater);
-            let below_high = high
-                .as_deref()
+            let below_high = self
+                .bound(high)
                 .is_none_or(|h| Self::compare(tree, key, h) == Ordering::Less);
             after_previous && above_low && below_high
         };
@@ -334,26 +337,31 @@ impl Walker<'_> {
     /// run was bad (reported).
     fn check_leaf_value(
         &mut self,
-        at: &Place<'_>,
+        at: &Place,
         buf: &[u8],
         node: &NodeExtent,
         key: &[u8],
         counts: &mut Counts,
     ) -> bool {
-        let value = if node.node_flags & F_BIGDATA != 0 {
-            let first = u64_at(buf, node.key_end);
-            match self.overflow(at.tree, at.page, first, node.data_size(), counts) {
-                Some(v) => v,
-                None => return false,
-            }
-        } else {
-            buf[node.key_end..node.end].to_vec()
+        if node.node_flags & F_BIGDATA == 0 {
+            self.check_value(at, key, &buf[node.key_end..node.end]);
+            return true;
+        }
+        let first = u64_at(buf, node.key_end);
+        let Some(len) = self.overflow(at.tree, at.page, first, node.data_size(), counts) else {
+            return false;
         };
+        let value = std::mem::take(&mut self.value);
+        self.check_value(at, key, &value[..len]);
+        self.value = value;
+        true
+    }
+
+    fn check_value(&mut self, at: &Place, key: &[u8], value: &[u8]) {
         match at.tree {
-            Tree::Free => self.free_list(at.page, key, &value),
-            Tree::Main if self.options.rows => self.check_row(at.page, key, &value),
+            Tree::Free => self.free_list(at.page, key, value),
+            Tree::Main if self.options.rows => self.check_row(at.page, key, value),
             Tree::Main => {}
         }
-        true
     }
 }
