@@ -8,7 +8,6 @@ use pyo3::types::PyDict;
 
 use super::sidecar::PySidecar;
 use crate::applier::{Replayed, SidecarResync};
-use crate::rules::Outcome;
 use crate::wire::{PayloadKind, ENABLE_RAFT_ENVELOPE, ENABLE_STORAGE_ENVELOPE, ROTATE_DEK};
 
 /// What a resync of keys.json from the Raft log did (`written`), or would
@@ -27,20 +26,6 @@ fn entry_name(r: &Replayed) -> &'static str {
         (_, Some(ENABLE_STORAGE_ENVELOPE)) => "enable-storage-envelope",
         (_, Some(ENABLE_RAFT_ENVELOPE)) => "enable-raft-envelope",
         _ => "entry",
-    }
-}
-
-fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Inserted => "inserted",
-        Outcome::Advanced => "advanced",
-        Outcome::Unchanged => "unchanged",
-        Outcome::Bootstrapped => "bootstrapped",
-        Outcome::Rotated => "rotated",
-        Outcome::Skipped => "skipped",
-        Outcome::Enabled => "enabled",
-        Outcome::AlreadyActive => "already-active",
-        Outcome::StaleDek => "stale-dek",
     }
 }
 
@@ -71,7 +56,7 @@ impl PySidecarResync {
         self.0
             .replayed
             .iter()
-            .map(|r| (r.index, entry_name(r), outcome_name(r.outcome)))
+            .map(|r| (r.index, entry_name(r), r.outcome.as_str()))
             .collect()
     }
     /// How many entries of the gap do not touch keys.json (registrations,
@@ -143,7 +128,7 @@ impl PySidecarResync {
                 let item = PyDict::new(py);
                 item.set_item("index", e.index)?;
                 item.set_item("entry", entry_name(e))?;
-                item.set_item("outcome", outcome_name(e.outcome))?;
+                item.set_item("outcome", e.outcome.as_str())?;
                 Ok(item)
             })
             .collect::<PyResult<_>>()?;
