@@ -125,6 +125,13 @@ pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
     sync_dir(parent_dir(path))
 }
 
+/// Removes the file at `path` and fsyncs its directory, so the removal
+/// survives a power loss like the creation it undoes.
+pub fn remove_durable(path: &Path) -> io::Result<()> {
+    std::fs::remove_file(path)?;
+    sync_parent_dir(path)
+}
+
 /// fsyncs the directory `dir`, so the names created in it survive power loss.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

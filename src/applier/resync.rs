@@ -39,7 +39,7 @@ use crate::rules::{
     cutover_branch, CutoverBranch, Outcome,
 };
 use crate::sidecar::{self, Sidecar};
-use crate::store::StorageError;
+use crate::store::{Aftermath, StorageError};
 use crate::wire::{
     node_id16, Entry, PayloadKind, Purpose, Rotation, ENABLE_RAFT_ENVELOPE, ENCRYPTION_OPCODES,
     ROTATE_DEK,
@@ -217,10 +217,27 @@ impl Applier {
         if dry_run || !(report.changed() || keyring.unsynced) {
             return Ok(report);
         }
+        let mut made = None;
         if report.before.is_some() {
-            report.backup = Some(keep_backup(&path, after_index)?);
+            let (backup, fresh) = keep_backup(&path, after_index)?;
+            report.backup = Some(backup.clone());
+            made = fresh.then_some(backup);
         }
-        write_sidecar(keyring, &report.after)?;
+        if let Err(mut e) = write_sidecar(keyring, &report.after) {
+            // keys.json was not replaced: a backup made by this call goes
+            // too, so a failed resync writes nothing.
+            if let (ApplyError::Storage(s), Some(backup)) = (&mut e, made) {
+                if !s.applied {
+                    if let Err(undo) = crate::fsutil::remove_durable(&backup) {
+                        s.aftermath.push(Aftermath::BackupKept {
+                            path: backup,
+                            undo: undo.to_string(),
+                        });
+                    }
+                }
+            }
+            return Err(e.into());
+        }
         report.written = true;
         // The keystore mirrors keys.json: the replayed keys are in it now.
         for (id, dek) in replay.deks {
@@ -411,23 +428,26 @@ impl Replay {
 }
 
 /// Keeps the current keys.json as `<name>.before-resync-<index>`, durably
-/// and owner-only, before the new one replaces it. A backup already there
+/// and owner-only, before the new one replaces it; says whether the
+/// backup is new (a failed resync removes a new one). A backup already there
 /// with other bytes is never overwritten: the next free numbered sibling
 /// is used. One with the same bytes (a resync that stopped after it) is
 /// written again, through a new rename: the directory fsync that failed
 /// then may have lost its name for good, though the file still shows.
-fn keep_backup(path: &Path, index: u64) -> Result<PathBuf, ApplyError> {
+fn keep_backup(path: &Path, index: u64) -> Result<(PathBuf, bool), ApplyError> {
     let bytes = sidecar::read_bytes(path)?.unwrap_or_default();
     let name = path
         .file_name()
         .map_or_else(|| "keys.json".into(), |n| n.to_string_lossy().into_owned());
     let base = path.with_file_name(format!("{name}.before-resync-{index}"));
     let mut candidate = base.clone();
+    let mut fresh = true;
     for n in 1.. {
         match std::fs::symlink_metadata(&candidate) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
             Ok(meta) if meta.is_file() && meta.len() == bytes.len() as u64 => {
                 if std::fs::read(&candidate).is_ok_and(|old| old == bytes) {
+                    fresh = false;
                     break;
                 }
             }
@@ -438,7 +458,7 @@ fn keep_backup(path: &Path, index: u64) -> Result<PathBuf, ApplyError> {
     }
     crate::fsutil::replace_private_durable(&candidate, &bytes)
         .map_err(|e| backup_fault(&candidate, &e.to_string(), e.source.raw_os_error()))?;
-    Ok(candidate)
+    Ok((candidate, fresh))
 }
 
 fn backup_fault(path: &Path, detail: &str, errno: Option<i32>) -> ApplyError {

@@ -45,6 +45,9 @@ pub enum Aftermath {
     /// The registry rows an entry committed before its keys.json write
     /// failed could not be taken back (why: `undo`).
     RowsKept { rows: usize, undo: String },
+    /// A resync made a backup of keys.json and then failed before
+    /// replacing keys.json; the backup could not be removed (why: `undo`).
+    BackupKept { path: PathBuf, undo: String },
 }
 
 impl fmt::Display for Aftermath {
@@ -71,6 +74,12 @@ impl fmt::Display for Aftermath {
                 f,
                 "and the {rows} registry row(s) committed before it could not be taken back \
                  ({undo}): a replay of this entry writes the same rows"
+            ),
+            Aftermath::BackupKept { path, undo } => write!(
+                f,
+                "and the backup {} it had made could not be removed ({undo}); it holds the \
+                 current keys.json's bytes",
+                path.display()
             ),
         }
     }

@@ -359,3 +359,37 @@ def test_resync_from_any_point_matches_the_model(
     )
     assert after.raft_applied_index == len(log)
     assert {i: k.local_epoch for i, k in after.keys.items()} == {i: own.get(i, 0) for i in model.keys}
+
+
+RESYNC_CHILD = """
+import sys, encryption_applier as ea
+log = [bytes.fromhex(h) for h in sys.argv[3].split(",")]
+with ea.Applier(sys.argv[1], kek=ea.FileKek(sys.argv[2])) as applier:
+    try:
+        applier.resync_sidecar(log, log_first_index=1, full_node_id=int(sys.argv[4]))
+        print("resynced")
+    except ea.StorageError as e:
+        print("StorageError", e.applied, e)
+"""
+
+
+def test_a_resync_that_cannot_replace_keys_json_takes_its_backup_back(lagging: Lagging, cluster: Cluster) -> None:
+    """The backup is made durable first; when keys.json's own rename then
+    fails, nothing of the resync stays: the new backup is removed again."""
+    from fsfault import traced_ok
+
+    base = lagging.directory.resolve()
+    args = (str(base), str(cluster.kek_path), ",".join(e.hex() or "00" for e in lagging.log), str(NODE))
+    # Rename 1 is the open making keys.json durable, rename 2 puts the
+    # backup in place, rename 3 would put the new keys.json.
+    run = traced_ok(RESYNC_CHILD, *args, under=base, fail="rename:3:EIO")
+    renames = [c.fields[0] if c.fields else "" for c in run.of("rename")]
+    assert any("before-resync" in r for r in renames), renames  # the backup was made
+    assert run.proc.stdout.startswith("StorageError False"), run.proc.stdout
+    assert "keys.json is unchanged" in run.proc.stdout
+    assert keys_json(lagging) == lagging.old
+    assert not list(lagging.directory.glob("keys.json.before-resync-*"))
+    assert [c.path for c in run.of("unlink") if "before-resync" in c.path], "the backup was not removed"
+    # A later resync that works keeps its backup.
+    assert traced_ok(RESYNC_CHILD, *args, under=base).proc.stdout.strip() == "resynced"
+    assert (lagging.directory / "keys.json.before-resync-1").read_bytes() == lagging.old
