@@ -1,7 +1,8 @@
 """The power-loss and fault explorer at a larger size than the test
-command's: runs tests/robustness/test_power_loss.py with more states per model and
-trace, and prints the figures the durability guide quotes (states checked
-per workload and model, how many opened, were refused, re-created, lost
+command's: runs tests/robustness/test_power_loss.py and
+test_resync_power_loss.py with more states per model and trace, and
+prints the figures the durability guide quotes (states checked per
+workload and model, how many opened, were refused, re-created, lost
 returned applies in sync=False mode, and violations; sweep runs).
 
     .venv/bin/python scripts/explore.py [--budget N] [--seed S]
@@ -38,7 +39,16 @@ def main() -> int:
         "EA_EXPLORE_REPORT": str(report),
     }
     ran = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/robustness/test_power_loss.py"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/robustness/test_power_loss.py",
+            "tests/robustness/test_resync_power_loss.py",
+        ],
         cwd=ROOT,
         env=env,
     )

@@ -575,11 +575,10 @@ class Verdict:
     violations: list[str] = field(default_factory=list)
 
 
-def check_states(workload: Workload, states: list[State], base: Path, scratch: Path) -> Verdict:
-    """Materialises every state under `scratch` and checks it in one child."""
-    verdict = Verdict()
-    if not states:
-        return verdict
+def materialise(states: list[State], base: Path, scratch: Path) -> list[dict[str, str]]:
+    """Writes each state under `scratch/s<n>` (the files and directories it
+    holds below `base`, owner-only) and returns `{"name", "dir"}` jobs, the
+    registry directory of each, for a checker child."""
     root = str(base.resolve())
     jobs = []
     for n, state in enumerate(states):
@@ -594,6 +593,15 @@ def check_states(workload: Workload, states: list[State], base: Path, scratch: P
                 target.write_bytes(data)
                 target.chmod(0o600)
         jobs.append({"name": state.name, "dir": str(where / "registry")})
+    return jobs
+
+
+def check_states(workload: Workload, states: list[State], base: Path, scratch: Path) -> Verdict:
+    """Materialises every state under `scratch` and checks it in one child."""
+    verdict = Verdict()
+    if not states:
+        return verdict
+    jobs = materialise(states, base, scratch)
     job_file = scratch / "job.json"
     job_file.write_text(
         json.dumps(
