@@ -297,14 +297,19 @@ def test_many_views_at_once(registry_dir: Path) -> None:
 
 def test_hex_ids_match_the_rows_formatting() -> None:
     """The frames' hex column is built in one native loop; it must read as
-    the CLI and the row dicts write ids (`_rows.hex_id`)."""
+    ids are written everywhere else: 0x and fixed-width lower-case hex."""
     import array
 
     from encryption_applier._native import _hex_ids
-    from encryption_applier._rows import hex_id
 
     ids = array.array("Q", [0, 1, 0xABCD0001, 0x8000_0000_0000_0000, 2**64 - 1])
-    assert _hex_ids(ids, 16) == [hex_id(v, 16) for v in ids]
+    assert _hex_ids(ids, 16) == [
+        "0x0000000000000000",
+        "0x0000000000000001",
+        "0x00000000abcd0001",
+        "0x8000000000000000",
+        "0xffffffffffffffff",
+    ]
     assert _hex_ids(array.array("Q", [0, 0xBEEF, 0xFFFF]), 4) == ["0x0000", "0xbeef", "0xffff"]
     assert _hex_ids(array.array("Q"), 16) == []
     with pytest.raises(ValueError, match="does not fit 4 hex digits"):
