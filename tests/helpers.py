@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -181,3 +182,37 @@ def edit_sidecar(registry: Path, **changes: object) -> None:
         else:
             doc[name] = value
     write_sidecar_json(registry, doc)
+
+
+def assert_waits_without_the_gil(handle: Any, call: Callable[[], object], what: str, hold: float = 1.0) -> None:
+    """`call` on another thread while `handle`'s lock is held for `hold`
+    seconds (`test_support.hold_lock`): it must wait for the lock, and this
+    thread must keep running Python meanwhile (it could not if the waiter
+    held the GIL)."""
+    import threading
+    import time
+
+    from encryption_applier._native import test_support
+
+    holder = threading.Thread(target=test_support.hold_lock, args=(handle, hold))
+    holder.start()
+    time.sleep(0.1)  # the holder has the lock (it takes it at once)
+    span: list[float] = []
+
+    def waiter() -> None:
+        span.append(time.monotonic())
+        call()
+        span.append(time.monotonic())
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    ticks = []
+    while thread.is_alive():
+        ticks.append(time.monotonic())
+        time.sleep(0.01)
+    thread.join()
+    holder.join()
+    start, end = span
+    assert end - start > 0.3 * hold, f"{what}: the call did not wait for the lock"
+    during = [t for t in ticks if start + 0.05 < t < end - 0.3 * hold]
+    assert len(during) >= 5, f"{what}: the interpreter stalled while it waited ({len(during)} ticks)"

@@ -15,8 +15,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +23,8 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 import encryption_applier as ea
-from encryption_applier._native import test_support
 
-from helpers import REPO, plant_raw
+from helpers import REPO, assert_waits_without_the_gil, plant_raw
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "go" / "status.json").read_text())
 CASES = {c["name"]: c for c in GOLDEN["cases"]}
@@ -522,24 +519,6 @@ def test_waiting_for_a_views_lock_releases_the_gil(tmp_path: Path) -> None:
     registry, _ = set_up(tmp_path, CASES["projects_the_callers_rows"])
     me = CASES["projects_the_callers_rows"]["full_node_id"]
     with ea.Registry(registry) as view:
-        holder = threading.Thread(target=test_support.hold_lock, args=(view, 1.0))
-        holder.start()
-        time.sleep(0.1)
-        span: list[float] = []
-
-        def waiter() -> None:
-            span.append(time.monotonic())
-            ea.resync_sidecar_response(view, caller_full_node_id=me)
-            span.append(time.monotonic())
-
-        thread = threading.Thread(target=waiter)
-        thread.start()
-        ticks = []
-        while thread.is_alive():
-            ticks.append(time.monotonic())
-            time.sleep(0.01)
-        thread.join()
-        holder.join()
-    start, end = span
-    assert end - start > 0.3, "the call did not wait for the view's lock"
-    assert len([t for t in ticks if start + 0.05 < t < end - 0.3]) >= 5, "the interpreter stalled"
+        assert_waits_without_the_gil(
+            view, lambda: ea.resync_sidecar_response(view, caller_full_node_id=me), "resync_sidecar_response"
+        )

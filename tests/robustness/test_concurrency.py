@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 import encryption_applier as ea
-from encryption_applier._native import test_support
 from encryption_applier.testing.model import RegistryModel
+
+from helpers import assert_waits_without_the_gil
 
 THREADS = 8
 PER_THREAD = 250
@@ -140,29 +141,5 @@ GETTERS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("getter", list(GETTERS))
 def test_waiting_for_the_applier_lock_releases_the_gil(tmp_path: Path, kek_path: Path, getter: str) -> None:
-    hold = 1.0
     with ea.Applier(tmp_path / "reg", kek=ea.FileKek(kek_path)) as applier:
-        holder = threading.Thread(target=test_support.hold_lock, args=(applier, hold))
-        holder.start()
-        time.sleep(0.1)  # the holder has the lock (it takes it at once)
-        span: list[float] = []
-
-        def waiter() -> None:
-            span.append(time.monotonic())
-            GETTERS[getter](applier)
-            span.append(time.monotonic())
-
-        thread = threading.Thread(target=waiter)
-        thread.start()
-        # This thread keeps running Python while the waiter waits; with the
-        # GIL held by the waiter it could not run until the holder let go.
-        ticks = []
-        while thread.is_alive():
-            ticks.append(time.monotonic())
-            time.sleep(0.01)
-        thread.join()
-        holder.join()
-    start, end = span
-    assert end - start > 0.3, "the call did not wait for the lock"
-    during = [t for t in ticks if start + 0.05 < t < end - 0.3]
-    assert len(during) >= 5, f"{getter}: the interpreter stalled while it waited ({len(during)} ticks)"
+        assert_waits_without_the_gil(applier, lambda: GETTERS[getter](applier), getter)
