@@ -409,9 +409,10 @@ impl PyRegistry {
         _exc_type: Option<&Bound<'_, PyAny>>,
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        self.close(py)?;
-        Ok(false)
+    ) -> PyResult<()> {
+        // None, not False: the exception (if any) propagates, and a type
+        // checker knows a `with` block never swallows one.
+        self.close(py)
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
