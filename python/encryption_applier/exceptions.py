@@ -194,6 +194,17 @@ class EncryptionApplyError(EncryptionError):
     ``position`` and ``outcomes`` are set when ``Applier.apply_many``
     raised it: the position of the entry that halted, and the outcomes of
     the (committed) entries before it. Otherwise both are None.
+
+    ```pycon
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d, ea.Applier(d) as a:
+    ...     try:
+    ...         a.apply_many([ea.Registration(1, 0xABCD0001, 2), ea.Registration(1, 0xABCD0001, 1)])
+    ...     except ea.EncryptionApplyError as halt:   # a LocalEpochRollbackError
+    ...         type(halt).__name__, halt.position, halt.outcomes, halt.fields["last_seen"]
+    ('LocalEpochRollbackError', 1, ['inserted'], 2)
+
+    ```
     """
 
     position: int | None

@@ -38,6 +38,27 @@ class Kek(Protocol):
     call; a KEK must not use the applier that is calling it (that raises
     `RuntimeError`, which halts the entry) nor wait for another thread
     that does.
+
+    A KEK of your own (here a toy one that XORs; a real one calls a KMS):
+
+    ```pycon
+    >>> import os, tempfile
+    >>> class XorKek:
+    ...     identity = "xor:example"
+    ...     def wrap(self, dek: bytes) -> bytes:
+    ...         return bytes(b ^ 0x5A for b in dek)
+    ...     def unwrap(self, wrapped: bytes) -> bytes:
+    ...         return bytes(b ^ 0x5A for b in wrapped)
+    >>> kek = XorKek()
+    >>> isinstance(kek, ea.Kek)
+    True
+    >>> with tempfile.TemporaryDirectory() as d, ea.Applier(d, kek=kek) as a:
+    ...     a.apply(ea.Bootstrap(1, kek.wrap(os.urandom(32)), 2, kek.wrap(os.urandom(32))))
+    ...     a.keystore.ids()
+    'bootstrapped'
+    [1, 2]
+
+    ```
     """
 
     @property

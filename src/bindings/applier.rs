@@ -10,7 +10,7 @@ use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
-use super::convert::{outcome_list, outcome_str, U16, U64};
+use super::convert::{group_commit_arg, outcome_list, outcome_str, U16, U64};
 use super::errors::{apply_error_to_py, CoreError};
 use super::handle::{run_detached, Handle};
 use super::kek::kek_arg;
@@ -63,6 +63,20 @@ use crate::wire::{Entry, MalformedPayload};
 /// `"rotated"` (keys), `"enabled"`, `"already-active"`, `"stale-dek"`
 /// (envelope cutovers), or `"skipped"` (an `index=` already applied); or
 /// raises an `EncryptionApplyError`, a halt.
+///
+/// ```pycon
+/// >>> import tempfile
+/// >>> with tempfile.TemporaryDirectory() as d, ea.Applier(d) as a:
+/// ...     a.apply(ea.Registration(1, 0xABCD0001, 1), index=1)
+/// ...     a.apply(ea.Registration(1, 0xABCD0001, 1).to_entry(), index=1)  # a replay of index 1
+/// ...     a.apply(ea.Registration(1, 0xABCD0001, 2), index=2)
+/// ...     a.applied_index, a.registry.rows()
+/// 'inserted'
+/// 'skipped'
+/// 'advanced'
+/// (2, [RegistryRow(dek_id=1, node_id16=0x0001, full_node_id=0xabcd0001, first_seen_local_epoch=1, last_seen_local_epoch=2)])
+///
+/// ```
 #[pyclass(module = "encryption_applier", name = "Applier", frozen)]
 pub struct PyApplier {
     pub(super) inner: Handle<Applier>,
@@ -649,25 +663,6 @@ fn report_failed_final_commit(path: &Path, error: &ApplyError) {
             path.display()
         );
     }
-}
-
-/// `group_commit=`: an entry count. A bool is refused: `True` is 1 to
-/// Python, and reading "turn group commit on" as one entry per commit
-/// would silently give the slowest mode; the new mode is named instead.
-fn group_commit_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
-    let Some(value) = value else { return Ok(None) };
-    if value.is_instance_of::<pyo3::types::PyBool>() {
-        return Err(PyTypeError::new_err(format!(
-            "group_commit={} is not an entry count: give the number of entries per commit \
-             (group_commit=64), or pipelined=True for write-behind group commit that the disk \
-             does not gate (with group_commit=K, the most entries per group; default {})",
-            if value.is_truthy()? { "True" } else { "False" },
-            crate::applier::DEFAULT_PIPELINE_ENTRIES
-        )));
-    }
-    value.extract::<usize>().map(Some).map_err(|_| {
-        PyTypeError::new_err("group_commit must be a positive int (the entries per commit)")
-    })
 }
 
 /// The delay group commit waits at most when only `group_commit=` is given.

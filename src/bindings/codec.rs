@@ -19,6 +19,14 @@ use crate::wire::{self, Entry};
 
 /// The 27-byte registry key of a row: `b"!encryption|writers|" ‖ dek_id u32
 /// ‖ b"|" ‖ node_id16 u16`, big-endian.
+///
+/// ```pycon
+/// >>> ea.registry_key(1, 0x0001)
+/// b'!encryption|writers|\x00\x00\x00\x01|\x00\x01'
+/// >>> ea.decode_registry_key(ea.registry_key(1, 0x0001))
+/// (1, 1)
+///
+/// ```
 #[pyfunction]
 pub(super) fn registry_key<'py>(
     py: Python<'py>,
@@ -30,6 +38,12 @@ pub(super) fn registry_key<'py>(
 
 /// `(dek_id, node_id16)` from a registry key; `RegistryCorruptionError`
 /// for a key of the wrong length or layout.
+///
+/// ```pycon
+/// >>> ea.decode_registry_key(b"!encryption|writers|\x00\x00\x00\x07|\xd4\xc0")
+/// (7, 54464)
+///
+/// ```
 #[pyfunction]
 pub(super) fn decode_registry_key(py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<(u32, u16)> {
     let bytes = bytes_arg(key, "key")?;
@@ -38,6 +52,12 @@ pub(super) fn decode_registry_key(py: Python<'_>, key: &Bound<'_, PyAny>) -> PyR
 
 /// The 12-byte registry value: `full_node_id u64 ‖ first u16 ‖ last u16`,
 /// big-endian, where `first`/`last` are the first- and last-seen local epochs.
+///
+/// ```pycon
+/// >>> ea.encode_registry_value(0xABCD0001, 1, 2).hex()
+/// '00000000abcd000100010002'
+///
+/// ```
 #[pyfunction]
 #[pyo3(signature = (full_node_id, first, last))]
 pub(super) fn encode_registry_value(
@@ -58,6 +78,13 @@ pub(super) fn encode_registry_value(
 
 /// `(full_node_id, first, last)` from a registry value;
 /// `RegistryCorruptionError` (`problem="value_length"`) unless it is 12 bytes.
+///
+/// ```pycon
+/// >>> full, first, last = ea.decode_registry_value(bytes.fromhex("00000000abcd000100010002"))
+/// >>> hex(full), first, last
+/// ('0xabcd0001', 1, 2)
+///
+/// ```
 #[pyfunction]
 pub(super) fn decode_registry_value(
     py: Python<'_>,
@@ -85,6 +112,16 @@ pub(super) fn decode_registry_value(
 }
 
 /// Decodes `opcode ‖ payload` into a Registration, Bootstrap or Rotation.
+///
+/// ```pycon
+/// >>> ea.decode_entry(bytes.fromhex("03010000000100000000abcd00010002"))
+/// Registration(dek_id=1, full_node_id=0xabcd0001, local_epoch=2)
+/// >>> ea.decode_entry(b"\x06")
+/// Traceback (most recent call last):
+///   ...
+/// encryption_applier.MalformedPayloadError: malformed entry payload: opcode 0x06 is reserved for encryption and must not be applied
+///
+/// ```
 #[pyfunction]
 pub(super) fn decode_entry(py: Python<'_>, entry: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     let bytes = bytes_arg(entry, "entry")?;
@@ -94,12 +131,25 @@ pub(super) fn decode_entry(py: Python<'_>, entry: &Bound<'_, PyAny>) -> PyResult
 
 /// elastickv's DeriveNodeID: FNV-1a 64 of the Raft id's UTF-8 bytes; ""
 /// gives 0 and a hash of 0 becomes 1.
+///
+/// ```pycon
+/// >>> full = ea.derive_node_id("n1")
+/// >>> hex(full), hex(ea.node_id16(full))
+/// ('0x8b37b07b558d4c0', '0xd4c0')
+///
+/// ```
 #[pyfunction]
 pub(super) fn derive_node_id(raft_id: &str) -> u64 {
     nodeid::derive_node_id(raft_id)
 }
 
 /// The low 16 bits of a full node id: its nonce prefix and registry key part.
+///
+/// ```pycon
+/// >>> hex(ea.node_id16(0xABCD0001))
+/// '0x1'
+///
+/// ```
 #[pyfunction]
 pub(super) fn node_id16(full_node_id: U64) -> u16 {
     wire::node_id16(full_node_id.value())
@@ -107,6 +157,12 @@ pub(super) fn node_id16(full_node_id: U64) -> u16 {
 
 /// Pairs of distinct ids sharing their low 16 bits, `(first seen, later)`
 /// in input order; zero ids and repeats are ignored.
+///
+/// ```pycon
+/// >>> [(hex(a), hex(b)) for a, b in ea.find_node_id_collisions([0xABCD0001, 0xFFFF0001, 0x2])]
+/// [('0xabcd0001', '0xffff0001')]
+///
+/// ```
 #[pyfunction]
 pub(super) fn find_node_id_collisions(ids: Vec<U64>) -> Vec<(u64, u64)> {
     let ids: Vec<u64> = ids.iter().map(U64::value).collect();
@@ -115,6 +171,12 @@ pub(super) fn find_node_id_collisions(ids: Vec<U64>) -> Vec<(u64, u64)> {
 
 /// Whether `opcode` is in the encryption range 0x03–0x07 (0x06 and 0x07 are
 /// reserved: an applier halts on them rather than skip them).
+///
+/// ```pycon
+/// >>> ea.is_encryption_opcode(ea.OP_REGISTRATION), ea.is_encryption_opcode(0x06), ea.is_encryption_opcode(0x01)
+/// (True, True, False)
+///
+/// ```
 #[pyfunction]
 pub(super) fn is_encryption_opcode(opcode: U8) -> bool {
     wire::is_encryption_opcode(opcode.value())

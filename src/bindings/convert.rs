@@ -1,6 +1,6 @@
 //! Python values to core types and back, shared by every class file:
 //! byte-like arguments, checked unsigned ints, purposes and outcome
-//! strings. It serves no Python name of its own.
+//! strings, and the `group_commit=` count. It serves no Python name of its own.
 
 use std::borrow::Cow;
 
@@ -162,4 +162,23 @@ pub(super) fn outcome_list<'py>(
     outcomes: &[Outcome],
 ) -> PyResult<Bound<'py, PyList>> {
     PyList::new(py, outcomes.iter().map(|o| outcome_str(py, *o)))
+}
+
+/// `group_commit=`: an entry count. A bool is refused: `True` is 1 to
+/// Python, and reading "turn group commit on" as one entry per commit
+/// would silently give the slowest mode; the new mode is named instead.
+pub(super) fn group_commit_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+    let Some(value) = value else { return Ok(None) };
+    if value.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(format!(
+            "group_commit={} is not an entry count: give the number of entries per commit \
+             (group_commit=64), or pipelined=True for write-behind group commit that the disk \
+             does not gate (with group_commit=K, the most entries per group; default {})",
+            if value.is_truthy()? { "True" } else { "False" },
+            crate::applier::DEFAULT_PIPELINE_ENTRIES
+        )));
+    }
+    value.extract::<usize>().map(Some).map_err(|_| {
+        PyTypeError::new_err("group_commit must be a positive int (the entries per commit)")
+    })
 }

@@ -152,6 +152,7 @@ impl PyEnvelope {
     }
     /// The AAD a storage value is sealed with.
     #[pyo3(signature = (user_key, commit_ts, expire_at=U64::ZERO))]
+    #[pyo3(text_signature = "($self, user_key, commit_ts, expire_at=0)")]
     fn storage_aad<'py>(
         &self,
         py: Python<'py>,

@@ -23,6 +23,16 @@ use crate::kek::{Dek, FileKek, KekBackend, KekFailure, SharedKek, UnwrapError, D
 /// file raises `KEKFileError` (`InsecureKEKFileError` for group/other
 /// permission bits or a foreign owner). Key bytes never show in a repr,
 /// and it refuses to pickle.
+///
+/// ```pycon
+/// >>> import os, tempfile
+/// >>> with tempfile.TemporaryDirectory() as d:
+/// ...     kek = ea.FileKek.generate(os.path.join(d, "kek"))
+/// ...     wrapped = kek.wrap(b"k" * 32)
+/// ...     len(wrapped), kek.unwrap(wrapped) == b"k" * 32
+/// (60, True)
+///
+/// ```
 #[pyclass(module = "encryption_applier", name = "FileKek", frozen)]
 pub struct PyFileKek {
     pub(super) kek: Arc<FileKek>,

@@ -66,6 +66,7 @@ impl PyKeystore {
     /// `expire_at`. IntegrityError when it does not verify, KeyError for a
     /// key this keystore lacks.
     #[pyo3(signature = (envelope, user_key, commit_ts, expire_at=U64::ZERO))]
+    #[pyo3(text_signature = "($self, envelope, user_key, commit_ts, expire_at=0)")]
     fn decrypt_storage<'py>(
         &self,
         py: Python<'py>,

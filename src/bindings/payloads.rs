@@ -17,6 +17,15 @@ use crate::wire::{self, Bootstrap, Entry, MalformedPayload, Registration, Rotati
 /// Build one from its three fields (range-checked: `OverflowError`), or
 /// parse a payload with `Registration.decode()`. Immutable, hashable,
 /// picklable and pattern-matchable.
+///
+/// ```pycon
+/// >>> reg = ea.Registration(dek_id=1, full_node_id=0xABCD0001, local_epoch=2)
+/// >>> reg.node_id16 == 0x0001, reg.to_entry().hex()
+/// (True, '03010000000100000000abcd00010002')
+/// >>> ea.Registration.decode(reg.encode()) == reg
+/// True
+///
+/// ```
 #[pyclass(module = "encryption_applier", name = "Registration", frozen, eq, hash)]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PyRegistration(pub(super) Registration);
@@ -149,6 +158,15 @@ fn registrations_arg(batch: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Registrat
 /// Build one from its fields (`for_cluster()` builds the one elastickv's
 /// admin proposes), or parse a payload with `Bootstrap.decode()`.
 /// Immutable, hashable, picklable and pattern-matchable.
+///
+/// ```pycon
+/// >>> boot = ea.Bootstrap(1, b"\x00" * 60, 2, b"\x01" * 60, [ea.Registration(1, 0xABCD0001, 1)])
+/// >>> boot.to_entry()[0] == ea.OP_BOOTSTRAP, ea.decode_entry(boot.to_entry()) == boot
+/// (True, True)
+/// >>> boot.batch_registry
+/// (Registration(dek_id=1, full_node_id=0xabcd0001, local_epoch=1),)
+///
+/// ```
 #[pyclass(module = "encryption_applier", name = "Bootstrap", frozen, eq, hash)]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PyBootstrap(pub(super) Bootstrap);
@@ -305,6 +323,15 @@ impl PyBootstrap {
 /// `ENABLE_RAFT_ENVELOPE` (0x05) make it an envelope cutover. Build one
 /// from its fields or parse a payload with `Rotation.decode()`. Immutable,
 /// hashable, picklable and pattern-matchable.
+///
+/// ```pycon
+/// >>> rot = ea.Rotation(3, ea.Purpose.STORAGE, b"\x02" * 60, ea.Registration(3, 0xABCD0001, 2))
+/// >>> rot.sub_tag == ea.ROTATE_DEK, ea.Rotation.decode(rot.encode()) == rot
+/// (True, True)
+/// >>> rot.to_entry()[0] == ea.OP_ROTATION
+/// True
+///
+/// ```
 #[pyclass(module = "encryption_applier", name = "Rotation", frozen, eq, hash)]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PyRotation(pub(super) Rotation);
@@ -313,6 +340,7 @@ pub struct PyRotation(pub(super) Rotation);
 impl PyRotation {
     #[new]
     #[pyo3(signature = (dek_id, purpose, wrapped, proposer_registration, sub_tag=Unsigned(u64::from(wire::ROTATE_DEK))))]
+    #[pyo3(text_signature = "(dek_id, purpose, wrapped, proposer_registration, sub_tag=1)")]
     fn new(
         dek_id: U32,
         purpose: &Bound<'_, PyAny>,

@@ -288,6 +288,9 @@ impl PyRegistrationDecision {
     *, sidecar_path, registry, full_node_id, local_epoch, raft_local_epoch=U16::ZERO,
     encryption_enabled=true
 ))]
+#[pyo3(
+    text_signature = "(*, sidecar_path, registry, full_node_id, local_epoch, raft_local_epoch=0, encryption_enabled=True)"
+)]
 pub(super) fn registration_decision(
     py: Python<'_>,
     sidecar_path: PathBuf,

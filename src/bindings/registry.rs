@@ -25,6 +25,13 @@ use crate::view::Registry;
 /// then `node_id16`). `Registry` returns them; build one from its five
 /// fields to compare (`ValueError` for a row the registry could never
 /// hold: `full_node_id` not ending in `node_id16`, or first > last).
+///
+/// ```pycon
+/// >>> row = ea.RegistryRow(1, 0x0001, 0xABCD0001, 1, 2)
+/// >>> row.key == ea.registry_key(1, 0x0001), ea.decode_registry_value(row.value)
+/// (True, (2882338817, 1, 2))
+///
+/// ```
 #[pyclass(
     module = "encryption_applier",
     name = "RegistryRow",
@@ -157,6 +164,17 @@ impl PyRegistryRow {
 /// (`RegistryOpenError` if there is none; `DamagedRegistryError` if
 /// `data.mdb` fails the page check); `Applier.registry` gives one too.
 /// Use it in a `with` block, or call `close()`.
+///
+/// ```pycon
+/// >>> import tempfile
+/// >>> with tempfile.TemporaryDirectory() as d:
+/// ...     with ea.Applier(d) as a:
+/// ...         _ = a.apply_many([ea.Registration(1, 0xABCD0001, 1), ea.Registration(2, 0xABCD0001, 1)])
+/// ...     with ea.Registry(d) as r:
+/// ...         len(r), r.dek_ids(), (2, 0x0001) in r, r.get(1, 0x0001)
+/// (2, [1, 2], True, RegistryRow(dek_id=1, node_id16=0x0001, full_node_id=0xabcd0001, first_seen_local_epoch=1, last_seen_local_epoch=1))
+///
+/// ```
 #[pyclass(module = "encryption_applier", name = "Registry", frozen)]
 pub struct PyRegistry {
     inner: Handle<Registry>,
@@ -261,6 +279,7 @@ impl PyRegistry {
     /// joins (at epoch 0; storage DEK, then the Raft DEK unless 0); raises
     /// WriterUint16CollisionError when another node holds its 16-bit prefix.
     #[pyo3(signature = (full_node_id, storage_dek_id, raft_dek_id=U32::ZERO))]
+    #[pyo3(text_signature = "($self, full_node_id, storage_dek_id, raft_dek_id=0)")]
     fn check_join(
         &self,
         py: Python<'_>,

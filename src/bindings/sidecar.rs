@@ -179,6 +179,18 @@ pub(super) fn pinned_epochs(py: Python<'_>, path: PathBuf, bumped: bool) -> PyRe
 }
 
 /// Reads and validates a sidecar file; None when the file does not exist.
+///
+/// ```pycon
+/// >>> import os, tempfile
+/// >>> with tempfile.TemporaryDirectory() as d:
+/// ...     kek = ea.FileKek.generate(os.path.join(d, "kek"))
+/// ...     with ea.Applier(os.path.join(d, "registry"), kek=kek) as a:
+/// ...         _ = a.apply(ea.Bootstrap(1, kek.wrap(os.urandom(32)), 2, kek.wrap(os.urandom(32))))
+/// ...     sidecar = ea.read_sidecar(os.path.join(d, "registry", "keys.json"))
+/// ...     sidecar.active, sorted(sidecar.keys)
+/// ({'raft': 2, 'storage': 1}, [1, 2])
+///
+/// ```
 #[pyfunction]
 pub(super) fn read_sidecar(py: Python<'_>, path: PathBuf) -> PyResult<Option<PySidecar>> {
     let found = run_detached(py, || Ok(sidecar::read(&path)?))?;

@@ -294,7 +294,18 @@ fn run(
 /// group's data directory, its newest snapshot chosen as Go does) has it
 /// read the snapshot, `snapshot_cutover_index=` gives the number (not
 /// both). A snapshot Go cannot read raises `SnapshotError`.
+///
+/// ```pycon
+/// >>> ea.diagnose_startup(encryption_enabled=False)   # nothing configured, nothing on disk
+/// []
+/// >>> [type(r).__name__ for r in ea.diagnose_startup(encryption_enabled=True)]
+/// ['KEKRequiredWithFlagError']
+///
+/// ```
 #[pyfunction]
+#[pyo3(
+    text_signature = "(*, encryption_enabled, kek=None, sidecar_path=None, registry=None, full_node_id=None, members=(), log=None, log_first_index=None, engine_applied_index=None, snapshot_cutover_index=None, snapshot_path=None, phase='pre-bump')"
+)]
 #[pyo3(signature = (
     *, encryption_enabled, kek=None, sidecar_path=None, registry=None, full_node_id=None,
     members=Vec::new(), log=None, log_first_index=None, engine_applied_index=None, snapshot_cutover_index=None,
@@ -337,7 +348,18 @@ pub(super) fn diagnose_startup(
 }
 
 /// diagnose_startup, raising the first refusal (Go stops at the first).
+///
+/// ```pycon
+/// >>> ea.check_startup(encryption_enabled=True)
+/// Traceback (most recent call last):
+///   ...
+/// encryption_applier.KEKRequiredWithFlagError: ErrKEKRequiredWithFlag: encryption is on and no KEK is set
+///
+/// ```
 #[pyfunction]
+#[pyo3(
+    text_signature = "(*, encryption_enabled, kek=None, sidecar_path=None, registry=None, full_node_id=None, members=(), log=None, log_first_index=None, engine_applied_index=None, snapshot_cutover_index=None, snapshot_path=None, phase='pre-bump')"
+)]
 #[pyo3(signature = (
     *, encryption_enabled, kek=None, sidecar_path=None, registry=None, full_node_id=None,
     members=Vec::new(), log=None, log_first_index=None, engine_applied_index=None, snapshot_cutover_index=None,

@@ -152,6 +152,17 @@ pub(super) fn options(rows: bool, max_problems: usize) -> PyResult<WalkOptions> 
 /// Checks the registry at `path` page by page without opening it for use,
 /// so it also works on a registry too damaged to open. Never raises for
 /// damage: it is in the report.
+///
+/// ```pycon
+/// >>> import tempfile
+/// >>> with tempfile.TemporaryDirectory() as d:
+/// ...     with ea.Applier(d) as a:
+/// ...         _ = a.apply(ea.Registration(1, 0xABCD0001, 1))
+/// ...     report = ea.verify(d)
+/// ...     report.ok, report.entries, report.problems
+/// (True, 1, [])
+///
+/// ```
 #[pyfunction]
 #[pyo3(signature = (path, *, rows=true, max_problems=100))]
 pub(super) fn verify(

@@ -1,0 +1,160 @@
+"""The ``>>>`` examples in the docstrings of the public names run.
+
+The text is the runtime ``__doc__`` of each name in ``ea.__all__`` and of
+its members: for the native classes and functions, the Rust ``///``
+comments pyo3 compiles in; for the exceptions and ``Kek``, the Python
+docstrings. The API reference shows the same text (docs/_ext sets each
+stub object's docstring from the runtime object), so the examples there
+are the ones run here. Each runs with ``ea`` imported, in an empty working
+directory and with ``tempfile`` pointed into it, and must leave nothing
+behind.
+"""
+
+from __future__ import annotations
+
+import doctest
+import inspect
+import os
+import tempfile
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import encryption_applier as ea
+
+# Objects whose ``__doc__`` documents the object itself (as in
+# docs/_ext/runtime_docstrings.py): not an int constant's or an enum
+# member's type docstring.
+_DOCUMENTED = (
+    type,
+    types.BuiltinFunctionType,
+    types.BuiltinMethodType,
+    types.FunctionType,
+    types.MethodType,
+    types.MethodDescriptorType,
+    types.ClassMethodDescriptorType,
+    types.GetSetDescriptorType,
+    types.MemberDescriptorType,
+    types.WrapperDescriptorType,
+    property,
+    classmethod,
+    staticmethod,
+)
+
+# The main names of the package: each carries at least one example.
+MUST_HAVE_EXAMPLES = {
+    "Applier",
+    "Registry",
+    "RegistryRow",
+    "Registration",
+    "Bootstrap",
+    "Rotation",
+    "decode_entry",
+    "registry_key",
+    "decode_registry_key",
+    "encode_registry_value",
+    "decode_registry_value",
+    "derive_node_id",
+    "node_id16",
+    "find_node_id_collisions",
+    "is_encryption_opcode",
+    "diagnose_startup",
+    "check_startup",
+    "FileKek",
+    "Kek",
+    "verify",
+    "read_sidecar",
+    "EncryptionApplyError",
+}
+
+OPTIONS = doctest.ELLIPSIS
+
+
+def _doc(value: Any) -> str | None:
+    if isinstance(value, (classmethod, staticmethod)):
+        value = value.__func__
+    if not isinstance(value, _DOCUMENTED):
+        return None
+    doc = getattr(value, "__doc__", None)
+    if not isinstance(doc, str) or not doc.strip():
+        return None
+    if not isinstance(value, type) and doc == type(value).__doc__:
+        return None
+    return inspect.cleandoc(doc)
+
+
+def docstrings() -> Iterator[tuple[str, str]]:
+    """(qualified name, docstring) of every public name and its members."""
+    for name in ea.__all__:
+        obj = getattr(ea, name)
+        doc = _doc(obj)
+        if doc is not None:
+            yield name, doc
+        if isinstance(obj, type):
+            for member, value in vars(obj).items():
+                if member.startswith("_") and member != "__init__":
+                    continue
+                doc = _doc(value)
+                if doc is not None:
+                    yield f"{name}.{member}", doc
+
+
+def examples() -> dict[str, doctest.DocTest]:
+    parser = doctest.DocTestParser()
+    found = {}
+    for name, doc in docstrings():
+        test = parser.get_doctest(doc, {"ea": ea}, name, f"<docstring of {name}>", 0)
+        if test.examples:
+            found[name] = test
+    return found
+
+
+EXAMPLES = examples()
+
+
+def run_doctest(test: doctest.DocTest, workdir: Path) -> str:
+    """Run one docstring's examples in ``workdir``; the runner's report of
+    the failures ("" when all passed)."""
+    out: list[str] = []
+    runner = doctest.DocTestRunner(optionflags=OPTIONS)
+    old_cwd, old_tempdir = Path.cwd(), tempfile.tempdir
+    os.chdir(workdir)
+    tempfile.tempdir = str(workdir)
+    try:
+        runner.run(test, out=out.append, clear_globs=True)
+    finally:
+        os.chdir(old_cwd)
+        tempfile.tempdir = old_tempdir
+    return "".join(out) if runner.failures else ""
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_docstring_examples_run(name: str, tmp_path: Path) -> None:
+    test = EXAMPLES[name]
+    test.globs = {"ea": ea}
+    failures = run_doctest(test, tmp_path)
+    assert failures == "", failures
+    assert list(tmp_path.iterdir()) == [], "the example left files behind"
+
+
+def test_the_main_names_have_examples() -> None:
+    with_examples = {name.split(".")[0] for name in EXAMPLES}
+    assert MUST_HAVE_EXAMPLES - with_examples == set()
+    assert set(ea.__all__) >= MUST_HAVE_EXAMPLES
+
+
+def test_a_wrong_example_fails(tmp_path: Path) -> None:
+    doc = ">>> ea.registry_key(1, 2)\nb'not the key'\n"
+    test = doctest.DocTestParser().get_doctest(doc, {"ea": ea}, "planted", "<planted>", 0)
+    report = run_doctest(test, tmp_path)
+    assert "Failed example:" in report
+    assert "b'not the key'" in report
+
+
+def test_an_example_that_raises_fails(tmp_path: Path) -> None:
+    doc = ">>> ea.decode_entry(b'')\nRegistration(dek_id=1, full_node_id=0x1, local_epoch=1)\n"
+    test = doctest.DocTestParser().get_doctest(doc, {"ea": ea}, "planted", "<planted>", 0)
+    assert "MalformedPayloadError" in run_doctest(test, tmp_path)
