@@ -106,11 +106,19 @@ Outcome = Literal[
     "already-active",
     "stale-dek",
 ]
+"""What an `apply*` returns for an entry it applied (or skipped as already applied)."""
+
 PayloadKind = Literal["entry", "registration", "bootstrap", "rotation"]
+"""What was being decoded or applied: an entry's bytes, or one payload kind."""
+
 PurposeName = Literal["storage", "raft"]
+"""A DEK's purpose by name (`Purpose.STORAGE`, `Purpose.RAFT`)."""
+
 CorruptionProblem = Literal[
     "key_length", "key_layout", "value_length", "node_id_mismatch", "epoch_order", "applied_index_length"
 ]
+"""What is wrong with a stored registry row (`RegistryCorruptionError.problem`)."""
+
 RejectReason = Literal[
     "same_ids",
     "reserved_key_id",
@@ -121,6 +129,8 @@ RejectReason = Literal[
     "cutover_purpose",
     "cutover_wrapped",
 ]
+"""Why a well-formed bootstrap or rotation is refused (`PayloadRejectedError.reason`)."""
+
 DamageProblem = Literal[
     "truncated",
     "meta",
@@ -135,7 +145,11 @@ DamageProblem = Literal[
     "row",
     "io",
 ]
+"""What is wrong with a page of `data.mdb` (`PageDamage.problem`, `DamagedRegistryError.problem`)."""
+
 UnwrapReason = Literal["length", "tag", "dek_length", "kek_failed"]
+"""Why a wrapped DEK did not open (`KEKUnwrapError.reason`)."""
+
 SnapshotProblem = Literal[
     "cannot_open",
     "not_regular_file",
@@ -157,7 +171,10 @@ SnapshotProblem = Literal[
     "wal_undecodable",
     "wal_crc_mismatch",
 ]
+"""What is wrong with an elastickv snapshot or WAL file (`SnapshotError.code`)."""
+
 KEKFileReason = Literal["io", "not_regular", "wrong_size", "insecure_mode", "foreign_owner", "exists", "random"]
+"""What is wrong with a KEK file (`KEKFileError.reason`)."""
 
 
 def _field_names(cls: type[EncryptionError]) -> tuple[str, ...]:
@@ -208,7 +225,9 @@ class EncryptionApplyError(EncryptionError):
     """
 
     position: int | None
+    """The position in `apply_many`'s entries of the entry that halted; None when not raised by `apply_many`."""
     outcomes: list[Outcome] | None
+    """The outcomes of the entries before `position`, which were committed; None when not raised by `apply_many`."""
 
     def __init__(self, message: str = "", /) -> None:
         super().__init__(message)
@@ -219,6 +238,12 @@ class EncryptionApplyError(EncryptionError):
 class KEKNotConfiguredError(EncryptionApplyError):
     """A bootstrap or rotation reached an applier that has no KEK."""
 
+    opcode: int
+    """The opcode of the entry (0x04 bootstrap, 0x05 rotation)."""
+
+    entry_kind: PayloadKind
+    """What was applied: `"entry"` (bytes) or the payload kind."""
+
     def __init__(self, message: str, /, *, opcode: int, entry_kind: PayloadKind) -> None:
         super().__init__(message)
         self.opcode = opcode
@@ -227,6 +252,18 @@ class KEKNotConfiguredError(EncryptionApplyError):
 
 class LocalEpochRollbackError(EncryptionApplyError):
     """Case 3: a registration's local epoch is below the row's last-seen epoch."""
+
+    dek_id: int
+    """The DEK the registration is under."""
+
+    full_node_id: int
+    """The node that registered."""
+
+    last_seen: int
+    """The row's last-seen local epoch."""
+
+    incoming: int
+    """The registration's local epoch, below `last_seen`."""
 
     def __init__(self, message: str, /, *, dek_id: int, full_node_id: int, last_seen: int, incoming: int) -> None:
         super().__init__(message)
@@ -238,6 +275,18 @@ class LocalEpochRollbackError(EncryptionApplyError):
 
 class NodeIDCollisionError(EncryptionApplyError):
     """Case 4: another full node id already writes under this DEK with the same node_id16."""
+
+    dek_id: int
+    """The DEK the registration is under."""
+
+    node_id16: int
+    """The 16-bit prefix both nodes share (`full_node_id & 0xFFFF`)."""
+
+    existing_full_node_id: int
+    """The node the registry row belongs to."""
+
+    incoming_full_node_id: int
+    """The node whose registration was refused."""
 
     def __init__(
         self,
@@ -263,6 +312,15 @@ class MalformedPayloadError(EncryptionApplyError):
     ``offset`` is where in the payload decoding stopped, when known.
     """
 
+    payload_kind: PayloadKind
+    """What was being decoded: `"entry"`, `"registration"`, `"bootstrap"` or `"rotation"`."""
+
+    reason: str
+    """A stable code of the problem (`"truncated"`, `"wrong_version"`, ...)."""
+
+    offset: int | None
+    """Where in the payload decoding stopped; None when not known."""
+
     def __init__(self, message: str, /, *, payload_kind: PayloadKind, reason: str, offset: int | None = None) -> None:
         super().__init__(message)
         self.payload_kind = payload_kind
@@ -274,6 +332,21 @@ class RegistryCorruptionError(EncryptionApplyError):
     """A stored registry row that does not decode (never read as "no row").
     ``value`` is the stored value when it is the problem, at most its first
     64 bytes."""
+
+    key: bytes
+    """The stored key of the row that does not decode."""
+
+    problem: CorruptionProblem
+    """A stable code of what is wrong."""
+
+    value: bytes | None
+    """The stored value when it is the problem, at most its first 64 bytes; else None."""
+
+    dek_id: int | None
+    """The row's DEK id, when the key decodes; else None."""
+
+    node_id16: int | None
+    """The row's 16-bit node id, when the key decodes; else None."""
 
     def __init__(
         self,
@@ -306,6 +379,21 @@ class StorageError(EncryptionApplyError):
     it is not recorded as applied, and the replay completes it.
     """
 
+    operation: str
+    """What was being done (an LMDB call or a file-system step)."""
+
+    path: str
+    """The file or directory involved."""
+
+    code: int | None
+    """The OS or LMDB error code, when there is one; else None."""
+
+    replay_from: int | None
+    """The Raft index to replay the log from (`durable_index + 1`); None when no index was ever made durable."""
+
+    applied: bool
+    """True when the entry's change took effect past its point of no return (the replay completes it)."""
+
     def __init__(
         self,
         message: str,
@@ -332,6 +420,15 @@ class KEKUnwrapError(EncryptionApplyError):
     ``__cause__``) or answered with a key that is not 32 bytes
     (``"dek_length"``)."""
 
+    reason: UnwrapReason
+    """Why the unwrap failed: `"length"`, `"tag"`, `"dek_length"` or `"kek_failed"`."""
+
+    dek_id: int | None
+    """The DEK whose wrapped bytes did not open, when known; else None."""
+
+    purpose: PurposeName | None
+    """That DEK's purpose, `"storage"` or `"raft"`, when known; else None."""
+
     def __init__(
         self,
         message: str,
@@ -350,6 +447,9 @@ class KEKUnwrapError(EncryptionApplyError):
 class KeyConflictError(EncryptionApplyError):
     """A DEK id already loaded with different key bytes."""
 
+    dek_id: int
+    """The DEK id already loaded with other key bytes."""
+
     def __init__(self, message: str, /, *, dek_id: int) -> None:
         super().__init__(message)
         self.dek_id = dek_id
@@ -357,6 +457,18 @@ class KeyConflictError(EncryptionApplyError):
 
 class AlreadyBootstrappedError(EncryptionApplyError):
     """A bootstrap that is not an exact replay of the one applied (use rotation)."""
+
+    active_storage: int
+    """The active storage DEK of the bootstrap that was applied."""
+
+    active_raft: int
+    """The active Raft DEK of the bootstrap that was applied."""
+
+    storage_dek_id: int
+    """The storage DEK of the refused bootstrap."""
+
+    raft_dek_id: int
+    """The Raft DEK of the refused bootstrap."""
 
     def __init__(
         self, message: str, /, *, active_storage: int, active_raft: int, storage_dek_id: int, raft_dek_id: int
@@ -371,6 +483,9 @@ class AlreadyBootstrappedError(EncryptionApplyError):
 class NotBootstrappedError(EncryptionApplyError):
     """A rotation before any bootstrap."""
 
+    dek_id: int
+    """The DEK of the rotation that came before any bootstrap."""
+
     def __init__(self, message: str, /, *, dek_id: int) -> None:
         super().__init__(message)
         self.dek_id = dek_id
@@ -378,6 +493,12 @@ class NotBootstrappedError(EncryptionApplyError):
 
 class PayloadRejectedError(EncryptionApplyError):
     """A well-formed bootstrap or rotation refused on its meaning (ids, batch rows, proposer, purpose)."""
+
+    reason: RejectReason
+    """A stable code of why the payload was refused."""
+
+    dek_id: int | None
+    """The DEK involved, when there is one; else None."""
 
     def __init__(self, message: str, /, *, reason: RejectReason, dek_id: int | None = None) -> None:
         super().__init__(message)
@@ -390,6 +511,12 @@ class CutoverHookError(EncryptionApplyError):
     ``__cause__``) when told of the Raft envelope cutover at
     ``cutover_index`` with active Raft key ``dek_id``. Nothing of the entry
     was written; a replay tells the hook again."""
+
+    cutover_index: int
+    """The Raft index of the cutover the hook was told of."""
+
+    dek_id: int
+    """The active Raft DEK at the cutover."""
 
     def __init__(self, message: str, /, *, cutover_index: int, dek_id: int) -> None:
         super().__init__(message)
@@ -410,6 +537,15 @@ class SidecarError(EncryptionApplyError):
     ``no_such_key``, ``raft_cut_over_without_raft_key``). ``reason`` is the
     human text of the message without the path."""
 
+    path: str
+    """The keys.json involved."""
+
+    code: str
+    """A stable code of the problem (see above)."""
+
+    reason: str
+    """The message's human text, without the path."""
+
     def __init__(self, message: str, /, *, path: str, code: str, reason: str) -> None:
         super().__init__(message)
         self.path = path
@@ -423,6 +559,13 @@ class StartupRefusedError(EncryptionError):
     name of the Go error it stands for, or None for the package's own
     refusal that Go has no sentinel for (`RaftLogGapUncoveredError`)."""
 
+    sentinel: str | None
+    """The name of the Go error this refusal stands for (`"ErrKEKMismatch"`, ...); None for the package's
+    own refusal."""
+
+    meaning: str | None
+    """What the refusal means and what to do, in a sentence (set by the start-up guards)."""
+
     def __init__(self, message: str, /, *, sentinel: str | None, meaning: str | None = None) -> None:
         super().__init__(message)
         self.sentinel = sentinel
@@ -432,6 +575,9 @@ class StartupRefusedError(EncryptionError):
 class SidecarPresentWithoutFlagError(StartupRefusedError):
     """A sidecar is at ``path`` but encryption is off: starting would
     silently downgrade to cleartext."""
+
+    path: str
+    """The sidecar found on disk."""
 
     def __init__(
         self, message: str, /, *, path: str, sentinel: str = "ErrSidecarPresentWithoutFlag", meaning: str | None = None
@@ -452,6 +598,15 @@ class KEKRequiredWithFlagError(StartupRefusedError):
 class KEKMismatchError(StartupRefusedError):
     """The configured KEK cannot unwrap key ``dek_id`` (``purpose``) of the
     sidecar; ``problem`` says how the unwrap failed."""
+
+    dek_id: int
+    """The sidecar key the KEK does not unwrap."""
+
+    purpose: PurposeName
+    """That key's purpose, `"storage"` or `"raft"`."""
+
+    problem: str
+    """How the unwrap failed."""
 
     def __init__(
         self,
@@ -476,6 +631,15 @@ class LocalEpochExhaustedError(StartupRefusedError):
     first. ``purpose`` is set when the startup guard found it (the active
     key of that purpose)."""
 
+    dek_id: int
+    """The key at local epoch 0xFFFF."""
+
+    path: str
+    """The sidecar that records it."""
+
+    purpose: PurposeName | None
+    """The purpose whose active key it is, when the start-up guard found it; else None."""
+
     def __init__(
         self,
         message: str,
@@ -496,6 +660,12 @@ class LocalEpochExhaustedError(StartupRefusedError):
 class UnsupportedFilesystemError(StartupRefusedError):
     """An fsync failed when probing the sidecar's directory ``path``."""
 
+    path: str
+    """The directory whose fsync failed."""
+
+    detail: str
+    """The OS error of the failed fsync."""
+
     def __init__(
         self,
         message: str,
@@ -514,6 +684,12 @@ class UnsupportedFilesystemError(StartupRefusedError):
 class StartupNodeIDCollisionError(StartupRefusedError):
     """Two members' full ids share their low 16 bits (a start-up refusal;
     the halt of the same name without ``Startup`` is case 4 of an apply)."""
+
+    first_full_node_id: int
+    """One of the two members."""
+
+    second_full_node_id: int
+    """The other member, with the same low 16 bits."""
 
     def __init__(
         self,
@@ -536,6 +712,27 @@ class StartupLocalEpochRollbackError(StartupRefusedError):
     there is no row), ``"foreign_row"`` (``owner_full_node_id`` holds the
     prefix) or ``"behind"`` (``sidecar_epoch`` below ``last_seen`` before
     the bump, or not above it after replay; ``phase`` says which)."""
+
+    dek_id: int
+    """The active storage key."""
+
+    full_node_id: int
+    """This node."""
+
+    phase: str
+    """Which check refused: `"pre-bump"` or `"post-replay"`."""
+
+    problem: str
+    """`"no_row"`, `"foreign_row"` or `"behind"` (see above)."""
+
+    sidecar_epoch: int | None
+    """The sidecar's local epoch of the key, for `"behind"`; else None."""
+
+    last_seen: int | None
+    """The registry row's last-seen local epoch, when there is a row; else None."""
+
+    owner_full_node_id: int | None
+    """The node that holds the prefix, for `"foreign_row"`; else None."""
 
     def __init__(
         self,
@@ -567,6 +764,18 @@ class EnvelopeCutoverDivergenceError(StartupRefusedError):
     ``snapshot_path`` and ``snapshot_index`` name the snapshot file read and
     its Raft index when the guard read it (``snapshot_path=``), else None."""
 
+    snapshot_cutover_index: int
+    """The Raft cutover index the snapshot records."""
+
+    sidecar_cutover_index: int
+    """The Raft cutover index keys.json records."""
+
+    snapshot_path: str | None
+    """The snapshot file read, when the guard read one; else None."""
+
+    snapshot_index: int | None
+    """That snapshot's Raft index, when the guard read one; else None."""
+
     def __init__(
         self,
         message: str,
@@ -592,6 +801,18 @@ class SidecarBehindRaftLogError(StartupRefusedError):
     ``opcode``) lies in between; or no log was given to look at the entries
     in between (``entry_index`` and ``opcode`` None), which Go refuses too
     (a guard without a scanner fails closed)."""
+
+    sidecar_applied_index: int
+    """The sidecar's `raft_applied_index`."""
+
+    engine_applied_index: int
+    """The engine's applied index, ahead of it."""
+
+    entry_index: int | None
+    """The Raft index of the encryption entry in between; None when no log was given."""
+
+    opcode: int | None
+    """That entry's opcode; None when no log was given."""
 
     def __init__(
         self,
@@ -622,6 +843,18 @@ class RaftLogGapUncoveredError(StartupRefusedError):
     guard fails there with the Raft storage's own error for a compacted or
     unavailable range, a refusal distinct from ErrSidecarBehindRaftLog."""
 
+    sidecar_applied_index: int
+    """The sidecar's `raft_applied_index`."""
+
+    engine_applied_index: int
+    """The engine's applied index, ahead of it."""
+
+    log_first_index: int | None
+    """The Raft index of the first entry given; None for an empty log."""
+
+    log_last_index: int | None
+    """The Raft index of the last entry given; None for an empty log."""
+
     def __init__(
         self,
         message: str,
@@ -645,6 +878,18 @@ class WriterUint16CollisionError(StartupRefusedError):
     """A node with ``incoming_full_node_id`` must not join: under DEK
     ``dek_id`` its 16-bit prefix ``node_id16`` is registered to
     ``existing_full_node_id`` (their nonces would share a prefix)."""
+
+    dek_id: int
+    """The DEK under which the prefix is taken."""
+
+    node_id16: int
+    """The 16-bit prefix both nodes share."""
+
+    existing_full_node_id: int
+    """The node the prefix is registered to."""
+
+    incoming_full_node_id: int
+    """The node that must not join."""
 
     def __init__(
         self,
@@ -673,6 +918,18 @@ class ForeignRegistryRowError(EncryptionError):
     answers the same with an Internal error ("writer registry node-id
     collision", adapter/encryption_admin.go:541-545)."""
 
+    dek_id: int
+    """The key of the sidecar the row is under."""
+
+    node_id16: int
+    """The caller's 16-bit prefix."""
+
+    row_full_node_id: int
+    """The node the row belongs to."""
+
+    caller_full_node_id: int
+    """The node the view was asked for."""
+
     def __init__(
         self, message: str, /, *, dek_id: int, node_id16: int, row_full_node_id: int, caller_full_node_id: int
     ) -> None:
@@ -691,6 +948,9 @@ class EnvelopeShortError(EnvelopeError):
     """Bytes too short (``length``) to be an envelope: 18 header bytes and
     a 16-byte tag at least."""
 
+    length: int
+    """How many bytes were given."""
+
     def __init__(self, message: str, /, *, length: int) -> None:
         super().__init__(message)
         self.length = length
@@ -698,6 +958,9 @@ class EnvelopeShortError(EnvelopeError):
 
 class EnvelopeVersionError(EnvelopeError):
     """An envelope ``version`` other than 0x01."""
+
+    version: int
+    """The envelope's version byte."""
 
     def __init__(self, message: str, /, *, version: int) -> None:
         super().__init__(message)
@@ -708,6 +971,9 @@ class IntegrityError(EnvelopeError):
     """An envelope under ``key_id`` whose tag does not verify: the wrong
     key, the wrong AAD (user key, timestamp, expiry) or tampered bytes."""
 
+    key_id: int
+    """The DEK id the envelope names."""
+
     def __init__(self, message: str, /, *, key_id: int) -> None:
         super().__init__(message)
         self.key_id = key_id
@@ -715,6 +981,12 @@ class IntegrityError(EnvelopeError):
 
 class RegistryOpenError(EncryptionError):
     """A registry directory that cannot be opened (not a halt: no entry was involved)."""
+
+    path: str
+    """The registry directory."""
+
+    reason: str
+    """Why it cannot be opened."""
 
     def __init__(self, message: str, /, *, path: str, reason: str) -> None:
         super().__init__(message)
@@ -728,6 +1000,12 @@ class DamagedRegistryError(RegistryOpenError):
     program set). Nothing was read from it; ``encryption_applier.verify``
     lists every problem. ``page`` is where the first was found (None when
     it is not one page's) and ``problem`` its stable code."""
+
+    page: int | None
+    """The page where the first problem was found; None when it is not one page's."""
+
+    problem: DamageProblem
+    """A stable code of the first problem."""
 
     def __init__(
         self, message: str, /, *, path: str, reason: str, page: int | None = None, problem: DamageProblem
@@ -747,6 +1025,15 @@ class UncommittedRegistryError(RegistryOpenError):
 
 class KEKFileError(EncryptionError):
     """A KEK file that cannot be used (missing, not a regular file, wrong size, exists)."""
+
+    path: str
+    """The KEK file."""
+
+    reason: KEKFileReason
+    """A stable code of the problem."""
+
+    mode: int | None
+    """The file's permission bits, for `"insecure_mode"`; else None."""
 
     def __init__(self, message: str, /, *, path: str, reason: KEKFileReason, mode: int | None = None) -> None:
         super().__init__(message)
@@ -775,6 +1062,24 @@ class SnapshotError(EncryptionError):
     snapshot involved, when known; ``details`` the problem's numbers by
     name (``footer``/``computed``, ``length``, ``needed``/``available``,
     ``offset``, ...)."""
+
+    path: str
+    """The file the problem is in."""
+
+    code: SnapshotProblem
+    """A stable code of the problem."""
+
+    reason: str
+    """The message without the path."""
+
+    refused: bool
+    """True when Go refuses the bytes; False when the file could not be looked at."""
+
+    index: int | None
+    """The Raft index of the snapshot involved, when known; else None."""
+
+    details: dict[str, int | str] | None
+    """The problem's numbers by name, when there are any; else None."""
 
     def __init__(
         self,

@@ -590,6 +590,20 @@ fn with_source<T: Send>(
 /// `RegistryCorruptionError` for a registry that cannot be read. The rows
 /// are read from a snapshot taken after the sidecar (a `Registry` given
 /// stays on its own).
+///
+/// ```pycon
+/// >>> import os, tempfile
+/// >>> node = ea.derive_node_id("n1")
+/// >>> with tempfile.TemporaryDirectory() as d:
+/// ...     kek = ea.FileKek.generate(os.path.join(d, "kek"))
+/// ...     boot = ea.Bootstrap.for_cluster(1, kek.wrap(os.urandom(32)), 2, kek.wrap(os.urandom(32)), writers=[(node, 1)])
+/// ...     with ea.Applier(os.path.join(d, "registry"), kek=kek) as a:
+/// ...         _ = a.apply(boot, index=5)
+/// ...     report = ea.sidecar_state(os.path.join(d, "registry"), full_node_id=node)
+/// ...     report.active_storage_id, report.active_raft_id, report.latest_applied_index, report.writer_registry_for_caller
+/// (1, 2, 5, {1: 1, 2: 1})
+///
+/// ```
 #[pyfunction]
 #[pyo3(signature = (registry=None, *, sidecar_path=None, full_node_id=None, latest_applied_index=None))]
 pub(super) fn sidecar_state(

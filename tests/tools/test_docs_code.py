@@ -1,4 +1,5 @@
-"""Every fenced ``python`` block of the README and the guide pages runs.
+"""Every fenced ``python`` block of the README and the documentation pages
+(``docs/``, ``docs/guide/``, ``docs/api/``) runs.
 
 Each page's blocks run in order, in one namespace, in a fresh temporary
 directory (the working directory, and ``tempfile``'s directory), as a reader
@@ -59,8 +60,10 @@ class Block:
 
 
 def pages(root: Path = ROOT) -> list[str]:
-    """The README and the guide pages, relative to ``root``."""
-    found = [root / "README.md", *sorted((root / "docs").glob("*.md")), *sorted((root / "docs/guide").glob("*.md"))]
+    """The README, the guide pages and the API reference's pages, relative to ``root``."""
+    found = [root / "README.md"]
+    for sub in ("docs", "docs/guide", "docs/api"):
+        found += sorted((root / sub).glob("*.md"))
     return [p.relative_to(root).as_posix() for p in found]
 
 

@@ -12,9 +12,11 @@ behind.
 
 from __future__ import annotations
 
+import ast
 import doctest
 import inspect
 import os
+import re
 import tempfile
 import types
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ from typing import Any
 import pytest
 
 import encryption_applier as ea
+from encryption_applier import exceptions
 
 # Objects whose ``__doc__`` documents the object itself (as in
 # docs/_ext/runtime_docstrings.py): not an int constant's or an enum
@@ -158,3 +161,52 @@ def test_an_example_that_raises_fails(tmp_path: Path) -> None:
     doc = ">>> ea.decode_entry(b'')\nRegistration(dek_id=1, full_node_id=0x1, local_epoch=1)\n"
     test = doctest.DocTestParser().get_doctest(doc, {"ea": ea}, "planted", "<planted>", 0)
     assert "MalformedPayloadError" in run_doctest(test, tmp_path)
+
+
+# Each page of the API reference (but its index and the testing toolkit's,
+# documented as a module) shows at least one example: in the docstring of
+# an object it documents, or in a python block of its own.
+API_PAGES_WITHOUT_EXAMPLES = {"docs/api/index.md", "docs/api/testing.md"}
+
+
+def test_each_api_page_has_an_example() -> None:
+    root = Path(__file__).resolve().parents[2]
+    missing = []
+    for page in sorted((root / "docs/api").glob("*.md")):
+        name = page.relative_to(root).as_posix()
+        if name in API_PAGES_WITHOUT_EXAMPLES:
+            continue
+        text = page.read_text(encoding="utf-8")
+        shown = {m.split(".")[-1] for m in re.findall(r"^::: encryption_applier\.([\w.]+)", text, re.M)}
+        if not (shown & {n.split(".")[0] for n in EXAMPLES}) and "```python" not in text:
+            missing.append(name)
+    assert missing == []
+
+
+def test_every_exception_field_has_a_type_and_a_sentence() -> None:
+    # A class-level annotation with a docstring under it, in the class that
+    # adds the field: what the API reference shows for each field.
+    tree = ast.parse(Path(exceptions.__file__).read_text(encoding="utf-8"))
+    documented: dict[str, set[str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            body = node.body
+            documented[node.name] = {
+                stmt.target.id
+                for stmt, after in zip(body, body[1:], strict=False)
+                if isinstance(stmt, ast.AnnAssign)
+                and isinstance(stmt.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+                and after.value.value.strip()
+            }
+    missing = []
+    for name in exceptions.__all__:
+        cls = getattr(exceptions, name)
+        base_fields = set(exceptions._field_names(cls.__mro__[1])) if cls.__mro__[1] is not Exception else set()
+        own = set(exceptions._field_names(cls)) - base_fields
+        if name == "EncryptionApplyError":
+            own |= {"position", "outcomes"}
+        missing += [f"{name}.{field}" for field in sorted(own - documented.get(name, set()))]
+    assert missing == []
