@@ -22,7 +22,10 @@ import inspect
 import types
 from typing import Any
 
-import griffe
+try:
+    import griffe
+except ImportError:  # tests/tools/test_doctests.py reads _runtime_doc without the docs extra
+    griffe = None
 
 NATIVE = "encryption_applier._native"
 
@@ -79,7 +82,8 @@ def _constructor_as_init(cls: griffe.Class) -> None:
     cls.set_member("__init__", init)
 
 
-class RuntimeDocstrings(griffe.Extension):
+# (A plain class without griffe: only `_runtime_doc` is of use then.)
+class RuntimeDocstrings(griffe.Extension if griffe is not None else object):
     """Replace the docstrings of ``encryption_applier._native``'s stub objects
     with those of the runtime objects."""
 

@@ -14,38 +14,28 @@ from __future__ import annotations
 
 import ast
 import doctest
-import inspect
+import importlib.util
 import os
 import re
 import tempfile
-import types
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import encryption_applier as ea
 from encryption_applier import exceptions
 
-# Objects whose ``__doc__`` documents the object itself (as in
-# docs/_ext/runtime_docstrings.py): not an int constant's or an enum
-# member's type docstring.
-_DOCUMENTED = (
-    type,
-    types.BuiltinFunctionType,
-    types.BuiltinMethodType,
-    types.FunctionType,
-    types.MethodType,
-    types.MethodDescriptorType,
-    types.ClassMethodDescriptorType,
-    types.GetSetDescriptorType,
-    types.MemberDescriptorType,
-    types.WrapperDescriptorType,
-    property,
-    classmethod,
-    staticmethod,
-)
+ROOT = Path(__file__).resolve().parents[2]
+
+# The API reference's own reader of runtime docstrings (the Griffe
+# extension of mkdocs.yml), so that the text run here is the text shown.
+_spec = importlib.util.spec_from_file_location("runtime_docstrings", ROOT / "docs/_ext/runtime_docstrings.py")
+assert _spec is not None and _spec.loader is not None
+_extension = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_extension)
+_runtime_doc = _extension._runtime_doc
+
 
 # The main names of the package: each carries at least one example.
 MUST_HAVE_EXAMPLES = {
@@ -76,31 +66,18 @@ MUST_HAVE_EXAMPLES = {
 OPTIONS = doctest.ELLIPSIS
 
 
-def _doc(value: Any) -> str | None:
-    if isinstance(value, (classmethod, staticmethod)):
-        value = value.__func__
-    if not isinstance(value, _DOCUMENTED):
-        return None
-    doc = getattr(value, "__doc__", None)
-    if not isinstance(doc, str) or not doc.strip():
-        return None
-    if not isinstance(value, type) and doc == type(value).__doc__:
-        return None
-    return inspect.cleandoc(doc)
-
-
 def docstrings() -> Iterator[tuple[str, str]]:
     """(qualified name, docstring) of every public name and its members."""
     for name in ea.__all__:
-        obj = getattr(ea, name)
-        doc = _doc(obj)
+        doc = _runtime_doc(ea, name)
         if doc is not None:
             yield name, doc
+        obj = getattr(ea, name)
         if isinstance(obj, type):
-            for member, value in vars(obj).items():
+            for member in vars(obj):
                 if member.startswith("_") and member != "__init__":
                     continue
-                doc = _doc(value)
+                doc = _runtime_doc(obj, member)
                 if doc is not None:
                     yield f"{name}.{member}", doc
 
@@ -170,7 +147,7 @@ API_PAGES_WITHOUT_EXAMPLES = {"docs/api/index.md", "docs/api/testing.md"}
 
 
 def test_each_api_page_has_an_example() -> None:
-    root = Path(__file__).resolve().parents[2]
+    root = ROOT
     missing = []
     for page in sorted((root / "docs/api").glob("*.md")):
         name = page.relative_to(root).as_posix()
