@@ -163,3 +163,45 @@ pub(super) fn outcome_list<'py>(
 ) -> PyResult<Bound<'py, PyList>> {
     PyList::new(py, outcomes.iter().map(|o| outcome_str(py, *o)))
 }
+
+/// `copy.replace(obj, **changes)` (Python 3.13) of an immutable value
+/// class: its constructor called with every field of `__match_args__`,
+/// `changes` over them, so the constructor's checks apply to the copy. A
+/// name that is not a field is a `TypeError` naming it (and the fields).
+pub(super) fn replace_fields<'py>(
+    slf: &Bound<'py, PyAny>,
+    changes: Option<&Bound<'py, pyo3::types::PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let class = slf.get_type();
+    let names: Vec<String> = class.getattr("__match_args__")?.extract()?;
+    let kwargs = pyo3::types::PyDict::new(py);
+    for name in &names {
+        kwargs.set_item(name, slf.getattr(name.as_str())?)?;
+    }
+    if let Some(changes) = changes {
+        let mut unknown = Vec::new();
+        for (key, value) in changes.iter() {
+            let key: String = key.extract()?;
+            if names.contains(&key) {
+                kwargs.set_item(&key, value)?;
+            } else {
+                unknown.push(key);
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(PyTypeError::new_err(format!(
+                "{}.__replace__() got {} {}; its fields are {}",
+                class.name()?,
+                if unknown.len() == 1 {
+                    "an unknown field"
+                } else {
+                    "unknown fields"
+                },
+                unknown.join(", "),
+                names.join(", ")
+            )));
+        }
+    }
+    class.call((), Some(&kwargs))
+}
