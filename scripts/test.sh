@@ -96,9 +96,17 @@ stage_stubs() {
 stage_release() {
     echo "==> wheel: manylinux2014 release build (zig), auditwheel, twine, then installed into a fresh venv and smoke-tested"
     rm -rf dist
-    quietly maturin build --release --zig --compatibility manylinux2014 --out dist
+    # The build and the installs are the commands docs/index.md gives a user
+    # ("Install the wheel"), read from the page: the blocks it marks
+    # <!-- release-stage: NAME -->.
+    local dir
+    scratch wheel
+    python scripts/doc_commands.py build >"$dir/build.sh"
+    python scripts/doc_commands.py install-notebook >"$dir/install-notebook.sh"
+    python scripts/doc_commands.py install-testing >"$dir/install-testing.sh"
+    quietly bash -euo pipefail "$dir/build.sh"
     quietly maturin sdist --out dist
-    local arch wheel audit dir
+    local arch wheel audit
     arch=$(uname -m)
     wheel=$(ls "dist/encryption_applier-"*"-cp311-abi3-manylinux2014_${arch}.manylinux_2_17_${arch}.whl")
     audit=$(auditwheel show "$wheel" | tr -s ' \n' ' ')
@@ -107,18 +115,26 @@ stage_release() {
         return 1
     fi
     quietly twine check --strict dist/*
-    scratch wheel
-    python -m venv "$dir/venv"
-    # With the [testing] extra from the package index, by the ranges the
-    # wheel declares (not the development pins): what a user installs.
-    quietly "$dir/venv/bin/python" -m pip install --disable-pip-version-check "$repo_root/$wheel[testing]"
-    (cd "$dir" && "$dir/venv/bin/python" "$repo_root/tests/smoke_wheel.py")
+    # In a scratch directory (the page's ea-env/ is made there), with dist/
+    # beside it, after a stale wheel is put there too: the page's command
+    # must still pick this build's. The extras come from the package index,
+    # by the ranges the wheel declares (not the development pins): what a
+    # user installs.
+    ln -s "$repo_root/dist" "$dir/dist"
+    cp "$wheel" "$dir/stale.whl"
+    touch -d "1 hour ago" "$dir/stale.whl"
+    mv "$dir/stale.whl" "dist/encryption_applier-0.0.1-cp311-abi3-manylinux2014_${arch}.manylinux_2_17_${arch}.whl"
+    (cd "$dir" && quietly bash -euo pipefail "$dir/install-testing.sh")
+    (cd "$dir" && quietly bash -euo pipefail "$dir/install-notebook.sh")
+    rm "dist/encryption_applier-0.0.1-cp311-abi3-manylinux2014_${arch}.manylinux_2_17_${arch}.whl"
+    "$dir/ea-env/bin/python" -c 'import importlib.metadata as m, sys; v = m.version("encryption-applier"); sys.exit(v == "0.0.1" and "the install picked the stale wheel")'
+    (cd "$dir" && "$dir/ea-env/bin/python" "$repo_root/tests/smoke_wheel.py")
 
     echo "==> benchmark script, quick sizes (keeps bench/ runnable; figures go to a scratch file)"
-    "$dir/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "$dir/ea-env/bin/python" -m pip install --quiet --disable-pip-version-check \
         -c "$repo_root/scripts/dev-constraints.txt" "lmdb>=1.4" pandas
     cargo build --release --quiet --example raw_lmdb --example batch_floor
-    "$dir/venv/bin/python" bench/run.py --quick --raw target/release/examples/raw_lmdb \
+    "$dir/ea-env/bin/python" bench/run.py --quick --raw target/release/examples/raw_lmdb \
         --batch-floor target/release/examples/batch_floor --output "$dir/bench.json" >"$dir/bench.txt"
     grep -q "columns" "$dir/bench.txt"
 }
@@ -135,7 +151,16 @@ stage_docs() {
     fi
     local dir
     scratch site
-    NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet --site-dir "$dir/site"
+    # As the README gives it: it must not print Material's end-of-life banner
+    # (mkdocs-material is held below 9.7.2, which added it).
+    local out
+    out=$(mkdocs build --strict --quiet --site-dir "$dir/site" 2>&1) || { echo "$out" >&2; return 1; }
+    if grep -qi "end of life\|MKDOCS_2_WARNING" <<<"$out"; then
+        echo "error: mkdocs build printed Material's banner:" >&2
+        echo "$out" >&2
+        return 1
+    fi
+    [ -z "$out" ] || echo "$out"
 }
 
 for s in "${run[@]}"; do

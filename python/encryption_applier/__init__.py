@@ -3,9 +3,10 @@ LMDB-backed writer registry, failing closed on anything that cannot be
 applied exactly.
 
 The rules live in the Rust core (``encryption_applier._native``); the
-exceptions are declared in `encryption_applier.exceptions`, and the KEK
-interface in `encryption_applier.kek`. This package re-exports the public
-names of all three.
+exceptions are declared in `encryption_applier.exceptions`, the KEK
+interface in `encryption_applier.kek`, and the Python value types
+(`Aftermath`, `StartupDiagnosis`) in `encryption_applier.results`. This
+package re-exports the public names of all four.
 """
 
 from . import exceptions
@@ -19,6 +20,7 @@ from ._native import (
     OP_ROTATION,
     REGISTRY_PREFIX,
     ROTATE_DEK,
+    SIDECAR_PROBLEM_CODES,
     WIRE_VERSION,
     Applier,
     Bootstrap,
@@ -70,6 +72,7 @@ from ._native import (
 )
 from .exceptions import *  # noqa: F403 - the exception tree, exactly its __all__
 from .kek import Kek
+from .results import Aftermath, StartupDiagnosis
 
 __all__ = [
     # applying and reading
@@ -89,6 +92,8 @@ __all__ = [
     "SidecarKey",
     "SidecarResync",
     "read_sidecar",
+    # what a storage fault left behind (StorageError.aftermath)
+    "Aftermath",
     # elastickv's status views
     "sidecar_state",
     "SidecarStateReport",
@@ -102,6 +107,7 @@ __all__ = [
     "audit_nonces",
     # start-up
     "diagnose_startup",
+    "StartupDiagnosis",
     "check_startup",
     "bump_local_epoch",
     "prepare_epochs",
@@ -134,6 +140,7 @@ __all__ = [
     "MAX_BOOTSTRAP_BATCH",
     "MAX_SIDECAR_BYTES",
     "REGISTRY_PREFIX",
+    "SIDECAR_PROBLEM_CODES",
     # registry codec
     "registry_key",
     "decode_registry_key",

@@ -1,6 +1,8 @@
 """pandas export and notebook display for ``Registry`` and ``RegistryDiff``,
-and the notebook display of the status views (``SidecarStateReport``,
-``ResyncSidecarResponse``).
+and the notebook display of the ``Applier``, the sidecar, the status views
+(``SidecarStateReport``, ``ResyncSidecarResponse``), ``diagnose_startup``'s
+``StartupDiagnosis`` and the package's errors. Column names are SPEC §3's
+and keys.json's everywhere.
 
 These live in Python because pandas and HTML do; the rows come from the
 native ``Registry.columns()`` scan, so no Python object is built per row.
@@ -8,20 +10,29 @@ native ``Registry.columns()`` scan, so no Python object is built per row.
 
 from __future__ import annotations
 
+import array
 import html
 from typing import TYPE_CHECKING, Any
 
 from ._native import _hex_ids
-from ._rows import VALUE_FIELDS, diff_sides, hex_id
+from ._rows import ROW_FIELDS, VALUE_FIELDS, diff_sides, hex_id
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._native import Registry, RegistryDiff, RegistryRow, ResyncSidecarResponse, SidecarStateReport
+    from ._native import (
+        Applier,
+        Registry,
+        RegistryDiff,
+        RegistryRow,
+        ResyncSidecarResponse,
+        Sidecar,
+        SidecarKey,
+        SidecarStateReport,
+    )
+    from .exceptions import EncryptionError
+    from .results import StartupDiagnosis
 
-#: Column name -> numpy dtype of ``Registry.to_pandas()``.
-COLUMN_DTYPES: dict[str, str] = {
-    "dek_id": "uint32",
-    "node_id16": "uint16",
-    "full_node_id": "uint64",
+#: The numeric columns of ``Registry.to_pandas()`` and their numpy dtypes.
+EPOCH_DTYPES: dict[str, str] = {
     "first_seen_local_epoch": "uint16",
     "last_seen_local_epoch": "uint16",
 }
@@ -41,17 +52,27 @@ def _pandas() -> Any:
     return pandas
 
 
+def _key_index(pandas: Any, dek_ids: Any, node_ids16: list[str]) -> Any:
+    """The registry key as a frame's index: ``(dek_id, node_id16)``."""
+    import numpy
+
+    return pandas.MultiIndex.from_arrays(
+        [numpy.asarray(dek_ids, dtype="uint32"), pandas.array(node_ids16, dtype="string")],
+        names=["dek_id", "node_id16"],
+    )
+
+
 def registry_to_pandas(registry: Registry, dek_id: int | None = None) -> Any:
-    """One DataFrame row per registry row, in key order, with typed columns
-    and ``full_node_id_hex``, the 64-bit id as fixed-width hex (how node ids
-    are read; the uint64 column stays for arithmetic)."""
+    """One DataFrame row per registry row, indexed by the registry key."""
     pandas = _pandas()
     import numpy
 
     columns = registry.columns(dek_id)
-    frame = pandas.DataFrame({name: numpy.array(columns[name], dtype=dtype) for name, dtype in COLUMN_DTYPES.items()})
-    frame.insert(3, "full_node_id_hex", _hex_ids(columns["full_node_id"], 16))
-    return frame
+    index = _key_index(pandas, columns["dek_id"], _hex_ids(array.array("Q", columns["node_id16"]), 4))
+    data: dict[str, Any] = {"full_node_id": pandas.array(_hex_ids(columns["full_node_id"], 16), dtype="string")}
+    for name, dtype in EPOCH_DTYPES.items():
+        data[name] = numpy.array(columns[name], dtype=dtype)
+    return pandas.DataFrame(data, index=index)
 
 
 def _row_cells(row: RegistryRow) -> str:
@@ -62,22 +83,88 @@ def _row_cells(row: RegistryRow) -> str:
     )
 
 
-ROW_HEADER = (
-    "<tr><th>dek_id</th><th>node_id16</th><th>full_node_id</th><th>first_seen_local_epoch</th>"
-    "<th>last_seen_local_epoch</th></tr>"
-)
+ROW_HEADER = "<tr>" + "".join(f"<th>{name}</th>" for name in ROW_FIELDS) + "</tr>"
+
+
+def _index_text(index: int | None) -> str:
+    return "None" if index is None else str(index)
+
+
+def _kv_table(rows: list[tuple[str, str]]) -> str:
+    """A two-column table of already-escaped values, names in ``<code>``."""
+    body = "".join(f"<tr><th><code>{name}</code></th><td>{value}</td></tr>" for name, value in rows)
+    return f"<table><tbody>{body}</tbody></table>"
+
+
+def sidecar_html(sidecar: Sidecar | None, path: object) -> str:
+    """keys.json in a notebook: its fields (keys.json's names), then its
+    keys, the active one of each purpose marked."""
+    where = html.escape(str(path))
+    if sidecar is None:
+        return f"<p>sidecar <code>{where}</code>: none yet</p>"
+    fields = [
+        ("version", str(sidecar.version)),
+        ("raft_applied_index", str(sidecar.raft_applied_index)),
+        ("active.storage", str(sidecar.active_storage)),
+        ("active.raft", str(sidecar.active_raft)),
+        ("storage_envelope_active", str(sidecar.storage_envelope_active).lower()),
+        ("storage_envelope_cutover_index", str(sidecar.storage_envelope_cutover_index)),
+        ("raft_envelope_cutover_index", str(sidecar.raft_envelope_cutover_index)),
+    ]
+    active = {sidecar.active_storage: "storage", sidecar.active_raft: "raft"}
+    return (
+        f"<p>sidecar <code>{where}</code>:</p>"
+        + _kv_table(fields)
+        + _keys_table(sidecar.keys, {k: f"active {v}" for k, v in active.items() if k})
+    )
+
+
+def _keys_table(keys: dict[int, SidecarKey], marks: dict[int, str]) -> str:
+    if not keys:
+        return ""
+    body = "".join(
+        f"<tr><td>{dek}</td><td>{k.purpose.name.lower()}</td><td>{marks.get(dek, '')}</td>"
+        f"<td>{k.local_epoch}</td><td>{html.escape(k.created)}</td></tr>"
+        for dek, k in keys.items()
+    )
+    return (
+        "<table><thead><tr><th>dek_id</th><th>purpose</th><th>active</th><th>local_epoch</th><th>created</th>"
+        f"</tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
+def _default_sidecar(directory: object) -> tuple[Sidecar | None, str | None, object]:
+    """keys.json where an applier keeps it by default: the sidecar (None
+    when there is none), or the code of why it cannot be read."""
+    from pathlib import Path
+
+    from . import read_sidecar
+    from .exceptions import SidecarError
+
+    path = Path(str(directory)) / "keys.json"
+    try:
+        return read_sidecar(path), None, path
+    except SidecarError as err:
+        return None, err.code, path
 
 
 def registry_html(registry: Registry) -> str:
-    """A notebook summary: path, row and DEK counts, digest, per-DEK epochs
-    (the first ``HTML_DEKS`` DEKs) and the first ``HTML_ROWS`` rows."""
+    """A notebook summary: path, row and DEK counts, applied index, digest,
+    the sidecar of the directory, per-DEK epochs (the first ``HTML_DEKS``
+    DEKs) and the first ``HTML_ROWS`` rows."""
     stats = registry.stats()
     rows = sum(s["rows"] for s in stats.values())
     head = (
         f"<p><strong>Registry</strong> <code>{html.escape(str(registry.path))}</code>: "
-        f"{rows} row{'s' if rows != 1 else ''} under {len(stats)} DEK{'s' if len(stats) != 1 else ''}"
+        f"{rows} row{'s' if rows != 1 else ''} under {len(stats)} DEK{'s' if len(stats) != 1 else ''}, "
+        f"<code>applied_index</code> {_index_text(registry.applied_index)}"
         f"<br><small>digest <code>{registry.digest()}</code></small></p>"
     )
+    sidecar, problem, path = _default_sidecar(registry.path)
+    if problem is not None:
+        head += f"<p>sidecar <code>{html.escape(str(path))}</code>: unreadable (<code>{problem}</code>)</p>"
+    elif sidecar is not None:
+        head += sidecar_html(sidecar, path)
     if not stats:
         return head
     shown = list(stats.items())[:HTML_DEKS]
@@ -89,8 +176,8 @@ def registry_html(registry: Registry) -> str:
     if len(stats) > HTML_DEKS:
         cells += f"<tr><td colspan=4>… {len(stats) - HTML_DEKS} more DEKs (<code>stats()</code> has them all)</td></tr>"
     per_dek = (
-        "<table><thead><tr><th>dek_id</th><th>rows</th><th>first seen epochs</th>"
-        "<th>last seen epochs</th></tr></thead><tbody>" + cells + "</tbody></table>"
+        "<table><thead><tr><th>dek_id</th><th>rows</th><th>first_seen_local_epoch (min–max)</th>"
+        "<th>last_seen_local_epoch (min–max)</th></tr></thead><tbody>" + cells + "</tbody></table>"
     )
     first = registry.head(HTML_ROWS)
     body = "".join(f"<tr>{_row_cells(r)}</tr>" for r in first)
@@ -98,6 +185,91 @@ def registry_html(registry: Registry) -> str:
         body += f"<tr><td colspan=5>… {rows - len(first)} more rows (<code>to_pandas()</code> has them all)</td></tr>"
     preview = f"<p>First rows:</p><table><thead>{ROW_HEADER}</thead><tbody>{body}</tbody></table>"
     return head + per_dek + preview
+
+
+def applier_html(applier: Applier) -> str:
+    """An applier in a notebook: path, mode, indexes, KEK, its sidecar and
+    its registry's size."""
+    name = "<p><strong>Applier</strong> <code>" + html.escape(str(applier.path)) + "</code>"
+    if applier.closed:
+        return name + " (closed)</p>"
+    fields = [
+        ("mode", f"<code>{html.escape(applier.mode)}</code>"),
+        ("applied_index", _index_text(applier.applied_index)),
+        ("durable_index", _index_text(applier.durable_index)),
+        ("staged", str(applier.staged)),
+        ("kek", html.escape(repr(applier.kek)) if applier.kek is not None else "None (no bootstrap or rotation)"),
+    ]
+    with applier.registry as registry:
+        stats = registry.stats()
+    rows = sum(s["rows"] for s in stats.values())
+    fields.append(("registry", f"{rows} row{'s' if rows != 1 else ''} under {len(stats)} DEKs"))
+    out = name + "</p>" + _kv_table(fields)
+    if applier.sidecar_path is not None:
+        out += sidecar_html(applier.sidecar, applier.sidecar_path)
+    return out
+
+
+def _field_text(name: str, value: object) -> str:
+    """A field of an error, ids in hex as everywhere else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if name == "node_id16":
+            return hex_id(value, 4)
+        if name.endswith("full_node_id"):
+            return hex_id(value, 16)
+    return repr(value)
+
+
+def _fields_cell(error: EncryptionError) -> str:
+    return "<br>".join(
+        f"<code>{name}={html.escape(_field_text(name, value))}</code>"
+        for name, value in error.fields.items()
+        if name not in ("sentinel", "meaning")
+    )
+
+
+def error_html(error: EncryptionError) -> str:
+    """An error shown in a notebook (a halt displayed, not raised): its
+    class, whether it is a halt, its message and its fields."""
+    from .exceptions import EncryptionApplyError, StartupRefusedError
+
+    kind = (
+        "halt: the entry was not applied and nothing of it was written"
+        if isinstance(error, EncryptionApplyError)
+        else "start-up refusal"
+        if isinstance(error, StartupRefusedError)
+        else "error"
+    )
+    rows = [(name, html.escape(_field_text(name, value))) for name, value in error.fields.items()]
+    if isinstance(error, EncryptionApplyError) and error.position is not None:
+        rows.append(("position", str(error.position)))
+    notes = getattr(error, "__notes__", [])
+    out = (
+        f'<div class="encryption-error"><p><strong>{type(error).__name__}</strong> ({kind})</p>'
+        f"<pre>{html.escape(str(error))}</pre>"
+    )
+    if rows:
+        out += _kv_table(rows)
+    out += "".join(f"<p><small>{html.escape(note)}</small></p>" for note in notes)
+    return out + "</div>"
+
+
+def diagnosis_html(diagnosis: StartupDiagnosis) -> str:
+    """``diagnose_startup``'s refusals as a table, in Go's order."""
+    if not diagnosis:
+        return "<p><strong>StartupDiagnosis</strong>: no refusal, the node may start</p>"
+    body = "".join(
+        f"<tr><td>{i}</td><td>{type(r).__name__}</td><td><code>{html.escape(str(r.sentinel))}</code></td>"
+        f"<td>{html.escape(str(r))}</td><td>{html.escape(r.meaning or '')}</td><td>{_fields_cell(r)}</td></tr>"
+        for i, r in enumerate(diagnosis)
+    )
+    count = len(diagnosis)
+    return (
+        f"<p><strong>StartupDiagnosis</strong>: {count} refusal{'s' if count != 1 else ''} "
+        "(the node must not start)</p>"
+        "<table><thead><tr><th>#</th><th>refusal</th><th>sentinel</th><th>message</th><th>meaning</th>"
+        f"<th>fields</th></tr></thead><tbody>{body}</tbody></table>"
+    )
 
 
 def _diff_records(diff: RegistryDiff) -> list[dict[str, Any]]:
@@ -124,21 +296,23 @@ def _diff_records(diff: RegistryDiff) -> list[dict[str, Any]]:
 
 
 def diff_to_pandas(diff: RegistryDiff) -> Any:
-    """``RegistryDiff.to_pandas()``: nullable unsigned columns, so a side
-    without the row shows ``<NA>``, and the full node ids in hex too."""
+    """``RegistryDiff.to_pandas()``: indexed by the registry key, nullable
+    columns, so a side without the row shows ``<NA>``."""
     pandas = _pandas()
     records = _diff_records(diff)
-    dtypes = {"dek_id": "UInt32", "node_id16": "UInt16"}
+    index = _key_index(pandas, [r["dek_id"] for r in records], [hex_id(r["node_id16"], 4) for r in records])
+    data: dict[str, Any] = {"status": pandas.array([r["status"] for r in records], dtype="string")}
     for name in VALUE_FIELDS:
-        dtype = "UInt64" if name == "full_node_id" else "UInt16"
-        dtypes[f"{name}_self"] = dtypes[f"{name}_other"] = dtype
-    columns = ["dek_id", "node_id16", "status", *(f"{n}_{s}" for n in VALUE_FIELDS for s in ("self", "other"))]
-    frame = pandas.DataFrame.from_records(records, columns=[*columns, "differing"]).astype(dtypes)
-    # The ids as inspect and export show them, next to the numbers.
-    for position, side in ((5, "self"), (6, "other")):
-        hex_ids = [None if v is None else hex_id(v, 16) for v in (r[f"full_node_id_{side}"] for r in records)]
-        frame.insert(position, f"full_node_id_hex_{side}", pandas.array(hex_ids, dtype="string"))
-    return frame
+        for side in ("self", "other"):
+            values = [r[f"{name}_{side}"] for r in records]
+            if name == "full_node_id":
+                data[f"{name}_{side}"] = pandas.array(
+                    [None if v is None else hex_id(v, 16) for v in values], dtype="string"
+                )
+            else:
+                data[f"{name}_{side}"] = pandas.array(values, dtype="UInt16")
+    data["differing"] = pandas.array([r["differing"] for r in records], dtype="string")
+    return pandas.DataFrame(data, index=index)
 
 
 #: How a differing cell is marked in the HTML table.
@@ -213,15 +387,5 @@ def status_html(message: SidecarStateReport | ResyncSidecarResponse) -> str:
         )
     registry = f"<code>{html.escape(extras.registry)}</code>" if extras.registry else "none read"
     out += f"; caller {caller}, registry {registry}</p>"
-    active = {message.active_storage_id: "storage", message.active_raft_id: "raft"}
-    keys = "".join(
-        f"<tr><td>{dek}</td><td>{k.purpose.name.lower()}</td><td>{'active' if active.get(dek) else ''}</td>"
-        f"<td>{k.local_epoch}</td><td>{html.escape(k.created)}</td></tr>"
-        for dek, k in extras.keys.items()
-    )
-    if keys:
-        out += (
-            "<table><thead><tr><th>dek_id</th><th>purpose</th><th></th><th>local_epoch</th><th>created</th>"
-            f"</tr></thead><tbody>{keys}</tbody></table>"
-        )
-    return out
+    active = {message.active_storage_id: "active", message.active_raft_id: "active"}
+    return out + _keys_table(extras.keys, active)

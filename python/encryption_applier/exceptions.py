@@ -52,7 +52,10 @@ the instance; the message is the one positional argument.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any, Literal
+
+from .results import Aftermath
 
 __all__ = [
     "EncryptionError",
@@ -173,6 +176,29 @@ SnapshotProblem = Literal[
 ]
 """What is wrong with an elastickv snapshot or WAL file (`SnapshotError.code`)."""
 
+SidecarProblem = Literal[
+    "cannot_open",
+    "not_regular_file",
+    "too_large",
+    "cannot_read",
+    "not_json",
+    "not_an_object",
+    "missing_field",
+    "unsupported_version",
+    "bad_value",
+    "bad_key_id",
+    "reserved_key_id",
+    "active_not_a_key",
+    "active_wrong_purpose",
+    "cannot_serialise",
+    "not_written",
+    "not_durable",
+    "cannot_resolve_path",
+    "not_bootstrapped",
+    "no_such_key",
+    "raft_cut_over_without_raft_key",
+]
+"""What is wrong with a keys.json sidecar (`SidecarError.code`): the codes of `SIDECAR_PROBLEM_CODES`, in order."""
 KEKFileReason = Literal["io", "not_regular", "wrong_size", "insecure_mode", "foreign_owner", "exists", "random"]
 """What is wrong with a KEK file (`KEKFileError.reason`)."""
 
@@ -202,6 +228,13 @@ class EncryptionError(Exception):
         # Rebuilt through the constructor with its fields; the instance
         # dict (position, outcomes, notes) is restored on top.
         return (_rebuild, (type(self), self.args, self.fields), self.__dict__)
+
+    def _repr_html_(self) -> str:
+        """The notebook view of the error (displayed, not raised): its
+        class, message and fields in a table."""
+        from ._frames import error_html
+
+        return error_html(self)
 
 
 class EncryptionApplyError(EncryptionError):
@@ -377,6 +410,10 @@ class StorageError(EncryptionApplyError):
     entry's change already took effect past its point of no return (a
     ``keys.json`` renamed into place whose directory could not be fsynced):
     it is not recorded as applied, and the replay completes it.
+    ``aftermath`` is what else the fault left behind, learnt after it (a
+    tuple of `Aftermath`, empty when nothing: the group commit's lost
+    entries, rows an entry could not take back, ...), each also a clause of
+    the message.
     """
 
     operation: str
@@ -394,6 +431,9 @@ class StorageError(EncryptionApplyError):
     applied: bool
     """True when the entry's change took effect past its point of no return (the replay completes it)."""
 
+    aftermath: tuple[Aftermath, ...]
+    """What else the fault left behind, learnt after it (empty when nothing); each also a clause of the message."""
+
     def __init__(
         self,
         message: str,
@@ -404,6 +444,7 @@ class StorageError(EncryptionApplyError):
         code: int | None = None,
         replay_from: int | None = None,
         applied: bool = False,
+        aftermath: Sequence[Aftermath] = (),
     ) -> None:
         super().__init__(message)
         self.operation = operation
@@ -411,6 +452,7 @@ class StorageError(EncryptionApplyError):
         self.code = code
         self.replay_from = replay_from
         self.applied = applied
+        self.aftermath = tuple(aftermath)
 
 
 class KEKUnwrapError(EncryptionApplyError):
@@ -534,19 +576,20 @@ class SidecarError(EncryptionApplyError):
     ``reserved_key_id``, ``active_not_a_key``, ``active_wrong_purpose``,
     ``cannot_serialise``), a write (``not_written``, ``not_durable``,
     ``cannot_resolve_path``) or a start-up use (``not_bootstrapped``,
-    ``no_such_key``, ``raft_cut_over_without_raft_key``). ``reason`` is the
-    human text of the message without the path."""
+    ``no_such_key``, ``raft_cut_over_without_raft_key``); the constant
+    `SIDECAR_PROBLEM_CODES` lists them all. ``reason`` is the human text of
+    the message without the path."""
 
     path: str
     """The keys.json involved."""
 
-    code: str
+    code: SidecarProblem
     """A stable code of the problem (see above)."""
 
     reason: str
     """The message's human text, without the path."""
 
-    def __init__(self, message: str, /, *, path: str, code: str, reason: str) -> None:
+    def __init__(self, message: str, /, *, path: str, code: SidecarProblem, reason: str) -> None:
         super().__init__(message)
         self.path = path
         self.code = code

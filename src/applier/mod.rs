@@ -138,9 +138,9 @@ pub struct ApplierOptions {
     pub map_size: usize,
     /// Told of the Raft envelope cutover (needs `kek`).
     pub on_raft_cutover: Option<RaftCutoverHook>,
-    /// Write-behind group commit (see [`group`]); `None`: every apply commits.
+    /// Write-behind group commit (see `group.rs`); `None`: every apply commits.
     pub group_commit: Option<GroupCommit>,
-    /// Pipelined write-behind (see [`pipeline`]) with at most this many
+    /// Pipelined write-behind (see `pipeline.rs`) with at most this many
     /// entries per group; takes precedence over `group_commit`.
     pub pipeline: Option<usize>,
     /// This node's pinned local epochs (see `sidecar::prepare_epochs`),

@@ -10,20 +10,23 @@ use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
-use super::convert::{group_commit_arg, outcome_list, outcome_str, U16, U64};
-use super::errors::{apply_error_to_py, CoreError};
+use super::convert::{outcome_list, outcome_str, U16, U64};
+use super::errors::CoreError;
 use super::handle::{run_detached, Handle};
 use super::kek::kek_arg;
 use super::keystore::PyKeystore;
 use super::payloads::{entry_arg, PyBootstrap, PyRegistration, PyRotation};
-use super::py_imports::WARN;
+use super::py_imports::APPLIER_HTML;
 use super::registry::PyRegistry;
 use super::resync::PySidecarResync;
-use super::sidecar::PySidecar;
-use crate::applier::{
-    Applier, ApplierOptions, DropReport, GroupCommit, Indexes, RaftCutoverHook, ResyncLog, Waited,
+use super::sidecar::{sidecar_summary, PySidecar};
+use super::write_behind::{
+    mode_text, report_failed_final_commit, start_group_commit_timer, write_behind_args, TimerHold,
 };
-use crate::error::{ApplyError, HookError};
+use crate::applier::{
+    Applier, ApplierOptions, DropReport, Indexes, RaftCutoverHook, ResyncLog, Waited,
+};
+use crate::error::HookError;
 use crate::rules::Outcome;
 use crate::wire::{Entry, MalformedPayload};
 
@@ -41,7 +44,12 @@ use crate::wire::{Entry, MalformedPayload};
 ///   `keys.json` in the registry directory by default. Each distinct
 ///   wrapped key is unwrapped once per applier.
 /// - `sync=False` or `group_commit=K` (with `group_commit_ms=T`, default
-///   10 ms) trade durability for speed; see the durability guide.
+///   10 ms) trade durability for speed; see the durability guide. With
+///   group commit (and `pipelined=True`) every registration needs its Raft
+///   `index=`: one without is refused (`ValueError`, nothing applied),
+///   since nothing would record which entries a lost group held, and the
+///   host could not replay them exactly. Bootstrap, rotation and
+///   `apply_many` commit before they return, with or without indexes.
 /// - `pipelined=True` (with `group_commit=K`, default 1024): write-behind
 ///   for Raft hosts that the disk does not gate: a committer thread
 ///   commits each group while the next is staged; at most K entries staged
@@ -83,8 +91,22 @@ pub struct PyApplier {
     path: PathBuf,
     /// Pipelined write-behind: registrations try the GIL-held fast path.
     pipelined: bool,
+    /// Group commit or pipelined: registrations are staged, so each needs
+    /// its Raft index.
+    stages: bool,
     kek: Option<Py<PyAny>>,
+    /// How it commits, as the keywords that chose it (`mode`).
+    mode: String,
+    /// The group-commit timer's test hook (None without a timer).
+    pub(super) timer: Option<Arc<TimerHold>>,
 }
+
+/// Why a registration without `index=` is refused by a write-behind mode.
+const UNINDEXED_STAGED: &str = "index= is needed with group commit: the registration would be staged \
+    for a later commit, and without its Raft index nothing records which entries a lost group held, \
+    so they could not be replayed exactly (StorageError.replay_from); nothing was applied. Give \
+    index=, or use apply_many() (one commit per call), or open the Applier without group_commit= \
+    and pipelined= (sync=False for speed without durability)";
 
 impl PyApplier {
     fn run<'py>(
@@ -94,6 +116,12 @@ impl PyApplier {
         index: Option<U64>,
     ) -> PyResult<Bound<'py, PyString>> {
         let index = index.map(|i| i.value());
+        if self.stages
+            && matches!(entry, Ok(Entry::Registration(_)))
+            && index.is_none_or(|i| i == crate::applier::NO_RAFT_INDEX)
+        {
+            return Err(PyValueError::new_err(UNINDEXED_STAGED));
+        }
         if self.pipelined {
             if let Ok(Entry::Registration(reg)) = &entry {
                 // Staging takes no lock that anyone holds for long: tried
@@ -155,45 +183,8 @@ impl PyApplier {
         pipelined: bool,
         recreate_uncommitted: bool,
     ) -> PyResult<Self> {
-        let group_commit = group_commit_arg(group_commit.as_ref())?;
-        let pipeline = match (pipelined, group_commit, group_commit_ms) {
-            (false, _, _) => None,
-            (true, _, Some(_)) => {
-                return Err(PyValueError::new_err(
-                    "group_commit_ms= has no meaning with pipelined=True: the committer takes \
-                     what is staged as soon as the previous commit returns, with no timer",
-                ))
-            }
-            (true, Some(0), _) => {
-                return Err(PyValueError::new_err("group_commit must be at least 1"))
-            }
-            (true, k, None) => Some(k.unwrap_or(crate::applier::DEFAULT_PIPELINE_ENTRIES)),
-        };
-        let group_commit = if pipelined { None } else { group_commit };
-        let group_commit = match (group_commit, group_commit_ms) {
-            (None, None) => None,
-            (None, Some(_)) => {
-                return Err(PyValueError::new_err(
-                    "group_commit_ms= needs group_commit= (the entries per commit)",
-                ))
-            }
-            (Some(0), _) => return Err(PyValueError::new_err("group_commit must be at least 1")),
-            (Some(max_entries), ms) => {
-                let ms = ms.unwrap_or(DEFAULT_GROUP_COMMIT_MS);
-                let max_delay = std::time::Duration::try_from_secs_f64(ms / 1000.0)
-                    .ok()
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| {
-                        PyValueError::new_err(format!(
-                            "group_commit_ms={ms} is not a positive duration"
-                        ))
-                    })?;
-                Some(GroupCommit {
-                    max_entries,
-                    max_delay,
-                })
-            }
-        };
+        let (pipeline, group_commit) =
+            write_behind_args(group_commit.as_ref(), group_commit_ms, pipelined)?;
         if kek.is_none() && sidecar.is_some() {
             return Err(PyValueError::new_err(
                 "sidecar= needs kek=: without a KEK the applier keeps no keys",
@@ -251,14 +242,23 @@ impl PyApplier {
             report_failed_final_commit(&report_path, &error);
         })));
         let inner = Handle::new(applier, "Applier", &path);
-        if let Some(group) = group_commit {
-            start_group_commit_timer(&inner, group.max_delay)?;
-        }
+        let timer = match group_commit {
+            Some(group) => {
+                let hold = Arc::new(TimerHold::default());
+                start_group_commit_timer(&inner, group.max_delay, Arc::clone(&hold))?;
+                Some(hold)
+            }
+            None => None,
+        };
+        let mode = mode_text(pipeline, group_commit, sync);
         Ok(PyApplier {
             inner,
             path,
             pipelined: pipeline.is_some(),
+            stages: pipeline.is_some() || group_commit.is_some(),
             kek: kek.map(Bound::unbind),
+            mode,
+            timer,
         })
     }
 
@@ -623,73 +623,57 @@ impl PyApplier {
         self.close(py)
     }
 
-    fn __repr__(&self, py: Python<'_>) -> String {
-        let state = if self.closed(py) { " closed" } else { "" };
-        format!(
-            "<Applier path={:?}{state}>",
-            self.path.display().to_string()
-        )
+    /// How this applier commits, as the keywords that chose it:
+    /// `"sync=True"` (an fsync per apply, the default), `"sync=False"`,
+    /// `"group_commit=K group_commit_ms=T"` (write-behind group commit) or
+    /// `"pipelined=True group_commit=K"`. See the durability guide.
+    #[getter]
+    fn mode(&self) -> String {
+        self.mode.clone()
     }
-}
 
-/// What an `Applier` dropped without `close()` does when its final commit
-/// fails, on whatever thread drops it (the group-commit timer may hold the
-/// last reference, without the GIL): what an unclosed file does, a
-/// `ResourceWarning`, and the error itself (with its `replay_from`) to
-/// `sys.unraisablehook`. With the interpreter gone, stderr.
-fn report_failed_final_commit(path: &Path, error: &ApplyError) {
-    let reported = Python::try_attach(|py| {
-        let message = format!(
-            "unclosed Applier of {}: its final commit failed, so entries it had acknowledged \
-             were lost: {error}",
-            path.display()
-        );
-        let warned = WARN.get(py).and_then(|warn| {
-            warn.call1((
-                message,
-                py.get_type::<pyo3::exceptions::PyResourceWarning>(),
-                1,
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let path = self.path.display().to_string();
+        let state = self.inner.with(py, |applier| {
+            let sidecar = applier.sidecar_path().map(|_| match applier.sidecar() {
+                Ok(Some(s)) => sidecar_summary(&s),
+                Ok(None) => "none yet".to_owned(),
+                Err(e) => format!("unreadable ({})", e.code()),
+            });
+            Ok((
+                applier.applied_index(),
+                applier.durable_index(),
+                applier.staged(),
+                sidecar,
             ))
         });
-        if let Err(raised) = warned {
-            // A filter made the warning an error: it is reported too.
-            raised.write_unraisable(py, None);
-        }
-        apply_error_to_py(py, error).write_unraisable(py, None);
-    });
-    if reported.is_none() {
-        eprintln!(
-            "encryption-applier: an Applier of {} was dropped and its final commit failed: {error}",
-            path.display()
-        );
-    }
-}
-
-/// The delay group commit waits at most when only `group_commit=` is given.
-const DEFAULT_GROUP_COMMIT_MS: f64 = 10.0;
-
-/// A thread that commits staged entries once the oldest is `delay` old, so
-/// a quiet host is durable within about `delay`. It holds the applier
-/// weakly (it ends when the applier is dropped or closed) and runs without
-/// the GIL.
-fn start_group_commit_timer(handle: &Handle<Applier>, delay: std::time::Duration) -> PyResult<()> {
-    let weak = handle.weak();
-    let tick = (delay / 2).max(std::time::Duration::from_millis(1));
-    std::thread::Builder::new()
-        .name("ea-group-commit".into())
-        .spawn(move || loop {
-            std::thread::sleep(tick);
-            let Some(inner) = weak.upgrade() else { return };
-            let mut guard = crate::fsutil::lock(&inner);
-            match guard.as_mut() {
-                Some(applier) => applier.flush_if_due(),
-                None => return,
+        let index = |i: Option<u64>| i.map_or("None".to_owned(), |i| i.to_string());
+        match state {
+            Ok((applied, durable, staged, sidecar)) => {
+                let mut out = format!(
+                    "<Applier path={path:?} mode={:?} applied_index={} durable_index={}",
+                    self.mode,
+                    index(applied),
+                    index(durable)
+                );
+                if staged > 0 {
+                    out.push_str(&format!(" staged={staged}"));
+                }
+                match sidecar {
+                    Some(summary) => out.push_str(&format!(" sidecar={summary}")),
+                    None => out.push_str(" kek=None"),
+                }
+                out.push('>');
+                out
             }
-        })
-        .map(drop)
-        .map_err(|e| {
-            pyo3::exceptions::PyOSError::new_err(format!(
-                "cannot start the group-commit timer: {e}"
-            ))
-        })
+            Err(_) if self.closed(py) => format!("<Applier path={path:?} closed>"),
+            Err(e) => format!("<Applier path={path:?} unreadable: {e}>"),
+        }
+    }
+
+    /// The notebook view: path, mode, indexes, the sidecar's keys and the
+    /// registry's size.
+    fn _repr_html_<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        APPLIER_HTML.get(slf.py())?.call1((slf,))
+    }
 }

@@ -164,21 +164,44 @@ pub(super) fn outcome_list<'py>(
     PyList::new(py, outcomes.iter().map(|o| outcome_str(py, *o)))
 }
 
-/// `group_commit=`: an entry count. A bool is refused: `True` is 1 to
-/// Python, and reading "turn group commit on" as one entry per commit
-/// would silently give the slowest mode; the new mode is named instead.
-pub(super) fn group_commit_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
-    let Some(value) = value else { return Ok(None) };
-    if value.is_instance_of::<PyBool>() {
-        return Err(PyTypeError::new_err(format!(
-            "group_commit={} is not an entry count: give the number of entries per commit \
-             (group_commit=64), or pipelined=True for write-behind group commit that the disk \
-             does not gate (with group_commit=K, the most entries per group; default {})",
-            if value.is_truthy()? { "True" } else { "False" },
-            crate::applier::DEFAULT_PIPELINE_ENTRIES
-        )));
+/// `copy.replace(obj, **changes)` (Python 3.13) of an immutable value
+/// class: its constructor called with every field of `__match_args__`,
+/// `changes` over them, so the constructor's checks apply to the copy. A
+/// name that is not a field is a `TypeError` naming it (and the fields).
+pub(super) fn replace_fields<'py>(
+    slf: &Bound<'py, PyAny>,
+    changes: Option<&Bound<'py, pyo3::types::PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let class = slf.get_type();
+    let names: Vec<String> = class.getattr("__match_args__")?.extract()?;
+    let kwargs = pyo3::types::PyDict::new(py);
+    for name in &names {
+        kwargs.set_item(name, slf.getattr(name.as_str())?)?;
     }
-    value.extract::<usize>().map(Some).map_err(|_| {
-        PyTypeError::new_err("group_commit must be a positive int (the entries per commit)")
-    })
+    if let Some(changes) = changes {
+        let mut unknown = Vec::new();
+        for (key, value) in changes.iter() {
+            let key: String = key.extract()?;
+            if names.contains(&key) {
+                kwargs.set_item(&key, value)?;
+            } else {
+                unknown.push(key);
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(PyTypeError::new_err(format!(
+                "{}.__replace__() got {} {}; its fields are {}",
+                class.name()?,
+                if unknown.len() == 1 {
+                    "an unknown field"
+                } else {
+                    "unknown fields"
+                },
+                unknown.join(", "),
+                names.join(", ")
+            )));
+        }
+    }
+    class.call((), Some(&kwargs))
 }

@@ -17,7 +17,7 @@ use pyo3::types::{PyBytes, PyDict};
 use pyo3::BoundObject;
 
 use super::convert::outcome_list;
-use super::py_imports::ExceptionClass;
+use super::py_imports::{ExceptionClass, AFTERMATH};
 use crate::applier::{BatchHalt, ResyncError};
 use crate::envelope::EnvelopeError;
 use crate::error::{ApplierOpenError, ApplyError};
@@ -28,7 +28,7 @@ use crate::sidecar::{EpochError, SidecarError};
 use crate::snapshot::{Detail, SnapshotError};
 use crate::startup::StartupError;
 use crate::status::StatusError;
-use crate::store::{OpenError, RegistryError, StorageError};
+use crate::store::{Aftermath, OpenError, RegistryError, StorageError};
 use crate::wire::MalformedPayload;
 
 type Fields<'py> = Vec<(&'static str, Bound<'py, PyAny>)>;
@@ -97,7 +97,43 @@ pub(super) fn corruption_to_py(py: Python<'_>, c: &RegistryCorruption) -> PyErr 
     )
 }
 
+/// `StorageError.aftermath`: a tuple of `encryption_applier.Aftermath`.
+fn aftermath_to_py<'py>(py: Python<'py>, s: &StorageError) -> PyResult<Bound<'py, PyAny>> {
+    let class = AFTERMATH.get(py)?;
+    let mut items = Vec::with_capacity(s.aftermath.len());
+    for a in &s.aftermath {
+        let kwargs = PyDict::new(py);
+        let kind = match a {
+            Aftermath::EnvironmentUnusable => "environment_unusable",
+            Aftermath::StagedNotCommitted {
+                entries,
+                through_index,
+            } => {
+                kwargs.set_item("entries", entries)?;
+                kwargs.set_item("through_index", through_index)?;
+                "staged_not_committed"
+            }
+            Aftermath::RowsKept { rows, undo } => {
+                kwargs.set_item("rows", rows)?;
+                kwargs.set_item("undo", undo)?;
+                "rows_kept"
+            }
+            Aftermath::BackupKept { path, undo } => {
+                kwargs.set_item("path", path.to_string_lossy())?;
+                kwargs.set_item("undo", undo)?;
+                "backup_kept"
+            }
+        };
+        items.push(class.call((kind,), Some(&kwargs))?);
+    }
+    Ok(pyo3::types::PyTuple::new(py, items)?.into_any())
+}
+
 fn storage_to_py(py: Python<'_>, s: &StorageError) -> PyErr {
+    let aftermath = match aftermath_to_py(py, s) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
     build(
         py,
         ExceptionClass::StorageError,
@@ -108,6 +144,7 @@ fn storage_to_py(py: Python<'_>, s: &StorageError) -> PyErr {
             ("code", field(py, s.code)),
             ("replay_from", field(py, s.replay_from)),
             ("applied", field(py, s.applied)),
+            ("aftermath", aftermath),
         ],
     )
 }

@@ -31,6 +31,8 @@
 //!   `SidecarStateReport`, `ResyncSidecarResponse`, `StatusExtras`.
 //! - `test_support`: `_native.test_support`, hooks for the package's tests.
 //! - `verify`: `verify()`, `PageDamage`, `VerifyReport`.
+//! - `write_behind`: the `Applier`'s group-commit argument and timer
+//!   thread, and the report of a dropped applier's failed final commit.
 
 mod applier;
 mod codec;
@@ -51,6 +53,7 @@ mod startup;
 mod status;
 mod test_support;
 mod verify;
+mod write_behind;
 
 use pyo3::prelude::*;
 
@@ -137,6 +140,10 @@ mod _native {
         m.add("MAX_BOOTSTRAP_BATCH", wire::MAX_BOOTSTRAP_BATCH)?;
         m.add("MAX_SIDECAR_BYTES", crate::sidecar::MAX_SIDECAR_BYTES)?;
         m.add("REGISTRY_PREFIX", PyBytes::new(py, codec::REGISTRY_PREFIX))?;
+        m.add(
+            "SIDECAR_PROBLEM_CODES",
+            pyo3::types::PyTuple::new(py, crate::sidecar::SidecarProblem::CODES)?,
+        )?;
         Ok(())
     }
 }
@@ -151,5 +158,6 @@ fn test_support_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(test_support::kek_wrap, m)?)?;
     m.add_function(wrap_pyfunction!(test_support::kek_unwrap, m)?)?;
     m.add_function(wrap_pyfunction!(test_support::pipeline_counters, m)?)?;
+    m.add_function(wrap_pyfunction!(test_support::hold_timer, m)?)?;
     Ok(())
 }

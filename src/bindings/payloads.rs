@@ -4,10 +4,11 @@
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
 
 use super::convert::{
-    bytes_arg, purpose_arg, purpose_repr, purpose_to_py, Unsigned, U16, U32, U64, U8,
+    bytes_arg, purpose_arg, purpose_repr, purpose_to_py, replace_fields, Unsigned, U16, U32, U64,
+    U8,
 };
 use super::errors::malformed_to_py;
 use crate::wire::{self, Bootstrap, Entry, MalformedPayload, Registration, Rotation};
@@ -88,6 +89,17 @@ impl PyRegistration {
 
     fn __repr__(&self) -> String {
         registration_repr(&self.0)
+    }
+
+    /// `copy.replace(self, **changes)` (Python 3.13; callable directly on
+    /// any version): a new Registration with the given fields changed, checked
+    /// as the constructor checks them. An unknown field is a `TypeError`.
+    #[pyo3(signature = (**changes))]
+    fn __replace__<'py>(
+        slf: &Bound<'py, Self>,
+        changes: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        replace_fields(slf.as_any(), changes)
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
@@ -298,6 +310,17 @@ impl PyBootstrap {
         )
     }
 
+    /// `copy.replace(self, **changes)` (Python 3.13; callable directly on
+    /// any version): a new Bootstrap with the given fields changed, checked
+    /// as the constructor checks them. An unknown field is a `TypeError`.
+    #[pyo3(signature = (**changes))]
+    fn __replace__<'py>(
+        slf: &Bound<'py, Self>,
+        changes: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        replace_fields(slf.as_any(), changes)
+    }
+
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
         let py = slf.py();
         let b = &slf.get().0;
@@ -431,6 +454,17 @@ impl PyRotation {
             registration_repr(&r.proposer),
             r.sub_tag
         )
+    }
+
+    /// `copy.replace(self, **changes)` (Python 3.13; callable directly on
+    /// any version): a new Rotation with the given fields changed, checked
+    /// as the constructor checks them. An unknown field is a `TypeError`.
+    #[pyo3(signature = (**changes))]
+    fn __replace__<'py>(
+        slf: &Bound<'py, Self>,
+        changes: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        replace_fields(slf.as_any(), changes)
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {

@@ -2,7 +2,8 @@
 //! pyca/cryptography's `LazyPyImport` in `types.rs` and polars'
 //! `py_modules.rs`): the exception classes of
 //! `encryption_applier.exceptions`, the pandas and HTML helpers of
-//! `encryption_applier._frames`, `array.array`, `enum.IntEnum`,
+//! `encryption_applier._frames`, the value types of
+//! `encryption_applier.results`, `array.array`, `enum.IntEnum`, `datetime`,
 //! `warnings.warn`, and the `Purpose` enum the module builds at import.
 //! No other binding file calls `py.import`.
 //!
@@ -43,16 +44,28 @@ const FRAMES: &str = "encryption_applier._frames";
 pub(super) static REGISTRY_TO_PANDAS: LazyImport = LazyImport::new(FRAMES, "registry_to_pandas");
 /// `Registry._repr_html_()`.
 pub(super) static REGISTRY_HTML: LazyImport = LazyImport::new(FRAMES, "registry_html");
+/// `Applier._repr_html_()`.
+pub(super) static APPLIER_HTML: LazyImport = LazyImport::new(FRAMES, "applier_html");
 /// `RegistryDiff.to_pandas()`.
 pub(super) static DIFF_TO_PANDAS: LazyImport = LazyImport::new(FRAMES, "diff_to_pandas");
 /// `RegistryDiff._repr_html_()`.
 pub(super) static DIFF_HTML: LazyImport = LazyImport::new(FRAMES, "diff_html");
 /// `SidecarStateReport._repr_html_()` and `ResyncSidecarResponse._repr_html_()`.
 pub(super) static STATUS_HTML: LazyImport = LazyImport::new(FRAMES, "status_html");
+const RESULTS: &str = "encryption_applier.results";
+
+/// The items of `StorageError.aftermath`.
+pub(super) static AFTERMATH: LazyImport = LazyImport::new(RESULTS, "Aftermath");
+/// What `diagnose_startup()` returns.
+pub(super) static STARTUP_DIAGNOSIS: LazyImport = LazyImport::new(RESULTS, "StartupDiagnosis");
 /// `Registry.columns()` builds its columns as `array.array`s.
 pub(super) static ARRAY: LazyImport = LazyImport::new("array", "array");
 /// The base of `Purpose`.
 pub(super) static INT_ENUM: LazyImport = LazyImport::new("enum", "IntEnum");
+/// `SidecarKey.created_at` builds a timezone-aware `datetime.datetime`.
+pub(super) static DATETIME: LazyImport = LazyImport::new("datetime", "datetime");
+pub(super) static TIMEZONE: LazyImport = LazyImport::new("datetime", "timezone");
+pub(super) static TIMEDELTA: LazyImport = LazyImport::new("datetime", "timedelta");
 /// The `ResourceWarning` of an `Applier` dropped with a failed final commit.
 pub(super) static WARN: LazyImport = LazyImport::new("warnings", "warn");
 

@@ -9,11 +9,12 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 
-use super::convert::{U16, U32, U64};
+use super::convert::{replace_fields, U16, U32, U64};
 use super::errors::CoreError;
 use super::handle::{run_detached, Handle};
 use super::payloads::PyRegistration;
 use super::py_imports::{ARRAY, DIFF_HTML, DIFF_TO_PANDAS, REGISTRY_HTML, REGISTRY_TO_PANDAS};
+use super::sidecar::sidecar_summary;
 use super::verify::PyVerifyReport;
 use crate::registry::{self as codec, RegistryRow};
 use crate::store::RegistryError;
@@ -116,6 +117,17 @@ impl PyRegistryRow {
     fn last_seen_local_epoch(&self) -> u16 {
         self.0.last_seen_local_epoch
     }
+    /// `copy.replace(self, **changes)` (Python 3.13; callable directly on
+    /// any version): a new RegistryRow with the given fields changed, checked
+    /// as the constructor checks them. An unknown field is a `TypeError`.
+    #[pyo3(signature = (**changes))]
+    fn __replace__<'py>(
+        slf: &Bound<'py, Self>,
+        changes: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        replace_fields(slf.as_any(), changes)
+    }
+
     /// The 27-byte registry key of this row.
     #[getter]
     fn key<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
@@ -403,8 +415,17 @@ impl PyRegistry {
         Ok(out)
     }
 
-    /// A pandas DataFrame, one row per registry row, typed columns
-    /// (needs the `notebook` extra: `pip install encryption-applier[notebook]`).
+    /// A pandas DataFrame, one row per registry row in key order, indexed
+    /// by the registry key: a `MultiIndex` of `dek_id` (uint32) and
+    /// `node_id16`; columns `full_node_id`, `first_seen_local_epoch` and
+    /// `last_seen_local_epoch` (uint16). Node ids are shown one way only,
+    /// as the command line, `export` and SPEC §6's messages show them:
+    /// fixed-width hex strings (`"0x0001"`, `"0x00000000abcd0001"`, pandas'
+    /// `string` dtype), never as decimals, which say nothing of the
+    /// 16-bit prefix and which a 64-bit id loses when a tool reads it as a
+    /// float. So `frame.loc[(1, "0x0001")]` is a row; `int(text, 16)` is
+    /// the number, and `columns()` gives every field as numbers. Needs the
+    /// `notebook` extra: `pip install encryption-applier[notebook]`.
     #[pyo3(signature = (dek_id=None))]
     fn to_pandas<'py>(
         slf: &Bound<'py, Self>,
@@ -436,13 +457,25 @@ impl PyRegistry {
 
     fn __repr__(&self, py: Python<'_>) -> String {
         let path = self.path.display().to_string();
-        let summary = self.read(py, |r| Ok((r.stats()?, r.head(REPR_ROWS, None)?)));
+        let summary = self.read(py, |r| {
+            Ok((r.stats()?, r.head(REPR_ROWS, None)?, r.applied_index()?))
+        });
         match summary {
-            Ok((stats, head)) => {
+            Ok((stats, head, applied)) => {
                 let rows: u64 = stats.per_dek.iter().map(|(_, s)| s.rows).sum();
                 let deks: Vec<u32> = stats.per_dek.iter().map(|(d, _)| *d).collect();
+                let applied = applied.map_or("None".to_owned(), |i| i.to_string());
+                // The sidecar where an applier keeps it by default.
+                let sidecar = py.detach(|| {
+                    match crate::sidecar::read(&self.path.join(crate::sidecar::SIDECAR_FILE)) {
+                        Ok(Some(s)) => sidecar_summary(&s),
+                        Ok(None) => "None".to_owned(),
+                        Err(e) => format!("<keys.json unreadable: {}>", e.code()),
+                    }
+                });
                 let mut out = format!(
-                    "<Registry path={path:?} rows={rows} dek_ids={}",
+                    "<Registry path={path:?} rows={rows} dek_ids={} applied_index={applied} \
+                     sidecar={sidecar}",
                     preview_ids(&deks)
                 );
                 if !head.is_empty() {
@@ -482,10 +515,12 @@ fn preview_ids(ids: &[u32]) -> String {
 /// The first rows as an indented table (node ids in hex, as the command
 /// line shows them), and how many rows follow.
 fn repr_table(head: &[RegistryRow], total: u64) -> String {
-    let mut out = String::from("\n  dek_id  node_id16        full_node_id  first_seen  last_seen");
+    let mut out = String::from(
+        "\n  dek_id  node_id16        full_node_id  first_seen_local_epoch  last_seen_local_epoch",
+    );
     for r in head {
         out.push_str(&format!(
-            "\n  {:>6}  {:>9}  0x{:016x}  {:>10}  {:>9}",
+            "\n  {:>6}  {:>9}  0x{:016x}  {:>22}  {:>21}",
             r.dek_id,
             format!("0x{:04x}", r.node_id16),
             r.full_node_id,
@@ -544,11 +579,12 @@ impl PyRegistryDiff {
     fn __len__(&self) -> usize {
         self.0.only_left.len() + self.0.only_right.len() + self.0.changed.len()
     }
-    /// A pandas DataFrame, one row per differing key: `status` ("only in
-    /// self", "only in other" or "changed"), each value field for both
-    /// sides (`<field>_self`, `<field>_other`; missing where a side has no
-    /// row), `full_node_id_hex_self`/`_other` (the ids as `inspect` shows
-    /// them) and `differing`, the fields a changed row differs in.
+    /// A pandas DataFrame, one row per differing key, indexed as
+    /// `Registry.to_pandas()` (`dek_id`, `node_id16` in hex): `status`
+    /// ("only in self", "only in other" or "changed"), each value field for
+    /// both sides (`<field>_self`, `<field>_other`; `<NA>` where a side has
+    /// no row; `full_node_id` in hex, the epochs as nullable `UInt16`) and
+    /// `differing`, the fields a changed row differs in.
     fn to_pandas<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         DIFF_TO_PANDAS.get(slf.py())?.call1((slf,))
     }

@@ -7,10 +7,11 @@ use std::path::PathBuf;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{IntoPyDict, PyBytes};
 
 use super::convert::{purpose_repr, purpose_to_py, U32};
 use super::handle::run_detached;
+use super::py_imports::{DATETIME, TIMEDELTA, TIMEZONE};
 use crate::sidecar::{self, Sidecar, SidecarKey};
 
 /// One key of a sidecar: a value of `Sidecar.keys` (it has no constructor).
@@ -31,10 +32,40 @@ impl PySidecarKey {
     fn wrapped<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.0.wrapped)
     }
-    /// When the key was installed: an RFC 3339 UTC timestamp, as written.
+    /// When the key was installed: an RFC 3339 UTC timestamp, as written
+    /// (the text is kept: a rewrite of the file writes it back byte for
+    /// byte; `created_at` is the parsed instant).
     #[getter]
     fn created(&self) -> String {
         self.0.created.clone()
+    }
+    /// `created` as a timezone-aware `datetime.datetime`, in the offset
+    /// the text gives (elastickv writes UTC, `time.RFC3339`: `Z` and whole
+    /// seconds); a fraction past microseconds is cut off. None when the
+    /// text names no instant although it has RFC 3339's shape (February
+    /// 31st, a leap second `:60`, year 0): elastickv never parses the
+    /// field, so reading the file does not refuse it.
+    #[getter]
+    fn created_at<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(t) = sidecar::parse_rfc3339(&self.0.created) else {
+            return Ok(None);
+        };
+        let offset = TIMEDELTA.get(py)?.call(
+            (),
+            Some(&[("minutes", i32::from(t.offset_minutes))].into_py_dict(py)?),
+        )?;
+        let tz = TIMEZONE.get(py)?.call1((offset,))?;
+        let kwargs = [("tzinfo", tz)].into_py_dict(py)?;
+        let args = (
+            t.year,
+            t.month,
+            t.day,
+            t.hour,
+            t.minute,
+            t.second,
+            t.nanosecond / 1000,
+        );
+        DATETIME.get(py)?.call(args, Some(&kwargs)).map(Some)
     }
     /// The key's local epoch (u16), the middle field of the nonces written
     /// under it: 0 for a bootstrap key, the node's pinned epoch for a
@@ -53,6 +84,32 @@ impl PySidecarKey {
             self.0.local_epoch
         )
     }
+}
+
+/// A sidecar in one line, for the `Applier` and `Registry` reprs:
+/// `<keys.json version=2 active_storage=3 active_raft=2 keys=[1, 2, 3]
+/// raft_applied_index=9 storage_envelope_active=False
+/// storage_envelope_cutover_index=0 raft_envelope_cutover_index=0>`
+/// (keys.json's own field names).
+pub(super) fn sidecar_summary(s: &Sidecar) -> String {
+    let keys: Vec<String> = s.keys.keys().map(u32::to_string).collect();
+    format!(
+        "<keys.json version={} active_storage={} active_raft={} keys=[{}] raft_applied_index={} \
+         storage_envelope_active={} storage_envelope_cutover_index={} \
+         raft_envelope_cutover_index={}>",
+        s.version,
+        s.active_storage,
+        s.active_raft,
+        keys.join(", "),
+        s.raft_applied_index,
+        if s.storage_envelope_active {
+            "True"
+        } else {
+            "False"
+        },
+        s.storage_envelope_cutover_index,
+        s.raft_cutover_index().unwrap_or(0)
+    )
 }
 
 /// A parsed, validated `keys.json` sidecar.

@@ -12,7 +12,7 @@ use super::convert::U64;
 use super::errors::{build, field, kek_exception, CoreError};
 use super::handle::run_detached;
 use super::kek::kek_arg;
-use super::py_imports::ExceptionClass;
+use super::py_imports::{ExceptionClass, STARTUP_DIAGNOSIS};
 use super::registry::PyRegistry;
 use crate::raftlog::LogSlice;
 use crate::startup::{diagnose, Phase, Refusal, RollbackProblem, StartupInput};
@@ -286,7 +286,8 @@ fn run(
 }
 
 /// Every startup refusal of elastickv's guards, in Go's order (empty: the
-/// node may start). Each is a StartupRefusedError subclass with the Go
+/// node may start), as a `StartupDiagnosis` (a list, with a notebook
+/// table). Each is a StartupRefusedError subclass with the Go
 /// error's name (`sentinel`), what it means (`meaning`) and its fields.
 ///
 /// Guard 0 compares the sidecar's Raft cutover with the restored
@@ -297,7 +298,7 @@ fn run(
 ///
 /// ```pycon
 /// >>> ea.diagnose_startup(encryption_enabled=False)   # nothing configured, nothing on disk
-/// []
+/// StartupDiagnosis([])
 /// >>> [type(r).__name__ for r in ea.diagnose_startup(encryption_enabled=True)]
 /// ['KEKRequiredWithFlagError']
 ///
@@ -313,8 +314,8 @@ fn run(
     phase="pre-bump"
 ))]
 #[allow(clippy::too_many_arguments)] // Python keyword arguments
-pub(super) fn diagnose_startup(
-    py: Python<'_>,
+pub(super) fn diagnose_startup<'py>(
+    py: Python<'py>,
     encryption_enabled: bool,
     kek: Option<Bound<'_, PyAny>>,
     sidecar_path: Option<PathBuf>,
@@ -327,7 +328,7 @@ pub(super) fn diagnose_startup(
     snapshot_cutover_index: Option<U64>,
     snapshot_path: Option<PathBuf>,
     phase: &str,
-) -> PyResult<Vec<Py<PyAny>>> {
+) -> PyResult<Bound<'py, PyAny>> {
     let args = inputs(
         encryption_enabled,
         kek,
@@ -341,10 +342,11 @@ pub(super) fn diagnose_startup(
         phase,
     )?;
     let refusals = run(py, args, registry, false)?;
-    Ok(refusals
+    let list: Vec<Py<PyAny>> = refusals
         .iter()
         .map(|r| refusal_to_py(py, r).into_value(py).into_any())
-        .collect())
+        .collect();
+    STARTUP_DIAGNOSIS.get(py)?.call1((list,))
 }
 
 /// diagnose_startup, raising the first refusal (Go stops at the first).

@@ -151,3 +151,23 @@ pub(super) fn pipeline_counters(
         ])
     }))
 }
+
+/// Makes the group-commit timer of `applier` hold it (a strong reference,
+/// not its lock) for `seconds` on its next tick, and waits until it does:
+/// True then (False after 5 s, or for an applier without a timer). Lets a
+/// test drop the Python object while the timer holds the last reference,
+/// so that the applier is dropped on the timer's thread.
+#[pyfunction]
+pub(super) fn hold_timer(
+    py: Python<'_>,
+    applier: PyRef<'_, PyApplier>,
+    seconds: f64,
+) -> PyResult<bool> {
+    let pause = Duration::try_from_secs_f64(seconds)
+        .map_err(|e| PyValueError::new_err(format!("seconds={seconds}: {e}")))?;
+    let Some(hold) = applier.timer.clone() else {
+        return Ok(false);
+    };
+    drop(applier);
+    Ok(py.detach(|| hold.ask(pause, Duration::from_secs(5))))
+}

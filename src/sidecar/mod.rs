@@ -28,7 +28,7 @@ mod rfc3339;
 
 pub use epochs::{bump_local_epoch, pinned_epochs, prepare_epochs, EpochError, LOCAL_EPOCH_MAX};
 pub use problem::{SidecarError, SidecarProblem};
-pub use rfc3339::{is_rfc3339, rfc3339_from_unix, rfc3339_now};
+pub use rfc3339::{is_rfc3339, parse_rfc3339, rfc3339_from_unix, rfc3339_now, Timestamp};
 
 /// The version written: 2, with `storage_envelope_cutover_index` (as Go
 /// HEAD). Versions 1 and 2 are read; a version-1 file becomes version 2 on

@@ -78,3 +78,85 @@ pub fn rfc3339_from_unix(secs: u64) -> String {
         rem % 60
     )
 }
+
+/// A timestamp's fields, as `parse_rfc3339` reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+    /// The fraction of a second, in nanoseconds (digits past the ninth
+    /// are dropped).
+    pub nanosecond: u32,
+    /// The offset from UTC, in minutes east (`Z` is 0).
+    pub offset_minutes: i16,
+}
+
+/// The instant a `created` text names: `None` for a text that is not
+/// RFC 3339 (see [`is_rfc3339`]), or that names no instant although its
+/// shape is right (February 31st, year 0, a leap second `:60`, an offset of 24
+/// hours or more). elastickv writes `time.Now().UTC().Format(time.RFC3339)`
+/// (applier.go:852, 1399), and never parses it back (sidecar.go:102-109):
+/// the field is diagnostic, so its reader accepts the shape alone.
+pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+    if !is_rfc3339(text) {
+        return None;
+    }
+    let b = text.as_bytes();
+    let num = |from: usize, to: usize| -> u32 {
+        b[from..to]
+            .iter()
+            .fold(0, |n, d| n * 10 + u32::from(d - b'0'))
+    };
+    let (year, month, day) = (num(0, 4), num(5, 7), num(8, 10));
+    let (hour, minute, second) = (num(11, 13), num(14, 16), num(17, 19));
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if year == 0 || day > days_in_month || second > 59 {
+        return None;
+    }
+    let mut rest = &b[19..];
+    let mut nanosecond = 0u32;
+    if rest.first() == Some(&b'.') {
+        let n = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        for i in 0..9 {
+            let digit = rest.get(1 + i).filter(|_| i < n).map_or(0, |d| d - b'0');
+            nanosecond = nanosecond * 10 + u32::from(digit);
+        }
+        rest = &rest[1 + n..];
+    }
+    let offset_minutes = match rest {
+        [b'+' | b'-', ..] => {
+            let at = b.len() - 6;
+            let (h, m) = (num(at + 1, at + 3), num(at + 4, at + 6));
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let minutes = (h * 60 + m) as i16;
+            if rest[0] == b'-' {
+                -minutes
+            } else {
+                minutes
+            }
+        }
+        _ => 0,
+    };
+    Some(Timestamp {
+        year: year as u16,
+        month: month as u8,
+        day: day as u8,
+        hour: hour as u8,
+        minute: minute as u8,
+        second: second as u8,
+        nanosecond,
+        offset_minutes,
+    })
+}

@@ -245,6 +245,46 @@ fn rfc3339() {
 }
 
 #[test]
+fn rfc3339_parsed() {
+    let t = |y, mo, d, h, mi, s, ns, off| Timestamp {
+        year: y,
+        month: mo,
+        day: d,
+        hour: h,
+        minute: mi,
+        second: s,
+        nanosecond: ns,
+        offset_minutes: off,
+    };
+    assert_eq!(
+        parse_rfc3339("2026-05-16T17:53:00Z"),
+        Some(t(2026, 5, 16, 17, 53, 0, 0, 0))
+    );
+    assert_eq!(
+        parse_rfc3339("2000-02-29t01:02:03.5+09:30"),
+        Some(t(2000, 2, 29, 1, 2, 3, 500_000_000, 570))
+    );
+    assert_eq!(
+        parse_rfc3339("2026-05-16T17:53:00.1234567891-01:00"),
+        Some(t(2026, 5, 16, 17, 53, 0, 123_456_789, -60))
+    );
+    // The right shape, but no instant: left to the caller (None).
+    for none in [
+        "2026-02-29T00:00:00Z",
+        "1900-02-29T00:00:00Z",
+        "2026-04-31T00:00:00Z",
+        "2026-05-16T23:59:60Z",
+        "0000-01-01T00:00:00Z",
+        "2026-05-16T17:53:00+24:00",
+        "2026-05-16T17:53:00+00:60",
+        "not a time",
+    ] {
+        assert_eq!(parse_rfc3339(none), None, "{none}");
+    }
+    assert!(parse_rfc3339(&rfc3339_now()).is_some());
+}
+
+#[test]
 fn durable_write_replaces_stale_tmp_and_sets_mode() {
     let dir = crate::test_support::fresh_dir("sidecar");
     let path = dir.join(SIDECAR_FILE);

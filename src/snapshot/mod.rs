@@ -5,13 +5,13 @@
 //! nothing is written, renamed or removed.
 //!
 //! - [`read_snapshot_header`]: one file. A name ending in `.snap` is an
-//!   etcd snapshot file ([`snapfile`]), whose data is an FSM payload or a
+//!   etcd snapshot file (`snapfile.rs`), whose data is an FSM payload or a
 //!   token naming `../fsm-snap/{index:016x}.fsm`; any other file is an
-//!   `.fsm` file ([`fsm`]: payload ‖ CRC-32C footer). Every CRC Go checks
-//!   on that path is checked; then the payload's header ([`header`]).
+//!   `.fsm` file (`fsm.rs`: payload ‖ CRC-32C footer). Every CRC Go checks
+//!   on that path is checked; then the payload's header (`header.rs`).
 //! - [`newest`]: the snapshot Go restores from a group's data directory
-//!   (`wal/`, `snap/`, `fsm-snap/`), chosen as Go chooses it ([`dir`],
-//!   with the WAL scan of [`wal`]).
+//!   (`wal/`, `snap/`, `fsm-snap/`), chosen as Go chooses it (`dir.rs`,
+//!   with the WAL scan of `wal.rs`).
 //! - [`restored`]: a file or a data directory, for the guard.
 //!
 //! Files are opened without blocking (a FIFO is refused), streamed in

@@ -133,3 +133,31 @@ def test_group_commit_against_the_model(tmp_path_factory: pytest.TempPathFactory
             applier.apply(planted.registrations[planted.position], index=planted.position + 1)
         assert applier.durable_index == applier.applied_index == planted.position
         assert_registry_matches_model(applier, planted.model)
+
+
+@pytest.mark.parametrize(
+    "mode", [{"group_commit": 4}, {"pipelined": True, "group_commit": 4}], ids=["group", "pipelined"]
+)
+def test_a_registration_without_an_index_is_refused_by_the_write_behind_modes(
+    tmp_path: Path, mode: dict[str, Any], cluster: Cluster
+) -> None:
+    """Staged without its Raft index, a lost group could not be replayed
+    exactly: refused, nothing applied; keyed entries and batches commit
+    before they return, so they need none."""
+    with ea.Applier(tmp_path / "r", kek=ea.FileKek(cluster.kek_path), **mode) as applier:
+        assert applier.apply(ea.Registration(9, A, 1), index=1) == "inserted"
+        for call in (
+            lambda: applier.apply(ea.Registration(9, B, 1)),
+            lambda: applier.apply(ea.Registration(9, B, 1).to_entry(), index=0),
+            lambda: applier.apply_registration(ea.Registration(9, B, 1)),
+        ):
+            with pytest.raises(ValueError, match=r"^index= is needed with group commit: .* nothing was applied"):
+                call()
+            assert (applier.applied_index, applier.staged) == (1, 1)
+        assert applier.apply_bootstrap(cluster.bootstrap()) == "bootstrapped"
+        assert applier.apply_many([ea.Registration(9, B, 1)]) == ["inserted"]
+        assert applier.staged == 0 and applier.registry.get(9, B & 0xFFFF) is not None
+    # The default mode and sync=False take registrations without indexes.
+    for kwargs in ({}, {"sync": False}):
+        with ea.Applier(tmp_path / f"plain-{len(kwargs)}", **kwargs) as plain:
+            assert plain.apply(ea.Registration(9, A, 1)) == "inserted"

@@ -55,6 +55,7 @@ def test_a_group_lost_to_a_full_map_falls_back_and_refuses_what_follows(tmp_path
     with pytest.raises(ea.StorageError) as lost:
         applier.flush()
     assert lost.value.replay_from == 11 and not lost.value.applied
+    assert lost.value.aftermath == (ea.Aftermath("staged_not_committed", entries=4990, through_index=5000),)
     assert "4990 staged entries (Raft indexes up to 5000) were not committed" in str(lost.value)
     # In memory as on disk: nothing of the group is applied or staged.
     assert (applier.applied_index, applier.durable_index, applier.staged) == (10, 10, 0)
@@ -137,6 +138,51 @@ def test_a_dropped_applier_whose_final_commit_fails_warns_and_reports(tmp_path: 
     assert errors[0].replay_from == 11 and "4990 staged entries" in str(errors[0])
     view.close()
     with ea.Registry(tmp_path / "r") as registry:
+        assert registry.applied_index == 10 and len(registry) == 10
+
+
+@pytest.mark.slow
+def test_an_applier_dropped_on_the_timer_thread_reports_its_failed_final_commit(tmp_path: Path) -> None:
+    """The timer holds the applier while it commits; when the Python object
+    goes meanwhile, the applier is dropped on the timer's thread (no GIL,
+    no Python frame): its failed final commit is still reported, a
+    ResourceWarning and the StorageError to sys.unraisablehook, from there."""
+    import threading
+    import time
+
+    from encryption_applier._native import test_support
+
+    path = tmp_path / "r"
+    applier = ea.Applier(path, map_size=1 << 16, group_commit=100_000, group_commit_ms=20)
+    for i in range(1, 11):
+        applier.apply(reg(i), index=i)
+    applier.flush()
+    view = ea.Registry(path)  # keeps the 64 KiB map from growing
+    # The timer's next tick holds the applier for 2 s before committing.
+    assert test_support.hold_timer(applier, 2.0)
+    for i in range(11, 5001):
+        assert applier.apply(reg(i), index=i) == "inserted"
+    seen: list[tuple[Any, int]] = []
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda u: seen.append((u, threading.get_native_id()))
+    try:
+        with pytest.warns(ResourceWarning, match="unclosed Applier .* final commit failed"):
+            del applier
+            gc.collect()
+            assert not seen  # the timer holds the last reference: not dropped yet
+            deadline = time.monotonic() + 20
+            while not seen and time.monotonic() < deadline:
+                time.sleep(0.02)
+    finally:
+        sys.unraisablehook = hook
+    errors = [(u.exc_value, tid) for u, tid in seen if isinstance(u.exc_value, ea.StorageError)]
+    assert len(errors) == 1, seen
+    error, thread = errors[0]
+    assert thread != threading.get_native_id()  # reported from the timer's thread
+    assert error.replay_from == 11 and "4990 staged entries" in str(error)
+    assert error.aftermath == (ea.Aftermath("staged_not_committed", entries=4990, through_index=5000),)
+    view.close()
+    with ea.Registry(path) as registry:
         assert registry.applied_index == 10 and len(registry) == 10
 
 
@@ -339,7 +385,7 @@ os.environ["EA_FS_FAIL_MATCH"] = "data.mdb"
 try:   # a commit that grows the file: its new root is past the old last page
     applier.apply_many([ea.Registration(2, 0xB0000 + i, 1) for i in range(400)], first_index=6)
 except ea.StorageError as e:
-    print("raised", e.replay_from, "unusable" in str(e))
+    print("raised", e.replay_from, "unusable" in str(e), [a.kind for a in e.aftermath])
 applier.close()
 try:
     ea.Applier(directory)
@@ -352,7 +398,7 @@ view.close()
 def test_a_failed_meta_write_reopens_at_the_last_good_commit(tmp_path: Path) -> None:
     directory = tmp_path.resolve() / "r"
     run = traced_ok(CHILD_META, str(directory), under=directory)
-    assert run.proc.stdout.splitlines() == ["raised 6 True", "refused True"]
+    assert run.proc.stdout.splitlines() == ["raised 6 True ['environment_unusable']", "refused True"]
     failed = [c for c in run.calls if c.kind == "write" and c.failed]
     assert len(failed) == 1 and failed[0].dsync
     # What LMDB left: one meta half new (its db records) and half old (its

@@ -100,7 +100,7 @@ def test_columns_are_arrays_matching_the_model(registry_dir: Path) -> None:
     assert list(only_7["dek_id"]) == [7, 7]
 
 
-def test_to_pandas_has_typed_columns(registry_dir: Path) -> None:
+def test_to_pandas_is_indexed_by_the_key_with_ids_in_hex(registry_dir: Path) -> None:
     import pandas
 
     stream = STREAM + [(9, 0xFFFF_FFFF_FFFF_FFFF, 65535)]
@@ -109,20 +109,24 @@ def test_to_pandas_has_typed_columns(registry_dir: Path) -> None:
         frame = registry.to_pandas()
         only_1 = registry.to_pandas(dek_id=1)
     assert isinstance(frame, pandas.DataFrame)
+    assert isinstance(frame.index, pandas.MultiIndex) and list(frame.index.names) == ["dek_id", "node_id16"]
+    assert str(frame.index.levels[0].dtype) == "uint32" and str(frame.index.levels[1].dtype) == "string"
     assert dict(frame.dtypes.astype(str)) == {
-        "dek_id": "uint32",
-        "node_id16": "uint16",
-        "full_node_id": "uint64",
-        "full_node_id_hex": "object" if frame.full_node_id_hex.dtype == object else "str",
+        "full_node_id": "string",
         "first_seen_local_epoch": "uint16",
         "last_seen_local_epoch": "uint16",
     }
-    numbers = frame.drop(columns="full_node_id_hex")
-    assert [tuple(int(x) for x in t) for t in numbers.itertuples(index=False)] == model_of(stream).sorted_rows()
-    # The hex column reads as the ids do elsewhere (inspect, export).
-    assert list(frame.full_node_id_hex) == [f"0x{full:016x}" for full in frame.full_node_id.tolist()]
-    assert frame.full_node_id_hex.iloc[-1] == "0xffffffffffffffff"
-    assert list(only_1.dek_id) == [1, 1]
+    # The model's rows, ids written out by hand as the CLI shows them.
+    expected = [
+        ((dek, f"0x{node16:04x}"), (f"0x{full:016x}", first, last))
+        for dek, node16, full, first, last in model_of(stream).sorted_rows()
+    ]
+    rows = zip(frame.index, frame.itertuples(index=False), strict=True)
+    got = [((int(d), n), (f, int(a), int(b))) for (d, n), (f, a, b) in rows]
+    assert got == expected
+    assert frame.loc[(9, "0xffff"), "full_node_id"] == "0xffffffffffffffff"
+    assert frame.loc[(1, "0x0001"), "last_seen_local_epoch"] == 4
+    assert list(only_1.index.get_level_values("dek_id")) == [1, 1]
 
 
 def test_to_pandas_without_pandas_says_how_to_install(registry_dir: Path) -> None:
@@ -154,7 +158,9 @@ def test_repr_and_html_summarise(registry_dir: Path) -> None:
         digest = registry.digest()
         rows = registry.rows()
     assert str(registry_dir.resolve()) in text and "rows=5" in text and "dek_ids=[1, 2, 7]" in text
+    assert "applied_index=None sidecar=None" in text
     assert str(registry_dir.resolve()) in page and "5 rows under 3 DEKs" in page and digest in page
+    assert "<code>applied_index</code> None" in page
     # The per-DEK table (header + one per DEK) and the row preview (header + 5 rows).
     assert page.count("<tr>") == 4 + 6
     for row in rows:
@@ -170,15 +176,24 @@ def test_repr_previews_rows_and_cuts_long_registries(registry_dir: Path) -> None
         text = repr(registry)
         page = registry._repr_html_()
     lines = text.splitlines()
-    assert lines[0] == f'<Registry path="{registry_dir.resolve()}" rows=36 dek_ids=[1, 2, 3, 4, 5, 6, 7, 8, ... 4 more]'
-    assert lines[1].split() == ["dek_id", "node_id16", "full_node_id", "first_seen", "last_seen"]
+    assert lines[0] == (
+        f'<Registry path="{registry_dir.resolve()}" rows=36 dek_ids=[1, 2, 3, 4, 5, 6, 7, 8, ... 4 more] '
+        "applied_index=None sidecar=None"
+    )
+    assert lines[1].split() == [
+        "dek_id",
+        "node_id16",
+        "full_node_id",
+        "first_seen_local_epoch",
+        "last_seen_local_epoch",
+    ]
     # In key order (dek_id, node_id16): DEK 1's three nodes, then DEK 2's first two.
     assert lines[2:7] == [
-        "       1     0x0000  0x00000000ab000000           0          0",
-        "       1     0x0001  0x00000000ab000001           1          1",
-        "       1     0x0002  0x00000000ab000002           2          2",
-        "       2     0x0000  0x00000000ab000000           0          0",
-        "       2     0x0001  0x00000000ab000001           1          1",
+        "       1     0x0000  0x00000000ab000000                       0                      0",
+        "       1     0x0001  0x00000000ab000001                       1                      1",
+        "       1     0x0002  0x00000000ab000002                       2                      2",
+        "       2     0x0000  0x00000000ab000000                       0                      0",
+        "       2     0x0001  0x00000000ab000001                       1                      1",
     ]
     assert lines[7:] == ["  ... 31 more rows>"]
     # HTML: 10 DEKs of 12, 10 rows of 36.
@@ -209,21 +224,27 @@ def test_diff_to_pandas_and_html_mark_the_differing_fields(tmp_path: Path) -> No
         diff = left.diff(right)
     frame = diff.to_pandas()
     assert list(frame.status) == ["changed", "only in self", "only in other"]
-    assert list(frame.dek_id) == [1, 2, 3]
+    assert list(frame.index) == [(1, "0x0001"), (2, "0x0005"), (3, "0x0006")]
     changed = frame.iloc[0]
     assert (changed.last_seen_local_epoch_self, changed.last_seen_local_epoch_other) == (1, 3)
-    assert changed.full_node_id_self == changed.full_node_id_other == 0xABCD_0001
+    assert changed.full_node_id_self == changed.full_node_id_other == "0x00000000abcd0001"
     assert changed.differing == "last_seen_local_epoch"
-    assert frame.iloc[1].full_node_id_other is pandas.NA and frame.iloc[1].full_node_id_self == 5
-    assert str(frame.dtypes["full_node_id_self"]) == "UInt64"
-    assert list(frame.columns[3:7]) == [
+    assert frame.iloc[1].full_node_id_other is pandas.NA and frame.iloc[1].full_node_id_self == f"0x{5:016x}"
+    assert frame.iloc[2].full_node_id_self is pandas.NA and frame.iloc[2].full_node_id_other == f"0x{6:016x}"
+    assert (
+        str(frame.dtypes["full_node_id_self"]) == "string"
+        and str(frame.dtypes["first_seen_local_epoch_self"]) == "UInt16"
+    )
+    assert list(frame.columns) == [
+        "status",
         "full_node_id_self",
         "full_node_id_other",
-        "full_node_id_hex_self",
-        "full_node_id_hex_other",
+        "first_seen_local_epoch_self",
+        "first_seen_local_epoch_other",
+        "last_seen_local_epoch_self",
+        "last_seen_local_epoch_other",
+        "differing",
     ]
-    assert changed.full_node_id_hex_self == changed.full_node_id_hex_other == "0x00000000abcd0001"
-    assert frame.iloc[2].full_node_id_hex_self is pandas.NA and frame.iloc[2].full_node_id_hex_other == f"0x{6:016x}"
     page = diff._repr_html_()
     assert "1 only in self, 1 only in other, 1 changed" in page
     marked = 'style="background:#fde2e1;font-weight:bold"'
@@ -322,4 +343,4 @@ def test_to_pandas_of_an_empty_registry(registry_dir: Path) -> None:
     ea.Applier(registry_dir).close()
     with ea.Registry(registry_dir) as view:
         frame = view.to_pandas()
-    assert len(frame) == 0 and "full_node_id_hex" in frame.columns
+    assert len(frame) == 0 and list(frame.index.names) == ["dek_id", "node_id16"] and "full_node_id" in frame.columns

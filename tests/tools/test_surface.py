@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import encryption_applier as ea
-from encryption_applier import _native, exceptions, kek
+from encryption_applier import _native, exceptions, kek, results
 
 from helpers import REPO
 
@@ -36,11 +36,12 @@ def top_level_names(tree: ast.Module) -> set[str]:
 
 def test_all_is_exactly_the_native_and_exception_public_names() -> None:
     native = {n for n in dir(_native) if not n.startswith("_")} - NATIVE_ONLY | {"__version__"}
-    assert native.isdisjoint(exceptions.__all__) and native.isdisjoint(kek.__all__)
-    assert set(ea.__all__) == native | set(exceptions.__all__) | set(kek.__all__)
+    python = [exceptions, kek, results]
+    assert all(native.isdisjoint(module.__all__) for module in python)
+    assert set(ea.__all__) == native.union(*(module.__all__ for module in python))
     assert len(ea.__all__) == len(set(ea.__all__))
     for name in ea.__all__:
-        home = exceptions if name in exceptions.__all__ else kek if name in kek.__all__ else _native
+        home = next((module for module in python if name in module.__all__), _native)
         assert getattr(ea, name) is getattr(home, name)
 
 
