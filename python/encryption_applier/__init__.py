@@ -41,7 +41,9 @@ from ._native import (
     SidecarKey,
     SidecarResync,
     SidecarStateReport,
+    SkippedGuard,
     SnapshotHeader,
+    StartupDiagnosis,
     StatusExtras,
     VerifyReport,
     __version__,
@@ -66,6 +68,7 @@ from ._native import (
     registry_key,
     resync_sidecar_response,
     sidecar_state,
+    startup_diagnosis,
     verify,
 )
 from .exceptions import *  # noqa: F403 - the exception tree, exactly its __all__
@@ -103,6 +106,9 @@ __all__ = [
     # start-up
     "diagnose_startup",
     "check_startup",
+    "startup_diagnosis",
+    "StartupDiagnosis",
+    "SkippedGuard",
     "bump_local_epoch",
     "prepare_epochs",
     "pinned_epochs",

@@ -65,6 +65,9 @@ __all__ = [
     "newest_snapshot",
     "diagnose_startup",
     "check_startup",
+    "startup_diagnosis",
+    "StartupDiagnosis",
+    "SkippedGuard",
     "bump_local_epoch",
     "prepare_epochs",
     "pinned_epochs",
@@ -581,6 +584,38 @@ def check_startup(
 ) -> None:
     """diagnose_startup, raising the first refusal."""
 
+@final
+class SkippedGuard:
+    @property
+    def guard(self) -> int: ...
+    @property
+    def sentinel(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    def __eq__(self, other: object, /) -> bool: ...
+
+@final
+class StartupDiagnosis:
+    @property
+    def refusals(self) -> list[Any]: ...  # list[StartupRefusedError]
+    @property
+    def skipped(self) -> list[SkippedGuard]: ...
+
+def startup_diagnosis(
+    *,
+    encryption_enabled: bool,
+    kek: FileKek | _Kek | None = None,
+    sidecar_path: str | os.PathLike[str] | None = None,
+    registry: Registry | None = None,
+    full_node_id: int | None = None,
+    members: Iterable[int] = ...,
+    log: Sequence[bytes] | None = None,
+    log_first_index: int | None = None,
+    engine_applied_index: int | None = None,
+    snapshot_cutover_index: int | None = None,
+    snapshot_path: str | os.PathLike[str] | None = None,
+    phase: Literal["pre-bump", "post-replay"] = "pre-bump",
+) -> StartupDiagnosis: ...
 def _hex_ids(ids: array.array[int], digits: Literal[4, 16]) -> list[str]:
     """Each id as 0x and `digits` lower-case hex digits (how node ids are shown)."""
 
@@ -794,6 +829,7 @@ class Applier:
         the bootstrap, rotation and cutover entries of the gap (elastickv's
         planned resync-sidecar). Writes keys.json only; dry_run writes
         nothing."""
+    def record_own_epochs(self, full_node_id: int) -> dict[int, tuple[int, int]]: ...
     @property
     def durable_index(self) -> int | None: ...
     @property

@@ -10,20 +10,22 @@ use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
+use super::applier_support::{
+    group_commit_arg, report_failed_final_commit, start_group_commit_timer, DEFAULT_GROUP_COMMIT_MS,
+};
 use super::convert::{outcome_list, outcome_str, U16, U64};
-use super::errors::{apply_error_to_py, CoreError};
+use super::errors::CoreError;
 use super::handle::{run_detached, Handle};
 use super::kek::kek_arg;
 use super::keystore::PyKeystore;
 use super::payloads::{entry_arg, PyBootstrap, PyRegistration, PyRotation};
-use super::py_imports::WARN;
 use super::registry::PyRegistry;
 use super::resync::PySidecarResync;
 use super::sidecar::PySidecar;
 use crate::applier::{
     Applier, ApplierOptions, DropReport, GroupCommit, Indexes, RaftCutoverHook, ResyncLog, Waited,
 };
-use crate::error::{ApplyError, HookError};
+use crate::error::HookError;
 use crate::rules::Outcome;
 use crate::wire::{Entry, MalformedPayload};
 
@@ -527,6 +529,30 @@ impl PyApplier {
         Ok(PySidecarResync(report))
     }
 
+    /// Records in keys.json this node's own epochs, as its elastickv node's
+    /// sidecar holds them: each key's `local_epoch` raised to at least the
+    /// `last_seen_local_epoch` of this node's (`full_node_id`) own registry
+    /// row under it (a node bumps its sidecar before it registers a new
+    /// epoch). For an applier that replays the log as one node. Returns
+    /// `{dek_id: (before, after)}` of the epochs raised; keys.json is
+    /// written only when one is. Needs a KEK (KEKNotConfiguredError).
+    fn record_own_epochs(
+        &self,
+        py: Python<'_>,
+        full_node_id: U64,
+    ) -> PyResult<std::collections::BTreeMap<u32, (u16, u16)>> {
+        let full = full_node_id.value();
+        if full == 0 {
+            return Err(PyValueError::new_err(
+                "full_node_id must be this node's non-zero id (its registry rows give the epochs)",
+            ));
+        }
+        let raised = self
+            .inner
+            .with(py, |applier| Ok(applier.record_own_epochs(full)?))?;
+        Ok(raised.iter().map(|e| (e.dek_id, (e.from, e.to))).collect())
+    }
+
     /// The highest Raft index committed together with its rows (with
     /// sync=True, on disk). Equal to applied_index unless group commit has
     /// staged entries.
@@ -615,85 +641,4 @@ impl PyApplier {
             self.path.display().to_string()
         )
     }
-}
-
-/// What an `Applier` dropped without `close()` does when its final commit
-/// fails, on whatever thread drops it (the group-commit timer may hold the
-/// last reference, without the GIL): what an unclosed file does, a
-/// `ResourceWarning`, and the error itself (with its `replay_from`) to
-/// `sys.unraisablehook`. With the interpreter gone, stderr.
-fn report_failed_final_commit(path: &Path, error: &ApplyError) {
-    let reported = Python::try_attach(|py| {
-        let message = format!(
-            "unclosed Applier of {}: its final commit failed, so entries it had acknowledged \
-             were lost: {error}",
-            path.display()
-        );
-        let warned = WARN.get(py).and_then(|warn| {
-            warn.call1((
-                message,
-                py.get_type::<pyo3::exceptions::PyResourceWarning>(),
-                1,
-            ))
-        });
-        if let Err(raised) = warned {
-            // A filter made the warning an error: it is reported too.
-            raised.write_unraisable(py, None);
-        }
-        apply_error_to_py(py, error).write_unraisable(py, None);
-    });
-    if reported.is_none() {
-        eprintln!(
-            "encryption-applier: an Applier of {} was dropped and its final commit failed: {error}",
-            path.display()
-        );
-    }
-}
-
-/// `group_commit=`: an entry count. A bool is refused: `True` is 1 to
-/// Python, and reading "turn group commit on" as one entry per commit
-/// would silently give the slowest mode; the new mode is named instead.
-fn group_commit_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
-    let Some(value) = value else { return Ok(None) };
-    if value.is_instance_of::<pyo3::types::PyBool>() {
-        return Err(PyTypeError::new_err(format!(
-            "group_commit={} is not an entry count: give the number of entries per commit \
-             (group_commit=64), or pipelined=True for write-behind group commit that the disk \
-             does not gate (with group_commit=K, the most entries per group; default {})",
-            if value.is_truthy()? { "True" } else { "False" },
-            crate::applier::DEFAULT_PIPELINE_ENTRIES
-        )));
-    }
-    value.extract::<usize>().map(Some).map_err(|_| {
-        PyTypeError::new_err("group_commit must be a positive int (the entries per commit)")
-    })
-}
-
-/// The delay group commit waits at most when only `group_commit=` is given.
-const DEFAULT_GROUP_COMMIT_MS: f64 = 10.0;
-
-/// A thread that commits staged entries once the oldest is `delay` old, so
-/// a quiet host is durable within about `delay`. It holds the applier
-/// weakly (it ends when the applier is dropped or closed) and runs without
-/// the GIL.
-fn start_group_commit_timer(handle: &Handle<Applier>, delay: std::time::Duration) -> PyResult<()> {
-    let weak = handle.weak();
-    let tick = (delay / 2).max(std::time::Duration::from_millis(1));
-    std::thread::Builder::new()
-        .name("ea-group-commit".into())
-        .spawn(move || loop {
-            std::thread::sleep(tick);
-            let Some(inner) = weak.upgrade() else { return };
-            let mut guard = crate::fsutil::lock(&inner);
-            match guard.as_mut() {
-                Some(applier) => applier.flush_if_due(),
-                None => return,
-            }
-        })
-        .map(drop)
-        .map_err(|e| {
-            pyo3::exceptions::PyOSError::new_err(format!(
-                "cannot start the group-commit timer: {e}"
-            ))
-        })
 }

@@ -7,6 +7,8 @@
 //! - `mod.rs`: the declarative `#[pymodule] _native`, its constants and
 //!   the `Purpose` enum.
 //! - `applier`: `Applier`, the one writer of a registry.
+//! - `applier_support`: the group-commit timer, `group_commit=` and the
+//!   report of an unclosed applier whose final commit failed.
 //! - `codec`: the module-level codec and node-id functions.
 //! - `convert`: Python values to core types and back.
 //! - `envelope`: `Envelope`, `Nonce`, `NonceFinding`, `audit_nonces()`.
@@ -26,13 +28,15 @@
 //!   `bump_local_epoch()`, `prepare_epochs()`, `pinned_epochs()`.
 //! - `snapshot`: `SnapshotHeader`, `read_snapshot_header()`,
 //!   `newest_snapshot()`.
-//! - `startup`: `diagnose_startup()`, `check_startup()`.
+//! - `startup`: `diagnose_startup()`, `check_startup()`, `startup_diagnosis()`
+//!   (`StartupDiagnosis`, `SkippedGuard`).
 //! - `status`: `sidecar_state()`, `resync_sidecar_response()`,
 //!   `SidecarStateReport`, `ResyncSidecarResponse`, `StatusExtras`.
 //! - `test_support`: `_native.test_support`, hooks for the package's tests.
 //! - `verify`: `verify()`, `PageDamage`, `VerifyReport`.
 
 mod applier;
+mod applier_support;
 mod codec;
 mod convert;
 mod envelope;
@@ -94,7 +98,9 @@ mod _native {
     #[pymodule_export]
     use super::snapshot::{newest_snapshot, read_snapshot_header, PySnapshotHeader};
     #[pymodule_export]
-    use super::startup::{check_startup, diagnose_startup};
+    use super::startup::{
+        check_startup, diagnose_startup, startup_diagnosis, PySkippedGuard, PyStartupDiagnosis,
+    };
     #[pymodule_export]
     use super::status::{
         resync_sidecar_response, sidecar_state, PyResyncSidecarResponse, PySidecarStateReport,

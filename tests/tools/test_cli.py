@@ -538,7 +538,7 @@ def test_apply_and_doctor_with_a_kek_factory(tmp_path: Path, kms: dict[str, str]
     # Another KMS key: ErrKEKMismatch, key 1 named, exit 1.
     done = kms_cli(kms, "doctor", reg, "--kek-factory", "mykms:other_kek")
     assert done.returncode == 1, done.stderr
-    assert "REFUSED ErrKEKMismatch (KEKMismatchError)" in done.stdout and "key_id=1" in done.stdout
+    assert "REFUSED ErrKEKMismatch: the KEK cannot unwrap key_id=1" in done.stdout and "key_id=1" in done.stdout
     assert "kms:other-key" in done.stdout
     # A KMS that cannot be reached: a refusal at start-up, a halt on apply.
     done = kms_cli(kms, "doctor", reg, "--kek-factory", "mykms:failing_kek")

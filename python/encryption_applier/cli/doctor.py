@@ -162,13 +162,30 @@ def _doctor_log(args: argparse.Namespace) -> list[bytes] | None:
     return [entry for _, entry in read_entries(args.log, outcome="nothing was checked")]
 
 
-def _never_recorded_an_index(args: argparse.Namespace, sidecar: Path) -> bool:
-    """Whether the audit of a sidecar behind the log was skipped because
-    the (bootstrapped) sidecar has no Raft index yet."""
-    if args.encryption_disabled or not sidecar.is_file():
-        return False
-    found = ea.read_sidecar(sidecar)
-    return found is not None and bool(found.active_storage) and found.raft_applied_index == 0
+#: Where a guard was skipped for an input the command line did not get:
+#: the flags that give it.
+_FLAGS_FOR = {0: "--snapshot or --snapshot-cutover-index", 6: "--member", 7: "--full-node-id or --raft-id"}
+
+
+def _refusal_line(refusal: Exception) -> str:
+    """``REFUSED <name>: <message>``, the guard named once: its Go
+    sentinel (or, for the package's own refusal, its class), and the
+    message without the name it starts with."""
+    sentinel: str | None = getattr(refusal, "sentinel", None)
+    name = sentinel or f"{type(refusal).__name__} (package-only, no Go sentinel)"
+    text = str(refusal)
+    head, sep, rest = text.partition(": ")
+    if sep and head.isidentifier():
+        text = rest
+    return f"REFUSED {name}: {text}"
+
+
+def _skipped_line(skipped: ea.SkippedGuard) -> str:
+    """``skipped guard N <sentinel>: <why>``, with the flags that give a
+    missing input."""
+    flags = _FLAGS_FOR.get(skipped.guard) if "given" in skipped.reason else None
+    hint = f" (give {flags})" if flags else ""
+    return f"skipped guard {skipped.guard} {skipped.sentinel}: {skipped.reason}{hint}"
 
 
 def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -185,8 +202,9 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     )
     kek = load_kek(args)
     registry = ea.Registry(args.directory) if (Path(args.directory) / "data.mdb").exists() else None
+    skipped: list[ea.SkippedGuard] = []
     try:
-        refusals = ea.diagnose_startup(
+        diagnosis = ea.startup_diagnosis(
             encryption_enabled=not args.encryption_disabled,
             kek=kek,
             sidecar_path=sidecar,
@@ -200,6 +218,8 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             log=log,
             log_first_index=args.log_first_index,
         )
+        refusals: list[Exception] = diagnosis.refusals
+        skipped = diagnosis.skipped
     except SnapshotError as error:
         if not error.refused:
             raise
@@ -208,7 +228,7 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if registry is not None:
             registry.close()
     registration, registration_refused = _doctor_registration(args, sidecar, full, bool(refusals))
-    node = f"0x{full:016x}" if full is not None else "not given (guard 7 skipped)"
+    node = f"0x{full:016x}" if full is not None else "not given"
     print(
         f"checked {args.directory}: encryption {'off' if args.encryption_disabled else 'on'}, "
         f"KEK {kek_label(args, kek)}, sidecar {sidecar}{'' if sidecar.exists() else ' (absent)'}, "
@@ -226,19 +246,12 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(f"REFUSED snapshot ({type(refusal).__name__} {refusal.code}): {refusal}", file=out)
             print("    Go does not start on a snapshot it cannot read (restore a good snapshot)", file=out)
             continue
-        name = refusal.sentinel or "package-only, no Go sentinel"
-        print(f"REFUSED {name} ({type(refusal).__name__}): {refusal}", file=out)
-        print(f"    {refusal.meaning}", file=out)
+        print(_refusal_line(refusal), file=out)
+        print(f"    {getattr(refusal, 'meaning', '')}", file=out)
     if not refusals:
         print("ok: no startup guard refuses", file=out)
-    if _never_recorded_an_index(args, sidecar):
-        # Go logs a warning and skips the audit (main_encryption_startup_guard.go:181).
-        print(
-            "note: the sidecar never recorded a Raft index (raft_applied_index=0, a sidecar of an older "
-            "binary): the audit of a sidecar behind the log is skipped, as Go only warns; resync-sidecar "
-            "or a rotation records one",
-            file=out,
-        )
+    for guard in skipped:
+        print(_skipped_line(guard), file=out)
     for line in registration:
         print(line, file=out)
     return EXIT_OK if not refusals and not registration_refused else EXIT_DAMAGED
