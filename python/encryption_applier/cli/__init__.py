@@ -1,6 +1,7 @@
 """The ``encryption-applier`` command line: inspect, digest, diff, verify,
 export and apply against a registry directory, plus elastickv's node-id
-probe, startup guards, status views, snapshot headers and sidecar resync.
+probe, startup guards, status views, snapshot headers and sidecar resync,
+and making entries (encode, decode) and KEKs (kek generate).
 
 One module per command, each with its ``add_<cmd>`` (the arguments) beside
 its ``cmd_<cmd>`` (the run); ``_common`` holds what they share (exit
@@ -10,12 +11,12 @@ Exit status: 0 success; 1 a halt (``apply``), or the checked condition
 failing (``verify`` found damage, ``doctor`` a refusal, ``probe-node-id`` a
 refused join, ``diff`` a difference, as diff(1), ``status`` another node's
 row at this node's prefix, ``snapshot-header`` a snapshot Go refuses,
-``resync-sidecar`` a halt); 2 an error: bad arguments, unreadable or
+``resync-sidecar`` a halt, ``decode`` a malformed entry); 2 an error: bad arguments, unreadable or
 malformed input, or a registry, sidecar, KEK or snapshot that cannot be
 used as asked (missing, damaged, a corrupt row), always one
-line on stderr and never a traceback; 130 interrupted; 141 standard output
-closed early (``inspect | head``), which is what a process killed by
-SIGPIPE reports."""
+line on stderr and never a traceback; 130 interrupted (``apply`` says how
+far it got and how to go on). Standard output closed early (``inspect |
+head``) ends the command quietly, with 0."""
 
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ from typing import TextIO
 from .. import _native as ea
 from ..exceptions import EncryptionError
 from ._common import (
-    EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
@@ -38,11 +38,14 @@ from ._common import (
     UsageError,
 )
 from .apply import add_apply
+from .decode import add_decode
 from .diff import add_diff
 from .digest import add_digest
 from .doctor import add_doctor
+from .encode import add_encode
 from .export import add_export
 from .inspect import add_inspect
+from .kek import add_kek
 from .probe_node_id import add_probe_node_id
 from .resync_sidecar import add_resync_sidecar
 from .snapshot_header import add_snapshot_header
@@ -72,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_export(sub)
     add_apply(sub)
     add_resync_sidecar(sub)
+    add_encode(sub)
+    add_decode(sub)
+    add_kek(sub)
     return parser
 
 
@@ -91,14 +97,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         print(error, file=err)
         return EXIT_USAGE
     except BrokenPipeError:
-        # The reader went away (`inspect | head`). Point stdout at /dev/null
-        # so that the interpreter's final flush does not complain again.
+        # The reader went away (`inspect | head`): it has what it wanted.
+        # Point stdout at /dev/null so that the interpreter's final flush
+        # does not complain again, and end quietly.
         if out is sys.stdout:
             with contextlib.suppress(OSError, ValueError):
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, sys.stdout.fileno())
                 os.close(devnull)
-        return EXIT_BROKEN_PIPE
+        return EXIT_OK
     except KeyboardInterrupt:
         print("interrupted", file=err)
         return EXIT_INTERRUPTED

@@ -24,8 +24,6 @@ EXIT_DAMAGED = 1
 # diff: the registries differ (diff(1)'s convention).
 EXIT_DIFFERENT = 1
 EXIT_INTERRUPTED = 130
-# 128 + SIGPIPE: what `inspect | head` reports for a process killed by it.
-EXIT_BROKEN_PIPE = 141
 
 #: The name for standard input in FILE arguments and in messages.
 STDIN = "-"
@@ -120,12 +118,29 @@ def kek_label(args: argparse.Namespace, kek: ea.FileKek | Kek | None) -> str:
     return "none" if kek is None else str(kek.identity)
 
 
-class Progress:
-    """A one-line progress bar on stderr, drawn only for a terminal."""
+def add_progress_option(p: Parser, what: str) -> None:
+    """``--progress``: draw the bar on stderr even when it is not a terminal."""
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help=f"show progress ({what} done) on stderr even when it is not a terminal (by default only a "
+        "terminal gets it, never a pipe or a file)",
+    )
 
-    def __init__(self, total: int, enabled: bool, stream: TextIO) -> None:
+
+def progress_wanted(args: typing.Any, err: TextIO) -> bool:
+    """Whether to draw progress: ``--progress``, or stderr is a terminal."""
+    return bool(getattr(args, "progress", False)) or err.isatty()
+
+
+class Progress:
+    """A one-line progress bar on stderr: for a terminal, or when asked
+    (``--progress``). ``unit`` names what is counted."""
+
+    def __init__(self, total: int, enabled: bool, stream: TextIO, unit: str = "entries") -> None:
         self.total, self.enabled = total, enabled and total > 0
         self.stream = stream
+        self.unit = unit
         self.last = 0.0
 
     def update(self, done: int) -> None:
@@ -135,13 +150,58 @@ class Progress:
         self.last = now
         width = 30
         filled = width * done // self.total
-        self.stream.write(f"\r[{'#' * filled}{' ' * (width - filled)}] {done}/{self.total} entries")
+        self.stream.write(f"\r[{'#' * filled}{' ' * (width - filled)}] {done}/{self.total} {self.unit}")
         self.stream.flush()
 
     def close(self) -> None:
         if self.enabled:
-            self.stream.write("\r" + " " * 60 + "\r")
+            self.enabled = False
+            self.stream.write("\r" + " " * (45 + 2 * len(str(self.total)) + len(self.unit)) + "\r")
             self.stream.flush()
+
+
+#: Rows formatted and written at a time by inspect and export: the
+#: output starts at once (``inspect | head`` returns promptly) and the
+#: progress bar moves once per batch.
+ROW_BATCH = 4096
+#: Rows from which inspect and export draw progress on a terminal.
+PROGRESS_ROWS = 100_000
+
+
+def row_batches(
+    registry: ea.Registry, dek_id: int | None
+) -> tuple[int, typing.Iterator[list[tuple[int, str, str, int, int]]]]:
+    """The rows (of one DEK, or all) in key order as ``(dek_id, node_id16,
+    full_node_id, first_seen_local_epoch, last_seen_local_epoch)`` with the
+    node ids as fixed-width hex, in batches of ``ROW_BATCH``, and how many
+    there are. Read as columns (one pass over the registry, no row
+    objects), formatted batch by batch as they are written."""
+    columns = registry.columns(dek_id)
+    names = ("dek_id", "node_id16", "full_node_id", "first_seen_local_epoch", "last_seen_local_epoch")
+    deks, n16s, fulls, firsts, lasts = (columns[name] for name in names)
+    total = len(deks)
+
+    def batches() -> typing.Iterator[list[tuple[int, str, str, int, int]]]:
+        for start in range(0, total, ROW_BATCH):
+            end = start + ROW_BATCH
+            yield [
+                (d, f"0x{n:04x}", f"0x{f:016x}", a, b)
+                for d, n, f, a, b in zip(
+                    deks[start:end],
+                    n16s[start:end],
+                    fulls[start:end],
+                    firsts[start:end],
+                    lasts[start:end],
+                    strict=True,
+                )
+            ]
+
+    return total, batches()
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """``1 entry``, ``2 entries``: the count with its noun."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"
 
 
 def read_entries(name: str, *, outcome: str = "nothing was applied") -> list[tuple[int, bytes]]:
