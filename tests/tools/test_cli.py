@@ -904,3 +904,22 @@ def test_ctrl_c_during_apply_says_how_far_it_got_and_rerunning_resumes(tmp_path:
     again = subprocess.run(args[:-1], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert again.stdout == f"applied 300000 entries to {tmp_path / 'reg'}: inserted {300_000 - done}, skipped {done}\n"
+
+
+def test_the_guides_example_runs_as_written(tmp_path: Path) -> None:
+    """docs/guide/cli.md's "Making entries and KEKs" block, run by a shell
+    in an empty directory: every command exits 0."""
+    from helpers import REPO
+
+    guide = (REPO / "docs" / "guide" / "cli.md").read_text()
+    section = guide[guide.index("## Making entries and KEKs") :]
+    block = section[section.index("```sh\n") + len("```sh\n") : section.index("\n```", section.index("```sh\n"))]
+    assert block.startswith("encryption-applier kek generate kek\n"), block
+    bin_dir = str(Path(SCRIPT).parent) if SCRIPT else str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    done = subprocess.run(
+        ["bash", "-e", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "ok: no startup guard refuses" in done.stdout.splitlines()
+    assert "3 rows; 3 DEKs: 1, 2, 3" in done.stdout.splitlines()
