@@ -200,6 +200,8 @@ OUTCOMES = [
     # A halt in a new registry is the file's own: no hint.
     (["apply", "{fresh}", "{reversed}"], 1, "1 entry before line 2 was applied; nothing of line 2 was written."),
     (["apply", "{reg}", "{good}"], 0, "applied 1 entry to {reg}: inserted 1"),
+    # A registry whose creation a power loss cut short: recreated only on request.
+    (["apply", "{uncommitted}", "{good}", "--recreate-uncommitted"], 0, "applied 1 entry to {uncommitted}: inserted 1"),
     # Applying as a node records its epochs in keys.json; doctor then lets it start.
     (
         ["apply", "{keyed}", "{empty}", "--kek", "{kek}", "--full-node-id", "0xabcd0001"],
@@ -291,6 +293,7 @@ USAGE_ERRORS = [
         "error: --raft-id needs --kek or --kek-factory: the node's epochs are recorded in keys.json",
     ),
     (["apply", "{reg}", "{good}", "--raft-id", ""], "error: --raft-id is empty"),
+    (["apply", "{uncommitted}", "{good}"], "UncommittedRegistryError"),
     (["apply", "{reg}", "{good}", "--kek", "{kek}", "--full-node-id", "0"], "error: --full-node-id 0 is no node's id"),
     (
         ["apply", "{reg}", "{good}", "--full-node-id", "1", "--raft-id", "n1"],
@@ -352,7 +355,10 @@ def cli_places(tmp_path: Path) -> dict[str, Path]:
         applier.apply_many([boot, rotation])
     with ea.Applier(tmp_path / "many") as applier:
         applier.apply_many(ea.Registration(d, A, 1) for d in range(1, 1001))
+    (tmp_path / "uncommitted").mkdir(mode=0o700)
+    (tmp_path / "uncommitted" / "data.mdb").write_bytes(bytes(8192))  # no meta page ever committed
     return {
+        "uncommitted": tmp_path / "uncommitted",
         "many": tmp_path / "many",
         "reg": tmp_path / "reg",
         "missing": tmp_path / "missing",

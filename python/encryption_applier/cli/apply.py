@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import TextIO
 
 from .. import _native as ea
-from ..exceptions import AlreadyBootstrappedError, EncryptionApplyError, LocalEpochRollbackError, StorageError
+from ..exceptions import (
+    AlreadyBootstrappedError,
+    EncryptionApplyError,
+    EncryptionError,
+    LocalEpochRollbackError,
+    StorageError,
+)
 from ._common import (
     EXIT_HALT,
     EXIT_INTERRUPTED,
@@ -132,17 +138,22 @@ class _Interrupts:
 
 
 class _Before:
-    """The registry's state before this run, for the hints of a halt."""
+    """The registry's state before this run, for the hints of a halt. A
+    registry or sidecar that cannot be read is the Applier's to report
+    (or, with --recreate-uncommitted, to create afresh): here it counts as
+    holding nothing."""
 
     def __init__(self, directory: Path, sidecar: Path) -> None:
         self.applied_index: int | None = None
         self.rows = 0
-        if (directory / "data.mdb").exists():
-            with ea.Registry(directory) as registry:
-                self.applied_index = registry.applied_index
-                self.rows = len(registry)
-        found = ea.read_sidecar(sidecar) if sidecar.is_file() else None
-        self.bootstrapped = found is not None and bool(found.active_storage)
+        self.bootstrapped = False
+        with contextlib.suppress(EncryptionError):
+            if (directory / "data.mdb").exists():
+                with ea.Registry(directory) as registry:
+                    self.applied_index = registry.applied_index
+                    self.rows = len(registry)
+            found = ea.read_sidecar(sidecar) if sidecar.is_file() else None
+            self.bootstrapped = found is not None and bool(found.active_storage)
 
 
 def _replay_hint(halt: Exception, before: _Before, first_index: int | None) -> str | None:
@@ -189,8 +200,7 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"{given} needs --kek or --kek-factory: the node's epochs are recorded in keys.json")
     if node == 0:
         raise UsageError("--full-node-id 0 is no node's id")
-    sidecar = Path(args.sidecar) if args.sidecar else directory / "keys.json"
-    before = _Before(directory, sidecar)
+    before = _Before(directory, Path(args.sidecar) if args.sidecar else directory / "keys.json")
     outcomes: Counter[str] = Counter()
     progress = Progress(
         len(entries), enabled=progress_wanted(args, err) and len(entries) >= args.progress_threshold, stream=err
