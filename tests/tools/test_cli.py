@@ -878,15 +878,16 @@ def test_inspect_and_export_progress_only_when_asked_or_on_a_terminal(tmp_path: 
     assert shown.stdout == piped.stdout  # progress never goes to the output
 
 
-def test_ctrl_c_during_apply_says_how_far_it_got_and_rerunning_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("indexed", [True, False], ids=["with --first-index", "without"])
+def test_ctrl_c_during_apply_says_how_far_it_got_and_rerunning_resumes(tmp_path: Path, indexed: bool) -> None:
     import signal
     import time
 
     entries = [ea.Registration(1 + n // 50_000, 0x10000 + n, 1).to_entry() for n in range(300_000)]
     log = write_entries(tmp_path / "log.hex", entries)
     command = [SCRIPT] if SCRIPT else [sys.executable, "-m", "encryption_applier"]
-    args = [*command, "apply", str(tmp_path / "reg"), str(log), "--first-index", "10", "--progress"]
-    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    args = [*command, "apply", str(tmp_path / "reg"), str(log), *(["--first-index", "10"] if indexed else [])]
+    child = subprocess.Popen([*args, "--progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert child.stderr is not None
     # Wait for the bar to move past the first chunk (mid-run), then press Ctrl-C.
     seen = b""
@@ -900,16 +901,25 @@ def test_ctrl_c_during_apply_says_how_far_it_got_and_rerunning_resumes(tmp_path:
     (line,) = [x for x in err.replace("\r", "\n").splitlines() if x.startswith("interrupted:")]
     done = int(line.split()[1])
     assert 0 < done < 300_000 and done % 1000 == 0, line
-    assert line == (
-        f"interrupted: {done} of 300000 entries committed (through line {done}); applied index {10 + done - 1}; "
-        "run the same command again to resume: the committed entries are skipped"
-    )
+    committed = f"interrupted: {done} of 300000 entries committed (through line {done}); "
+    if indexed:
+        assert line == committed + (
+            f"applied index {10 + done - 1}; run the same command again to resume: the committed entries are skipped"
+        )
+    else:
+        assert line == committed + (
+            "no applied index is recorded without --first-index, so rerunning the same command would apply them "
+            f"again: to resume, apply the entries after line {done}"
+        )
     assert out == b""
     with ea.Registry(tmp_path / "reg") as registry:
-        assert registry.applied_index == 10 + done - 1 and len(registry) == done
-    again = subprocess.run(args[:-1], capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0, again.stderr
-    assert again.stdout == f"applied 300000 entries to {tmp_path / 'reg'}: inserted {300_000 - done}, skipped {done}\n"
+        assert registry.applied_index == (10 + done - 1 if indexed else None) and len(registry) == done
+    if indexed:
+        again = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout == (
+            f"applied 300000 entries to {tmp_path / 'reg'}: inserted {300_000 - done}, skipped {done}\n"
+        )
 
 
 def test_the_guides_example_runs_as_written(tmp_path: Path) -> None:

@@ -33,7 +33,6 @@ from ._common import (
     index_arg,
     load_kek,
     plural,
-    progress_wanted,
     read_entries,
     uint64_arg,
 )
@@ -203,7 +202,7 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     before = _Before(directory, Path(args.sidecar) if args.sidecar else directory / "keys.json")
     outcomes: Counter[str] = Counter()
     progress = Progress(
-        len(entries), enabled=progress_wanted(args, err) and len(entries) >= args.progress_threshold, stream=err
+        len(entries), enabled=args.progress or (err.isatty() and len(entries) >= args.progress_threshold), stream=err
     )
     with (
         ea.Applier(
