@@ -268,3 +268,66 @@ fn sidecar_present(path: Option<&Path>) -> Result<bool, StartupError> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skipped(input: &StartupInput<'_>) -> Vec<(u8, &'static str, &'static str)> {
+        diagnose_all(input, None, false)
+            .unwrap()
+            .skipped
+            .iter()
+            .map(|s| (s.guard, s.sentinel(), s.reason))
+            .collect()
+    }
+
+    #[test]
+    fn every_guard_that_reads_the_sidecar_is_skipped_with_encryption_off() {
+        let input = StartupInput::default();
+        let off = "encryption is off";
+        assert_eq!(
+            skipped(&input),
+            vec![
+                (0, "ErrEnvelopeCutoverDivergence", off),
+                (3, "ErrKEKMismatch", off),
+                (4, "ErrLocalEpochExhausted", off),
+                (5, "ErrUnsupportedFilesystem", off),
+                (6, "ErrNodeIDCollision", off),
+                (7, "ErrLocalEpochRollback", off),
+                (8, "ErrSidecarBehindRaftLog", off),
+            ]
+        );
+        assert!(diagnose(&input, None, false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn without_a_kek_the_guard_refuses_and_the_sidecar_guards_say_why_they_did_not_run() {
+        let input = StartupInput {
+            encryption_enabled: true,
+            ..StartupInput::default()
+        };
+        let found = diagnose_all(&input, None, false).unwrap();
+        assert_eq!(found.refusals.len(), 1);
+        assert_eq!(found.refusals[0].sentinel(), Some("ErrKEKRequiredWithFlag"));
+        let no_kek = "no KEK (the sidecar is read only with one)";
+        assert_eq!(
+            skipped(&input),
+            vec![
+                (
+                    0,
+                    "ErrEnvelopeCutoverDivergence",
+                    "no sidecar path was given"
+                ),
+                (3, "ErrKEKMismatch", no_kek),
+                (4, "ErrLocalEpochExhausted", no_kek),
+                (5, "ErrUnsupportedFilesystem", "no sidecar path was given"),
+                (6, "ErrNodeIDCollision", no_kek),
+                (7, "ErrLocalEpochRollback", no_kek),
+                (8, "ErrSidecarBehindRaftLog", no_kek),
+            ]
+        );
+        // Every skip names a guard whose Go error is the one its refusal carries.
+        assert_eq!(GUARD_SENTINELS[2], found.refusals[0].name());
+    }
+}
