@@ -11,11 +11,17 @@ and raft DEKs (wrapped under a freshly generated KEK), a rotation replaces
 the storage DEK, and the sidecar and keystore are shown.
 
 Run it with `bash scripts/demo.sh` (or `python examples/apply_stream.py`
-once the package is installed).
+once the package is installed). The registries are made in temporary
+directories and removed when it ends; `python examples/apply_stream.py DIR`
+makes them in DIR (which must not exist) and keeps them, to look at with
+the command line afterwards (`encryption-applier inspect DIR/registry`).
 """
 
+import contextlib
 import os
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import encryption_applier as ea
@@ -42,9 +48,24 @@ def stream() -> list[bytes]:
     ]
 
 
-def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="registry-") as directory:
-        print(f"registry: {directory}\n")
+@contextlib.contextmanager
+def place(keep: Path | None, name: str) -> Iterator[Path]:
+    """A directory for one part of the demo: ``keep / name``, kept, or a
+    temporary one, removed when the part ends."""
+    if keep is not None:
+        (keep / name).mkdir(parents=True)
+        yield keep / name
+        return
+    with tempfile.TemporaryDirectory(prefix=f"{name}-") as directory:
+        yield Path(directory)
+
+
+def main(keep: Path | None = None) -> None:
+    if keep is not None and keep.exists():
+        raise SystemExit(f"{keep}: already exists; give a new directory to keep the registries in")
+    where = f"in {keep} (kept)" if keep is not None else "in temporary directories, removed when the demo ends"
+    print(f"registries: {where}\n")
+    with place(keep, "registry") as directory:
         with ea.Applier(directory) as applier:
             for index, entry in enumerate(stream(), start=1):
                 decoded = ea.decode_entry(entry)
@@ -63,7 +84,7 @@ def main() -> None:
             for row in registry:
                 print(f"  {row!r}")
 
-    with tempfile.TemporaryDirectory(prefix="keyed-") as root:
+    with place(keep, "keyed") as root:
         print("\nwith a KEK:")
         kek = ea.FileKek.generate(Path(root) / "kek")
         keyed_directory = Path(root) / "registry"
@@ -89,4 +110,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else None)

@@ -22,7 +22,7 @@ import encryption_applier as ea
 package = Path(ea.__file__).parent
 site = Path(sysconfig.get_paths()["purelib"])
 assert package.is_relative_to(site), f"imported from {package}, not from the installed wheel in {site}"
-for name in ("py.typed", "_native.pyi", "__init__.py", "exceptions.py", "cli.py", "_frames.py", "__main__.py"):
+for name in ("py.typed", "_native.pyi", "__init__.py", "exceptions.py", "cli/__init__.py", "_frames.py", "__main__.py"):
     assert (package / name).is_file(), f"{name} is missing from the wheel"
 assert any(p.name.startswith("_native") and p.suffix == ".so" for p in package.iterdir())
 for name in ("__init__.py", "model.py", "strategies.py", "pytest_plugin.py"):

@@ -255,9 +255,20 @@ def error_html(error: EncryptionError) -> str:
 
 
 def diagnosis_html(diagnosis: StartupDiagnosis) -> str:
-    """``diagnose_startup``'s refusals as a table, in Go's order."""
+    """``diagnose_startup``'s refusals as a table, in Go's order, then the
+    guards that did not run and why."""
+    skipped = ""
+    if diagnosis.skipped:
+        rows = "".join(
+            f"<tr><td>{s.guard}</td><td><code>{html.escape(s.sentinel)}</code></td><td>{html.escape(s.reason)}</td></tr>"
+            for s in diagnosis.skipped
+        )
+        skipped = (
+            "<p>guards not run</p><table><thead><tr><th>guard</th><th>sentinel</th><th>why</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
+        )
     if not diagnosis:
-        return "<p><strong>StartupDiagnosis</strong>: no refusal, the node may start</p>"
+        return "<p><strong>StartupDiagnosis</strong>: no refusal, the node may start</p>" + skipped
     body = "".join(
         f"<tr><td>{i}</td><td>{type(r).__name__}</td><td><code>{html.escape(str(r.sentinel))}</code></td>"
         f"<td>{html.escape(str(r))}</td><td>{html.escape(r.meaning or '')}</td><td>{_fields_cell(r)}</td></tr>"
@@ -268,7 +279,7 @@ def diagnosis_html(diagnosis: StartupDiagnosis) -> str:
         f"<p><strong>StartupDiagnosis</strong>: {count} refusal{'s' if count != 1 else ''} "
         "(the node must not start)</p>"
         "<table><thead><tr><th>#</th><th>refusal</th><th>sentinel</th><th>message</th><th>meaning</th>"
-        f"<th>fields</th></tr></thead><tbody>{body}</tbody></table>"
+        f"<th>fields</th></tr></thead><tbody>{body}</tbody></table>" + skipped
     )
 
 

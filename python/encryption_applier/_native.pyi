@@ -12,10 +12,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Self, final
 
 from encryption_applier.exceptions import DamageProblem, Outcome
 from encryption_applier.kek import Kek
-
-# diagnose_startup returns a StartupDiagnosis (encryption_applier.results), a
-# list subclass; typed list[Any] until the command line's doctor (which puts
-# a SnapshotError in the same list) is typed for it.
+from encryption_applier.results import StartupDiagnosis
 
 if TYPE_CHECKING:
     import pandas  # type: ignore[import-untyped,unused-ignore]  # pandas-stubs, where installed, gives DataFrame its type
@@ -73,6 +70,7 @@ __all__ = [
     "newest_snapshot",
     "diagnose_startup",
     "check_startup",
+    "SkippedGuard",
     "bump_local_epoch",
     "prepare_epochs",
     "pinned_epochs",
@@ -592,7 +590,7 @@ def diagnose_startup(
     snapshot_cutover_index: int | None = None,
     snapshot_path: str | os.PathLike[str] | None = None,
     phase: Literal["pre-bump", "post-replay"] = "pre-bump",
-) -> list[Any]:  # a StartupDiagnosis (a list of StartupRefusedError); see below
+) -> StartupDiagnosis:
     """Every refusal of elastickv's startup guards, in Go's order.
 
     ``log`` is a contiguous run of the Raft log, every entry (opcode first;
@@ -617,6 +615,16 @@ def check_startup(
     phase: Literal["pre-bump", "post-replay"] = "pre-bump",
 ) -> None:
     """diagnose_startup, raising the first refusal."""
+
+@final
+class SkippedGuard:
+    @property
+    def guard(self) -> int: ...
+    @property
+    def sentinel(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    def __eq__(self, other: object, /) -> bool: ...
 
 def _hex_ids(ids: array.array[int], digits: Literal[4, 16]) -> list[str]:
     """Each id as 0x and `digits` lower-case hex digits (how node ids are shown)."""
@@ -831,6 +839,7 @@ class Applier:
         the bootstrap, rotation and cutover entries of the gap (elastickv's
         planned resync-sidecar). Writes keys.json only; dry_run writes
         nothing."""
+    def record_own_epochs(self, full_node_id: int) -> dict[int, tuple[int, int]]: ...
     @property
     def durable_index(self) -> int | None: ...
     @property

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable
+
+    from ._native import SkippedGuard
     from .exceptions import StartupRefusedError
 
 __all__ = ["Aftermath", "StartupDiagnosis"]
@@ -49,9 +52,23 @@ class Aftermath:
 class StartupDiagnosis(list["StartupRefusedError"]):
     """What `diagnose_startup` returns: a list of the refusals of
     elastickv's startup guards, in Go's order (empty: the node may start),
-    as before, plus a notebook view (``_repr_html_``: a table of the
+    as before; `skipped`, the guards that did not run and why (the input
+    they lack, or the state in which Go does not check them, as the core
+    decides); `ok`; and a notebook view (``_repr_html_``: a table of the
     refusals, one row each, with the Go sentinel, the meaning and the
-    fields) and `ok`."""
+    fields, then the skipped guards)."""
+
+    skipped: tuple[SkippedGuard, ...]
+    """The guards that did not run, in Go's order, each with its reason."""
+
+    def __init__(self, refusals: Iterable[StartupRefusedError] = (), skipped: Iterable[SkippedGuard] = (), /) -> None:
+        super().__init__(refusals)
+        self.skipped = tuple(skipped)
+
+    @property
+    def refusals(self) -> list[StartupRefusedError]:
+        """The refusals, as a plain list (the diagnosis itself is that list)."""
+        return list(self)
 
     @property
     def ok(self) -> bool:

@@ -246,6 +246,30 @@ impl Applier {
         Ok(report)
     }
 
+    /// Records in keys.json what this node's own sidecar holds: each key's
+    /// `local_epoch` at least this node's `last_seen` under it, read from
+    /// its own registry row. An elastickv node bumps its sidecar before it
+    /// proposes a registration at the new epoch, so a node's keys.json is
+    /// never behind its own rows; an applier replaying the log as that node
+    /// (which does not see its starts) records the same. Staged entries are
+    /// committed first; keys.json is written (durably) only when an epoch
+    /// moves, and nothing else of it changes. Without a sidecar, nothing.
+    pub fn record_own_epochs(&mut self, full_node_id: u64) -> Result<Vec<EpochRaise>, ApplyError> {
+        self.keyring_for(PayloadKind::Rotation)?;
+        self.flush()?;
+        let keyring = self.keyring_for(PayloadKind::Rotation)?;
+        let Some(current) = keyring.sync_from_disk()? else {
+            return Ok(Vec::new());
+        };
+        let mut next = current.clone();
+        let raised = self.raise_epochs(&mut next, full_node_id)?;
+        if !raised.is_empty() {
+            let keyring = self.keyring_for(PayloadKind::Rotation)?;
+            write_sidecar(keyring, &sidecar::next_version(Some(&next)))?;
+        }
+        Ok(raised)
+    }
+
     /// Raises each key's local epoch to this node's `last_seen` under it;
     /// a row at this node's prefix that belongs to another node is the
     /// collision Go's projection refuses.

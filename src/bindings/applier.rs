@@ -541,6 +541,27 @@ impl PyApplier {
         Ok(PySidecarResync(report))
     }
 
+    /// Raises each key's keys.json `local_epoch` to this node's own
+    /// `last_seen_local_epoch` under it, as its elastickv node's sidecar
+    /// holds them (a node bumps its sidecar before it registers an epoch).
+    /// Returns `{dek_id: (before, after)}`; writes only when one moves.
+    fn record_own_epochs(
+        &self,
+        py: Python<'_>,
+        full_node_id: U64,
+    ) -> PyResult<std::collections::BTreeMap<u32, (u16, u16)>> {
+        let full = full_node_id.value();
+        if full == 0 {
+            return Err(PyValueError::new_err(
+                "full_node_id must be this node's non-zero id (its registry rows give the epochs)",
+            ));
+        }
+        let raised = self
+            .inner
+            .with(py, |applier| Ok(applier.record_own_epochs(full)?))?;
+        Ok(raised.iter().map(|e| (e.dek_id, (e.from, e.to))).collect())
+    }
+
     /// The highest Raft index committed together with its rows (with
     /// sync=True, on disk). Equal to applied_index unless group commit has
     /// staged entries.

@@ -26,7 +26,8 @@
 //!   `bump_local_epoch()`, `prepare_epochs()`, `pinned_epochs()`.
 //! - `snapshot`: `SnapshotHeader`, `read_snapshot_header()`,
 //!   `newest_snapshot()`.
-//! - `startup`: `diagnose_startup()`, `check_startup()`.
+//! - `startup`: `diagnose_startup()` (its `StartupDiagnosis` is built in
+//!   Python, with `SkippedGuard`s), `check_startup()`.
 //! - `status`: `sidecar_state()`, `resync_sidecar_response()`,
 //!   `SidecarStateReport`, `ResyncSidecarResponse`, `StatusExtras`.
 //! - `test_support`: `_native.test_support`, hooks for the package's tests.
@@ -97,7 +98,7 @@ mod _native {
     #[pymodule_export]
     use super::snapshot::{newest_snapshot, read_snapshot_header, PySnapshotHeader};
     #[pymodule_export]
-    use super::startup::{check_startup, diagnose_startup};
+    use super::startup::{check_startup, diagnose_startup, PySkippedGuard};
     #[pymodule_export]
     use super::status::{
         resync_sidecar_response, sidecar_state, PyResyncSidecarResponse, PySidecarStateReport,

@@ -1,6 +1,7 @@
-//! `diagnose_startup()` / `check_startup()`: elastickv's startup guards
-//! (SPEC §7; core in `crate::startup`), each refusal as its exception
-//! class.
+//! `diagnose_startup()` / `check_startup()` / `startup_diagnosis()`:
+//! elastickv's startup guards (SPEC §7; core in `crate::startup`), each
+//! refusal as its exception class, each guard that did not run as a
+//! `SkippedGuard` with why.
 
 use std::path::PathBuf;
 
@@ -15,7 +16,9 @@ use super::kek::kek_arg;
 use super::py_imports::{ExceptionClass, STARTUP_DIAGNOSIS};
 use super::registry::PyRegistry;
 use crate::raftlog::LogSlice;
-use crate::startup::{diagnose, Phase, Refusal, RollbackProblem, StartupInput};
+use crate::startup::{
+    diagnose_all, Diagnosis, Phase, Refusal, RollbackProblem, Skipped, StartupInput,
+};
 
 fn refusal_to_py(py: Python<'_>, r: &Refusal) -> PyErr {
     let mut fields = vec![
@@ -258,9 +261,9 @@ fn run(
     args: Inputs,
     registry: Option<PyRef<'_, PyRegistry>>,
     first_only: bool,
-) -> PyResult<Vec<Refusal>> {
+) -> PyResult<Diagnosis> {
     let diagnose_with =
-        move |view: Option<&crate::view::Registry>| -> Result<Vec<Refusal>, CoreError> {
+        move |view: Option<&crate::view::Registry>| -> Result<Diagnosis, CoreError> {
             let input = StartupInput {
                 encryption_enabled: args.encryption_enabled,
                 kek: args.kek.as_deref(),
@@ -277,7 +280,7 @@ fn run(
                 phase: Some(args.phase),
             };
             let lookup = view.map(|v| v as &dyn crate::startup::RegistryLookup);
-            Ok(diagnose(&input, lookup, first_only)?)
+            Ok(diagnose_all(&input, lookup, first_only)?)
         };
     match registry {
         Some(view) => view.with_view(py, |v| diagnose_with(Some(v))),
@@ -341,12 +344,18 @@ pub(super) fn diagnose_startup<'py>(
         snapshot_path,
         phase,
     )?;
-    let refusals = run(py, args, registry, false)?;
-    let list: Vec<Py<PyAny>> = refusals
+    let found = run(py, args, registry, false)?;
+    let refusals: Vec<Py<PyAny>> = found
+        .refusals
         .iter()
         .map(|r| refusal_to_py(py, r).into_value(py).into_any())
         .collect();
-    STARTUP_DIAGNOSIS.get(py)?.call1((list,))
+    let skipped = found
+        .skipped
+        .into_iter()
+        .map(|s| Py::new(py, PySkippedGuard(s)))
+        .collect::<PyResult<Vec<_>>>()?;
+    STARTUP_DIAGNOSIS.get(py)?.call1((refusals, skipped))
 }
 
 /// diagnose_startup, raising the first refusal (Go stops at the first).
@@ -396,8 +405,49 @@ pub(super) fn check_startup(
         snapshot_path,
         phase,
     )?;
-    match run(py, args, registry, true)?.first() {
+    match run(py, args, registry, true)?.refusals.first() {
         Some(r) => Err(refusal_to_py(py, r)),
         None => Ok(()),
+    }
+}
+
+/// A startup guard that did not run: an item of `StartupDiagnosis.skipped`.
+#[pyclass(module = "encryption_applier", name = "SkippedGuard", frozen, eq)]
+#[derive(PartialEq)]
+pub struct PySkippedGuard(Skipped);
+
+#[pymethods]
+impl PySkippedGuard {
+    /// The guard's number, 0 to 8, in Go's order (see the startup guide).
+    #[getter]
+    fn guard(&self) -> u8 {
+        self.0.guard
+    }
+    /// The Go error the guard stands for, e.g. "ErrLocalEpochRollback".
+    #[getter]
+    fn sentinel(&self) -> &'static str {
+        self.0.sentinel()
+    }
+    /// Why it did not run: the input it lacks, or the state in which Go
+    /// does not check it.
+    #[getter]
+    fn reason(&self) -> &'static str {
+        self.0.reason
+    }
+    fn __str__(&self) -> String {
+        format!(
+            "guard {} ({}) skipped: {}",
+            self.0.guard,
+            self.0.sentinel(),
+            self.0.reason
+        )
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "SkippedGuard(guard={}, sentinel={:?}, reason={:?})",
+            self.0.guard,
+            self.0.sentinel(),
+            self.0.reason
+        )
     }
 }

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
-use super::{Guarded, Phase, Refusal, RegistryLookup, RollbackProblem, StartupError};
+use super::{Diagnosis, Guarded, Phase, Refusal, RegistryLookup, RollbackProblem, StartupError};
 use crate::nodeid::find_node_id_collisions;
 use crate::sidecar::{self, Sidecar, LOCAL_EPOCH_MAX};
 use crate::snapshot;
@@ -17,13 +17,20 @@ use crate::wire::{node_id16, Purpose};
 /// read from `snapshot_path`); no snapshot, or a cutover of 0, passes.
 pub(super) fn envelope_cutover_divergence(
     ctx: &Guarded<'_, '_>,
-    out: &mut Vec<Refusal>,
+    out: &mut Diagnosis,
 ) -> Result<(), StartupError> {
     let input = ctx.input;
     let (true, Some(p)) = (input.encryption_enabled, input.sidecar_path) else {
+        let reason = if input.encryption_enabled {
+            "no sidecar path was given"
+        } else {
+            "encryption is off"
+        };
+        out.skip(0, reason);
         return Ok(());
     };
     if input.snapshot_cutover_index.is_none() && input.snapshot_path.is_none() {
+        out.skip(0, "no restored snapshot was given");
         return Ok(());
     }
     let ours = if ctx.present {
@@ -38,11 +45,14 @@ pub(super) fn envelope_cutover_divergence(
         None => match input.snapshot_path.map(snapshot::restored_cutover) {
             Some(Ok(Some((cutover, read)))) => (cutover, Some(read)),
             Some(Err(e)) => return Err(e.into()),
-            _ => return Ok(()), // no snapshot to restore
+            _ => {
+                out.skip(0, "the data directory has no snapshot to restore");
+                return Ok(());
+            }
         },
     };
     if snapshot != 0 && snapshot != ours {
-        out.push(Refusal::EnvelopeCutoverDivergence {
+        out.refusals.push(Refusal::EnvelopeCutoverDivergence {
             snapshot,
             sidecar: ours,
             read,
@@ -54,14 +64,14 @@ pub(super) fn envelope_cutover_divergence(
 /// Guard 1: a sidecar, but encryption is off.
 pub(super) fn sidecar_present_without_flag(
     ctx: &Guarded<'_, '_>,
-    out: &mut Vec<Refusal>,
+    out: &mut Diagnosis,
 ) -> Result<(), StartupError> {
     let input = ctx.input;
     if let Some(p) = input
         .sidecar_path
         .filter(|_| ctx.present && !input.encryption_enabled)
     {
-        out.push(Refusal::SidecarPresentWithoutFlag {
+        out.refusals.push(Refusal::SidecarPresentWithoutFlag {
             path: p.to_path_buf(),
         });
     }
@@ -71,20 +81,20 @@ pub(super) fn sidecar_present_without_flag(
 /// Guard 2: encryption on, no KEK.
 pub(super) fn kek_required_with_flag(
     ctx: &Guarded<'_, '_>,
-    out: &mut Vec<Refusal>,
+    out: &mut Diagnosis,
 ) -> Result<(), StartupError> {
     if ctx.input.encryption_enabled && ctx.input.kek.is_none() {
-        out.push(Refusal::KekRequiredWithFlag);
+        out.refusals.push(Refusal::KekRequiredWithFlag);
     }
     Ok(())
 }
 
 /// Guard 3: in ascending ids, the first key that does not unwrap (a KEK
 /// that was interrupted stops the check instead).
-pub(super) fn kek_mismatch(
-    ctx: &Guarded<'_, '_>,
-    out: &mut Vec<Refusal>,
-) -> Result<(), StartupError> {
+pub(super) fn kek_mismatch(ctx: &Guarded<'_, '_>, out: &mut Diagnosis) -> Result<(), StartupError> {
+    if let Some(reason) = ctx.no_sidecar() {
+        out.skip(3, reason);
+    }
     if let (true, Some(sc), Some(kek)) = (ctx.input.encryption_enabled, &ctx.sidecar, ctx.input.kek)
     {
         let failed = sc
@@ -96,7 +106,7 @@ pub(super) fn kek_mismatch(
             if let Some(f) = problem.failure().filter(|f| f.interrupt) {
                 return Err(StartupError::KekInterrupted(f.clone()));
             }
-            out.push(Refusal::KekMismatch {
+            out.refusals.push(Refusal::KekMismatch {
                 dek_id,
                 purpose,
                 problem,
@@ -109,9 +119,12 @@ pub(super) fn kek_mismatch(
 /// Guard 4: an active key whose local epoch is used up.
 pub(super) fn local_epoch_exhausted(
     ctx: &Guarded<'_, '_>,
-    out: &mut Vec<Refusal>,
+    out: &mut Diagnosis,
 ) -> Result<(), StartupError> {
     let input = ctx.input;
+    if let Some(reason) = ctx.no_sidecar() {
+        out.skip(4, reason);
+    }
     if let (true, Some(sc), Some(p)) = (input.encryption_enabled, &ctx.sidecar, input.sidecar_path)
     {
         for purpose in [Purpose::Storage, Purpose::Raft] {
@@ -121,7 +134,7 @@ pub(super) fn local_epoch_exhausted(
                 .get(&id)
                 .is_some_and(|k| k.local_epoch == LOCAL_EPOCH_MAX)
             {
-                out.push(Refusal::LocalEpochExhausted {
+                out.refusals.push(Refusal::LocalEpochExhausted {
                     dek_id: id,
                     purpose,
                     path: p.to_path_buf(),
@@ -136,11 +149,16 @@ pub(super) fn local_epoch_exhausted(
 /// Guard 5: the sidecar's filesystem must honour fsync.
 pub(super) fn filesystem_probe(
     ctx: &Guarded<'_, '_>,
-    out: &mut Vec<Refusal>,
+    out: &mut Diagnosis,
 ) -> Result<(), StartupError> {
+    if !ctx.input.encryption_enabled {
+        out.skip(5, "encryption is off");
+    } else if ctx.input.sidecar_path.is_none() {
+        out.skip(5, "no sidecar path was given");
+    }
     if let (true, Some(p)) = (ctx.input.encryption_enabled, ctx.input.sidecar_path) {
         if let Some(refusal) = probe_filesystem(p)? {
-            out.push(refusal);
+            out.refusals.push(refusal);
         }
     }
     Ok(())
@@ -149,11 +167,17 @@ pub(super) fn filesystem_probe(
 /// Guard 6: two members share a node_id16 (once a storage key is active).
 pub(super) fn node_id_collision(
     ctx: &Guarded<'_, '_>,
-    out: &mut Vec<Refusal>,
+    out: &mut Diagnosis,
 ) -> Result<(), StartupError> {
+    if let Some(reason) = ctx.no_storage_key() {
+        out.skip(6, reason);
+    } else if ctx.input.members.is_empty() {
+        out.skip(6, "no members were given");
+    }
     if ctx.storage_active().is_some() {
         if let Some(&(first, second)) = find_node_id_collisions(ctx.input.members).first() {
-            out.push(Refusal::NodeIdCollision { first, second });
+            out.refusals
+                .push(Refusal::NodeIdCollision { first, second });
         }
     }
     Ok(())
@@ -162,13 +186,18 @@ pub(super) fn node_id_collision(
 /// Guard 7: this node's epoch went back (once a storage key is active).
 pub(super) fn local_epoch_rollback(
     ctx: &Guarded<'_, '_>,
-    out: &mut Vec<Refusal>,
+    out: &mut Diagnosis,
 ) -> Result<(), StartupError> {
     let input = ctx.input;
+    if let Some(reason) = ctx.no_storage_key() {
+        out.skip(7, reason);
+    } else if input.full_node_id.is_none() {
+        out.skip(7, "this node's full id was not given");
+    }
     if let (Some(sc), Some(full)) = (ctx.storage_active(), input.full_node_id) {
         let phase = input.phase.unwrap_or(Phase::PreBump);
         if let Some(refusal) = rollback(sc, full, phase, ctx.registry)? {
-            out.push(refusal);
+            out.refusals.push(refusal);
         }
     }
     Ok(())
@@ -181,9 +210,19 @@ pub(super) fn local_epoch_rollback(
 /// recorded an index (raft_applied_index 0, a sidecar of an older binary).
 pub(super) fn sidecar_behind_raft_log(
     ctx: &Guarded<'_, '_>,
-    out: &mut Vec<Refusal>,
+    out: &mut Diagnosis,
 ) -> Result<(), StartupError> {
+    if let Some(reason) = ctx.no_sidecar() {
+        out.skip(8, reason);
+        return Ok(());
+    }
     let Some(sc) = ctx.sidecar.as_ref().filter(|s| s.raft_applied_index != 0) else {
+        // main_encryption_startup_guard.go:180-186: Go logs a warning.
+        out.skip(
+            8,
+            "the sidecar never recorded a Raft index (raft_applied_index=0, a sidecar of an \
+             older binary): Go only warns; resync-sidecar or a rotation records one",
+        );
         return Ok(());
     };
     let engine = match ctx.input.engine_applied_index {
@@ -217,7 +256,7 @@ pub(super) fn sidecar_behind_raft_log(
                 })
         }
     };
-    out.extend(refusal);
+    out.refusals.extend(refusal);
     Ok(())
 }
 

@@ -41,6 +41,49 @@ use guards::{
 };
 pub use refusal::{Refusal, RollbackProblem};
 
+/// The Go error each guard stands for, by guard number (0 to 8).
+pub const GUARD_SENTINELS: [&str; 9] = [
+    "ErrEnvelopeCutoverDivergence",
+    "ErrSidecarPresentWithoutFlag",
+    "ErrKEKRequiredWithFlag",
+    "ErrKEKMismatch",
+    "ErrLocalEpochExhausted",
+    "ErrUnsupportedFilesystem",
+    "ErrNodeIDCollision",
+    "ErrLocalEpochRollback",
+    "ErrSidecarBehindRaftLog",
+];
+
+/// A guard that did not run, and why (the input it lacks, or the state in
+/// which Go does not check it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The guard's number (see the module documentation).
+    pub guard: u8,
+    pub reason: &'static str,
+}
+
+impl Skipped {
+    /// The Go error the guard stands for.
+    pub fn sentinel(&self) -> &'static str {
+        GUARD_SENTINELS[usize::from(self.guard)]
+    }
+}
+
+/// What a diagnosis found: the refusals, in Go's order, and the guards
+/// that did not run, with why.
+#[derive(Debug, Default)]
+pub struct Diagnosis {
+    pub refusals: Vec<Refusal>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl Diagnosis {
+    fn skip(&mut self, guard: u8, reason: &'static str) {
+        self.skipped.push(Skipped { guard, reason });
+    }
+}
+
 /// When the check runs: before the node bumps its epoch at start, or after
 /// it replayed its Raft log (then the epoch must be strictly ahead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,16 +151,25 @@ pub fn diagnose(
     registry: Option<&dyn RegistryLookup>,
     first_only: bool,
 ) -> Result<Vec<Refusal>, StartupError> {
+    Ok(diagnose_all(input, registry, first_only)?.refusals)
+}
+
+/// [`diagnose`], with the guards that did not run and why.
+pub fn diagnose_all(
+    input: &StartupInput<'_>,
+    registry: Option<&dyn RegistryLookup>,
+    first_only: bool,
+) -> Result<Diagnosis, StartupError> {
     let mut ctx = Guarded {
         input,
         registry,
         present: sidecar_present(input.sidecar_path)?,
         sidecar: None,
     };
-    let mut out = Vec::new();
+    let mut out = Diagnosis::default();
     // 0 runs before the sidecar is parsed for the others (startup.go).
     envelope_cutover_divergence(&ctx, &mut out)?;
-    if first_only && !out.is_empty() {
+    if first_only && !out.refusals.is_empty() {
         return Ok(out);
     }
     ctx.sidecar = ctx.parse_sidecar()?;
@@ -125,7 +177,7 @@ pub fn diagnose(
         for guard in step {
             guard(&ctx, &mut out)?;
         }
-        if first_only && !out.is_empty() {
+        if first_only && !out.refusals.is_empty() {
             break;
         }
     }
@@ -158,10 +210,35 @@ impl Guarded<'_, '_> {
     fn storage_active(&self) -> Option<&Sidecar> {
         self.sidecar.as_ref().filter(|s| s.active_storage != 0)
     }
+
+    /// Why the guards that need the parsed sidecar cannot look at it, if
+    /// they cannot.
+    fn no_sidecar(&self) -> Option<&'static str> {
+        let input = self.input;
+        if !input.encryption_enabled {
+            Some("encryption is off")
+        } else if input.kek.is_none() {
+            Some("no KEK (the sidecar is read only with one)")
+        } else if self.sidecar.is_none() {
+            Some("no sidecar (not bootstrapped)")
+        } else {
+            None
+        }
+    }
+
+    /// Why guards 6 and 7 do not run, if they do not: Go runs them only
+    /// once a storage key is active.
+    fn no_storage_key(&self) -> Option<&'static str> {
+        self.no_sidecar().or_else(|| {
+            self.storage_active()
+                .is_none()
+                .then_some("no active storage key (Go checks only once one is active)")
+        })
+    }
 }
 
 /// One guard: pushes its refusal, if any.
-type Guard = fn(&Guarded<'_, '_>, &mut Vec<Refusal>) -> Result<(), StartupError>;
+type Guard = fn(&Guarded<'_, '_>, &mut Diagnosis) -> Result<(), StartupError>;
 
 /// Guards 1 to 8 in Go's order, in steps: with `first_only`, the run stops
 /// after the first step that refused (guards 1 and 2 are one step, as Go
@@ -189,5 +266,68 @@ fn sidecar_present(path: Option<&Path>) -> Result<bool, StartupError> {
             path: p.to_path_buf(),
             detail: e.to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skipped(input: &StartupInput<'_>) -> Vec<(u8, &'static str, &'static str)> {
+        diagnose_all(input, None, false)
+            .unwrap()
+            .skipped
+            .iter()
+            .map(|s| (s.guard, s.sentinel(), s.reason))
+            .collect()
+    }
+
+    #[test]
+    fn every_guard_that_reads_the_sidecar_is_skipped_with_encryption_off() {
+        let input = StartupInput::default();
+        let off = "encryption is off";
+        assert_eq!(
+            skipped(&input),
+            vec![
+                (0, "ErrEnvelopeCutoverDivergence", off),
+                (3, "ErrKEKMismatch", off),
+                (4, "ErrLocalEpochExhausted", off),
+                (5, "ErrUnsupportedFilesystem", off),
+                (6, "ErrNodeIDCollision", off),
+                (7, "ErrLocalEpochRollback", off),
+                (8, "ErrSidecarBehindRaftLog", off),
+            ]
+        );
+        assert!(diagnose(&input, None, false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn without_a_kek_the_guard_refuses_and_the_sidecar_guards_say_why_they_did_not_run() {
+        let input = StartupInput {
+            encryption_enabled: true,
+            ..StartupInput::default()
+        };
+        let found = diagnose_all(&input, None, false).unwrap();
+        assert_eq!(found.refusals.len(), 1);
+        assert_eq!(found.refusals[0].sentinel(), Some("ErrKEKRequiredWithFlag"));
+        let no_kek = "no KEK (the sidecar is read only with one)";
+        assert_eq!(
+            skipped(&input),
+            vec![
+                (
+                    0,
+                    "ErrEnvelopeCutoverDivergence",
+                    "no sidecar path was given"
+                ),
+                (3, "ErrKEKMismatch", no_kek),
+                (4, "ErrLocalEpochExhausted", no_kek),
+                (5, "ErrUnsupportedFilesystem", "no sidecar path was given"),
+                (6, "ErrNodeIDCollision", no_kek),
+                (7, "ErrLocalEpochRollback", no_kek),
+                (8, "ErrSidecarBehindRaftLog", no_kek),
+            ]
+        );
+        // Every skip names a guard whose Go error is the one its refusal carries.
+        assert_eq!(GUARD_SENTINELS[2], found.refusals[0].name());
     }
 }

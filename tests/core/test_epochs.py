@@ -7,7 +7,7 @@ import pytest
 
 import encryption_applier as ea
 
-from helpers import NODE, Cluster, sidecar_json, write_sidecar_json
+from helpers import NODE, OTHER, Cluster, sidecar_json, write_sidecar_json
 
 
 def test_a_rotated_key_records_the_pinned_epoch_of_its_purpose(booted: Path, cluster: Cluster) -> None:
@@ -91,3 +91,27 @@ def test_prepare_epochs(booted: Path, cluster: Cluster, tmp_path: Path) -> None:
         ea.prepare_epochs(path)
     assert err.value.code == "raft_cut_over_without_raft_key"
     assert path.read_bytes() == before
+
+
+def test_record_own_epochs_raises_each_key_to_the_nodes_own_row(booted: Path, cluster: Cluster) -> None:
+    # booted: keys 1 and 2 at local epoch 0, NODE's rows under both at epoch 1.
+    kek = ea.FileKek(cluster.kek_path)
+    with ea.Applier(booted, kek=kek) as applier:
+        assert applier.record_own_epochs(NODE) == {1: (0, 1), 2: (0, 1)}
+        before = (booted / "keys.json").read_bytes()
+        assert applier.record_own_epochs(NODE) == {}  # nothing moves: keys.json is not rewritten
+        assert (booted / "keys.json").read_bytes() == before
+        applier.apply_registration(ea.Registration(1, NODE, 3))
+        applier.apply_registration(ea.Registration(2, OTHER, 9))  # another node's row: not this node's epoch
+        assert applier.record_own_epochs(NODE) == {1: (1, 3)}
+        assert applier.record_own_epochs(0x7777_0009) == {}  # a node without rows
+        # A row at this node's prefix that is another node's: the collision.
+        with pytest.raises(ea.NodeIDCollisionError):
+            applier.record_own_epochs((0x9999 << 16) | (NODE & 0xFFFF))
+        with pytest.raises(ValueError, match="non-zero"):
+            applier.record_own_epochs(0)
+    sidecar = ea.read_sidecar(booted / "keys.json")
+    assert sidecar is not None
+    assert {i: k.local_epoch for i, k in sidecar.keys.items()} == {1: 3, 2: 1}
+    with ea.Applier(booted) as applier, pytest.raises(ea.KEKNotConfiguredError):
+        applier.record_own_epochs(NODE)

@@ -489,11 +489,11 @@ def test_doctor_reads_the_snapshot(booted: Path, cluster: Any, tmp_path: Path) -
     kek = cluster.kek_path
     code, out, _ = run_cli("doctor", booted, "--kek", kek, "--snapshot", data)
     assert code == 1 and f", snapshot {data}" in out.splitlines()[0]
-    assert "REFUSED ErrEnvelopeCutoverDivergence (EnvelopeCutoverDivergenceError)" in out
+    assert "REFUSED ErrEnvelopeCutoverDivergence: " in out
     assert f"snapshot {data / 'snap' / go.snap_name(3, 200)} index=200" in out
     edit_sidecar(booted, raft_envelope_cutover_index=7)
     code, out, _ = run_cli("doctor", booted, "--kek", kek, "--snapshot", data)
-    assert code == 0 and out.rstrip().endswith("ok: no startup guard refuses"), out
+    assert code == 0 and "\nok: no startup guard refuses\n" in out, out
     # A snapshot Go refuses is a refusal (exit 1); one that cannot be read an error (2).
     (data / "fsm-snap" / "00000000000000c8.fsm").write_bytes(b"\x00")
     code, out, _ = run_cli("doctor", booted, "--kek", kek, "--snapshot", data)

@@ -334,7 +334,10 @@ def test_doctor_cli(booted: Path, cluster: Cluster, tmp_path: Path) -> None:
     other = ea.FileKek.generate(tmp_path / "other.kek")
     done = doctor("--kek", str(other.path), "--member", hex(NODE), "--member", hex((0x9999 << 16) | (NODE & 0xFFFF)))
     assert done.returncode == 1, done
-    assert "REFUSED ErrKEKMismatch (KEKMismatchError)" in done.stdout
+    assert "\nREFUSED ErrKEKMismatch: the KEK cannot unwrap key_id=1 purpose=storage: " in done.stdout
+    # The guard is named once on its line.
+    (line,) = [x for x in done.stdout.splitlines() if "ErrKEKMismatch" in x]
+    assert line.count("KEKMismatch") == 1, line
     assert "REFUSED ErrNodeIDCollision" in done.stdout
     done = doctor("--encryption-disabled")
     assert done.returncode == 1 and "ErrSidecarPresentWithoutFlag" in done.stdout
@@ -361,20 +364,24 @@ def test_doctor_reads_the_log(booted: Path, cluster: Cluster, tmp_path: Path) ->
     done = doctor("--log", str(log), "--log-first-index", "2")
     assert done.returncode == 1, done
     assert "log " + str(log) + " (entries 2..4)" in done.stdout
-    assert "REFUSED ErrSidecarBehindRaftLog (SidecarBehindRaftLogError)" in done.stdout
+    assert "\nREFUSED ErrSidecarBehindRaftLog: " in done.stdout
     assert "entry 4 (opcode 0x05)" in done.stdout
     done = doctor()  # no log: nothing can be shown about entries 2 to 4
     assert done.returncode == 1 and "no Raft log was given" in done.stdout, done
     done = doctor("--log", str(log), "--log-first-index", "3")  # misses entry 2
     assert done.returncode == 1, done
-    assert "REFUSED package-only, no Go sentinel (RaftLogGapUncoveredError)" in done.stdout
+    assert "\nREFUSED RaftLogGapUncoveredError (package-only, no Go sentinel): " in done.stdout
     log.write_text("00\n00\n00\n")
     done = doctor("--log", str(log), "--log-first-index", "2")
     assert done.returncode == 0 and "ok: no startup guard refuses" in done.stdout, done
-    assert "note: the sidecar never recorded a Raft index" not in done.stdout
+    assert "skipped guard 8" not in done.stdout
     edit_sidecar(booted, raft_applied_index=0)  # as Go, only a note
     done = doctor()
-    assert done.returncode == 0 and "note: the sidecar never recorded a Raft index" in done.stdout, done
+    skip = (
+        "skipped guard 8 ErrSidecarBehindRaftLog: the sidecar never recorded a Raft index (raft_applied_index=0, "
+        "a sidecar of an older binary): Go only warns; resync-sidecar or a rotation records one"
+    )
+    assert done.returncode == 0 and skip in done.stdout.splitlines(), done
     edit_sidecar(booted, raft_applied_index=1)
     for args, message in (
         (("--log", str(log)), "--log needs --log-first-index"),
@@ -422,3 +429,114 @@ for r in refusals:
         )
         == []
     )
+
+
+def skips(diagnosis: ea.StartupDiagnosis) -> list[tuple[int, str, str]]:
+    return [(s.guard, s.sentinel, s.reason) for s in diagnosis.skipped]
+
+
+NOT_BOOTSTRAPPED = "no sidecar (not bootstrapped)"
+NO_KEY = "no active storage key (Go checks only once one is active)"
+
+
+@pytest.mark.parametrize(
+    ("state", "given", "expected"),
+    [
+        # Encryption off: every guard that reads the sidecar is skipped for that.
+        (
+            "booted",
+            {"encryption_enabled": False},
+            [
+                (0, "ErrEnvelopeCutoverDivergence", "encryption is off"),
+                (3, "ErrKEKMismatch", "encryption is off"),
+                (4, "ErrLocalEpochExhausted", "encryption is off"),
+                (5, "ErrUnsupportedFilesystem", "encryption is off"),
+                (6, "ErrNodeIDCollision", "encryption is off"),
+                (7, "ErrLocalEpochRollback", "encryption is off"),
+                (8, "ErrSidecarBehindRaftLog", "encryption is off"),
+            ],
+        ),
+        # No KEK: Go does not parse the sidecar.
+        (
+            "booted",
+            {"kek": None},
+            [
+                (0, "ErrEnvelopeCutoverDivergence", "no restored snapshot was given"),
+                (3, "ErrKEKMismatch", "no KEK (the sidecar is read only with one)"),
+                (4, "ErrLocalEpochExhausted", "no KEK (the sidecar is read only with one)"),
+                (6, "ErrNodeIDCollision", "no KEK (the sidecar is read only with one)"),
+                (7, "ErrLocalEpochRollback", "no KEK (the sidecar is read only with one)"),
+                (8, "ErrSidecarBehindRaftLog", "no KEK (the sidecar is read only with one)"),
+            ],
+        ),
+        (
+            "empty",
+            {},
+            [
+                (0, "ErrEnvelopeCutoverDivergence", "no restored snapshot was given"),
+                (3, "ErrKEKMismatch", NOT_BOOTSTRAPPED),
+                (4, "ErrLocalEpochExhausted", NOT_BOOTSTRAPPED),
+                (6, "ErrNodeIDCollision", NOT_BOOTSTRAPPED),
+                (7, "ErrLocalEpochRollback", NOT_BOOTSTRAPPED),
+                (8, "ErrSidecarBehindRaftLog", NOT_BOOTSTRAPPED),
+            ],
+        ),
+        (
+            "inactive",
+            {"full_node_id": NODE, "members": [NODE]},
+            [
+                (0, "ErrEnvelopeCutoverDivergence", "no restored snapshot was given"),
+                (6, "ErrNodeIDCollision", NO_KEY),
+                (7, "ErrLocalEpochRollback", NO_KEY),
+            ],
+        ),
+        # Everything given: nothing is skipped.
+        ("booted", {"full_node_id": NODE, "members": [NODE], "snapshot_cutover_index": 0}, []),
+        # The node and the members are inputs: without them, 6 and 7 say so.
+        (
+            "booted",
+            {"snapshot_cutover_index": 0},
+            [
+                (6, "ErrNodeIDCollision", "no members were given"),
+                (7, "ErrLocalEpochRollback", "this node's full id was not given"),
+            ],
+        ),
+        # A sidecar that never recorded an index: Go only warns (guard 8).
+        (
+            "unindexed",
+            {"full_node_id": NODE, "members": [NODE], "snapshot_cutover_index": 0},
+            [
+                (
+                    8,
+                    "ErrSidecarBehindRaftLog",
+                    "the sidecar never recorded a Raft index (raft_applied_index=0, a sidecar of an older binary): "
+                    "Go only warns; resync-sidecar or a rotation records one",
+                )
+            ],
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_the_diagnosis_says_which_guards_were_skipped_and_why(
+    booted: Path, cluster: Cluster, tmp_path: Path, state: str, given: dict[str, object], expected: list[object]
+) -> None:
+    directory = booted
+    if state == "empty":
+        directory = tmp_path / "empty"
+        directory.mkdir()
+    elif state == "inactive":
+        edit_sidecar(booted, active={"storage": 0, "raft": 0})
+    elif state == "unindexed":
+        edit_sidecar(booted, raft_applied_index=0)
+    edit_sidecar(booted, epoch_1=1)
+    inputs: dict[str, object] = {
+        "encryption_enabled": True,
+        "kek": ea.FileKek(cluster.kek_path),
+        "sidecar_path": directory / "keys.json",
+    } | given
+    diagnosis = ea.diagnose_startup(**inputs)  # type: ignore[arg-type]
+    assert skips(diagnosis) == expected
+    # Still the list of refusals it always was.
+    assert diagnosis.refusals == list(diagnosis) and isinstance(diagnosis, list)
+    assert diagnosis.ok == (not diagnosis)
+    assert all(str(s) == f"guard {s.guard} ({s.sentinel}) skipped: {s.reason}" for s in diagnosis.skipped)

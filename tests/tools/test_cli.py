@@ -71,10 +71,20 @@ def test_apply_then_inspect_digest_export(tmp_path: Path) -> None:
     proc = cli("inspect", directory, module=True)
     assert proc.returncode == 0
     lines = proc.stdout.splitlines()
-    assert lines[0].split() == ["dek_id", "node_id16", "full_node_id", "first_seen", "last_seen"]
+    # SPEC §5's column names, as export and diff use them.
+    assert lines[0].split() == [
+        "dek_id",
+        "node_id16",
+        "full_node_id",
+        "first_seen_local_epoch",
+        "last_seen_local_epoch",
+    ]
     assert lines[1].split() == ["1", "0x0001", "0x00000000abcd0001", "1", "2"]
-    assert lines[-1] == "2 rows; DEKs [1, 2]"
-    assert cli("inspect", directory, "--dek-id", "2").stdout.splitlines()[-1] == "1 row under dek_id 2; DEKs [1, 2]"
+    assert lines[-1] == "2 rows; 2 DEKs: 1, 2"
+    assert (
+        cli("inspect", directory, "--dek-id", "2").stdout.splitlines()[-1]
+        == "1 row under dek_id 2; the registry has 2 DEKs: 1, 2"
+    )
 
     # Pinned: what the three entries must leave, in key order.
     rows = [
@@ -150,8 +160,83 @@ def test_apply_bootstrap_with_a_kek(tmp_path: Path) -> None:
     assert ea.read_sidecar(tmp_path / "reg" / "keys.json").active == {"storage": 1, "raft": 2}  # type: ignore[union-attr]
 
 
+# Halts, hints and outcomes: the exact line the output must hold.
+NO_INDEX_HINT = (
+    "hint: this registry has no applied index (it was built without --first-index), so an entry it already holds "
+    "is applied again when a log is replayed, and this one halts; if the file replays applied entries, apply only "
+    "the ones after them, or build the registry with --first-index N (the Raft index of the first entry) so that "
+    "a replay skips what is applied"
+)
+INDEX_HINT = (
+    "hint: this registry's applied index is 2, but the file was applied without --first-index, so entries it "
+    "already holds were applied again; if the file replays them, run the same command with --first-index N (the "
+    "Raft index of the file's first entry): applied entries are then skipped"
+)
+SKIPPED_7 = (
+    "skipped guard 7 ErrLocalEpochRollback: this node's full id was not given (give --full-node-id or --raft-id)"
+)
+OUTCOMES = [
+    # (arguments, exit status, a whole line of stdout or stderr)
+    # A replayed log on a registry without an applied index: the halt, then the hint.
+    (
+        ["apply", "{replayed}", "{replay}"],
+        1,
+        "{replay}:1: HALT LocalEpochRollbackError: local epoch rollback: dek_id=1 full_node_id=0xabcd0001 "
+        "last_seen=2 incoming=1",
+    ),
+    (["apply", "{replayed}", "{replay}"], 1, NO_INDEX_HINT),
+    (["apply", "{keyed}", "{keylog}", "--kek", "{kek}"], 1, NO_INDEX_HINT),
+    (
+        ["apply", "{keyed}", "{keylog}", "--kek", "{kek}"],
+        1,
+        "{keylog}:1: HALT AlreadyBootstrappedError: already "
+        "bootstrapped — use rotation: active storage_dek_id=3 raft_dek_id=2, incoming storage_dek_id=1 raft_dek_id=2 "
+        "(only an exact replay is accepted)",
+    ),
+    # ... on one with an applied index, applied without --first-index.
+    (["apply", "{indexed}", "{replay}"], 1, INDEX_HINT),
+    # With --first-index the replay is skipped.
+    (["apply", "{indexed}", "{replay}", "--first-index", "1"], 0, "applied 2 entries to {indexed}: skipped 2"),
+    # A halt in a new registry is the file's own: no hint.
+    (["apply", "{fresh}", "{reversed}"], 1, "1 entry before line 2 was applied; nothing of line 2 was written."),
+    (["apply", "{reg}", "{good}"], 0, "applied 1 entry to {reg}: inserted 1"),
+    # A registry whose creation a power loss cut short: recreated only on request.
+    (["apply", "{uncommitted}", "{good}", "--recreate-uncommitted"], 0, "applied 1 entry to {uncommitted}: inserted 1"),
+    # Applying as a node records its epochs in keys.json; doctor then lets it start.
+    (
+        ["apply", "{keyed}", "{empty}", "--kek", "{kek}", "--full-node-id", "0xabcd0001"],
+        0,
+        "keys.json: local_epoch of key 3 0 -> 2 (node 0x00000000abcd0001's own row)",
+    ),
+    (["doctor", "{keyed}", "--kek", "{kek}"], 0, SKIPPED_7),
+    (
+        ["doctor", "{keyed}", "--kek", "{kek}", "--full-node-id", "0xabcd0001"],
+        1,
+        "REFUSED ErrLocalEpochRollback: sidecar local_epoch=0 < registry last_seen_local_epoch=2 "
+        "(full_node_id=0xabcd0001 dek_id=3, before the start-up bump)",
+    ),
+    # inspect's footer: counts, and the DEK ids.
+    (["inspect", "{reg}"], 0, "1 row; 1 DEK: 1"),
+    (["inspect", "{keyed}"], 0, "2 rows; 2 DEKs: 1, 3"),
+    (["inspect", "{many}"], 0, "1,000 rows; 1,000 DEKs: 1, 2, 3, … 1000"),
+    (["inspect", "{many}", "--dek-id", "7"], 0, "1 row under dek_id 7; the registry has 1,000 DEKs: 1, 2, 3, … 1000"),
+    # encode, decode.
+    (
+        ["encode", "registration", "--dek-id", "1", "--full-node-id", "0xabcd0001", "--local-epoch", "1"],
+        0,
+        "03010000000100000000abcd00010001  # registration dek_id=1 full_node_id=0x00000000abcd0001 local_epoch=1",
+    ),
+    (["decode", "{good}"], 0, "{good}:1: registration dek_id=1 full_node_id=0x0000000012340002 local_epoch=1"),
+    (["decode", "--hex", "00"], 0, "--hex:1: not an encryption entry (opcode 0x00, 1 byte)"),
+    (
+        ["decode", "--hex", "0301"],
+        1,
+        "--hex:1: MALFORMED malformed registration payload: truncated at offset 1: dek_id needs 4 bytes, 0 left",
+    ),
+    (["kek", "generate", "{missing}"], 0, "wrote a new KEK to {missing} (mode 0600)"),
+]
 USAGE_ERRORS = [
-    # (arguments, {placeholders}, text the one line must contain)
+    # (arguments, text the one line must contain; a line starting "error: " must be the whole line)
     (["inspect", "{missing}"], "RegistryOpenError"),
     (["inspect", "{reg}", "--dek-id", "-1"], "out of range for a DEK id"),
     (["inspect", "{reg}", "--dek-id", "4294967296"], "out of range for a DEK id"),
@@ -170,7 +255,10 @@ USAGE_ERRORS = [
     (["apply", "{reg}", "{badhex}"], "not a hex-encoded entry"),
     (["apply", "{reg}", "{binary}"], "not a text file"),
     (["apply", "{reg}", "{badhex}", "--first-index", "-1"], "out of range for a Raft index"),
-    (["apply", "{reg}", "{good}", "--sidecar", "{reg}/keys.json"], "sidecar= needs kek="),
+    (
+        ["apply", "{reg}", "{good}", "--sidecar", "{reg}/keys.json"],
+        "error: --sidecar needs --kek or --kek-factory: without a KEK the applier keeps no keys",
+    ),
     (["apply", "{reg}", "{good}", "--kek", "{missing}"], "KEK"),
     (["apply", "{reg}", "{two}", "--first-index", str(2**64 - 1)], "past the largest Raft index"),
     (["probe-node-id", "--raft-id", "n1", "--storage-dek-id", "1"], "need(s) --registry"),
@@ -196,11 +284,53 @@ USAGE_ERRORS = [
     (["export", "{reg}", "--format", "csv", "-o", "{reg}"], "Is a directory"),
     (["no-such-command"], "invalid choice"),
     ([], "required"),
+    (
+        ["apply", "{reg}", "{good}", "--full-node-id", "0xabcd0001"],
+        "error: --full-node-id needs --kek or --kek-factory: the node's epochs are recorded in keys.json",
+    ),
+    (
+        ["apply", "{reg}", "{good}", "--raft-id", "n1"],
+        "error: --raft-id needs --kek or --kek-factory: the node's epochs are recorded in keys.json",
+    ),
+    (["apply", "{reg}", "{good}", "--raft-id", ""], "error: --raft-id is empty"),
+    (["apply", "{uncommitted}", "{good}"], "UncommittedRegistryError"),
+    (["apply", "{reg}", "{good}", "--kek", "{kek}", "--full-node-id", "0"], "error: --full-node-id 0 is no node's id"),
+    (
+        ["apply", "{reg}", "{good}", "--full-node-id", "1", "--raft-id", "n1"],
+        "argument --raft-id: not allowed with argument --full-node-id",
+    ),
+    (["kek", "generate", "{kek}"], "error: KEKFileError: KEK file {kek}: already exists; refusing to overwrite a KEK"),
+    (["kek", "generate", "{reg}"], "error: KEKFileError: KEK file {reg}: already exists; refusing to overwrite a KEK"),
+    (["kek"], "the following arguments are required: ACTION"),
+    (["encode", "registration", "--dek-id", "1", "--full-node-id", "1", "--local-epoch", "65536"], "out of range"),
+    (["encode", "registration", "--dek-id", "1", "--full-node-id", "1"], "required: --local-epoch"),
+    (
+        ["encode", "bootstrap", "--storage-dek-id", "1", "--raft-dek-id", "2", "--writer", "1"],
+        "error: a bootstrap needs --kek or --kek-factory: its new DEK is wrapped by the KEK",
+    ),
+    (
+        ["encode", "bootstrap", "--kek", "{kek}", "--storage-dek-id", "1", "--raft-dek-id", "1", "--writer", "1"],
+        "error: storage_dek_id and raft_dek_id are both 1; they must differ",
+    ),
+    (["encode", "bootstrap", "--kek", "{kek}", "--storage-dek-id", "1", "--raft-dek-id", "2"], "required: --writer"),
+    (
+        ["encode", "rotation", "--kek", "{kek}", "--dek-id", "3", "--purpose", "storage", "--proposer", "x"],
+        "argument --proposer: 'x' is not a decimal or 0x-hex integer",
+    ),
+    (["encode", "json", "{binary}"], "not JSON"),
+    (["encode", "json", "{missing}"], "cannot read"),
+    (
+        ["encode", "json", "{nope}"],
+        'error: {nope}: entry 0: \'type\' must be "registration", "bootstrap", "rotation" or "other", not \'nope\'',
+    ),
+    (["decode"], "one of the arguments file --hex is required"),
+    (["decode", "--hex", "zz"], "error: --hex: not a hex-encoded entry ('z' at column 1 is not a hex digit)"),
+    (["decode", "{badhex}"], "nothing was decoded"),
 ]
 
 
-@pytest.mark.parametrize(("args", "expected"), USAGE_ERRORS, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
-def test_usage_errors_exit_2_with_one_line_and_no_traceback(tmp_path: Path, args: list[str], expected: str) -> None:
+def cli_places(tmp_path: Path) -> dict[str, Path]:
+    """The registries and files the table's {placeholders} name."""
     with ea.Applier(tmp_path / "reg") as applier:
         applier.apply(ea.Registration(1, A, 1).to_entry())
     (tmp_path / "bad.hex").write_text(ea.Registration(1, B, 1).to_entry().hex() + "\nzz\n")
@@ -209,8 +339,27 @@ def test_usage_errors_exit_2_with_one_line_and_no_traceback(tmp_path: Path, args
     (tmp_path / "notreg" / "readme.txt").write_text("not a registry")
     (tmp_path / "odd.hex").write_text("abc\n")
     (tmp_path / "prefixed.hex").write_text("0x" + ea.Registration(1, B, 1).to_entry().hex() + "\n")
-    ea.FileKek.generate(tmp_path / "kek")
-    places = {
+    (tmp_path / "nope.json").write_text('{"type": "nope"}')
+    (tmp_path / "empty.hex").write_text("# nothing\n")
+    kek = ea.FileKek.generate(tmp_path / "kek")
+    replay = write_entries(tmp_path / "replay.hex", [ea.Registration(1, A, n).to_entry() for n in (1, 2)])
+    with ea.Applier(tmp_path / "replayed") as applier:  # no indexes
+        applier.apply_many(ea.Registration(1, A, n) for n in (1, 2))
+    with ea.Applier(tmp_path / "indexed") as applier:
+        applier.apply_many([ea.Registration(1, A, n) for n in (1, 2)], first_index=1)
+    # A keyed registry built without indexes: a bootstrap, then a rotation proposed by A at epoch 2.
+    boot = ea.Bootstrap(1, kek.wrap(b"\x01" * 32), 2, kek.wrap(b"\x02" * 32), [ea.Registration(1, A, 1)])
+    rotation = ea.Rotation(3, ea.Purpose.STORAGE, kek.wrap(b"\x03" * 32), ea.Registration(3, A, 2))
+    keylog = write_entries(tmp_path / "keylog.hex", [boot.to_entry(), rotation.to_entry()])
+    with ea.Applier(tmp_path / "keyed", kek=kek) as applier:
+        applier.apply_many([boot, rotation])
+    with ea.Applier(tmp_path / "many") as applier:
+        applier.apply_many(ea.Registration(d, A, 1) for d in range(1, 1001))
+    (tmp_path / "uncommitted").mkdir(mode=0o700)
+    (tmp_path / "uncommitted" / "data.mdb").write_bytes(bytes(8192))  # no meta page ever committed
+    return {
+        "uncommitted": tmp_path / "uncommitted",
+        "many": tmp_path / "many",
         "reg": tmp_path / "reg",
         "missing": tmp_path / "missing",
         "badhex": tmp_path / "bad.hex",
@@ -221,14 +370,46 @@ def test_usage_errors_exit_2_with_one_line_and_no_traceback(tmp_path: Path, args
         "oddhex": tmp_path / "odd.hex",
         "prefixed": tmp_path / "prefixed.hex",
         "two": write_entries(tmp_path / "two.hex", [ea.Registration(1, B, n).to_entry() for n in (1, 2)]),
+        "nope": tmp_path / "nope.json",
+        "empty": tmp_path / "empty.hex",
+        "replay": replay,
+        "replayed": tmp_path / "replayed",
+        "indexed": tmp_path / "indexed",
+        "keyed": tmp_path / "keyed",
+        "keylog": keylog,
+        "fresh": tmp_path / "fresh",
+        "reversed": write_entries(tmp_path / "reversed.hex", [ea.Registration(1, A, n).to_entry() for n in (2, 1)]),
     }
+
+
+def case_id(value: object) -> str:
+    return " ".join(value) if isinstance(value, list) else ""
+
+
+@pytest.mark.parametrize(("args", "code", "expected"), OUTCOMES, ids=case_id)
+def test_outcomes_exit_status_and_exact_line(tmp_path: Path, args: list[str], code: int, expected: str) -> None:
+    places = cli_places(tmp_path)
+    proc = cli(*(a.format(**places) for a in args))
+    assert proc.returncode == code, proc
+    lines = proc.stdout.splitlines() + proc.stderr.splitlines()
+    assert expected.format(**places) in lines, lines
+    assert "Traceback" not in proc.stderr
+    # A hint is given only where the table expects one.
+    hints = [line for line in lines if line.startswith("hint:")]
+    assert hints == [e for a, _, e in OUTCOMES if a == args and e.startswith("hint:")], hints
+
+
+@pytest.mark.parametrize(("args", "expected"), USAGE_ERRORS, ids=case_id)
+def test_usage_errors_exit_2_with_one_line_and_no_traceback(tmp_path: Path, args: list[str], expected: str) -> None:
+    places = cli_places(tmp_path)
     before = ea.Registry(tmp_path / "reg").digest()
     proc = cli(*(a.format(**places) for a in args))
     assert proc.returncode == 2, proc
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert expected in lines[0], lines[0]
+    expected = expected.format(**places)
+    assert (lines[0] == expected) if expected.startswith("error: ") else (expected in lines[0]), lines[0]
     # A usage error applies nothing and creates nothing.
     assert ea.Registry(tmp_path / "reg").digest() == before
     assert not (tmp_path / "missing").exists()
@@ -296,7 +477,8 @@ def test_inspect_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
     assert child.stdout.readline().split()[0] == b"dek_id"
     child.stdout.close()
     stderr = child.stderr.read()
-    assert child.wait(timeout=60) == 141
+    # The reader has what it wanted: a quiet end, exit 0.
+    assert child.wait(timeout=60) == 0
     assert stderr == b""
 
 
@@ -538,7 +720,7 @@ def test_apply_and_doctor_with_a_kek_factory(tmp_path: Path, kms: dict[str, str]
     # Another KMS key: ErrKEKMismatch, key 1 named, exit 1.
     done = kms_cli(kms, "doctor", reg, "--kek-factory", "mykms:other_kek")
     assert done.returncode == 1, done.stderr
-    assert "REFUSED ErrKEKMismatch (KEKMismatchError)" in done.stdout and "key_id=1" in done.stdout
+    assert "REFUSED ErrKEKMismatch: the KEK cannot unwrap key_id=1" in done.stdout and "key_id=1" in done.stdout
     assert "kms:other-key" in done.stdout
     # A KMS that cannot be reached: a refusal at start-up, a halt on apply.
     done = kms_cli(kms, "doctor", reg, "--kek-factory", "mykms:failing_kek")
@@ -576,3 +758,184 @@ def test_kek_factory_usage_errors_exit_2_with_one_line(
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert expected in done.stderr and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+# ------------------------------------------------------------ making entries and KEKs
+
+
+def test_a_keyed_registry_built_with_the_cli_as_node_x_passes_doctor(tmp_path: Path) -> None:
+    """Issue 23: bootstrap, X's registrations and a rotation, every entry and
+    the KEK made with the command line; applied as X, doctor lets X start."""
+    x = "0xabcd0001"
+    kek, log = tmp_path / "kek", tmp_path / "log.hex"
+    steps = [
+        ["kek", "generate", kek],
+        ["encode", "bootstrap", "--kek", kek, "--storage-dek-id", "1", "--raft-dek-id", "2", "--writer", f"{x}:1"],
+        ["encode", "registration", "--dek-id", "1", "--full-node-id", x, "--local-epoch", "2"],  # X restarted
+        ["encode", "registration", "--dek-id", "1", "--full-node-id", x, "--local-epoch", "3"],  # and again
+        ["encode", "rotation", "--kek", kek, "--dek-id", "3", "--purpose", "storage", "--proposer", f"{x}:3"],
+    ]
+    for step in steps:
+        done = cli(*step, *(["-o", log] if step[0] == "encode" else []))
+        assert done.returncode == 0, done
+    assert len(log.read_text().splitlines()) == 4
+    as_x = tmp_path / "as-x"
+    done = cli("apply", as_x, log, "--kek", kek, "--first-index", "1", "--full-node-id", x)
+    assert done.returncode == 0, done
+    assert done.stdout.splitlines() == [
+        f"applied 4 entries to {as_x}: advanced 2, bootstrapped 1, rotated 1",
+        "keys.json: local_epoch of key 1 0 -> 3 (node 0x00000000abcd0001's own row)",
+        "keys.json: local_epoch of key 2 0 -> 1 (node 0x00000000abcd0001's own row)",
+        "keys.json: local_epoch of key 3 0 -> 3 (node 0x00000000abcd0001's own row)",
+    ]
+    doctor = cli("doctor", as_x, "--kek", kek, "--full-node-id", x)
+    assert doctor.returncode == 0, doctor
+    assert "ok: no startup guard refuses" in doctor.stdout.splitlines()
+    # Oracle: the sidecar's epoch for the active storage key is X's last_seen under it.
+    sidecar = ea.read_sidecar(as_x / "keys.json")
+    assert sidecar is not None and sidecar.active_storage == 3 and sidecar.keys[3].local_epoch == 3
+    # Without saying which node it runs as, the same log leaves X refused (the issue's report).
+    anonymous = tmp_path / "anonymous"
+    assert cli("apply", anonymous, log, "--kek", kek, "--first-index", "1").returncode == 0
+    doctor = cli("doctor", anonymous, "--kek", kek, "--full-node-id", x)
+    assert doctor.returncode == 1 and "REFUSED ErrLocalEpochRollback: sidecar local_epoch=0 <" in doctor.stdout
+
+
+def test_decode_json_then_encode_json_gives_the_same_bytes(tmp_path: Path) -> None:
+    kek = ea.FileKek.generate(tmp_path / "kek")
+    entries = [
+        ea.Bootstrap(1, kek.wrap(b"\x01" * 32), 2, kek.wrap(b"\x02" * 32), [ea.Registration(1, A, 1)]).to_entry(),
+        ea.Registration(0x01020304, 0x05060708090A0B0C, 0x0D0E).to_entry(),
+        ea.Rotation(3, ea.Purpose.RAFT, kek.wrap(b"\x03" * 32), ea.Registration(3, B, 2)).to_entry(),
+        ea.Rotation(
+            3, ea.Purpose.STORAGE, b"", ea.Registration(3, B, 2), sub_tag=ea.ENABLE_STORAGE_ENVELOPE
+        ).to_entry(),
+        b"\x00",
+    ]
+    log = write_entries(tmp_path / "log.hex", entries, comments=True)
+    decoded = cli("decode", log, "--json")
+    assert decoded.returncode == 0, decoded
+    docs = json.loads(decoded.stdout)
+    # SPEC §2's pinned registration, field by field.
+    assert docs[1] == {
+        "line": 4,
+        "type": "registration",
+        "dek_id": 0x01020304,
+        "full_node_id": "0x05060708090a0b0c",
+        "local_epoch": 0x0D0E,
+    }
+    assert docs[3]["sub_tag"] == "enable-storage-envelope" and docs[4] == {"line": 7, "type": "other", "entry": "00"}
+    (tmp_path / "log.json").write_text(decoded.stdout)
+    encoded = cli("encode", "json", tmp_path / "log.json")
+    assert encoded.returncode == 0, encoded
+    assert [bytes.fromhex(line.split("#")[0]) for line in encoded.stdout.splitlines()] == entries
+    # What encode writes, apply reads: the file's lines are the entries.
+    out = tmp_path / "again.hex"
+    assert cli("encode", "json", tmp_path / "log.json", "-o", out).returncode == 0
+
+    def shown(path: Path) -> list[str]:
+        return [line.split(": ", 1)[1] for line in cli("decode", path).stdout.splitlines()]
+
+    assert shown(out) == shown(log) and len(shown(out)) == 5
+
+
+def test_kek_generate_is_owner_only_whatever_the_umask_and_never_overwrites(tmp_path: Path) -> None:
+    command = [SCRIPT] if SCRIPT else [sys.executable, "-m", "encryption_applier"]
+    path = tmp_path / "kek"
+    done = subprocess.run(
+        [*command, "kek", "generate", str(path)], capture_output=True, text=True, preexec_fn=lambda: os.umask(0)
+    )
+    assert done.returncode == 0, done
+    assert done.stdout == f"wrote a new KEK to {path} (mode 0600)\n"
+    assert (path.stat().st_mode & 0o777) == 0o600 and path.stat().st_size == 32
+    ea.FileKek(path)  # loads: a KEK the package accepts
+    first = path.read_bytes()
+    again = subprocess.run([*command, "kek", "generate", str(path)], capture_output=True, text=True)
+    assert again.returncode == 2 and "already exists; refusing to overwrite a KEK" in again.stderr
+    assert path.read_bytes() == first
+    # A symlink is not followed either.
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    linked = subprocess.run([*command, "kek", "generate", str(tmp_path / "link")], capture_output=True, text=True)
+    assert linked.returncode == 2 and not (tmp_path / "target").exists()
+
+
+# ------------------------------------------------------------ progress and interrupts
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["inspect"], ["export", "--format", "csv"], ["export", "--format", "json", "-o", "{out}"]],
+    ids=lambda a: " ".join(a),
+)
+def test_inspect_and_export_progress_only_when_asked_or_on_a_terminal(tmp_path: Path, args: list[str]) -> None:
+    with ea.Applier(tmp_path / "reg", sync=False) as applier:
+        applier.apply_many(ea.Registration(1, 0x10000 + n, 1) for n in range(1, 10_001))
+    args = [a.format(out=tmp_path / "rows.json") for a in args]
+    piped = cli(args[0], tmp_path / "reg", *args[1:])
+    assert piped.returncode == 0 and piped.stderr == ""  # a pipe gets no progress by default
+    shown = cli(args[0], tmp_path / "reg", *args[1:], "--progress")
+    assert shown.returncode == 0 and "10000/10000 rows" in shown.stderr
+    assert shown.stdout == piped.stdout  # progress never goes to the output
+
+
+@pytest.mark.parametrize("indexed", [True, False], ids=["with --first-index", "without"])
+def test_ctrl_c_during_apply_says_how_far_it_got_and_rerunning_resumes(tmp_path: Path, indexed: bool) -> None:
+    import signal
+    import time
+
+    entries = [ea.Registration(1 + n // 50_000, 0x10000 + n, 1).to_entry() for n in range(300_000)]
+    log = write_entries(tmp_path / "log.hex", entries)
+    command = [SCRIPT] if SCRIPT else [sys.executable, "-m", "encryption_applier"]
+    args = [*command, "apply", str(tmp_path / "reg"), str(log), *(["--first-index", "10"] if indexed else [])]
+    child = subprocess.Popen([*args, "--progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stderr is not None
+    # Wait for the bar to move past the first chunk (mid-run), then press Ctrl-C.
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"/300000 entries" not in seen and time.monotonic() < deadline:
+        seen += child.stderr.read1(4096)
+    child.send_signal(signal.SIGINT)
+    out, rest = child.communicate(timeout=60)
+    err = (seen + rest).decode()
+    assert child.returncode == 130, err
+    (line,) = [x for x in err.replace("\r", "\n").splitlines() if x.startswith("interrupted:")]
+    done = int(line.split()[1])
+    assert 0 < done < 300_000 and done % 1000 == 0, line
+    committed = f"interrupted: {done} of 300000 entries committed (through line {done}); "
+    if indexed:
+        assert line == committed + (
+            f"applied index {10 + done - 1}; run the same command again to resume: the committed entries are skipped"
+        )
+    else:
+        assert line == committed + (
+            "no applied index is recorded without --first-index, so rerunning the same command would apply them "
+            f"again: to resume, apply the entries after line {done}"
+        )
+    assert out == b""
+    with ea.Registry(tmp_path / "reg") as registry:
+        assert registry.applied_index == (10 + done - 1 if indexed else None) and len(registry) == done
+    if indexed:
+        again = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout == (
+            f"applied 300000 entries to {tmp_path / 'reg'}: inserted {300_000 - done}, skipped {done}\n"
+        )
+
+
+def test_the_guides_example_runs_as_written(tmp_path: Path) -> None:
+    """docs/guide/cli.md's "Making entries and KEKs" block, run by a shell
+    in an empty directory: every command exits 0."""
+    from helpers import REPO
+
+    guide = (REPO / "docs" / "guide" / "cli.md").read_text()
+    section = guide[guide.index("## Making entries and KEKs") :]
+    block = section[section.index("```sh\n") + len("```sh\n") : section.index("\n```", section.index("```sh\n"))]
+    assert block.startswith("encryption-applier kek generate kek\n"), block
+    bin_dir = str(Path(SCRIPT).parent) if SCRIPT else str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    done = subprocess.run(
+        ["bash", "-e", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "ok: no startup guard refuses" in done.stdout.splitlines()
+    assert "3 rows; 3 DEKs: 1, 2, 3" in done.stdout.splitlines()

@@ -2,6 +2,8 @@
 
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from helpers import REPO
 
@@ -23,3 +25,16 @@ def test_demo_applies_the_stream_and_shows_each_halt() -> None:
     assert "replay    -> unchanged" in out
     assert "rotation  -> rotated" in out
     assert "Sidecar(active={'storage': 3, 'raft': 2}, keys=[1, 2, 3]" in out
+
+
+def test_demo_names_no_directory_it_removes(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("registries: in temporary directories, removed when the demo ends\n")
+    assert tempfile.gettempdir() not in proc.stdout
+    # Given a directory, it keeps the registries there, and says so.
+    keep = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, str(EXAMPLE), str(keep)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"registries: in {keep} (kept)\n")
+    assert (keep / "registry" / "data.mdb").is_file() and (keep / "keyed" / "registry" / "keys.json").is_file()

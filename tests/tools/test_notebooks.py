@@ -369,8 +369,14 @@ def test_the_startup_diagnosis_view(explored: tuple[nbformat.NotebookNode, Path]
     (page,) = html_of(explored[0], "diagnosis-view")
     parsed = Tables(page)
     assert parsed.paragraphs[0] == "StartupDiagnosis: 1 refusal (the node must not start)"
-    ((head, body),) = parsed.tables
+    (head, body), *skipped = parsed.tables
     assert head == ["#", "refusal", "sentinel", "message", "meaning", "fields"]
+    # Then the guards that did not run (the notebook gives no snapshot, so
+    # guard 0 is one of them), each with its reason.
+    ((skip_head, skip_body),) = skipped
+    assert skip_head == ["guard", "sentinel", "why"]
+    assert ["0", "ErrEnvelopeCutoverDivergence"] in [row[:2] for row in skip_body]
+    assert all(len(row) == 3 and row[1].startswith("Err") and row[2] for row in skip_body)
     ((number, refusal, sentinel, message, meaning, fields),) = body
     assert (number, refusal, sentinel) == ("0", "StartupLocalEpochRollbackError", "ErrLocalEpochRollback")
     assert message.startswith("ErrLocalEpochRollback: sidecar local_epoch=0 < registry last_seen_local_epoch=")
