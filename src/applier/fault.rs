@@ -75,3 +75,21 @@ impl Applier {
         }
     }
 }
+
+/// Drops what group commit staged and has not committed, as the death of
+/// the process would (a kill loses exactly that: committed transactions
+/// are in the page cache or on disk), so that closing the applier then
+/// commits nothing. The applied index falls back to the durable one.
+/// Refused for a pipelined applier, whose committer thread may be
+/// writing a group at that moment (test in a child process instead).
+pub fn discard_staged(applier: &mut Applier) -> Result<usize, &'static str> {
+    if applier.pipe.is_some() {
+        return Err(
+            "a pipelined applier cannot drop its staged entries in process: kill a child process",
+        );
+    }
+    let dropped = applier.staged();
+    applier.pending = Default::default();
+    applier.applied_index = applier.durable_index;
+    Ok(dropped)
+}

@@ -59,15 +59,34 @@ impl PyFileKek {
         KekBackend::identity(&*self.kek)
     }
 
-    /// `nonce(12) ‖ AES-256-GCM ciphertext(32) ‖ tag(16)` of a 32-byte DEK.
-    fn wrap<'py>(&self, py: Python<'py>, dek: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    /// `nonce(12) ‖ AES-256-GCM ciphertext(32) ‖ tag(16)` of a 32-byte DEK,
+    /// under a fresh random nonce; or, for reproducible tests (a
+    /// hypothesis example that replays), under the 12-byte `nonce` given.
+    /// A nonce must never repeat under one KEK with another DEK.
+    #[pyo3(signature = (dek, *, nonce=None))]
+    fn wrap<'py>(
+        &self,
+        py: Python<'py>,
+        dek: &Bound<'py, PyAny>,
+        nonce: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let bytes = bytes_arg(dek, "dek")?;
         let mut key: [u8; DEK_LEN] = bytes.as_ref().try_into().map_err(|_| {
             PyValueError::new_err(format!("a DEK is 32 bytes, got {}", bytes.len()))
         })?;
         let dek = Dek::from_bytes(key);
         key.zeroize();
-        let wrapped = self.kek.wrap(&dek).map_err(PyException::new_err)?;
+        let wrapped = match nonce {
+            None => self.kek.wrap(&dek),
+            Some(nonce) => {
+                let given = bytes_arg(nonce, "nonce")?;
+                let nonce: [u8; 12] = given.as_ref().try_into().map_err(|_| {
+                    PyValueError::new_err(format!("a nonce is 12 bytes, got {}", given.len()))
+                })?;
+                self.kek.wrap_with_nonce(&dek, nonce)
+            }
+        }
+        .map_err(PyException::new_err)?;
         Ok(PyBytes::new(py, &wrapped))
     }
 
