@@ -1,5 +1,5 @@
 """Helpers shared by the test modules, imported by name (`from helpers
-import run_python, Cluster`): child interpreters, the independent oracles
+import run_python, WrapOracle`): child interpreters, the independent oracles
 (py-lmdb for raw rows, pyca AES-GCM for wraps, the fingerprint), a
 cluster's DEKs, crashes at a fault point, and keys.json edits. The
 fixtures are in conftest.py."""
@@ -109,7 +109,7 @@ def deks() -> dict[int, bytes]:
     return {i: bytes([i]) * 32 for i in range(1, 8)}
 
 
-class Cluster:
+class WrapOracle:
     """Wraps DEKs with an independent AES-GCM under the test's KEK."""
 
     def __init__(self, kek_path: Path) -> None:

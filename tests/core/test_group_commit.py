@@ -14,7 +14,7 @@ import encryption_applier as ea
 from encryption_applier.testing import RegistryModel, assert_registry_matches_model
 from encryption_applier.testing.strategies import PlantedHalt, streams_with_halt
 
-from helpers import Cluster
+from helpers import WrapOracle
 
 A, B = 0xABCD_0001, 0x1234_0002
 
@@ -62,7 +62,7 @@ def test_a_halt_commits_the_entries_before_it(tmp_path: Path) -> None:
         assert len(applier.registry) == 2
 
 
-def test_bootstrap_and_batches_commit_what_is_staged_first(tmp_path: Path, cluster: Cluster) -> None:
+def test_bootstrap_and_batches_commit_what_is_staged_first(tmp_path: Path, cluster: WrapOracle) -> None:
     with ea.Applier(tmp_path / "r", kek=ea.FileKek(cluster.kek_path), group_commit=100, group_commit_ms=60_000) as a:
         a.apply(ea.Registration(9, A, 1), index=1)
         assert a.apply_bootstrap(cluster.bootstrap(), index=2) == "bootstrapped"
