@@ -32,6 +32,27 @@ def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.Complet
     return proc
 
 
+def run_user_tests(project: Path, source: str, passed: int) -> str:
+    """Runs `source` as a user's test file in a project of its own, outside
+    this repository (no conftest of ours), and checks all `passed` pass."""
+    (project / "test_user.py").write_text(textwrap.dedent(source))
+    # Its own ini file, so that pytest does not take this repository's
+    # (the project sits under the suite's base temporary directory, inside
+    # the repository), and its own base temporary directory.
+    (project / "pytest.ini").write_text("[pytest]\n")
+    command = ["-q", "-s", "-p", "no:cacheprovider", f"--basetemp={project / 'basetemp'}", "test_user.py"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *command],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{passed} passed" in proc.stdout
+    return proc.stdout
+
+
 def interactive(code: str, *args: str) -> subprocess.Popen[str]:
     """Starts `code` in a fresh interpreter with line-buffered text pipes on
     stdin and stdout, for tests that drive another process step by step."""

@@ -134,7 +134,9 @@ def _field_differences(what: str, mine: Mapping[Any, object], theirs: Mapping[An
     lines = []
     for key in sorted(set(mine) | set(theirs), key=str):
         a, b = mine.get(key, "<absent>"), theirs.get(key, "<absent>")
-        if a != b:
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += _field_differences(f"{what}[{key}]", a, b)  # e.g. sidecar[keys][3]
+        elif a != b:
             lines.append(f"{what}[{key}]: {a!r} != {b!r}")
     return lines
 

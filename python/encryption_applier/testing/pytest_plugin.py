@@ -48,10 +48,11 @@ def ea_keyed_applier(ea_registry_path: Path, ea_kek: _native.FileKek) -> Iterato
 
 
 @pytest.fixture
-def ea_cluster(tmp_path: Path, ea_kek: _native.FileKek) -> Iterator[Cluster]:
-    """A `Cluster` of three replicas under ``tmp_path`` with ``ea_kek``,
-    in process, not bootstrapped yet (``ea_cluster.bootstrap()``); closed
-    after the test. For other settings build one yourself:
-    ``with Cluster(5, kek=ea_kek, group_commit=8, mode="process", root=tmp_path) as c:``."""
-    with Cluster(3, kek=ea_kek, root=tmp_path / "cluster") as cluster:
+def ea_cluster(ea_kek: _native.FileKek) -> Iterator[Cluster]:
+    """A `Cluster` of three replicas with ``ea_kek``, in process, not
+    bootstrapped yet (``ea_cluster.bootstrap()``), in a temporary directory
+    of its own; closed and removed after the test, passed or failed. For
+    other settings build one yourself:
+    ``with Cluster(5, kek=ea_kek, group_commit=8, mode="process") as c:``."""
+    with Cluster(3, kek=ea_kek) as cluster:
         yield cluster

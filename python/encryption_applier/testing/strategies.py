@@ -367,8 +367,8 @@ class _Builder:
             return _native.Rotation(dek_id, _PURPOSE[purpose], wrapped, _native.Registration(*self.row(dek_id)))
         # An envelope cutover, of the active key or of a stale one.
         layer = self.draw(st.sampled_from(["storage", "raft"]))
-        same = [i for i, (p, _) in sorted(m.keys.items()) if p == layer]
-        dek_id = self.draw(st.sampled_from([m.active[layer]] * 3 + same))
+        stale = [i for i, (p, _) in sorted(m.keys.items()) if p == layer and i != m.active[layer]]
+        dek_id = self.draw(st.sampled_from([m.active[layer]] * max(1, len(stale)) + stale))
         return _native.Rotation(
             dek_id, _PURPOSE[layer], b"", _native.Registration(*self.row(dek_id)), sub_tag=_CUTOVER[layer]
         )
@@ -379,7 +379,7 @@ class _Builder:
         rows = sorted(m.registry.rows.items())
         kinds = ["collision", "unwrap", "already-bootstrapped", "purpose"]
         if any(last > 0 for _, (_, _, last) in rows):
-            kinds.append("rollback")
+            kinds += ["rollback", "rollback"]
         kind = self.draw(st.sampled_from(kinds))
         if kind in ("collision", "rollback"):
             candidates = [r for r in rows if kind == "collision" or r[1][2] > 0]
