@@ -71,6 +71,7 @@ class Replica:
 
     @property
     def sidecar_path(self) -> Path:
+        """Its ``keys.json``, in its registry directory."""
         return self.path / "keys.json"
 
     @property
@@ -91,10 +92,14 @@ class NonceAudit:
 
     @property
     def errors(self) -> list[tuple[int, _native.NonceFinding]]:
+        """The findings of severity "error" (reuse, foreign prefix, epoch
+        ahead, zero count)."""
         return [(r, f) for r, f in self.findings if f.severity == "error"]
 
     @property
     def warnings(self) -> list[tuple[int, _native.NonceFinding]]:
+        """The findings of severity "warning" (a prefix no registry row
+        covers yet)."""
         return [(r, f) for r, f in self.findings if f.severity == "warning"]
 
     @property

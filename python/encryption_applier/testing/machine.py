@@ -107,6 +107,7 @@ class ClusterMachine(RuleBasedStateMachine):
 
     @rule(i=_replicas)
     def partition(self, i: int) -> None:
+        """A replica is cut off (one always stays connected)."""
         j = self._pick(i)
         assert j is not None
         if sum(r.connected for r in self.cluster) > 1:  # someone must stay to propose
@@ -114,6 +115,7 @@ class ClusterMachine(RuleBasedStateMachine):
 
     @rule(i=_replicas)
     def heal(self, i: int) -> None:
+        """A replica is reconnected and catches up."""
         j = self._pick(i)
         assert j is not None
         self.cluster.heal(j)
@@ -121,16 +123,19 @@ class ClusterMachine(RuleBasedStateMachine):
     @precondition(_can_propose)
     @rule(purpose=_layers)
     def rotate(self, purpose: Literal["storage", "raft"]) -> None:
+        """The leader rotates a purpose to a new DEK."""
         self.cluster.rotate(purpose)
 
     @precondition(_can_propose)
     @rule(layer=_layers)
     def cutover(self, layer: Literal["storage", "raft"]) -> None:
+        """The envelope cutover of a layer (again: already-active)."""
         self.cluster.cutover(layer)
 
     @precondition(lambda self: self._can_propose() and len(self.cluster) < self.max_members)
     @rule()
     def join(self) -> None:
+        """A new member joins (up to ``max_members``)."""
         self.joined += 1
         self.cluster.join(f"joiner-{self.joined}")
 
@@ -151,14 +156,17 @@ class ClusterMachine(RuleBasedStateMachine):
 
     @invariant()
     def replicas_agree(self) -> None:
+        """After every step: the caught-up replicas agree."""
         self.cluster.assert_agree()
 
     @invariant()
     def nothing_halted(self) -> None:
+        """After every step: no replica halted (unless ``allow_halts``)."""
         if not self.allow_halts and self.cluster.halts:
             raise AssertionError("\n".join(str(h) for h in self.cluster.halts))
 
     def teardown(self) -> None:
+        """The nonce audit of every envelope written, then the cluster closed."""
         try:
             audit = self.cluster.audit_nonces()
             if audit.errors:
