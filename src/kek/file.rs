@@ -309,6 +309,10 @@ mod tests {
         let dek = kek.unwrap(&wrapped).expect("the vector opens");
         let expected: [u8; 32] = core::array::from_fn(|i| 0x40 + i as u8);
         assert_eq!(dek.expose(), &expected);
+        // Wrapping under the vector's nonce gives the vector's bytes.
+        let nonce: [u8; 12] = core::array::from_fn(|i| i as u8);
+        let again = kek.wrap_with_nonce(&dek, nonce).expect("wrap");
+        assert_eq!(&again[..], &wrapped[..]);
     }
 
     fn hex(s: &str) -> Vec<u8> {

@@ -236,3 +236,15 @@ def test_its_own_root_and_kek_go_at_close() -> None:
         assert root.is_dir() and kek.exists()
     assert not root.exists() and not kek.exists() and not kek.parent.exists()
     c.close()  # again: nothing to do
+
+
+def test_a_join_before_the_bootstrap_refuses_a_shared_prefix(tmp_path: Path) -> None:
+    with Cluster(2, root=tmp_path) as c:
+        with pytest.raises(ValueError, match="shares its node_id16 with a member"):
+            c.join(colliding_raft_id(ea.node_id16(c[0].full_node_id)))
+        joiner = c.join("n3")
+        assert c.log == [] and joiner.number == 2
+        c.bootstrap()  # the joiner is a member: a row of its own under each key
+        with ea.Registry(c[0].path) as view:
+            assert view.get(1, ea.node_id16(joiner.full_node_id)) is not None
+        assert c.assert_agree() == [0, 1, 2]

@@ -122,8 +122,12 @@ def test_a_reuse_across_replicas_is_found(tmp_path: Path) -> None:
         c[1].writer = EnvelopeWriter(c[0].full_node_id, storage_epoch=writer.storage_epoch)
         c.write_storage(0, b"k", b"mine", commit_ts=1)
         c.write_storage(1, b"k", b"theirs", commit_ts=1)
-        problems = sorted((r, f.problem) for r, f in c.audit_nonces().errors)
-        assert problems == [(0, "reuse"), (1, "foreign_prefix")]
+        audit = c.audit_nonces()
+        assert [(r, f.problem) for r, f in audit.findings if f.severity == "error"] == [(1, "foreign_prefix")]
+        assert [(where, f.problem) for where, f in audit.across] == [([(0, 0), (1, 0)], "reuse")]
+        assert sorted((r, f.problem) for r, f in audit.errors) == [(0, "reuse"), (1, "foreign_prefix")]
+        with pytest.raises(AssertionError, match=r"reuse across replicas, replica 0 \(n1\) envelope 0, replica 1"):
+            c.assert_nonces_unique()
 
 
 def test_an_audit_of_nothing_is_not_a_pass(tmp_path: Path) -> None:

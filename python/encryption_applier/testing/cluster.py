@@ -82,19 +82,23 @@ class Replica:
 
 @dataclass(frozen=True)
 class NonceAudit:
-    """What `Cluster.audit_nonces` found: how many ``envelopes`` it read,
-    and each finding as ``(replica, NonceFinding)`` (the finding's
-    ``positions`` index that replica's envelopes; for a reuse across
-    replicas, the replica is the first one's and the detail names both)."""
+    """What `Cluster.audit_nonces` found: how many ``envelopes`` it read;
+    ``findings``, each replica's own audit as ``(replica, NonceFinding)``
+    (the finding's ``positions`` index that replica's envelopes); and
+    ``across``, each nonce used under one key by several replicas, as the
+    ``(replica, position)`` of every envelope concerned and the finding."""
 
     envelopes: int
     findings: list[tuple[int, _native.NonceFinding]]
+    across: list[tuple[list[tuple[int, int]], _native.NonceFinding]] = field(default_factory=list)
 
     @property
     def errors(self) -> list[tuple[int, _native.NonceFinding]]:
         """The findings of severity "error" (reuse, foreign prefix, epoch
-        ahead, zero count)."""
-        return [(r, f) for r, f in self.findings if f.severity == "error"]
+        ahead, zero count), each replica's; a reuse across replicas is
+        listed under the first replica concerned."""
+        mine = [(r, f) for r, f in self.findings if f.severity == "error"]
+        return mine + [(where[0][0], f) for where, f in self.across]
 
     @property
     def warnings(self) -> list[tuple[int, _native.NonceFinding]]:
@@ -106,6 +110,14 @@ class NonceAudit:
     def ok(self) -> bool:
         """No error, and at least one envelope audited."""
         return self.envelopes > 0 and not self.errors
+
+    def lines(self, raft_ids: list[str]) -> list[str]:
+        """The errors, one line each, naming the replicas."""
+        out = [f"replica {r} ({raft_ids[r]}): {f}" for r, f in self.findings if f.severity == "error"]
+        for where, f in self.across:
+            places = ", ".join(f"replica {r} ({raft_ids[r]}) envelope {p}" for r, p in where)
+            out.append(f"reuse across replicas, {places}: key_id={f.key_id} {f.nonce!r}: {f.detail}")
+        return out
 
 
 class Cluster:
@@ -421,11 +433,11 @@ class Cluster:
         sidecar and registry), and all of them together for a nonce used
         twice under one key across replicas."""
         findings: list[tuple[int, _native.NonceFinding]] = []
-        everything: list[tuple[int, _native.Envelope]] = []
+        everything: list[tuple[int, int, _native.Envelope]] = []
         for replica in self.replicas:
             if not replica.envelopes:
                 continue
-            everything += [(replica.number, e) for e in replica.envelopes]
+            everything += [(replica.number, p, e) for p, e in enumerate(replica.envelopes)]
             with _native.Registry(replica.path) as view:
                 found = _native.audit_nonces(
                     replica.envelopes,
@@ -434,15 +446,17 @@ class Cluster:
                     registry=view,
                 )
             findings += [(replica.number, f) for f in found]
+        across: list[tuple[list[tuple[int, int]], _native.NonceFinding]] = []
         if everything:
-            # The per-node audit sees one node's envelopes; a reuse across
-            # nodes (a shared prefix) shows only when they are audited together.
-            mine = {(r, f.key_id, f.nonce) for r, f in findings if f.problem == "reuse"}
-            for f in _native.audit_nonces([e for _, e in everything], full_node_id=0):
-                owners = sorted({everything[p][0] for p in f.positions})
-                if f.problem == "reuse" and not any((o, f.key_id, f.nonce) in mine for o in owners):
-                    findings.append((owners[0], f))
-        return NonceAudit(len(everything), findings)
+            # Each replica's audit sees its own envelopes; a nonce two
+            # replicas used under one key shows only when all are audited
+            # together (its other findings there would be foreign prefixes
+            # of every node but one: only reuses are kept).
+            for f in _native.audit_nonces([e for _, _, e in everything], full_node_id=0):
+                where = [everything[p][:2] for p in f.positions]
+                if f.problem == "reuse" and len({r for r, _ in where}) > 1:
+                    across.append((where, f))
+        return NonceAudit(len(everything), findings, across)
 
     def assert_nonces_unique(self) -> NonceAudit:
         """`audit_nonces`, raising ``AssertionError`` on any error finding, or
@@ -452,8 +466,8 @@ class Cluster:
         if audit.envelopes == 0:
             raise AssertionError("no envelope was written: the nonce audit would prove nothing")
         if audit.errors:
-            lines = [f"  replica {r} ({self.replicas[r].raft_id}): {f}" for r, f in audit.errors]
-            raise AssertionError("nonce audit failed:\n" + "\n".join(lines))
+            lines = audit.lines([r.raft_id for r in self.replicas])
+            raise AssertionError("nonce audit failed:\n" + "\n".join(f"  {line}" for line in lines))
         return audit
 
     # ------------------------------------------------------------ agreement
