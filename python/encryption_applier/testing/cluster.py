@@ -134,6 +134,8 @@ class Cluster:
     ``root``: where the replicas' directories go (None: a private temporary
     directory, removed at `close`). ``raft_ids``: the members' Raft ids
     (default ``n1`` … ``nN``); each full node id is ``derive_node_id`` of it.
+    ``sync``: the appliers' fsync per commit (``sync=False`` is faster and
+    loses nothing to a crash of the process, only to a power loss).
 
     Use it as a context manager, or the ``ea_cluster`` fixture."""
 
