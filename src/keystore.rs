@@ -76,6 +76,28 @@ impl Keystore {
         env.open(dek, &aad)
     }
 
+    /// Seals `plaintext` with the key `key_id` under `nonce`: a storage
+    /// value (its user key, commit timestamp and expiry bound by the AAD)
+    /// or, with `storage: None`, a Raft entry. The caller owns the nonce.
+    pub fn encrypt(
+        &self,
+        key_id: u32,
+        nonce: crate::envelope::NonceParts,
+        plaintext: &[u8],
+        storage: Option<(&[u8], u64, u64)>,
+    ) -> Result<crate::envelope::Envelope, crate::envelope::EnvelopeError> {
+        let dek = self
+            .keys
+            .get(&key_id)
+            .ok_or(crate::envelope::EnvelopeError::UnknownKey { key_id })?;
+        crate::envelope::Envelope::seal(dek, key_id, nonce, plaintext, |env| match storage {
+            Some((user_key, commit_ts, expire_at)) => {
+                env.storage_aad(user_key, commit_ts, expire_at)
+            }
+            None => env.raft_aad(),
+        })
+    }
+
     /// Installs a key; returns whether it was new.
     pub fn install(&mut self, dek_id: u32, dek: Dek) -> Result<Install, ApplyError> {
         let install = self.check(dek_id, &dek)?;

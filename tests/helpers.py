@@ -1,5 +1,5 @@
 """Helpers shared by the test modules, imported by name (`from helpers
-import run_python, Cluster`): child interpreters, the independent oracles
+import run_python, WrapOracle`): child interpreters, the independent oracles
 (py-lmdb for raw rows, pyca AES-GCM for wraps, the fingerprint), a
 cluster's DEKs, crashes at a fault point, and keys.json edits. The
 fixtures are in conftest.py."""
@@ -30,6 +30,27 @@ def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.Complet
     )
     assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc
+
+
+def run_user_tests(project: Path, source: str, passed: int) -> str:
+    """Runs `source` as a user's test file in a project of its own, outside
+    this repository (no conftest of ours), and checks all `passed` pass."""
+    (project / "test_user.py").write_text(textwrap.dedent(source))
+    # Its own ini file, so that pytest does not take this repository's
+    # (the project sits under the suite's base temporary directory, inside
+    # the repository), and its own base temporary directory.
+    (project / "pytest.ini").write_text("[pytest]\n")
+    command = ["-q", "-s", "-p", "no:cacheprovider", f"--basetemp={project / 'basetemp'}", "test_user.py"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *command],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{passed} passed" in proc.stdout
+    return proc.stdout
 
 
 def interactive(code: str, *args: str) -> subprocess.Popen[str]:
@@ -109,7 +130,7 @@ def deks() -> dict[int, bytes]:
     return {i: bytes([i]) * 32 for i in range(1, 8)}
 
 
-class Cluster:
+class WrapOracle:
     """Wraps DEKs with an independent AES-GCM under the test's KEK."""
 
     def __init__(self, kek_path: Path) -> None:

@@ -75,6 +75,12 @@ with tempfile.TemporaryDirectory() as tmp:
             raise AssertionError("rollback did not halt")
     kek = ea.FileKek.generate(Path(tmp) / "kek")
     assert kek.unwrap(kek.wrap(b"\x07" * 32)) == b"\x07" * 32
+    # The cluster harness: its child replicas run the installed package.
+    with encryption_applier.testing.Cluster(2, kek=kek, mode="process", root=Path(tmp) / "cluster") as cluster:
+        cluster.bootstrap()
+        cluster.crash(1)
+        cluster.restart(1)
+        assert cluster.assert_agree() == [0, 1] and not cluster.halts
     script = Path(sys.executable).parent / "encryption-applier"
     out = subprocess.run([str(script), "digest", str(directory)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ea.Registry(directory).digest()

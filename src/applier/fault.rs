@@ -75,3 +75,68 @@ impl Applier {
         }
     }
 }
+
+/// Drops what group commit staged and has not committed, as the death of
+/// the process would (a kill loses exactly that: committed transactions
+/// are in the page cache or on disk), so that closing the applier then
+/// commits nothing. The applied index falls back to the durable one.
+/// Refused for a pipelined applier, whose committer thread may be
+/// writing a group at that moment (test in a child process instead).
+pub fn discard_staged(applier: &mut Applier) -> Result<usize, &'static str> {
+    if applier.pipe.is_some() {
+        return Err(
+            "a pipelined applier cannot drop its staged entries in process: kill a child process",
+        );
+    }
+    let dropped = applier.staged();
+    applier.pending = Default::default();
+    applier.applied_index = applier.durable_index;
+    Ok(dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::{ApplierOptions, GroupCommit};
+    use super::*;
+    use crate::test_support::{fresh_path, reg};
+    use crate::wire::Entry;
+
+    #[test]
+    fn discarding_staged_entries_leaves_the_committed_ones() {
+        let dir = fresh_path("discard");
+        let options = ApplierOptions {
+            group_commit: Some(GroupCommit {
+                max_entries: 100,
+                max_delay: Duration::from_secs(3600),
+            }),
+            ..ApplierOptions::default()
+        };
+        let mut a = Applier::open_with(&dir, options.clone()).expect("open");
+        a.apply_entry_at(&Entry::Registration(reg(1, 5, 1)), Some(1))
+            .expect("staged");
+        a.flush().expect("committed");
+        for n in 2..5u64 {
+            a.apply_entry_at(&Entry::Registration(reg(1, n, 1)), Some(n))
+                .expect("staged");
+        }
+        assert_eq!((a.applied_index(), a.durable_index()), (Some(4), Some(1)));
+        assert_eq!(discard_staged(&mut a), Ok(3));
+        assert_eq!((a.applied_index(), a.staged()), (Some(1), 0));
+        drop(a); // its final flush has nothing to commit
+        let a = Applier::open_with(&dir, options).expect("reopen");
+        assert_eq!(a.applied_index(), Some(1));
+        assert_eq!(
+            a.registry().expect("view").rows(None).expect("rows").len(),
+            1
+        );
+
+        let pipelined = ApplierOptions {
+            pipeline: Some(4),
+            ..ApplierOptions::default()
+        };
+        let mut p = Applier::open_with(&fresh_path("discard-pipe"), pipelined).expect("open");
+        assert!(discard_staged(&mut p).is_err());
+    }
+}

@@ -58,7 +58,7 @@ pub use resync::{EpochRaise, Replayed, ResyncError, ResyncLog, SidecarResync};
 /// API: a production host never arms a fault.
 #[doc(hidden)]
 pub mod testing {
-    pub use super::fault::set_fault;
+    pub use super::fault::{discard_staged, set_fault};
     pub use super::fault::{FaultAction, FaultPoint};
 }
 

@@ -69,15 +69,35 @@ impl PyFileKek {
         KekBackend::identity(&*self.kek)
     }
 
-    /// `nonce(12) ‖ AES-256-GCM ciphertext(32) ‖ tag(16)` of a 32-byte DEK.
+    /// `nonce(12) ‖ AES-256-GCM ciphertext(32) ‖ tag(16)` of a 32-byte DEK,
+    /// under a fresh random nonce.
     fn wrap<'py>(&self, py: Python<'py>, dek: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
-        let bytes = bytes_arg(dek, "dek")?;
-        let mut key: [u8; DEK_LEN] = bytes.as_ref().try_into().map_err(|_| {
-            PyValueError::new_err(format!("a DEK is 32 bytes, got {}", bytes.len()))
+        let wrapped = self
+            .kek
+            .wrap(&dek_arg(dek)?)
+            .map_err(PyException::new_err)?;
+        Ok(PyBytes::new(py, &wrapped))
+    }
+
+    /// `wrap` under the 12-byte `nonce` given, for reproducible tests (a
+    /// hypothesis example that replays; `encryption_applier.testing`).
+    /// Private: a nonce repeated under one KEK with another DEK breaks
+    /// AES-GCM, so no public call takes one.
+    #[pyo3(name = "_wrap_with_nonce")]
+    fn wrap_with_nonce<'py>(
+        &self,
+        py: Python<'py>,
+        dek: &Bound<'py, PyAny>,
+        nonce: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let given = bytes_arg(nonce, "nonce")?;
+        let nonce: [u8; 12] = given.as_ref().try_into().map_err(|_| {
+            PyValueError::new_err(format!("a nonce is 12 bytes, got {}", given.len()))
         })?;
-        let dek = Dek::from_bytes(key);
-        key.zeroize();
-        let wrapped = self.kek.wrap(&dek).map_err(PyException::new_err)?;
+        let wrapped = self
+            .kek
+            .wrap_with_nonce(&dek_arg(dek)?, nonce)
+            .map_err(PyException::new_err)?;
         Ok(PyBytes::new(py, &wrapped))
     }
 
@@ -239,4 +259,16 @@ pub(super) fn kek_arg(obj: &Bound<'_, PyAny>) -> PyResult<SharedKek> {
         obj: obj.clone().unbind(),
         identity,
     }))
+}
+
+/// A 32-byte DEK argument, the copy of its bytes wiped.
+fn dek_arg(dek: &Bound<'_, PyAny>) -> PyResult<Dek> {
+    let bytes = bytes_arg(dek, "dek")?;
+    let mut key: [u8; DEK_LEN] = bytes
+        .as_ref()
+        .try_into()
+        .map_err(|_| PyValueError::new_err(format!("a DEK is 32 bytes, got {}", bytes.len())))?;
+    let dek = Dek::from_bytes(key);
+    key.zeroize();
+    Ok(dek)
 }

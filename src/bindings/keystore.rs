@@ -13,7 +13,7 @@ use pyo3::types::PyBytes;
 
 use super::applier::PyApplier;
 use super::convert::{bytes_arg, U32, U64};
-use super::envelope::envelope_arg;
+use super::envelope::{envelope_arg, PyEnvelope, PyNonce};
 use super::errors::envelope_error_to_py;
 use crate::keystore::Keystore;
 
@@ -94,6 +94,58 @@ impl PyKeystore {
         let plain = self.with(py, |ks| ks.decrypt(&env, None))?;
         plain
             .map(|p| PyBytes::new(py, &p))
+            .map_err(|e| envelope_error_to_py(py, &e))
+    }
+
+    /// Seals a storage value with the key `key_id` under `nonce` (a
+    /// `Nonce`): the `Envelope` elastickv writes, its AAD binding
+    /// `user_key`, `commit_ts` and `expire_at`. The caller owns the
+    /// nonce: it must never repeat under one key (the testing package's
+    /// `EnvelopeWriter` forms nonces as elastickv's nonce factory does).
+    /// KeyError for a key this keystore lacks. Private (its users are
+    /// `encryption_applier.testing`'s envelope writers): a caller-chosen
+    /// nonce is how AES-GCM nonces get reused, so no public call takes one.
+    #[pyo3(name = "_seal_storage")]
+    #[pyo3(text_signature = "($self, key_id, nonce, plaintext, user_key, commit_ts, expire_at=0)")]
+    #[pyo3(signature = (key_id, nonce, plaintext, user_key, commit_ts, expire_at=U64::ZERO))]
+    #[allow(clippy::too_many_arguments)]
+    fn seal_storage(
+        &self,
+        py: Python<'_>,
+        key_id: U32,
+        nonce: PyRef<'_, PyNonce>,
+        plaintext: &Bound<'_, PyAny>,
+        user_key: &Bound<'_, PyAny>,
+        commit_ts: U64,
+        expire_at: U64,
+    ) -> PyResult<PyEnvelope> {
+        let plain = bytes_arg(plaintext, "plaintext")?.into_owned();
+        let key = bytes_arg(user_key, "user_key")?.into_owned();
+        let (id, parts) = (key_id.value(), nonce.0);
+        let (ts, exp) = (commit_ts.value(), expire_at.value());
+        let sealed = self.with(py, |ks| {
+            ks.encrypt(id, parts, &plain, Some((&key, ts, exp)))
+        })?;
+        sealed
+            .map(PyEnvelope)
+            .map_err(|e| envelope_error_to_py(py, &e))
+    }
+
+    /// Seals a Raft entry with the key `key_id` under `nonce` (a `Nonce`;
+    /// the caller owns its uniqueness, as for `seal_storage`; private too).
+    #[pyo3(name = "_seal_raft")]
+    fn seal_raft(
+        &self,
+        py: Python<'_>,
+        key_id: U32,
+        nonce: PyRef<'_, PyNonce>,
+        plaintext: &Bound<'_, PyAny>,
+    ) -> PyResult<PyEnvelope> {
+        let plain = bytes_arg(plaintext, "plaintext")?.into_owned();
+        let (id, parts) = (key_id.value(), nonce.0);
+        let sealed = self.with(py, |ks| ks.encrypt(id, parts, &plain, None))?;
+        sealed
+            .map(PyEnvelope)
             .map_err(|e| envelope_error_to_py(py, &e))
     }
 

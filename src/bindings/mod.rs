@@ -160,5 +160,6 @@ fn test_support_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(test_support::kek_unwrap, m)?)?;
     m.add_function(wrap_pyfunction!(test_support::pipeline_counters, m)?)?;
     m.add_function(wrap_pyfunction!(test_support::hold_timer, m)?)?;
+    m.add_function(wrap_pyfunction!(test_support::crash, m)?)?;
     Ok(())
 }

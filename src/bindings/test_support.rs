@@ -55,6 +55,20 @@ pub(super) fn set_fault(
     })
 }
 
+/// Closes `applier` as the death of its process would: the entries group
+/// commit staged and did not commit are dropped, not flushed (committed
+/// ones stay, as a kill leaves them). Returns how many were dropped.
+/// RuntimeError for a pipelined applier.
+#[pyfunction]
+pub(super) fn crash(py: Python<'_>, applier: PyRef<'_, PyApplier>) -> PyResult<usize> {
+    let dropped = applier
+        .inner
+        .with(py, |a| Ok(testing::discard_staged(a)))?
+        .map_err(PyRuntimeError::new_err)?;
+    applier.inner.close(py)?;
+    Ok(dropped)
+}
+
 /// Holds the lock of `handle` (an `Applier` or a `Registry`) for
 /// `seconds` (without the GIL), as a long call on another thread would:
 /// lets tests prove that other calls wait for it without freezing the

@@ -205,6 +205,17 @@ impl FileKek {
     pub fn wrap(&self, dek: &Dek) -> Result<[u8; WRAPPED_LEN], String> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|e| format!("no randomness for a nonce: {e}"))?;
+        self.wrap_with_nonce(dek, nonce)
+    }
+
+    /// [`FileKek::wrap`] under a nonce the caller chose: reproducible
+    /// wraps for tests. A nonce must never repeat under one KEK with
+    /// another DEK (AES-GCM would leak both).
+    pub fn wrap_with_nonce(
+        &self,
+        dek: &Dek,
+        nonce: [u8; NONCE_LEN],
+    ) -> Result<[u8; WRAPPED_LEN], String> {
         let mut out = [0u8; WRAPPED_LEN];
         out[..NONCE_LEN].copy_from_slice(&nonce);
         out[NONCE_LEN..NONCE_LEN + DEK_LEN].copy_from_slice(dek.expose());
@@ -298,6 +309,10 @@ mod tests {
         let dek = kek.unwrap(&wrapped).expect("the vector opens");
         let expected: [u8; 32] = core::array::from_fn(|i| 0x40 + i as u8);
         assert_eq!(dek.expose(), &expected);
+        // Wrapping under the vector's nonce gives the vector's bytes.
+        let nonce: [u8; 12] = core::array::from_fn(|i| i as u8);
+        let again = kek.wrap_with_nonce(&dek, nonce).expect("wrap");
+        assert_eq!(&again[..], &wrapped[..]);
     }
 
     fn hex(s: &str) -> Vec<u8> {

@@ -9,7 +9,7 @@ import pytest
 
 import encryption_applier as ea
 
-from helpers import NODE, OTHER, Cluster, crash_applying
+from helpers import NODE, OTHER, WrapOracle, crash_applying
 
 # The parity study's pinned example: enable-storage, dek 7, proposer
 # 0xABCD0001 at epoch 2, no wrapped key.
@@ -23,7 +23,7 @@ def enable(layer: int, dek_id: int, full: int = NODE, epoch: int = 2, purpose: e
 
 
 @pytest.fixture
-def applier(registry_dir: Path, cluster: Cluster) -> ea.Applier:
+def applier(registry_dir: Path, cluster: WrapOracle) -> ea.Applier:
     applier = ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path))
     applier.apply_bootstrap(cluster.bootstrap(), index=1)
     return applier
@@ -52,7 +52,7 @@ def test_pinned_enable_storage_bytes() -> None:
 # ---------------------------------------------------------------- storage
 
 
-def test_storage_cutover_fresh_then_replay_then_stale(applier: ea.Applier, cluster: Cluster) -> None:
+def test_storage_cutover_fresh_then_replay_then_stale(applier: ea.Applier, cluster: WrapOracle) -> None:
     assert applier.apply_rotation(enable(ea.ENABLE_STORAGE_ENVELOPE, 1, epoch=2), index=5) == "enabled"
     after = sidecar(applier)
     assert after.storage_envelope_active and after.storage_envelope_cutover_index == 5
@@ -86,7 +86,7 @@ def test_storage_cutover_whose_proposer_halts_writes_nothing(applier: ea.Applier
 # ---------------------------------------------------------------- raft
 
 
-def test_raft_cutover_branches_and_the_hook(registry_dir: Path, cluster: Cluster) -> None:
+def test_raft_cutover_branches_and_the_hook(registry_dir: Path, cluster: WrapOracle) -> None:
     told: list[tuple[int, int]] = []
     applier = ea.Applier(
         registry_dir, kek=ea.FileKek(cluster.kek_path), on_raft_cutover=lambda i, d: told.append((i, d))
@@ -111,7 +111,7 @@ def test_raft_cutover_branches_and_the_hook(registry_dir: Path, cluster: Cluster
     applier.close()
 
 
-def test_a_raising_hook_halts_and_writes_nothing(registry_dir: Path, cluster: Cluster) -> None:
+def test_a_raising_hook_halts_and_writes_nothing(registry_dir: Path, cluster: WrapOracle) -> None:
     class Refused(Exception):
         pass
 
@@ -136,7 +136,7 @@ def test_a_raising_hook_halts_and_writes_nothing(registry_dir: Path, cluster: Cl
     assert told == [(3, 2)]
 
 
-def test_a_hook_that_uses_its_applier_halts_instead_of_hanging(registry_dir: Path, cluster: Cluster) -> None:
+def test_a_hook_that_uses_its_applier_halts_instead_of_hanging(registry_dir: Path, cluster: WrapOracle) -> None:
     holder: list[ea.Applier] = []
 
     def hook(index: int, dek_id: int) -> None:
@@ -151,7 +151,7 @@ def test_a_hook_that_uses_its_applier_halts_instead_of_hanging(registry_dir: Pat
         assert not applier.closed and applier.applied_index == 1
 
 
-def test_keyboard_interrupt_in_the_hook_is_not_wrapped(registry_dir: Path, cluster: Cluster) -> None:
+def test_keyboard_interrupt_in_the_hook_is_not_wrapped(registry_dir: Path, cluster: WrapOracle) -> None:
     def hook(index: int, dek_id: int) -> None:
         raise KeyboardInterrupt
 
@@ -202,7 +202,7 @@ def test_cutover_payload_refusals_write_nothing(
     assert (registry_dir / "keys.json").read_bytes() == before and applier.applied_index == 1
 
 
-def test_raft_cutover_at_index_0_is_refused(registry_dir: Path, cluster: Cluster) -> None:
+def test_raft_cutover_at_index_0_is_refused(registry_dir: Path, cluster: WrapOracle) -> None:
     # (With an applied index, index 0 would be skipped as applied before.)
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
         applier.apply_bootstrap(cluster.bootstrap())
@@ -211,7 +211,7 @@ def test_raft_cutover_at_index_0_is_refused(registry_dir: Path, cluster: Cluster
         assert err.value.reason == "cutover_without_index"
 
 
-def test_cutover_without_kek_or_bootstrap(registry_dir: Path, cluster: Cluster) -> None:
+def test_cutover_without_kek_or_bootstrap(registry_dir: Path, cluster: WrapOracle) -> None:
     with ea.Applier(registry_dir) as plain, pytest.raises(ea.KEKNotConfiguredError):
         plain.apply_rotation(enable(ea.ENABLE_STORAGE_ENVELOPE, 1), index=2)
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as keyed, pytest.raises(ea.NotBootstrappedError):
@@ -227,7 +227,7 @@ def go_sidecar(doc: dict[str, object]) -> bytes:
     return json.dumps(doc, indent=2).encode()
 
 
-def test_sidecar_is_written_as_go_writes_it(applier: ea.Applier, registry_dir: Path, cluster: Cluster) -> None:
+def test_sidecar_is_written_as_go_writes_it(applier: ea.Applier, registry_dir: Path, cluster: WrapOracle) -> None:
     for dek_id in (3, 4, 5, 6, 7):  # ids "10" < "2" as strings: make several
         applier.apply_rotation(cluster.rotation(dek_id, ea.Purpose.STORAGE, epoch=dek_id), index=dek_id)
     applier.apply_rotation(enable(ea.ENABLE_STORAGE_ENVELOPE, 7, epoch=8), index=9)
@@ -255,7 +255,7 @@ def test_sidecar_is_written_as_go_writes_it(applier: ea.Applier, registry_dir: P
 
 
 def test_a_version_1_sidecar_is_read_continued_and_written_as_2(
-    registry_dir: Path, cluster: Cluster, applier: ea.Applier
+    registry_dir: Path, cluster: WrapOracle, applier: ea.Applier
 ) -> None:
     applier.close()
     path = registry_dir / "keys.json"
@@ -270,7 +270,7 @@ def test_a_version_1_sidecar_is_read_continued_and_written_as_2(
 
 
 def test_raft_applied_index_only_moves_up_and_ignores_no_index(
-    applier: ea.Applier, registry_dir: Path, cluster: Cluster
+    applier: ea.Applier, registry_dir: Path, cluster: WrapOracle
 ) -> None:
     applier.apply_rotation(enable(ea.ENABLE_STORAGE_ENVELOPE, 1), index=10)
     assert sidecar(applier).raft_applied_index == 10
@@ -293,7 +293,7 @@ def test_raft_applied_index_only_moves_up_and_ignores_no_index(
 @pytest.mark.parametrize("point", ["before_registry_commit", "after_registry_rows", "after_sidecar_write"])
 @pytest.mark.parametrize("layer", [ea.ENABLE_STORAGE_ENVELOPE, ea.ENABLE_RAFT_ENVELOPE])
 def test_a_crash_at_each_step_of_a_cutover_then_replay_converges(
-    tmp_path: Path, cluster: Cluster, point: str, layer: int
+    tmp_path: Path, cluster: WrapOracle, point: str, layer: int
 ) -> None:
     """The proposer is new to the registry (an empty-batch bootstrap), so a
     crash that left the layer flipped without its row would make the
@@ -332,7 +332,7 @@ def test_a_crash_at_each_step_of_a_cutover_then_replay_converges(
         assert getattr(got[2], name) == getattr(expected[2], name), name
 
 
-def test_a_failed_sidecar_write_takes_the_cutover_row_back(registry_dir: Path, cluster: Cluster) -> None:
+def test_a_failed_sidecar_write_takes_the_cutover_row_back(registry_dir: Path, cluster: WrapOracle) -> None:
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
         applier.apply_bootstrap(cluster.bootstrap(rows=[]), index=1)
         (registry_dir / "keys.json.tmp").mkdir()  # the durable write cannot create its temporary file

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import encryption_applier as ea
 
-from helpers import NODE, Cluster
+from helpers import NODE, WrapOracle
 
 MASK64 = (1 << 64) - 1
 
@@ -37,7 +37,7 @@ def seal(dek: bytes, key_id: int, n: bytes, plaintext: bytes, aad: bytes) -> byt
 
 
 @pytest.fixture
-def applier(registry_dir: Path, cluster: Cluster) -> ea.Applier:
+def applier(registry_dir: Path, cluster: WrapOracle) -> ea.Applier:
     applier = ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path))
     applier.apply_bootstrap(cluster.bootstrap(), index=1)
     return applier
@@ -63,7 +63,7 @@ def test_decode_encode_and_the_nonce_layout() -> None:
     assert env.storage_aad(b"user", 5, 6) == storage_aad(7, b"user", 5, 6, flag=1)
 
 
-def test_decrypt_storage_and_raft(applier: ea.Applier, cluster: Cluster) -> None:
+def test_decrypt_storage_and_raft(applier: ea.Applier, cluster: WrapOracle) -> None:
     keystore = applier.keystore
     assert keystore is not None
     n = nonce(NODE & 0xFFFF, 0, 1)
@@ -82,7 +82,7 @@ def test_decrypt_storage_and_raft(applier: ea.Applier, cluster: Cluster) -> None
         keystore.decrypt_raft(seal(os.urandom(32), 9, n, b"x", b"R\x01" + struct.pack(">I", 9)))
 
 
-def test_audit_nonces(applier: ea.Applier, cluster: Cluster) -> None:
+def test_audit_nonces(applier: ea.Applier, cluster: WrapOracle) -> None:
     mine = NODE & 0xFFFF
     sidecar = applier.sidecar
     registry = applier.registry

@@ -7,10 +7,10 @@ import pytest
 
 import encryption_applier as ea
 
-from helpers import NODE, OTHER, Cluster, sidecar_json, write_sidecar_json
+from helpers import NODE, OTHER, WrapOracle, sidecar_json, write_sidecar_json
 
 
-def test_a_rotated_key_records_the_pinned_epoch_of_its_purpose(booted: Path, cluster: Cluster) -> None:
+def test_a_rotated_key_records_the_pinned_epoch_of_its_purpose(booted: Path, cluster: WrapOracle) -> None:
     assert {k["local_epoch"] for k in sidecar_json(booted)["keys"].values()} == {0}  # bootstrap keys
     with ea.Applier(booted, kek=ea.FileKek(cluster.kek_path), local_epoch=7, raft_local_epoch=9) as applier:
         applier.apply_rotation(cluster.rotation(3, ea.Purpose.STORAGE, epoch=7), index=2)
@@ -21,7 +21,7 @@ def test_a_rotated_key_records_the_pinned_epoch_of_its_purpose(booted: Path, clu
         ea.Applier(booted, kek=ea.FileKek(cluster.kek_path), local_epoch=0x10000)
 
 
-def test_reinstalling_a_key_with_another_wrap_replaces_wrapped_and_created(booted: Path, cluster: Cluster) -> None:
+def test_reinstalling_a_key_with_another_wrap_replaces_wrapped_and_created(booted: Path, cluster: WrapOracle) -> None:
     with ea.Applier(booted, kek=ea.FileKek(cluster.kek_path)) as applier:
         first = cluster.rotation(3, ea.Purpose.STORAGE, epoch=2)
         applier.apply_rotation(first, index=2)
@@ -70,7 +70,7 @@ def test_bump_local_epoch(booted: Path, tmp_path: Path) -> None:
     assert path.read_bytes() == before
 
 
-def test_prepare_epochs(booted: Path, cluster: Cluster, tmp_path: Path) -> None:
+def test_prepare_epochs(booted: Path, cluster: WrapOracle, tmp_path: Path) -> None:
     path = booted / "keys.json"
     assert ea.prepare_epochs(tmp_path / "none.json") == (0, 0)
     assert ea.prepare_epochs(path) == (1, 0)  # the Raft layer is not cut over
@@ -93,7 +93,7 @@ def test_prepare_epochs(booted: Path, cluster: Cluster, tmp_path: Path) -> None:
     assert path.read_bytes() == before
 
 
-def test_record_own_epochs_raises_each_key_to_the_nodes_own_row(booted: Path, cluster: Cluster) -> None:
+def test_record_own_epochs_raises_each_key_to_the_nodes_own_row(booted: Path, cluster: WrapOracle) -> None:
     # booted: keys 1 and 2 at local epoch 0, NODE's rows under both at epoch 1.
     kek = ea.FileKek(cluster.kek_path)
     with ea.Applier(booted, kek=kek) as applier:

@@ -8,7 +8,7 @@ from typing import Any
 
 import encryption_applier as ea
 
-from helpers import Cluster, edit_sidecar
+from helpers import WrapOracle, edit_sidecar
 
 GOLDEN = Path(__file__).parent / "golden" / "go"
 
@@ -32,7 +32,7 @@ GAP_VERDICTS = {
 }
 
 
-def test_the_gap_audit_gives_gos_verdict_on_every_vector(booted: Path, cluster: Cluster) -> None:
+def test_the_gap_audit_gives_gos_verdict_on_every_vector(booted: Path, cluster: WrapOracle) -> None:
     kek = ea.FileKek(cluster.kek_path)
     seen = set()
     for case in vectors("startup_gap")["cases"]:

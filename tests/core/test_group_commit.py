@@ -14,7 +14,7 @@ import encryption_applier as ea
 from encryption_applier.testing import RegistryModel, assert_registry_matches_model
 from encryption_applier.testing.strategies import PlantedHalt, streams_with_halt
 
-from helpers import Cluster
+from helpers import WrapOracle
 
 A, B = 0xABCD_0001, 0x1234_0002
 
@@ -62,7 +62,7 @@ def test_a_halt_commits_the_entries_before_it(tmp_path: Path) -> None:
         assert len(applier.registry) == 2
 
 
-def test_bootstrap_and_batches_commit_what_is_staged_first(tmp_path: Path, cluster: Cluster) -> None:
+def test_bootstrap_and_batches_commit_what_is_staged_first(tmp_path: Path, cluster: WrapOracle) -> None:
     with ea.Applier(tmp_path / "r", kek=ea.FileKek(cluster.kek_path), group_commit=100, group_commit_ms=60_000) as a:
         a.apply(ea.Registration(9, A, 1), index=1)
         assert a.apply_bootstrap(cluster.bootstrap(), index=2) == "bootstrapped"
@@ -139,7 +139,7 @@ def test_group_commit_against_the_model(tmp_path_factory: pytest.TempPathFactory
     "mode", [{"group_commit": 4}, {"pipelined": True, "group_commit": 4}], ids=["group", "pipelined"]
 )
 def test_a_registration_without_an_index_is_refused_by_the_write_behind_modes(
-    tmp_path: Path, mode: dict[str, Any], cluster: Cluster
+    tmp_path: Path, mode: dict[str, Any], cluster: WrapOracle
 ) -> None:
     """Staged without its Raft index, a lost group could not be replayed
     exactly: refused, nothing applied; keyed entries and batches commit

@@ -17,7 +17,7 @@ import pytest
 import encryption_applier as ea
 from encryption_applier._native import test_support
 
-from helpers import NODE, OTHER, Cluster, aesgcm_unwrap, aesgcm_wrap, crash_applying, dump_raw, fingerprint
+from helpers import NODE, OTHER, WrapOracle, aesgcm_unwrap, aesgcm_wrap, crash_applying, dump_raw, fingerprint
 
 # ------------------------------------------------------------------ KEK files
 
@@ -149,7 +149,7 @@ def test_kek_repr_shows_path_and_cannot_be_pickled(kek_path: Path) -> None:
 # ------------------------------------------------------------------ bootstrap
 
 
-def test_bootstrap_installs_keys_sidecar_and_rows(registry_dir: Path, cluster: Cluster) -> None:
+def test_bootstrap_installs_keys_sidecar_and_rows(registry_dir: Path, cluster: WrapOracle) -> None:
     boot = cluster.bootstrap()
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
         assert applier.sidecar is None and len(applier.keystore) == 0
@@ -195,7 +195,7 @@ def test_bootstrap_installs_keys_sidecar_and_rows(registry_dir: Path, cluster: C
     assert doc["keys"]["1"]["local_epoch"] == 0
 
 
-def test_exact_replay_is_accepted_and_changes_nothing(registry_dir: Path, cluster: Cluster) -> None:
+def test_exact_replay_is_accepted_and_changes_nothing(registry_dir: Path, cluster: WrapOracle) -> None:
     boot = cluster.bootstrap()
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
         applier.apply_bootstrap(boot)
@@ -206,7 +206,7 @@ def test_exact_replay_is_accepted_and_changes_nothing(registry_dir: Path, cluste
         assert applier.registry.rows() == before_raw
 
 
-def test_second_bootstrap_halts(registry_dir: Path, cluster: Cluster) -> None:
+def test_second_bootstrap_halts(registry_dir: Path, cluster: WrapOracle) -> None:
     first = cluster.bootstrap()
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
         applier.apply_bootstrap(first)
@@ -247,7 +247,7 @@ def test_bootstrap_payload_rejections_write_nothing(
     assert dump_raw(registry_dir) == []
 
 
-def test_bootstrap_that_does_not_unwrap_writes_nothing(registry_dir: Path, cluster: Cluster, tmp_path: Path) -> None:
+def test_bootstrap_that_does_not_unwrap_writes_nothing(registry_dir: Path, cluster: WrapOracle, tmp_path: Path) -> None:
     wrong = ea.FileKek.generate(tmp_path / "wrong")
     boot = cluster.bootstrap()
     with ea.Applier(registry_dir, kek=wrong) as applier:
@@ -263,7 +263,7 @@ def test_bootstrap_that_does_not_unwrap_writes_nothing(registry_dir: Path, clust
     assert not (registry_dir / "keys.json").exists()
 
 
-def test_bootstrap_rows_are_all_or_none(registry_dir: Path, cluster: Cluster) -> None:
+def test_bootstrap_rows_are_all_or_none(registry_dir: Path, cluster: WrapOracle) -> None:
     rows = [ea.Registration(1, NODE, 1), ea.Registration(2, NODE, 1), ea.Registration(1, 0xFFFF_0001, 1)]
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
         with pytest.raises(ea.NodeIDCollisionError):
@@ -280,7 +280,7 @@ def test_bootstrap_rows_are_all_or_none(registry_dir: Path, cluster: Cluster) ->
 # ------------------------------------------------------------------ rotation
 
 
-def test_rotation_before_bootstrap_halts(registry_dir: Path, cluster: Cluster) -> None:
+def test_rotation_before_bootstrap_halts(registry_dir: Path, cluster: WrapOracle) -> None:
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
         with pytest.raises(ea.NotBootstrappedError) as err:
             applier.apply_rotation(cluster.rotation(3, ea.Purpose.STORAGE))
@@ -288,7 +288,7 @@ def test_rotation_before_bootstrap_halts(registry_dir: Path, cluster: Cluster) -
     assert dump_raw(registry_dir) == []
 
 
-def test_rotation_moves_only_its_purpose_and_keeps_old_keys(registry_dir: Path, cluster: Cluster) -> None:
+def test_rotation_moves_only_its_purpose_and_keeps_old_keys(registry_dir: Path, cluster: WrapOracle) -> None:
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
         applier.apply_bootstrap(cluster.bootstrap())
         rot = cluster.rotation(3, ea.Purpose.STORAGE, epoch=2)
@@ -305,7 +305,7 @@ def test_rotation_moves_only_its_purpose_and_keeps_old_keys(registry_dir: Path, 
         assert applier.sidecar.active == {"storage": 3, "raft": 4}  # type: ignore[union-attr]
 
 
-def test_rotation_rejections(registry_dir: Path, cluster: Cluster) -> None:
+def test_rotation_rejections(registry_dir: Path, cluster: WrapOracle) -> None:
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
         applier.apply_bootstrap(cluster.bootstrap())
         before_sidecar = (registry_dir / "keys.json").read_bytes()
@@ -344,7 +344,7 @@ def test_rotation_rejections(registry_dir: Path, cluster: Cluster) -> None:
 # ------------------------------------------------------------------ restart, sidecar
 
 
-def test_restart_loads_keys_from_the_sidecar(registry_dir: Path, cluster: Cluster, tmp_path: Path) -> None:
+def test_restart_loads_keys_from_the_sidecar(registry_dir: Path, cluster: WrapOracle, tmp_path: Path) -> None:
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
         applier.apply_bootstrap(cluster.bootstrap())
         applier.apply_rotation(cluster.rotation(3, ea.Purpose.RAFT))
@@ -386,7 +386,7 @@ def test_invalid_sidecar_is_refused_at_construction(registry_dir: Path, kek_path
     assert again.value.code == code
 
 
-def test_custom_sidecar_path_and_stale_tmp(tmp_path: Path, cluster: Cluster) -> None:
+def test_custom_sidecar_path_and_stale_tmp(tmp_path: Path, cluster: WrapOracle) -> None:
     sidecar_path = tmp_path / "elsewhere" / "sidecar.json"
     sidecar_path.parent.mkdir()
     stale = sidecar_path.with_name("sidecar.json.tmp")
@@ -405,7 +405,7 @@ def test_custom_sidecar_path_and_stale_tmp(tmp_path: Path, cluster: Cluster) -> 
 
 
 def test_relative_sidecar_path_is_resolved_once_at_open(
-    tmp_path: Path, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cluster: WrapOracle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -424,7 +424,7 @@ def test_relative_sidecar_path_is_resolved_once_at_open(
 
 
 def test_sidecar_that_is_not_a_small_regular_file_is_refused(
-    tmp_path: Path, cluster: Cluster, registry_dir: Path
+    tmp_path: Path, cluster: WrapOracle, registry_dir: Path
 ) -> None:
     fifo = tmp_path / "fifo.json"
     os.mkfifo(fifo)
@@ -457,7 +457,7 @@ def test_sidecar_that_is_not_a_small_regular_file_is_refused(
         assert proc.stdout.count(words) == 2, proc.stdout
 
 
-def test_no_key_bytes_in_messages_reprs_or_sidecar(registry_dir: Path, cluster: Cluster) -> None:
+def test_no_key_bytes_in_messages_reprs_or_sidecar(registry_dir: Path, cluster: WrapOracle) -> None:
     kek = ea.FileKek(cluster.kek_path)
     secrets = [cluster.kek_bytes, *cluster.deks.values()]
     texts: list[str] = [repr(kek)]
@@ -514,7 +514,7 @@ def state_of(directory: Path, kek_path: Path) -> dict:  # type: ignore[type-arg]
         }
 
 
-def expected_rows(which: str, cluster: Cluster, tmp_path: Path) -> list[tuple[bytes, bytes]]:
+def expected_rows(which: str, cluster: WrapOracle, tmp_path: Path) -> list[tuple[bytes, bytes]]:
     """The rows once the crashed entry's rows are committed."""
     boot, rot = entries(cluster)
     scratch = tmp_path / f"rows-{which}"
@@ -525,13 +525,13 @@ def expected_rows(which: str, cluster: Cluster, tmp_path: Path) -> list[tuple[by
         return [(r.key, r.value) for r in applier.registry.rows()]
 
 
-def entries(cluster: Cluster) -> tuple[ea.Bootstrap, ea.Rotation]:
+def entries(cluster: WrapOracle) -> tuple[ea.Bootstrap, ea.Rotation]:
     return cluster.bootstrap(), cluster.rotation(3, ea.Purpose.STORAGE, epoch=2)
 
 
 @pytest.mark.parametrize("point", FAULT_POINTS)
 @pytest.mark.parametrize("which", ["bootstrap", "rotation"])
-def test_crash_at_each_step_then_replay_converges(tmp_path: Path, cluster: Cluster, point: str, which: str) -> None:
+def test_crash_at_each_step_then_replay_converges(tmp_path: Path, cluster: WrapOracle, point: str, which: str) -> None:
     boot, rot = entries(cluster)
     reference = tmp_path / "reference"
     with ea.Applier(reference, kek=ea.FileKek(cluster.kek_path)) as applier:
@@ -566,7 +566,7 @@ def test_crash_at_each_step_then_replay_converges(tmp_path: Path, cluster: Clust
 
 
 @pytest.mark.parametrize("point", FAULT_POINTS)
-def test_a_raised_fault_leaves_a_state_that_replays(registry_dir: Path, cluster: Cluster, point: str) -> None:
+def test_a_raised_fault_leaves_a_state_that_replays(registry_dir: Path, cluster: WrapOracle, point: str) -> None:
     boot, _ = entries(cluster)
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
         test_support.set_fault(applier, point)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import encryption_applier as ea
 
-from helpers import NODE, Cluster
+from helpers import NODE, WrapOracle
 
 
 def fnv1a64(data: bytes) -> int:
@@ -45,7 +45,7 @@ def test_node_id16_and_collisions() -> None:
     assert ea.find_node_id_collisions([]) == []
 
 
-def test_check_join(registry_dir: Path, cluster: Cluster) -> None:
+def test_check_join(registry_dir: Path, cluster: WrapOracle) -> None:
     joiner = 0x7777_0009
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
         applier.apply_bootstrap(cluster.bootstrap(), index=1)
@@ -98,7 +98,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_probe_node_id_cli(registry_dir: Path, cluster: Cluster) -> None:
+def test_probe_node_id_cli(registry_dir: Path, cluster: WrapOracle) -> None:
     done = cli("probe-node-id", "--raft-id", "n1")
     assert done.returncode == 0
     assert done.stdout == (

@@ -23,7 +23,7 @@ from encryption_applier._native import test_support
 from encryption_applier.testing import RegistryModel
 
 from fsfault import traced
-from helpers import Cluster
+from helpers import WrapOracle
 
 A, B = 0xABCD_0001, 0x1234_0002
 
@@ -111,7 +111,7 @@ def test_a_halt_commits_the_entries_before_it(tmp_path: Path) -> None:
         assert len(a.registry) == 2
 
 
-def test_keyed_entries_and_batches_drain_the_pipeline_first(tmp_path: Path, cluster: Cluster) -> None:
+def test_keyed_entries_and_batches_drain_the_pipeline_first(tmp_path: Path, cluster: WrapOracle) -> None:
     with ea.Applier(tmp_path / "r", kek=ea.FileKek(cluster.kek_path), pipelined=True, group_commit=100) as a:
         a.apply(ea.Registration(9, A, 1), index=1)
         assert a.apply_bootstrap(cluster.bootstrap(), index=2) == "bootstrapped"

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import encryption_applier as ea
 
-from helpers import NODE, REPO, Cluster, edit_sidecar
+from helpers import NODE, REPO, WrapOracle, edit_sidecar
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "go" / "registration.json"
 SCRIPT = REPO / "scripts" / "go_vectors" / "registration.py"
@@ -327,7 +327,7 @@ def doctor(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_doctor_prints_the_decision(booted: Path, cluster: Cluster) -> None:
+def test_doctor_prints_the_decision(booted: Path, cluster: WrapOracle) -> None:
     enable = ea.Rotation(1, ea.Purpose.STORAGE, b"", ea.Registration(1, NODE, 1), sub_tag=ea.ENABLE_STORAGE_ENVELOPE)
     with ea.Applier(booted, kek=ea.FileKek(cluster.kek_path)) as applier:
         applier.apply_rotation(enable, index=2)
@@ -355,7 +355,7 @@ def test_doctor_prints_the_decision(booted: Path, cluster: Cluster) -> None:
     assert done.returncode == 2 and "out of range for a local epoch" in done.stderr
 
 
-def test_doctor_notes_a_foreign_row(booted: Path, cluster: Cluster) -> None:
+def test_doctor_notes_a_foreign_row(booted: Path, cluster: WrapOracle) -> None:
     foreign = NODE ^ (0x77 << 32)
     with ea.Applier(booted, kek=ea.FileKek(cluster.kek_path)) as applier:
         applier.apply_rotation(cluster.rotation(3, ea.Purpose.RAFT, epoch=1, full=foreign), index=2)

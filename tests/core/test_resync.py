@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import encryption_applier as ea
 from encryption_applier.testing.model import Halt, KeyedModel
 
-from helpers import NODE, Cluster
+from helpers import NODE, WrapOracle
 
 FOREIGN = (0x9999 << 16) | (NODE & 0xFFFF)  # another node at NODE's prefix
 PURPOSE = {"storage": ea.Purpose.STORAGE, "raft": ea.Purpose.RAFT}
@@ -34,7 +34,7 @@ class Lagging:
     full: ea.Sidecar  # keys.json after index 9, as apply wrote it
 
 
-def cluster_log(cluster: Cluster) -> list[bytes]:
+def cluster_log(cluster: WrapOracle) -> list[bytes]:
     reg = ea.Registration
     return [
         cluster.bootstrap().to_entry(),  # 1: keys 1 (storage), 2 (raft); NODE's rows at 1
@@ -50,7 +50,7 @@ def cluster_log(cluster: Cluster) -> list[bytes]:
 
 
 @pytest.fixture
-def lagging(registry_dir: Path, cluster: Cluster) -> Lagging:
+def lagging(registry_dir: Path, cluster: WrapOracle) -> Lagging:
     log = cluster_log(cluster)
     old = b""
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
@@ -65,7 +65,7 @@ def lagging(registry_dir: Path, cluster: Cluster) -> Lagging:
     return Lagging(registry_dir, log, old, full)
 
 
-def resync(lagging: Lagging, cluster: Cluster, **kwargs: object) -> ea.SidecarResync:
+def resync(lagging: Lagging, cluster: WrapOracle, **kwargs: object) -> ea.SidecarResync:
     args: dict[str, object] = {"log": lagging.log, "log_first_index": 1, "full_node_id": NODE}
     args.update(kwargs)
     with ea.Applier(lagging.directory, kek=ea.FileKek(cluster.kek_path)) as applier:
@@ -76,7 +76,7 @@ def keys_json(lagging: Lagging) -> bytes:
     return (lagging.directory / "keys.json").read_bytes()
 
 
-def test_a_dry_run_shows_the_change_and_writes_nothing(lagging: Lagging, cluster: Cluster) -> None:
+def test_a_dry_run_shows_the_change_and_writes_nothing(lagging: Lagging, cluster: WrapOracle) -> None:
     report = resync(lagging, cluster, dry_run=True)
     assert (report.dry_run, report.written, report.changed, report.backup) == (True, False, True, None)
     assert (report.sidecar_applied_index, report.through_index) == (1, 9)
@@ -93,7 +93,7 @@ def test_a_dry_run_shows_the_change_and_writes_nothing(lagging: Lagging, cluster
     assert "dry run" in repr(report) and "4 replayed" in repr(report)
 
 
-def test_resync_brings_keys_json_to_what_apply_wrote(lagging: Lagging, cluster: Cluster) -> None:
+def test_resync_brings_keys_json_to_what_apply_wrote(lagging: Lagging, cluster: WrapOracle) -> None:
     report = resync(lagging, cluster)
     after, full = report.after, lagging.full
     assert (report.written, report.changed) == (True, True)
@@ -134,7 +134,7 @@ def test_resync_brings_keys_json_to_what_apply_wrote(lagging: Lagging, cluster: 
     assert (again.replayed, again.changed, again.written, again.epochs) == ([], False, False, {})
 
 
-def test_the_applier_carries_on_after_a_resync(lagging: Lagging, cluster: Cluster) -> None:
+def test_the_applier_carries_on_after_a_resync(lagging: Lagging, cluster: WrapOracle) -> None:
     with ea.Applier(lagging.directory, kek=ea.FileKek(cluster.kek_path)) as applier:
         applier.resync_sidecar(lagging.log, log_first_index=1, full_node_id=NODE)
         assert applier.keystore is not None and sorted(applier.keystore.ids()) == [1, 2, 3, 4]
@@ -142,7 +142,7 @@ def test_the_applier_carries_on_after_a_resync(lagging: Lagging, cluster: Cluste
         assert applier.sidecar is not None and applier.sidecar.active_storage == 5
 
 
-def test_entries_past_the_registry_are_left_for_apply(lagging: Lagging, cluster: Cluster) -> None:
+def test_entries_past_the_registry_are_left_for_apply(lagging: Lagging, cluster: WrapOracle) -> None:
     longer = [*lagging.log, cluster.rotation(5, ea.Purpose.STORAGE).to_entry()]
     report = resync(lagging, cluster, log=longer, dry_run=True)
     assert report.left_for_apply == (10, 10) and report.through_index == 9
@@ -159,7 +159,7 @@ def test_entries_past_the_registry_are_left_for_apply(lagging: Lagging, cluster:
     [(3, 7, "holds entries 3..=9 only"), (1, 5, "holds entries 1..=5 only"), (2, 0, "is empty")],
 )
 def test_a_log_short_of_the_gap_does_nothing(
-    lagging: Lagging, cluster: Cluster, first: int, count: int, held: str
+    lagging: Lagging, cluster: WrapOracle, first: int, count: int, held: str
 ) -> None:
     with pytest.raises(ea.RaftLogGapUncoveredError) as info:
         resync(lagging, cluster, log=lagging.log[first - 1 : first - 1 + count], log_first_index=first)
@@ -169,7 +169,7 @@ def test_a_log_short_of_the_gap_does_nothing(
     assert not list(lagging.directory.glob("keys.json.before-resync-*"))
 
 
-def bad_entries(cluster: Cluster) -> list[tuple[int, bytes, type[ea.EncryptionApplyError], str]]:
+def bad_entries(cluster: WrapOracle) -> list[tuple[int, bytes, type[ea.EncryptionApplyError], str]]:
     reg = ea.Registration(3, NODE, 2)
     return [
         (
@@ -190,7 +190,7 @@ def bad_entries(cluster: Cluster) -> list[tuple[int, bytes, type[ea.EncryptionAp
 
 
 @pytest.mark.parametrize("case", range(4))
-def test_a_halt_in_the_gap_writes_nothing(lagging: Lagging, cluster: Cluster, case: int) -> None:
+def test_a_halt_in_the_gap_writes_nothing(lagging: Lagging, cluster: WrapOracle, case: int) -> None:
     index, entry, error, named = bad_entries(cluster)[case]
     log = list(lagging.log)
     log[index - 1] = entry
@@ -202,7 +202,7 @@ def test_a_halt_in_the_gap_writes_nothing(lagging: Lagging, cluster: Cluster, ca
     assert not list(lagging.directory.glob("keys.json.before-resync-*"))
 
 
-def test_another_nodes_row_at_this_prefix_is_a_collision(lagging: Lagging, cluster: Cluster) -> None:
+def test_another_nodes_row_at_this_prefix_is_a_collision(lagging: Lagging, cluster: WrapOracle) -> None:
     with pytest.raises(ea.NodeIDCollisionError) as info:
         resync(lagging, cluster, full_node_id=FOREIGN)
     assert (info.value.dek_id, info.value.existing_full_node_id, info.value.incoming_full_node_id) == (
@@ -213,7 +213,7 @@ def test_another_nodes_row_at_this_prefix_is_a_collision(lagging: Lagging, clust
     assert keys_json(lagging) == lagging.old
 
 
-def test_a_lost_keys_json_is_rebuilt_from_the_whole_log(lagging: Lagging, cluster: Cluster) -> None:
+def test_a_lost_keys_json_is_rebuilt_from_the_whole_log(lagging: Lagging, cluster: WrapOracle) -> None:
     (lagging.directory / "keys.json").unlink()
     with pytest.raises(ea.RaftLogGapUncoveredError):
         resync(lagging, cluster, log=lagging.log[1:], log_first_index=2)
@@ -223,7 +223,7 @@ def test_a_lost_keys_json_is_rebuilt_from_the_whole_log(lagging: Lagging, cluste
     assert report.after.active_storage == 3 and report.after.raft_applied_index == 9
 
 
-def test_arguments_are_checked(lagging: Lagging, cluster: Cluster) -> None:
+def test_arguments_are_checked(lagging: Lagging, cluster: WrapOracle) -> None:
     with pytest.raises(ValueError, match="log_first_index must be 1 or more"):
         resync(lagging, cluster, log_first_index=0)
     with pytest.raises(ValueError, match="full_node_id must be"):
@@ -232,7 +232,7 @@ def test_arguments_are_checked(lagging: Lagging, cluster: Cluster) -> None:
         applier.resync_sidecar(lagging.log, log_first_index=1, full_node_id=NODE)
 
 
-def test_a_backup_already_there_is_never_overwritten(lagging: Lagging, cluster: Cluster) -> None:
+def test_a_backup_already_there_is_never_overwritten(lagging: Lagging, cluster: WrapOracle) -> None:
     taken = lagging.directory / "keys.json.before-resync-1"
     taken.write_bytes(b"someone else's file")
     report = resync(lagging, cluster)
@@ -240,7 +240,7 @@ def test_a_backup_already_there_is_never_overwritten(lagging: Lagging, cluster: 
     assert taken.read_bytes() == b"someone else's file" and report.backup.read_bytes() == lagging.old
 
 
-def test_the_cli(lagging: Lagging, cluster: Cluster, tmp_path: Path) -> None:
+def test_the_cli(lagging: Lagging, cluster: WrapOracle, tmp_path: Path) -> None:
     log = tmp_path / "log.hex"
     log.write_text("".join(f"{entry.hex() or '00'}\n" for entry in lagging.log))
 
@@ -296,7 +296,7 @@ def keyed_streams(draw: st.DrawFn) -> list[tuple[str, tuple[object, ...]]]:
 @given(steps=keyed_streams(), data=st.data())
 def test_resync_from_any_point_matches_the_model(
     tmp_path_factory: pytest.TempPathFactory,
-    cluster: Cluster,
+    cluster: WrapOracle,
     steps: list[tuple[str, tuple[object, ...]]],
     data: st.DataObject,
 ) -> None:
@@ -373,7 +373,7 @@ with ea.Applier(sys.argv[1], kek=ea.FileKek(sys.argv[2])) as applier:
 """
 
 
-def test_a_resync_that_cannot_replace_keys_json_takes_its_backup_back(lagging: Lagging, cluster: Cluster) -> None:
+def test_a_resync_that_cannot_replace_keys_json_takes_its_backup_back(lagging: Lagging, cluster: WrapOracle) -> None:
     """The backup is made durable first; when keys.json's own rename then
     fails, nothing of the resync stays: the new backup is removed again."""
     from fsfault import traced_ok

@@ -11,14 +11,14 @@ from hypothesis import strategies as st
 import encryption_applier as ea
 
 from fsfault import traced_ok
-from helpers import NODE, Cluster, edit_sidecar
+from helpers import NODE, WrapOracle, edit_sidecar
 
 
 def sentinels(refusals: list[ea.StartupRefusedError]) -> list[str]:
     return [r.sentinel for r in refusals]
 
 
-def test_a_healthy_node_may_start(booted: Path, cluster: Cluster) -> None:
+def test_a_healthy_node_may_start(booted: Path, cluster: WrapOracle) -> None:
     kek = ea.FileKek(cluster.kek_path)
     edit_sidecar(booted, epoch_1=1)  # the bootstrap rows are at epoch 1
     with ea.Registry(booted) as registry:
@@ -55,7 +55,7 @@ def test_a_kek_that_does_not_open_the_sidecar(booted: Path, tmp_path: Path) -> N
     assert (refusal.dek_id, refusal.purpose) == (1, "storage")  # ascending ids: the first that fails
 
 
-def test_an_exhausted_active_key(booted: Path, cluster: Cluster) -> None:
+def test_an_exhausted_active_key(booted: Path, cluster: WrapOracle) -> None:
     kek = ea.FileKek(cluster.kek_path)
     edit_sidecar(booted, epoch_2=0xFFFF)
     (refusal,) = ea.diagnose_startup(encryption_enabled=True, kek=kek, sidecar_path=booted / "keys.json")
@@ -65,14 +65,14 @@ def test_an_exhausted_active_key(booted: Path, cluster: Cluster) -> None:
     assert (refusal.dek_id, refusal.purpose) == (1, "storage")
 
 
-def test_the_filesystem_probe_needs_the_directory(tmp_path: Path, cluster: Cluster) -> None:
+def test_the_filesystem_probe_needs_the_directory(tmp_path: Path, cluster: WrapOracle) -> None:
     with pytest.raises(OSError, match="fsync probe"):
         ea.diagnose_startup(
             encryption_enabled=True, kek=ea.FileKek(cluster.kek_path), sidecar_path=tmp_path / "missing" / "keys.json"
         )
 
 
-def test_member_collisions_only_once_a_storage_key_is_active(booted: Path, cluster: Cluster, tmp_path: Path) -> None:
+def test_member_collisions_only_once_a_storage_key_is_active(booted: Path, cluster: WrapOracle, tmp_path: Path) -> None:
     kek = ea.FileKek(cluster.kek_path)
     members = [NODE, 0, NODE, (0x9999 << 16) | (NODE & 0xFFFF)]
     (refusal,) = ea.diagnose_startup(
@@ -87,7 +87,7 @@ def test_member_collisions_only_once_a_storage_key_is_active(booted: Path, clust
     )
 
 
-def test_local_epoch_rollback(booted: Path, cluster: Cluster) -> None:
+def test_local_epoch_rollback(booted: Path, cluster: WrapOracle) -> None:
     kek = ea.FileKek(cluster.kek_path)
     sidecar = booted / "keys.json"
 
@@ -124,7 +124,7 @@ def test_local_epoch_rollback(booted: Path, cluster: Cluster) -> None:
         check("later")
 
 
-def test_envelope_cutover_divergence(booted: Path, cluster: Cluster) -> None:
+def test_envelope_cutover_divergence(booted: Path, cluster: WrapOracle) -> None:
     kek = ea.FileKek(cluster.kek_path)
     args = {"encryption_enabled": True, "kek": kek, "sidecar_path": booted / "keys.json"}
     assert ea.diagnose_startup(**args, snapshot_cutover_index=0) == []  # type: ignore[arg-type]
@@ -135,7 +135,7 @@ def test_envelope_cutover_divergence(booted: Path, cluster: Cluster) -> None:
     assert ea.diagnose_startup(**args, snapshot_cutover_index=7) == []  # type: ignore[arg-type]
 
 
-def test_sidecar_behind_the_raft_log(booted: Path, cluster: Cluster) -> None:
+def test_sidecar_behind_the_raft_log(booted: Path, cluster: WrapOracle) -> None:
     kek = ea.FileKek(cluster.kek_path)
     args = {"encryption_enabled": True, "kek": kek, "sidecar_path": booted / "keys.json"}
     registration = ea.Registration(1, NODE, 3).to_entry()
@@ -166,7 +166,7 @@ def test_sidecar_behind_the_raft_log(booted: Path, cluster: Cluster) -> None:
     assert ea.diagnose_startup(**args, engine_applied_index=5, log=log, log_first_index=1) == []  # type: ignore[arg-type]
 
 
-def test_a_gap_nobody_can_inspect_is_refused(booted: Path, cluster: Cluster) -> None:
+def test_a_gap_nobody_can_inspect_is_refused(booted: Path, cluster: WrapOracle) -> None:
     """The guard fails closed: no log at all is Go's guard without a
     scanner (ErrSidecarBehindRaftLog); a log that misses part of the gap is
     the package's own refusal (Go's scanner fails on the range there)."""
@@ -237,7 +237,7 @@ def gaps(draw: st.DrawFn) -> tuple[int, int, tuple[int, list[int | None]] | None
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=gaps())
 def test_the_gap_guard_matches_its_model(
-    booted: Path, cluster: Cluster, case: tuple[int, int, tuple[int, list[int | None]] | None]
+    booted: Path, cluster: WrapOracle, case: tuple[int, int, tuple[int, list[int | None]] | None]
 ) -> None:
     sidecar, engine, log = case
     edit_sidecar(booted, raft_applied_index=sidecar)
@@ -262,7 +262,7 @@ def test_the_gap_guard_matches_its_model(
     assert got == gap_oracle(sidecar, engine, first, opcodes)
 
 
-def test_the_log_argument_is_checked(booted: Path, cluster: Cluster) -> None:
+def test_the_log_argument_is_checked(booted: Path, cluster: WrapOracle) -> None:
     args = {"encryption_enabled": True, "kek": ea.FileKek(cluster.kek_path), "sidecar_path": booted / "keys.json"}
     with pytest.raises(ValueError, match="log needs log_first_index"):
         ea.diagnose_startup(**args, log=[b"\x04"])  # type: ignore[arg-type]
@@ -316,7 +316,7 @@ def test_divergence_reads_the_sidecar_without_a_kek(booted: Path) -> None:
     assert sentinels(refusals) == ["ErrKEKRequiredWithFlag"]  # no false divergence
 
 
-def test_doctor_cli(booted: Path, cluster: Cluster, tmp_path: Path) -> None:
+def test_doctor_cli(booted: Path, cluster: WrapOracle, tmp_path: Path) -> None:
     import subprocess
     import sys
 
@@ -343,7 +343,7 @@ def test_doctor_cli(booted: Path, cluster: Cluster, tmp_path: Path) -> None:
     assert done.returncode == 1 and "ErrSidecarPresentWithoutFlag" in done.stdout
 
 
-def test_doctor_reads_the_log(booted: Path, cluster: Cluster, tmp_path: Path) -> None:
+def test_doctor_reads_the_log(booted: Path, cluster: WrapOracle, tmp_path: Path) -> None:
     import subprocess
     import sys
 
@@ -397,7 +397,7 @@ def test_doctor_reads_the_log(booted: Path, cluster: Cluster, tmp_path: Path) ->
     assert ":2: not a hex-encoded entry" in done.stderr and "nothing was checked" in done.stderr
 
 
-def test_a_filesystem_whose_fsync_fails_is_refused(booted: Path, cluster: Cluster) -> None:
+def test_a_filesystem_whose_fsync_fails_is_refused(booted: Path, cluster: WrapOracle) -> None:
     """The filesystems the guard exists for (NFS and FUSE mounts that cannot
     make writes durable), without needing one: the fsfault shim fails every
     fsync of a file, or of a directory, under the sidecar's directory."""
@@ -518,7 +518,7 @@ NO_KEY = "no active storage key (Go checks only once one is active)"
     ids=lambda v: v if isinstance(v, str) else None,
 )
 def test_the_diagnosis_says_which_guards_were_skipped_and_why(
-    booted: Path, cluster: Cluster, tmp_path: Path, state: str, given: dict[str, object], expected: list[object]
+    booted: Path, cluster: WrapOracle, tmp_path: Path, state: str, given: dict[str, object], expected: list[object]
 ) -> None:
     directory = booted
     if state == "empty":

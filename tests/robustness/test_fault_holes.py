@@ -14,7 +14,7 @@ import encryption_applier as ea
 from encryption_applier.testing import RegistryModel, assert_registry_matches_model
 
 from fsfault import traced, traced_ok
-from helpers import NODE, Cluster
+from helpers import NODE, WrapOracle
 
 A = 0xABCD_0001
 
@@ -209,7 +209,7 @@ def test_index_0_is_no_index(tmp_path: Path) -> None:
         assert registry.applied_index == 3
 
 
-def test_a_raft_cutover_at_index_0_halts_even_after_index_10(registry_dir: Path, cluster: Cluster) -> None:
+def test_a_raft_cutover_at_index_0_halts_even_after_index_10(registry_dir: Path, cluster: WrapOracle) -> None:
     with ea.Applier(registry_dir, kek=ea.FileKek(cluster.kek_path)) as applier:
         applier.apply_bootstrap(cluster.bootstrap(), index=10)
         cutover = ea.Rotation(2, ea.Purpose.RAFT, b"", ea.Registration(2, NODE, 2), sub_tag=ea.ENABLE_RAFT_ENVELOPE)
@@ -236,7 +236,7 @@ def test_cli_first_index_0_applies_without_indexes(tmp_path: Path) -> None:
 
 
 def test_a_version_1_sidecar_is_rewritten_as_version_2_by_an_apply_that_changes_nothing(
-    registry_dir: Path, cluster: Cluster
+    registry_dir: Path, cluster: WrapOracle
 ) -> None:
     kek = ea.FileKek(cluster.kek_path)
     with ea.Applier(registry_dir, kek=kek) as applier:
@@ -277,7 +277,7 @@ applier.close()
 """
 
 
-def keyed(directory: Path, cluster: Cluster, entry: bytes, index: int) -> Any:
+def keyed(directory: Path, cluster: WrapOracle, entry: bytes, index: int) -> Any:
     run = traced_ok(
         CHILD_KEYED, str(directory), str(cluster.kek_path), entry.hex(), str(index), under=directory.parent.resolve()
     )
@@ -299,7 +299,7 @@ def retry_rewrites_keys_json(run: Any) -> None:
 
 
 def test_a_bootstrap_whose_directory_fsync_fails_is_completed_by_the_retry(
-    registry_dir: Path, cluster: Cluster
+    registry_dir: Path, cluster: WrapOracle
 ) -> None:
     ea.Applier(registry_dir).close()
     run = keyed(registry_dir, cluster, cluster.bootstrap().to_entry(), 1)
@@ -312,7 +312,9 @@ def test_a_bootstrap_whose_directory_fsync_fails_is_completed_by_the_retry(
         assert registry.applied_index == 1 and len(registry) == 2
 
 
-def test_a_cutover_whose_directory_fsync_fails_keeps_its_row_and_is_completed(booted: Path, cluster: Cluster) -> None:
+def test_a_cutover_whose_directory_fsync_fails_keeps_its_row_and_is_completed(
+    booted: Path, cluster: WrapOracle
+) -> None:
     cutover = ea.Rotation(1, ea.Purpose.STORAGE, b"", ea.Registration(1, A, 2), sub_tag=ea.ENABLE_STORAGE_ENVELOPE)
     run = keyed(booted, cluster, cutover.to_entry(), 5)
     first, retry = run.proc.stdout.splitlines()
@@ -328,7 +330,7 @@ def test_a_cutover_whose_directory_fsync_fails_keeps_its_row_and_is_completed(bo
     assert sidecar is not None and sidecar.storage_envelope_active and sidecar.storage_envelope_cutover_index == 5
 
 
-def test_opening_makes_a_renamed_keys_json_durable(booted: Path, cluster: Cluster) -> None:
+def test_opening_makes_a_renamed_keys_json_durable(booted: Path, cluster: WrapOracle) -> None:
     """A process that died between the rename and the directory fsync
     leaves keys.json in place but not durable: the next open renames it
     again (same bytes) and fsyncs the directory."""

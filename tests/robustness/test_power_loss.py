@@ -17,7 +17,7 @@ import encryption_applier as ea
 
 from explorer import MODELS, Run, Verdict, Workload, explore, merge, models, observe, run
 from fsfault import Call
-from helpers import NODE, OTHER, Cluster
+from helpers import NODE, OTHER, WrapOracle
 
 # Every test here runs workloads in child processes under the fsfault
 # shim and checks their crash states in another child: the slow loop.
@@ -39,7 +39,7 @@ def registrations(n: int, nodes: int = 17) -> list[ea.Registration]:
     return out
 
 
-def keyed_stream(cluster: Cluster) -> list[Any]:
+def keyed_stream(cluster: WrapOracle) -> list[Any]:
     """Bootstrap, registrations, a storage rotation, both cutovers, a Raft
     rotation past the cutover."""
     storage_on = ea.Rotation(
@@ -59,7 +59,7 @@ def keyed_stream(cluster: Cluster) -> list[Any]:
     ]
 
 
-def deks_of(cluster: Cluster, payloads: list[Any]) -> dict[bytes, bytes]:
+def deks_of(cluster: WrapOracle, payloads: list[Any]) -> dict[bytes, bytes]:
     """wrapped -> DEK for every key a stream installs (the model's KEK)."""
     out = {}
     for payload in payloads:
@@ -73,7 +73,7 @@ def deks_of(cluster: Cluster, payloads: list[Any]) -> dict[bytes, bytes]:
     return out
 
 
-def workload(name: str, payloads: list[Any], cluster: Cluster | None = None, **how: object) -> Workload:
+def workload(name: str, payloads: list[Any], cluster: WrapOracle | None = None, **how: object) -> Workload:
     w = Workload(name, payloads, kek=cluster.kek_path if cluster else None, **how)  # type: ignore[arg-type]
     models(w, deks_of(cluster, payloads) if cluster else {})
     return w
@@ -178,7 +178,7 @@ def test_power_loss_during_creation(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["strict", "group", "pipelined"])
-def test_power_loss_with_keys(tmp_path: Path, cluster: Cluster, mode: str) -> None:
+def test_power_loss_with_keys(tmp_path: Path, cluster: WrapOracle, mode: str) -> None:
     entries = keyed_stream(cluster)
     w = workload(f"keyed-{mode}", entries, cluster, mode=mode, group=4)
     base = tmp_path / "run"
@@ -200,7 +200,7 @@ def faulted_runs(w: Workload, tmp_path: Path, faults: list[str]) -> list[tuple[s
     return out
 
 
-def test_power_loss_after_failed_fsyncs_of_keys_json(tmp_path: Path, cluster: Cluster) -> None:
+def test_power_loss_after_failed_fsyncs_of_keys_json(tmp_path: Path, cluster: WrapOracle) -> None:
     """Fixes 2 and 5: the directory fsync of a keys.json write fails, the
     host replays as told, and then the power goes: keys.json must still
     reflect every keyed entry the registry counts as applied."""
@@ -251,7 +251,7 @@ def test_group_commit_lost_to_a_full_map_then_power_loss(tmp_path: Path, mode: s
 
 @pytest.mark.parametrize("errno", ["EIO", "ENOSPC"])
 @pytest.mark.parametrize("mode", ["strict", "many", "group", "pipelined", "relaxed", "keyed"])
-def test_every_mutating_call_failing_once(tmp_path: Path, cluster: Cluster, mode: str, errno: str) -> None:
+def test_every_mutating_call_failing_once(tmp_path: Path, cluster: WrapOracle, mode: str, errno: str) -> None:
     """Each mutating call of a small workload fails once; the host does
     what the docs tell it, and the registry ends as the model says."""
     if mode == "keyed":

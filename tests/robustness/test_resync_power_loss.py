@@ -26,7 +26,7 @@ import encryption_applier as ea
 
 from explorer import IGNORED, MODELS, Run, crash_states, materialise
 from fsfault import traced
-from helpers import NODE, Cluster
+from helpers import NODE, WrapOracle
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +101,7 @@ for state in job["states"]:
 """
 
 
-def lagging_registry(base: Path, cluster: Cluster, payloads: list[Any]) -> tuple[list[bytes], bytes]:
+def lagging_registry(base: Path, cluster: WrapOracle, payloads: list[Any]) -> tuple[list[bytes], bytes]:
     """base/registry applied through the keyed stream, its keys.json put
     back to the bootstrap's and every file made durable."""
     directory = base / "registry"
@@ -119,7 +119,7 @@ def lagging_registry(base: Path, cluster: Cluster, payloads: list[Any]) -> tuple
     return entries, old
 
 
-def traced_resync(base: Path, cluster: Cluster, entries: list[bytes], fail: str | None = None) -> Run:
+def traced_resync(base: Path, cluster: WrapOracle, entries: list[bytes], fail: str | None = None) -> Run:
     directory = base / "registry"
     before = {str(p): p.read_bytes() for p in directory.glob("*") if p.is_file() and p.name not in IGNORED}
     cfg = {"dir": str(directory), "entries": [e.hex() for e in entries], "kek": str(cluster.kek_path), "full": NODE}
@@ -128,7 +128,7 @@ def traced_resync(base: Path, cluster: Cluster, entries: list[bytes], fail: str 
     return Run(trace, before, {str(base.resolve()), str(directory.resolve())})
 
 
-def expected(cluster: Cluster, payloads: list[Any]) -> dict[str, Any]:
+def expected(cluster: WrapOracle, payloads: list[Any]) -> dict[str, Any]:
     """keys.json after the resync, from an independent model: the keyed
     stream's final keys and flags, the gap's end as its index, and each
     key's local epoch raised to NODE's own last_seen."""
@@ -162,7 +162,7 @@ def expected(cluster: Cluster, payloads: list[Any]) -> dict[str, Any]:
 
 
 def check(
-    states: list[Any], entries: list[bytes], cluster: Cluster, old: bytes, new: dict[str, Any], base: Path
+    states: list[Any], entries: list[bytes], cluster: WrapOracle, old: bytes, new: dict[str, Any], base: Path
 ) -> tuple[list[str], int]:
     """The problems of `states`, and how many of them opened."""
     scratch = Path(tempfile.mkdtemp(prefix="ea-resync-explore-"))
@@ -209,7 +209,7 @@ def check(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def test_resync_under_power_loss_and_faults(tmp_path: Path, cluster: Cluster) -> None:
+def test_resync_under_power_loss_and_faults(tmp_path: Path, cluster: WrapOracle) -> None:
     base = tmp_path / "clean"
     payloads = keyed_stream(cluster)
     entries, old = lagging_registry(base, cluster, payloads)

@@ -3,9 +3,6 @@ helper and the pytest plugin, used as an integration-test writer would."""
 
 import os
 import stat
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -29,7 +26,7 @@ from encryption_applier.testing.strategies import (
     valid_streams,
 )
 
-from helpers import REPO
+from helpers import REPO, run_user_tests
 
 
 @given(payload=payloads())
@@ -182,22 +179,6 @@ def test_keyed_applier(ea_registry_path, ea_kek, ea_keyed_applier):
     assert ea.read_sidecar(ea_registry_path / "keys.json").active == {"storage": 1, "raft": 2}
     print("KEK", ea_kek.path)
 """
-
-
-def run_user_tests(project: Path, source: str, passed: int) -> str:
-    """Runs `source` as a user's test file in a project of its own, outside
-    this repository (no conftest of ours), and checks all `passed` pass."""
-    (project / "test_user.py").write_text(textwrap.dedent(source))
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "test_user.py"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"{passed} passed" in proc.stdout
-    return proc.stdout
 
 
 def test_the_pytest_plugin_loads_from_the_entry_point(tmp_path: Path) -> None:

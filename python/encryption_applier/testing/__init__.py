@@ -4,13 +4,18 @@
   the registration, bootstrap, rotation and cutover rules, to compare an
   applier with.
 - `encryption_applier.testing.strategies`: hypothesis strategies for
-  payloads, entries, valid streams and streams with a planted halt (needs
+  payloads, entries, valid streams and streams with a planted halt, keyed
+  streams that apply under a KEK (needs
   ``pip install 'encryption-applier[testing]'``).
+- `Cluster`: N replicas applying one Raft-like log, with crashes,
+  restarts, partitions, joins, rotations, cutovers, envelopes and their
+  nonce audit; `ClusterMachine`, a hypothesis state machine over it.
 - The pytest plugin (loaded automatically when the package is installed):
-  fixtures ``ea_registry_path``, ``ea_applier``, ``ea_kek`` and
-  ``ea_keyed_applier``.
-- `assert_registries_equal`, `assert_registry_matches_model` and
-  `temporary_kek`, below.
+  fixtures ``ea_registry_path``, ``ea_applier``, ``ea_kek``,
+  ``ea_keyed_applier`` and ``ea_cluster``.
+- `assert_registries_equal`, `assert_replicas_agree`,
+  `assert_registry_matches_model`, `temporary_kek` and
+  `temporary_registry`, below.
 """
 
 from __future__ import annotations
@@ -21,45 +26,56 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import _native
-from .._rows import diff_lines, diff_summary, row_line
+from .._rows import row_line
+from .agree import (
+    CLUSTER_WIDE_FIELDS,
+    MAX_SHOWN,
+    RegistryLike,
+    assert_replicas_agree,
+    name_of,
+    row_differences,
+    view_of,
+)
+from .cluster import Cluster, ClusterHalt, NonceAudit, Replica
+from .envelopes import EnvelopeWriter
 from .model import Halt, KeyedModel, RegistryModel, expect, registration_payload
 
 __all__ = [
+    "CLUSTER_WIDE_FIELDS",
+    "Cluster",
+    "ClusterHalt",
+    "ClusterMachine",
+    "EnvelopeWriter",
     "Halt",
     "KeyedModel",
+    "NonceAudit",
     "RegistryModel",
+    "Replica",
     "assert_registries_equal",
     "assert_registry_matches_model",
+    "assert_replicas_agree",
     "expect",
     "registration_payload",
     "temporary_kek",
+    "temporary_registry",
 ]
 
-#: How many differing rows an assertion message shows before it cuts off.
-MAX_SHOWN = 20
 
-RegistryLike = _native.Registry | _native.Applier | str | os.PathLike[str]
-
-
-@contextlib.contextmanager
-def _view(registry: RegistryLike) -> Iterator[_native.Registry]:
-    """A Registry for what the caller passed, closed afterwards if opened here."""
-    if isinstance(registry, _native.Registry):
-        yield registry
-    elif isinstance(registry, _native.Applier):
-        with registry.registry as view:
-            yield view
-    else:
-        with _native.Registry(registry) as view:
-            yield view
+if TYPE_CHECKING:  # type checkers see the class; at run time it is imported on use
+    from .machine import ClusterMachine
 
 
-def _name(registry: RegistryLike) -> str:
-    if isinstance(registry, _native.Registry | _native.Applier):
-        return str(registry.path)
-    return os.fspath(registry)
+def __getattr__(name: str) -> object:
+    # ClusterMachine needs hypothesis (the testing extra): imported on use,
+    # so that the rest of this module works without it.
+    if name == "ClusterMachine":
+        from .machine import ClusterMachine
+
+        return ClusterMachine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def assert_registries_equal(a: RegistryLike, b: RegistryLike) -> None:
@@ -69,25 +85,22 @@ def assert_registries_equal(a: RegistryLike, b: RegistryLike) -> None:
     rows: call ``flush()`` first in group-commit mode) or a registry
     directory. On a difference, raises ``AssertionError``
     whose message lists the differing rows as ``diff`` does (``<`` as in
-    ``a``, ``>`` as in ``b``; at most ``MAX_SHOWN`` of them)."""
+    ``a``, ``>`` as in ``b``; at most ``MAX_SHOWN`` of them). The rows
+    alone: `assert_replicas_agree` compares sidecars and indexes too,
+    with the same row comparison."""
     __tracebackhide__ = True  # pytest shows the caller's line, not this one
-    with _view(a) as left, _view(b) as right:
-        if left.digest() == right.digest():
-            return
-        diff = left.diff(right)
-    lines = diff_lines(diff)
-    shown = "\n".join(lines[:MAX_SHOWN])
-    more = f"\n... and {len(lines) - MAX_SHOWN} more" if len(lines) > MAX_SHOWN else ""
-    raise AssertionError(
-        f"registries differ: {diff_summary(diff, 'a', 'b')}\n  a = {_name(a)}\n  b = {_name(b)}\n{shown}{more}"
-    )
+    rows = row_differences(a, b, "a", "b")
+    if rows:
+        summary, *shown = rows
+        lines = "\n".join(shown)
+        raise AssertionError(f"registries differ: {summary}\n  a = {name_of(a)}\n  b = {name_of(b)}\n{lines}")
 
 
 def assert_registry_matches_model(registry: RegistryLike, model: RegistryModel) -> None:
     """Asserts that a registry holds exactly the rows of a reference model,
     and shows the differing rows if it does not."""
     __tracebackhide__ = True
-    with _view(registry) as view:
+    with view_of(registry) as view:
         rows = [
             (r.dek_id, r.node_id16, r.full_node_id, r.first_seen_local_epoch, r.last_seen_local_epoch)
             for r in view.rows()
@@ -101,7 +114,7 @@ def assert_registry_matches_model(registry: RegistryLike, model: RegistryModel) 
     shown = "\n".join(lines[:MAX_SHOWN])
     more = f"\n... and {len(lines) - MAX_SHOWN} more" if len(lines) > MAX_SHOWN else ""
     raise AssertionError(
-        f"registry {_name(registry)} differs from the model ('<' registry only, '>' model only):\n{shown}{more}"
+        f"registry {name_of(registry)} differs from the model ('<' registry only, '>' model only):\n{shown}{more}"
     )
 
 
@@ -119,6 +132,26 @@ def temporary_kek() -> Iterator[_native.FileKek]:
         finally:
             # Removed even if the wipe failed; that failure is then raised.
             shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def temporary_registry(name: str = "registry") -> Iterator[Path]:
+    """A path for a registry directory that does not exist yet, in a private
+    temporary directory (mode 0700) removed with everything in it on exit:
+    one per hypothesis example, where a function-scoped fixture cannot be.
+
+    ```python
+    @given(stream=valid_streams())
+    def test_it(stream):
+        with temporary_registry() as path, ea.Applier(path) as applier:
+            applier.apply_many(stream.entries)
+    ```
+    """
+    directory = Path(tempfile.mkdtemp(prefix="ea-registry-"))
+    try:
+        yield directory / name
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _wipe(path: Path) -> None:

@@ -2,7 +2,8 @@
 
 Loaded automatically (the ``pytest11`` entry point) wherever the package is
 installed; every fixture is function-scoped and named ``ea_*`` so it does
-not shadow a project's own."""
+not shadow a project's own: ``ea_registry_path``, ``ea_applier``,
+``ea_kek``, ``ea_keyed_applier`` and ``ea_cluster``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from .. import _native
-from . import temporary_kek
+from . import Cluster, temporary_kek
 
 
 @pytest.fixture
@@ -44,3 +45,14 @@ def ea_keyed_applier(ea_registry_path: Path, ea_kek: _native.FileKek) -> Iterato
     rotations; its sidecar is ``keys.json`` in the registry directory."""
     with _native.Applier(ea_registry_path, kek=ea_kek) as applier:
         yield applier
+
+
+@pytest.fixture
+def ea_cluster(ea_kek: _native.FileKek) -> Iterator[Cluster]:
+    """A `Cluster` of three replicas with ``ea_kek``, in process, not
+    bootstrapped yet (``ea_cluster.bootstrap()``), in a temporary directory
+    of its own; closed and removed after the test, passed or failed. For
+    other settings build one yourself:
+    ``with Cluster(5, kek=ea_kek, group_commit=8, mode="process") as c:``."""
+    with Cluster(3, kek=ea_kek) as cluster:
+        yield cluster

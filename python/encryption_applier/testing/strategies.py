@@ -26,9 +26,13 @@ def test_a_halt_keeps_what_came_before(tmp_path_factory, stream):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+import struct
+from dataclasses import dataclass, field
+from typing import Any
 
 try:
+    from hypothesis import assume
     from hypothesis import strategies as st
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError(
@@ -37,9 +41,11 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 
 from .. import _native
 from .. import exceptions as _exceptions
-from .model import Halt, RegistryModel
+from .model import Halt, KeyedModel, RegistryModel
 
 __all__ = [
+    "HALT_KINDS",
+    "KeyedStream",
     "PlantedHalt",
     "Stream",
     "bootstraps",
@@ -47,6 +53,7 @@ __all__ = [
     "entries",
     "epochs",
     "full_node_ids",
+    "keyed_streams",
     "payloads",
     "registrations",
     "rotations",
@@ -225,3 +232,252 @@ def streams_with_halt(draw: st.DrawFn, max_prefix: int = 30, max_suffix: int = 5
         raise AssertionError(f"streams_with_halt planted an entry that applies: {halt}")
     suffix = draw(st.lists(registrations(), max_size=max_suffix))
     return PlantedHalt([*prefix.registrations, planted, *suffix], len(prefix.registrations), halt, model)
+
+
+# ------------------------------------------------------------ keyed streams
+
+_PURPOSE = {"storage": _native.Purpose.STORAGE, "raft": _native.Purpose.RAFT}
+_CUTOVER = {"storage": _native.ENABLE_STORAGE_ENVELOPE, "raft": _native.ENABLE_RAFT_ENVELOPE}
+
+
+@dataclass(frozen=True)
+class KeyedStream:
+    """A stream of encryption entries under a KEK: a bootstrap, then
+    registrations, rotations and rewraps (real wraps of drawn DEKs) and
+    both envelope cutovers, applied at Raft indexes
+    ``first_index``, ``first_index + 1``, ...
+
+    ``outcomes`` are what the model says each entry returns up to
+    ``position``; ``model`` (a `KeyedModel`) is the state after them.
+    ``position`` is None for a valid stream (no entry halts: outcomes such
+    as ``"stale-dek"``, ``"already-active"`` and ``"unchanged"`` are
+    applies), or the index in ``entries`` of the planted entry that halts,
+    with ``halt`` what the model expects of it; the entries after it must
+    never be reached. ``nodes`` are the writers' full node ids."""
+
+    entries: list[bytes]
+    outcomes: list[str]
+    model: KeyedModel
+    nodes: list[int]
+    position: int | None = None
+    halt: Halt | None = None
+    first_index: int = 1
+    payloads: list[Any] = field(default_factory=list, repr=False)
+
+    @property
+    def indexes(self) -> list[int]:
+        """The Raft index of each entry."""
+        return list(range(self.first_index, self.first_index + len(self.entries)))
+
+    @property
+    def exception(self) -> type[_exceptions.EncryptionApplyError]:
+        """The exception class the applier raises at ``position``."""
+        if self.halt is None:
+            raise ValueError("a valid stream has no halt")
+        cls: type[_exceptions.EncryptionApplyError] = getattr(_exceptions, self.halt.name)
+        return cls
+
+
+class _Builder:
+    """Draws a keyed stream step by step, asking the model (never a copy
+    of the rules) what each entry does."""
+
+    def __init__(self, draw: st.DrawFn, kek: Any, nodes: list[int]) -> None:
+        self.draw, self.kek, self.nodes = draw, kek, nodes
+        self.model = KeyedModel(deks={})
+        self.entries: list[bytes] = []
+        self.payloads: list[Any] = []
+        self.outcomes: list[str] = []
+        self.wraps = 0
+        self.bootstrap: _native.Bootstrap | None = None
+
+    def wrap(self, dek: bytes) -> bytes:
+        # The nonce is drawn, so an example replays byte for byte; a counter
+        # in its last 4 bytes keeps every wrap's nonce distinct under the KEK.
+        self.wraps += 1
+        nonce = self.draw(st.binary(min_size=8, max_size=8)) + struct.pack(">I", self.wraps)
+        if isinstance(self.kek, _native.FileKek):
+            wrapped = self.kek._wrap_with_nonce(dek, nonce)
+        else:  # a KEK of the user's own: its nonce is its own business
+            wrapped = bytes(self.kek.wrap(dek))
+        self.model.deks[wrapped] = dek
+        return wrapped
+
+    def dek(self) -> bytes:
+        return self.draw(st.binary(min_size=32, max_size=32))
+
+    def row(self, dek_id: int) -> tuple[int, int, int]:
+        return (dek_id, self.draw(st.sampled_from(self.nodes)), self.draw(st.integers(0, 6)))
+
+    def index(self) -> int:
+        return len(self.entries) + 1
+
+    def trial(self, payload: Any) -> str | Halt:
+        """What the model says ``payload`` does at the next index; the model
+        changes only if it applies."""
+        m = self.model
+        if isinstance(payload, _native.Registration):
+            return m.registry.apply_registration(payload.dek_id, payload.full_node_id, payload.local_epoch)
+        if isinstance(payload, _native.Bootstrap):
+            batch = [(r.dek_id, r.full_node_id, r.local_epoch) for r in payload.batch_registry]
+            return m.bootstrap(
+                payload.storage_dek_id, payload.wrapped_storage, payload.raft_dek_id, payload.wrapped_raft, batch
+            )
+        proposer = payload.proposer_registration
+        row = (proposer.dek_id, proposer.full_node_id, proposer.local_epoch)
+        purpose = payload.purpose.name.lower()
+        if payload.sub_tag == _native.ROTATE_DEK:
+            return m.rotation(payload.dek_id, purpose, payload.wrapped, row)
+        layer = "storage" if payload.sub_tag == _native.ENABLE_STORAGE_ENVELOPE else "raft"
+        return m.cutover(layer, payload.dek_id, purpose, payload.wrapped, row, self.index())
+
+    def add(self, payload: Any, outcome: str) -> None:
+        self.payloads.append(payload)
+        self.entries.append(payload.to_entry())
+        self.outcomes.append(outcome)
+
+    def first(self) -> None:
+        storage = self.draw(st.integers(1, 4))
+        raft = self.draw(st.sampled_from([i for i in range(1, 6) if i != storage]))
+        batch = [
+            _native.Registration(self.draw(st.sampled_from([storage, raft])), node, self.draw(st.integers(0, 3)))
+            for node in self.nodes
+        ]
+        boot = _native.Bootstrap(storage, self.wrap(self.dek()), raft, self.wrap(self.dek()), batch)
+        outcome = self.trial(boot)
+        assert isinstance(outcome, str), outcome  # a fresh bootstrap of distinct ids applies
+        self.bootstrap = boot
+        self.add(boot, outcome)
+
+    def candidate(self) -> Any:
+        m, kind = (
+            self.model,
+            self.draw(st.sampled_from(["registration"] * 3 + ["rotate"] * 2 + ["cutover"] * 2 + ["rewrap"])),
+        )
+        if kind == "registration":
+            return _native.Registration(*self.row(self.draw(st.sampled_from(sorted(m.keys)))))
+        if kind == "rotate":
+            purpose = self.draw(st.sampled_from(["storage", "raft"]))
+            dek_id = max(m.keys) + 1
+            return _native.Rotation(
+                dek_id, _PURPOSE[purpose], self.wrap(self.dek()), _native.Registration(*self.row(dek_id))
+            )
+        if kind == "rewrap":  # an existing key wrapped again: its wrap is replaced
+            dek_id = self.draw(st.sampled_from(sorted(m.keys)))
+            purpose, _ = m.keys[dek_id]
+            wrapped = self.wrap(m.keystore[dek_id])
+            return _native.Rotation(dek_id, _PURPOSE[purpose], wrapped, _native.Registration(*self.row(dek_id)))
+        # An envelope cutover, of the active key or of a stale one.
+        layer = self.draw(st.sampled_from(["storage", "raft"]))
+        stale = [i for i, (p, _) in sorted(m.keys.items()) if p == layer and i != m.active[layer]]
+        dek_id = self.draw(st.sampled_from([m.active[layer]] * max(1, len(stale)) + stale))
+        return _native.Rotation(
+            dek_id, _PURPOSE[layer], b"", _native.Registration(*self.row(dek_id)), sub_tag=_CUTOVER[layer]
+        )
+
+    def planted(self, kind: str | None = None) -> tuple[Any, Halt]:
+        """An entry the model says halts here (of ``kind``, or a drawn kind)."""
+        m = self.model
+        rows = sorted(m.registry.rows.items())
+        can_roll_back = any(last > 0 for _, (_, _, last) in rows)
+        if kind is None:
+            kinds = ["collision", "unwrap", "already-bootstrapped", "purpose"]
+            kind = self.draw(st.sampled_from(kinds + ["rollback", "rollback"] if can_roll_back else kinds))
+        elif kind == "rollback" and not can_roll_back:
+            assume(False)  # no row above epoch 0 to roll back: another example
+        if kind in ("collision", "rollback"):
+            candidates = [r for r in rows if kind == "collision" or r[1][2] > 0]
+            (dek, node16), (full, _first, last) = self.draw(st.sampled_from(candidates))
+            if kind == "collision":
+                high = self.draw(st.integers(0, (1 << 48) - 1).filter(lambda h: h << 16 | node16 != full))
+                payload: Any = _native.Registration(dek, high << 16 | node16, self.draw(st.integers(0, 6)))
+            else:
+                payload = _native.Registration(dek, full, self.draw(st.integers(0, last - 1)))
+        elif kind == "unwrap":  # 60 bytes that are no wrap under this KEK
+            dek_id = max(m.keys) + 1
+            wrapped = self.draw(st.binary(min_size=60, max_size=60).filter(lambda w: w not in m.deks))
+            payload = _native.Rotation(
+                dek_id, _native.Purpose.STORAGE, wrapped, _native.Registration(*self.row(dek_id))
+            )
+        elif kind == "already-bootstrapped":
+            assert self.bootstrap is not None
+            b = self.bootstrap
+            payload = _native.Bootstrap(b.storage_dek_id, self.wrap(self.dek()), b.raft_dek_id, b.wrapped_raft, [])
+        else:  # a key id rotated to the other purpose
+            dek_id = self.draw(st.sampled_from(sorted(m.keys)))
+            other = "raft" if m.keys[dek_id][0] == "storage" else "storage"
+            payload = _native.Rotation(
+                dek_id, _PURPOSE[other], self.wrap(self.dek()), _native.Registration(*self.row(dek_id))
+            )
+        halt = self.trial(payload)
+        if not isinstance(halt, Halt):  # pragma: no cover - each kind above halts
+            raise AssertionError(f"keyed_streams planted an entry that applies ({kind}): {halt}")
+        return payload, halt
+
+
+#: The kinds of halt `keyed_streams(valid=False, halt=...)` plants: a node id
+#: collision, an epoch rollback, a wrap the KEK does not open, a second
+#: bootstrap, a key id rotated to the other purpose.
+HALT_KINDS = ("collision", "rollback", "unwrap", "already-bootstrapped", "purpose")
+
+
+@st.composite
+def keyed_streams(
+    draw: st.DrawFn,
+    kek: Any,
+    *,
+    valid: bool = True,
+    nodes: list[int] | None = None,
+    min_size: int = 1,
+    max_size: int = 20,
+    max_suffix: int = 3,
+    halt: str | None = None,
+) -> KeyedStream:
+    """Streams of keyed entries that apply under ``kek`` (a ``FileKek``, or
+    any ``Kek``): a bootstrap of two drawn DEKs with a row per node, then
+    registrations at drawn epochs, rotations of either purpose to new DEKs,
+    rewraps of existing keys and both envelope cutovers (of the active key,
+    or of a stale one), every wrap made by ``kek``
+    under a nonce hypothesis draws (with a ``FileKek``), so that an example
+    replays byte for byte.
+
+    ``valid=True``: no entry halts (each candidate the model says would
+    halt is left out; ``"unchanged"``, ``"stale-dek"`` and
+    ``"already-active"`` are applies). ``valid=False``: a valid prefix,
+    then at ``position`` an entry that halts (a collision, a rollback, a
+    wrap the KEK does not open, a second bootstrap, a key id given the
+    other purpose), then up to ``max_suffix`` more entries. What halts and
+    what each entry returns is the plain-Python model's word
+    (`KeyedModel`), not a rule re-written here. ``nodes``: the writers'
+    full node ids (default: one to four drawn, with distinct
+    ``node_id16``s). ``halt`` (with ``valid=False``): plant that kind of
+    halt, one of `HALT_KINDS` (default: a drawn kind)."""
+    if halt is not None and (valid or halt not in HALT_KINDS):
+        raise ValueError(
+            f"halt={halt!r}: give valid=False and one of {', '.join(HALT_KINDS)}"
+            if halt in HALT_KINDS
+            else f"halt={halt!r} is not one of {', '.join(HALT_KINDS)}"
+        )
+    if nodes is None:
+        nodes = draw(st.lists(full_node_ids(), min_size=1, max_size=4, unique_by=lambda n: n & U16))
+    b = _Builder(draw, kek, list(nodes))
+    b.first()
+    target = draw(st.integers(max(min_size, 1), max(max_size, 1)))
+    attempts = 0
+    while len(b.entries) < target and attempts < 4 * max_size:
+        attempts += 1
+        payload = b.candidate()
+        before = copy.deepcopy(b.model)
+        outcome = b.trial(payload)
+        if isinstance(outcome, Halt):
+            b.model = before  # (the model changes nothing on a halt; kept safe)
+            continue
+        b.add(payload, outcome)
+    if valid:
+        return KeyedStream(b.entries, b.outcomes, b.model, b.nodes, payloads=b.payloads)
+    model = copy.deepcopy(b.model)
+    payload, planted = b.planted(halt)
+    position = len(b.entries)
+    suffix = draw(st.lists(registrations(), max_size=max_suffix))
+    entries = [*b.entries, payload.to_entry(), *(r.to_entry() for r in suffix)]
+    return KeyedStream(entries, b.outcomes, model, b.nodes, position, planted, payloads=[*b.payloads, payload, *suffix])
