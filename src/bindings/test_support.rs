@@ -133,7 +133,7 @@ pub(super) fn kek_unwrap<'py>(
 }
 
 /// The debug counts of a pipelined applier's caller side, as a dict
-/// (`lookups`, `store_lookups`, `snapshots`, `commits`); None in the other
+/// (`lookups`, `store_lookups`, `cache_hits`, `snapshots`, `commits`); None in the other
 /// modes. Lets tests prove that staged lookups do not begin a read
 /// transaction per entry.
 #[pyfunction]
@@ -146,6 +146,7 @@ pub(super) fn pipeline_counters(
         std::collections::BTreeMap::from([
             ("lookups", c.lookups),
             ("store_lookups", c.store_lookups),
+            ("cache_hits", c.cache_hits),
             ("snapshots", c.snapshots),
             ("commits", c.commits),
         ])
