@@ -289,7 +289,17 @@ impl PyRegistry {
     /// A stored row that does not decode raises `RegistryCorruptionError`.
     fn get(&self, py: Python<'_>, dek_id: U32, node_id16: U16) -> PyResult<Option<PyRegistryRow>> {
         let (dek_id, node_id16) = (dek_id.value(), node_id16.value());
-        let row = self.read(py, |r| r.get(dek_id, node_id16))?;
+        // A read of the pinned snapshot waits for nothing but the view's
+        // lock: tried with the GIL held, so an uncontended get() never
+        // gives the GIL up (and never makes another thread hand it back);
+        // a view busy on another thread goes the waiting way, without it.
+        let now = self
+            .inner
+            .try_now(|r| Some(r.get(dek_id, node_id16).map_err(CoreError::from)));
+        let row = match now {
+            Some(row) => row.map_err(|e| e.into_py(py))?,
+            None => self.read(py, |r| r.get(dek_id, node_id16))?,
+        };
         Ok(row.map(PyRegistryRow))
     }
 
