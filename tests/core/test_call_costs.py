@@ -117,11 +117,13 @@ print(repr(costs))
 """
 
 
-def test_uncontended_get_and_pipelined_apply_never_release_the_gil(tmp_path: Path) -> None:
-    """An uncontended `get()` or pipelined `apply()` runs with the GIL held
-    (a try-lock of the handle): no release, so a reader thread and the
-    writer do not hand the GIL to each other on every call. A busy handle
-    is waited for without it."""
+def test_uncontended_get_and_pipelined_apply_keep_the_gil(tmp_path: Path) -> None:
+    """An uncontended pipelined `apply()` runs with the GIL held (a try-lock
+    of the handle): no release, so a reader thread cannot make the writer
+    hand the GIL over on every call. `get()` too, except one call in 16 of
+    a thread, which releases it on purpose (so that a writer waiting for
+    the GIL gets it within 16 reads, not a 5 ms switch interval); it used
+    to release it on every call. A busy handle is waited for without it."""
     import pytest
 
     base = tmp_path.resolve()
@@ -131,5 +133,6 @@ def test_uncontended_get_and_pipelined_apply_never_release_the_gil(tmp_path: Pat
         pytest.skip("this interpreter's PyEval_SaveThread cannot be interposed (no shared libpython)")
     assert costs["len(Registry), which releases it"] == 1.0, costs
     assert costs["Registry.get of a busy view"] >= 1, costs
-    assert costs["Registry.get"] == costs["Registry.get of a missing row"] == 0.0, costs
+    for get in ("Registry.get", "Registry.get of a missing row"):
+        assert abs(costs[get] - 1 / 16) <= 1 / 200, costs
     assert costs["pipelined apply of a cached key"] == 0.0, costs
