@@ -90,6 +90,15 @@ impl RowCache {
     pub(super) fn len(&self) -> usize {
         self.rows.len()
     }
+
+    /// A cache of `capacity` rows, below the least one, for tests.
+    #[cfg(test)]
+    pub(super) fn with_capacity(capacity: usize) -> RowCache {
+        RowCache {
+            rows: HashMap::default(),
+            capacity,
+        }
+    }
 }
 
 #[cfg(test)]
