@@ -13,7 +13,7 @@
 //! - `keyring.rs`: the KEK, keystore and sidecar an applier holds;
 //! - `batch.rs`: `apply_many` over runs of registrations;
 //! - `group.rs`: write-behind group commit (`group_commit=`);
-//! - `pipeline.rs`: pipelined write-behind (`pipelined=True`), a committer
+//! - `pipeline/`: pipelined write-behind (`pipelined=True`), a committer
 //!   thread that the caller never waits for;
 //! - `row_cache.rs`: the pipelined caller's cache of the newest row of
 //!   each key, bounded;
