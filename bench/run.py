@@ -483,40 +483,83 @@ def pipelined(root: Path, n: int, k: int, rounds: int) -> dict[str, Any]:
     `pipelined=True, group_commit=K` against the write-behind peers given
     the same loss window. Ours can lose at most K staged entries plus one
     group of at most K in flight, so the peers commit every 2K entries (and,
-    for reference, every K). Each round runs every contender once, in a
-    shuffled order, on a fresh directory; the table gives the median and the
-    range of µs per entry, and of the per-round ratios. Also: the rate of
-    ours with one `get()` reader thread running, against none."""
+    for reference, every K); the same again at 8K. Each round runs every
+    contender once, in a shuffled order, on a fresh directory; the table
+    gives the median and the range of µs per entry, and of the per-round
+    ratios. Also: what a `get()` reader thread costs the writer, a reader
+    that never sleeps and one that reads about 1000 times a second (a
+    host's status reader), against the floor of the GIL itself: a
+    pure-Python writer loop with the same never-sleeping reader."""
     import statistics
     import threading
+
+    from encryption_applier._native import test_support
 
     regs = [ea.Registration(1 + i % 4, 0x10000 + (i % 4096), 1 + i // 4096) for i in range(n)]
     entries = [r.to_entry() for r in regs]
     times: dict[str, list[float]] = {}
+    committer: list[tuple[float, float]] = []  # (µs per entry committing, entries per group)
+    reads: dict[str, list[float]] = {}
 
-    def ours(readers: int) -> float:
+    def reader_threads(path: Path, readers: int, paced: bool, stop: threading.Event, label: str) -> Callable[[], None]:
+        counts = [0] * readers
+
+        def read(slot: int) -> None:
+            with ea.Registry(path) as view:
+                while not stop.is_set():
+                    view.get(1, 0x0001)
+                    counts[slot] += 1
+                    if paced:
+                        time.sleep(0.001)
+
+        threads = [threading.Thread(target=read, args=(i,)) for i in range(readers)]
+        for t in threads:
+            t.start()
+        started = time.perf_counter()
+
+        def done() -> None:
+            stop.set()
+            for t in threads:
+                t.join()
+            if readers:
+                reads.setdefault(label, []).append(sum(counts) / (time.perf_counter() - started))
+
+        return done
+
+    def ours(readers: int, paced: bool = False, group: int = k, label: str = "") -> float:
         path = fresh(root, "pipe")
-        with ea.Applier(path, pipelined=True, group_commit=k) as a:
+        with ea.Applier(path, pipelined=True, group_commit=group) as a:
             a.apply(regs[0], index=1)
             a.wait_durable(1)
             stop = threading.Event()
-
-            def read() -> None:
-                with ea.Registry(path) as view:
-                    while not stop.is_set():
-                        view.get(1, 0x0001)
-
-            threads = [threading.Thread(target=read) for _ in range(readers)]
-            for t in threads:
-                t.start()
+            done = reader_threads(path, readers, paced, stop, label)
             started = time.perf_counter()
             for index in range(2, n + 1):
                 a.apply(entries[index - 1], index=index)
             a.wait_durable(n)
             took = time.perf_counter() - started
-            stop.set()
-            for t in threads:
-                t.join()
+            done()
+            c = test_support.pipeline_counters(a)
+            if readers == 0 and group == k and c and c.get("commit_micros") and c["commits"]:
+                committer.append((c["commit_micros"] / c["committed_entries"], c["committed_entries"] / c["commits"]))
+        return took / (n - 1)
+
+    def python_writer(readers: int) -> float:
+        """The GIL's floor: a writer loop of plain Python that never gives
+        the GIL up (each entry decoded and staged in a dict, about the
+        cost of one of our calls), with the same reader."""
+        path = fresh(root, "pyfloor")
+        ea.Applier(path).close()
+        staged: dict[tuple[int, int], tuple[int, int]] = {}
+        unpack = struct.Struct(">IQH").unpack_from
+        stop = threading.Event()
+        done = reader_threads(path, readers, False, stop, "python")
+        started = time.perf_counter()
+        for index in range(2, n + 1):
+            dek_id, full, epoch = unpack(entries[index - 1], 2)
+            staged[(dek_id, full & 0xFFFF)] = (epoch, index)
+        took = time.perf_counter() - started
+        done()
         return took / (n - 1)
 
     def peer(make: Callable[[], Any]) -> float:
@@ -546,14 +589,22 @@ def pipelined(root: Path, n: int, k: int, rounds: int) -> dict[str, Any]:
             return (time.perf_counter() - started) / n
 
     ref = f"ours pipelined=True, group_commit={k}"
+    big = 8 * k
+    one_reader, paced_reader = "ours pipelined, one get() reader thread", "ours pipelined, one paced get() reader"
+    py_alone, py_reader = "pure-Python writer loop (GIL floor)", "pure-Python writer loop, one get() reader"
     contenders: dict[str, Callable[[], float]] = {
         ref: lambda: ours(0),
-        "ours pipelined, one get() reader thread": lambda: ours(1),
+        one_reader: lambda: ours(1, label="busy"),
+        paced_reader: lambda: ours(1, paced=True, label="paced"),
         f"py-lmdb write-behind, txn per {2 * k}": lambda: py_peer(2 * k),
         f"py-lmdb write-behind, txn per {k}": lambda: py_peer(k),
         f"SQLite WAL NORMAL, txn per {2 * k}": lambda: sqlite_peer(2 * k),
         f"SQLite WAL NORMAL, txn per {k}": lambda: sqlite_peer(k),
         "ours group_commit=64 (fsync-gated, before)": classic,
+        f"ours pipelined=True, group_commit={big}": lambda: ours(0, group=big),
+        f"py-lmdb write-behind, txn per {2 * big}": lambda: py_peer(2 * big),
+        py_alone: lambda: python_writer(0),
+        py_reader: lambda: python_writer(1),
     }
     rng = random.Random(21)
     for _ in range(rounds):
@@ -562,15 +613,35 @@ def pipelined(root: Path, n: int, k: int, rounds: int) -> dict[str, Any]:
         for name in order:
             times.setdefault(name, []).append(contenders[name]() * 1e6)
     out: dict[str, Any] = {"entries": n, "k": k, "rounds": rounds, "fsync_per_second": fsync_rate(root), "rows": {}}
+
+    def ratios(row: str, base: str) -> dict[str, float]:
+        r = sorted(t / b for t, b in zip(times[row], times[base], strict=True))
+        return {"median": statistics.median(r), "min": r[0], "max": r[-1]}
+
     for name, us in times.items():
-        ratios = [t / r for t, r in zip(us, times[ref], strict=True)]
+        r = ratios(name, ref)
         out["rows"][name] = {
             "us_median": statistics.median(us),
             "us_min": min(us),
             "us_max": max(us),
-            "ratio_vs_ours_median": statistics.median(ratios),
-            "ratio_vs_ours_min": min(ratios),
-            "ratio_vs_ours_max": max(ratios),
+            "ratio_vs_ours_median": r["median"],
+            "ratio_vs_ours_min": r["min"],
+            "ratio_vs_ours_max": r["max"],
+        }
+    big_ref = f"ours pipelined=True, group_commit={big}"
+    out["peer_vs_ours_at_8k"] = ratios(f"py-lmdb write-behind, txn per {2 * big}", big_ref)
+    # What one reader thread costs each writer: its time per entry with the
+    # reader over its time alone, per round.
+    out["reader_cost"] = {
+        "ours, never-sleeping reader": ratios(one_reader, ref),
+        "ours, paced reader (get + 1 ms sleep)": ratios(paced_reader, ref),
+        "pure-Python writer, never-sleeping reader (the GIL floor)": ratios(py_reader, py_alone),
+    }
+    out["reader_gets_per_second"] = {label: statistics.median(v) for label, v in reads.items()}
+    if committer:
+        out["committer"] = {
+            "commit_us_per_entry": statistics.median(c for c, _ in committer),
+            "entries_per_group": statistics.median(g for _, g in committer),
         }
     return out
 
@@ -586,6 +657,18 @@ def report_pipelined(p: dict[str, Any]) -> list[str]:
             f"    {name:<46} {r['us_median']:7.2f} [{r['us_min']:.2f}-{r['us_max']:.2f}]   "
             f"{r['ratio_vs_ours_median']:5.2f}x [{r['ratio_vs_ours_min']:.2f}-{r['ratio_vs_ours_max']:.2f}]"
         )
+    r = p["peer_vs_ours_at_8k"]
+    lines.append(f"  at 8K: py-lmdb ÷ ours {r['median']:.2f}x [{r['min']:.2f}-{r['max']:.2f}]")
+    c = p.get("committer", {"commit_us_per_entry": float("nan"), "entries_per_group": float("nan")})
+    lines.append(
+        f"  committer (K={p['k']}, no reader): {c['commit_us_per_entry']:.3f} µs per entry committing "
+        f"(sort, write, sync), {c['entries_per_group']:.0f} entries per group"
+    )
+    lines.append("  what one reader thread costs the writer (time with it ÷ time alone, per round):")
+    for name, r in p["reader_cost"].items():
+        lines.append(f"    {name:<58} {r['median']:5.2f}x [{r['min']:.2f}-{r['max']:.2f}]")
+    gets = ", ".join(f"{k} {v:,.0f}" for k, v in p["reader_gets_per_second"].items())
+    lines.append(f"  reader get()s per second: {gets}")
     return lines
 
 

@@ -16,7 +16,7 @@
 //! - [`applier`]: applies entries through the rules into the store; keyed
 //!   entries in `applier/keys.rs`, envelope cutovers in
 //!   `applier/cutover.rs`, group commit in `applier/group.rs`, pipelined write-behind in
-//!   `applier/pipeline.rs`;
+//!   `applier/pipeline/`;
 //! - [`view`]: the read-only, snapshot-pinned `Registry`, and its
 //!   summaries (`view::summary`: stats, digest, diff, columns);
 //! - [`kek`]: the KEK interface ([`KekBackend`]), the file KEK and

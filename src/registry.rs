@@ -147,6 +147,11 @@ impl RegistryRow {
             last_seen_local_epoch: self.last_seen_local_epoch,
         }
     }
+
+    /// Its key as [`pack_key`] packs it.
+    pub fn packed_key(&self) -> u64 {
+        pack_key(self.dek_id, self.node_id16)
+    }
 }
 
 /// `prefix ‖ dek_id ‖ "|"`: every key of one DEK starts with it.

@@ -37,6 +37,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in declaration order: `ALL[o as usize] == o`.
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Inserted,
+        Outcome::Advanced,
+        Outcome::Unchanged,
+        Outcome::Bootstrapped,
+        Outcome::Rotated,
+        Outcome::Skipped,
+        Outcome::Enabled,
+        Outcome::AlreadyActive,
+        Outcome::StaleDek,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Inserted => "inserted",
@@ -277,6 +290,13 @@ pub fn check_purpose(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn all_outcomes_are_listed_at_their_discriminant() {
+        for (at, outcome) in super::Outcome::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, at, "{outcome:?}");
+        }
+    }
+
     use super::*;
     use crate::test_support::{reg, row_of};
 

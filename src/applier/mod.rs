@@ -13,8 +13,10 @@
 //! - `keyring.rs`: the KEK, keystore and sidecar an applier holds;
 //! - `batch.rs`: `apply_many` over runs of registrations;
 //! - `group.rs`: write-behind group commit (`group_commit=`);
-//! - `pipeline.rs`: pipelined write-behind (`pipelined=True`), a committer
+//! - `pipeline/`: pipelined write-behind (`pipelined=True`), a committer
 //!   thread that the caller never waits for;
+//! - `row_cache.rs`: the pipelined caller's cache of the newest row of
+//!   each key, bounded;
 //! - `resync.rs`: a follower's resync of keys.json from the Raft log;
 //! - `fault.rs`: the crash-test hook, reachable only through [`testing`];
 //! - `tests.rs`: the applier's unit tests.
@@ -43,6 +45,7 @@ mod keyring;
 mod keys;
 mod pipeline;
 mod resync;
+mod row_cache;
 #[cfg(test)]
 mod tests;
 

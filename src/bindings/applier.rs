@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString};
+use pyo3::types::{PyList, PyString};
 
 use super::convert::{outcome_list, outcome_str, U16, U64};
 use super::errors::CoreError;
 use super::handle::{run_detached, Handle};
 use super::kek::kek_arg;
 use super::keystore::PyKeystore;
-use super::payloads::{entry_arg, PyBootstrap, PyRegistration, PyRotation};
+use super::payloads::{entries_arg, entry_arg, PyBootstrap, PyRegistration, PyRotation};
 use super::py_imports::APPLIER_HTML;
 use super::registry::PyRegistry;
 use super::resync::PySidecarResync;
@@ -395,21 +395,7 @@ impl PyApplier {
         first_index: Option<U64>,
         indexes: Option<Vec<U64>>,
     ) -> PyResult<Bound<'py, PyList>> {
-        if entries.cast::<PyBytes>().is_ok() || entries.is_instance_of::<PyString>() {
-            return Err(PyTypeError::new_err(
-                "entries must be an iterable of entries (bytes or payload objects), not one entry",
-            ));
-        }
-        let mut decoded = Vec::with_capacity(entries.len().unwrap_or(0));
-        for (position, item) in entries.try_iter()?.enumerate() {
-            let item = item?;
-            // A wrong type is a programming error: refused before anything
-            // is applied, naming the position.
-            let entry = entry_arg(&item).map_err(|e| {
-                PyTypeError::new_err(format!("entries[{position}]: {}", e.value(py)))
-            })?;
-            decoded.push(entry);
-        }
+        let decoded = entries_arg(py, entries)?;
         let first_index = first_index.map(|f| f.value());
         if let Some(first) = first_index {
             if first

@@ -157,11 +157,15 @@ pub(super) fn outcome_str(py: Python<'_>, outcome: Outcome) -> Bound<'_, PyStrin
     s.clone()
 }
 
+/// The outcomes as a list of the interned strings, each string looked up
+/// once per call rather than once per entry.
 pub(super) fn outcome_list<'py>(
     py: Python<'py>,
     outcomes: &[Outcome],
 ) -> PyResult<Bound<'py, PyList>> {
-    PyList::new(py, outcomes.iter().map(|o| outcome_str(py, *o)))
+    // Indexed by discriminant (`Outcome::ALL` is in that order).
+    let strings = Outcome::ALL.map(|o| outcome_str(py, o));
+    PyList::new(py, outcomes.iter().map(|&o| strings[o as usize].clone()))
 }
 
 /// `copy.replace(obj, **changes)` (Python 3.13) of an immutable value

@@ -4,7 +4,7 @@
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
 use super::convert::{
     bytes_arg, purpose_arg, purpose_repr, purpose_to_py, replace_fields, Unsigned, U16, U32, U64,
@@ -517,4 +517,35 @@ pub(super) fn entry_arg(obj: &Bound<'_, PyAny>) -> PyResult<Result<Entry, Malfor
         ))
     })?;
     Ok(Entry::decode(&bytes))
+}
+
+/// `apply_many`'s entries, decoded in order. A wrong type is a programming
+/// error: refused before anything is applied, naming the position. A list
+/// (what hosts pass) is read by index, without an iterator protocol call
+/// per entry.
+pub(super) fn entries_arg(
+    py: Python<'_>,
+    entries: &Bound<'_, PyAny>,
+) -> PyResult<Vec<Result<Entry, MalformedPayload>>> {
+    if entries.cast::<PyBytes>().is_ok() || entries.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(
+            "entries must be an iterable of entries (bytes or payload objects), not one entry",
+        ));
+    }
+    let at = |position: usize, item: &Bound<'_, PyAny>| {
+        entry_arg(item)
+            .map_err(|e| PyTypeError::new_err(format!("entries[{position}]: {}", e.value(py))))
+    };
+    if let Ok(list) = entries.cast::<PyList>() {
+        let mut decoded = Vec::with_capacity(list.len());
+        for (position, item) in list.iter().enumerate() {
+            decoded.push(at(position, &item)?);
+        }
+        return Ok(decoded);
+    }
+    let mut decoded = Vec::with_capacity(entries.len().unwrap_or(0));
+    for (position, item) in entries.try_iter()?.enumerate() {
+        decoded.push(at(position, &item?)?);
+    }
+    Ok(decoded)
 }

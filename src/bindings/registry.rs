@@ -227,6 +227,24 @@ impl PyRegistry {
     }
 }
 
+/// One `get()` in this many of a thread gives the GIL up (and takes it
+/// back), so that a thread waiting for the GIL (an applier back from its
+/// committer) gets it within that many reads.
+const GET_YIELD: u32 = 16;
+
+thread_local! {
+    static GETS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this `get()` is the one in [`GET_YIELD`] that releases the GIL.
+fn courtesy_yield() -> bool {
+    GETS.with(|n| {
+        let next = (n.get() + 1) % GET_YIELD;
+        n.set(next);
+        next == 0
+    })
+}
+
 /// Integer types whose in-memory bytes are exactly their value in native
 /// byte order, with no padding: what `array.array` stores.
 trait PlainInt: Copy {}
@@ -320,7 +338,23 @@ impl PyRegistry {
     /// A stored row that does not decode raises `RegistryCorruptionError`.
     fn get(&self, py: Python<'_>, dek_id: U32, node_id16: U16) -> PyResult<Option<PyRegistryRow>> {
         let (dek_id, node_id16) = (dek_id.value(), node_id16.value());
-        let row = self.read(py, |r| r.get(dek_id, node_id16))?;
+        // A read of the pinned snapshot waits for nothing but the view's
+        // lock: tried with the GIL held, so an uncontended get() does not
+        // give the GIL up and win it back; a view busy on another thread
+        // goes the waiting way, without it. Every `GET_YIELD`-th call of a
+        // thread goes that way too (`courtesy_yield`): a reader looping on
+        // get() would otherwise keep the GIL for a whole switch interval
+        // (5 ms) each time the writer waited for its committer.
+        let now = if courtesy_yield() {
+            None
+        } else {
+            self.inner
+                .try_now(|r| Some(r.get(dek_id, node_id16).map_err(CoreError::from)))
+        };
+        let row = match now {
+            Some(row) => row.map_err(|e| e.into_py(py))?,
+            None => self.read(py, |r| r.get(dek_id, node_id16))?,
+        };
         Ok(row.map(PyRegistryRow))
     }
 

@@ -147,7 +147,8 @@ pub(super) fn kek_unwrap<'py>(
 }
 
 /// The debug counts of a pipelined applier's caller side, as a dict
-/// (`lookups`, `store_lookups`, `snapshots`, `commits`); None in the other
+/// (`lookups`, `store_lookups`, `cache_hits`, `snapshots`, `commits`,
+/// `committed_entries`, `commit_micros`); None in the other
 /// modes. Lets tests prove that staged lookups do not begin a read
 /// transaction per entry.
 #[pyfunction]
@@ -160,6 +161,9 @@ pub(super) fn pipeline_counters(
         std::collections::BTreeMap::from([
             ("lookups", c.lookups),
             ("store_lookups", c.store_lookups),
+            ("cache_hits", c.cache_hits),
+            ("committed_entries", c.committed_entries),
+            ("commit_micros", c.commit_micros),
             ("snapshots", c.snapshots),
             ("commits", c.commits),
         ])

@@ -435,6 +435,54 @@ mod tests {
     }
 
     #[test]
+    fn rows_put_in_key_order_land_whether_the_cursor_steps_or_searches() {
+        use crate::test_support::{reg, row_of};
+        use std::collections::BTreeMap;
+        let dir = fresh_path("put-order");
+        let env = open_env(&dir, OpenMode::Create).expect("create");
+        let mut model = BTreeMap::new();
+        // Dense updates (the cursor steps), inserts between stored keys, gaps
+        // (a step misses, then rows are searched until stepping is retried).
+        let rounds: [Vec<u64>; 4] = [
+            (0..200).map(|n| n * 2).collect(),
+            (0..200).map(|n| n * 2).collect(),
+            (0..400).collect(),
+            (0..400).filter(|n| n % 7 != 3).chain(500..520).collect(),
+        ];
+        for (epoch, nodes) in rounds.iter().enumerate() {
+            let rows: Vec<_> = nodes
+                .iter()
+                .map(|&n| {
+                    row_of(
+                        &reg(1 + (n / 300) as u32, n, epoch as u16 + 1),
+                        1,
+                        epoch as u16 + 1,
+                    )
+                })
+                .collect();
+            let mut sorted = rows.clone();
+            sorted.sort_by_key(crate::registry::RegistryRow::packed_key);
+            let mut txn = env.begin_write().expect("write");
+            assert!(txn.put_rows_in_key_order(&sorted).expect("put"));
+            txn.commit().expect("commit");
+            for row in sorted {
+                model.insert(row.packed_key(), row);
+            }
+        }
+        let snap = txn::Snapshot::begin(Arc::clone(&env)).expect("read");
+        let mut stored = Vec::new();
+        snap.scan(crate::registry::REGISTRY_PREFIX, |row| {
+            stored.push(row);
+            std::ops::ControlFlow::Continue(())
+        })
+        .expect("scan");
+        assert_eq!(stored, model.into_values().collect::<Vec<_>>());
+        drop(snap);
+        drop(env);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn garbage_data_file_is_an_open_error() {
         let dir = fresh_path("garbage");
         std::fs::create_dir_all(&dir).expect("mkdir");

@@ -18,6 +18,10 @@ use crate::registry::{
     RegistryCorruption, RegistryRow, REGISTRY_PREFIX,
 };
 
+/// After a cursor step that missed the next row's key, the rows written
+/// by search before a step is tried again.
+const STEP_RETRY: usize = 8;
+
 /// Where the Raft applied index lives: outside the registry prefix, so
 /// scans and digests of the registry never see it.
 pub const APPLIED_INDEX_KEY: &[u8] = b"!encryption|applied_index";
@@ -199,6 +203,12 @@ impl<'env> WriteTxn<'env> {
 
     /// Writes `rows` (ascending key order) through one cursor. Returns
     /// whether anything was written.
+    ///
+    /// Rows often update keys that follow each other in the tree (a stream
+    /// that advances every node): the cursor then steps to the next key
+    /// and overwrites it in place (`MDB_CURRENT`), where a put would search
+    /// the page for it. After a step that misses, stepping is tried again
+    /// only every [`STEP_RETRY`] rows, so a sparse batch pays little.
     pub fn put_rows_in_key_order<'r>(
         &mut self,
         rows: impl IntoIterator<Item = &'r RegistryRow>,
@@ -209,14 +219,22 @@ impl<'env> WriteTxn<'env> {
             .open_rw_cursor(env.db)
             .map_err(|e| env.storage_error("opening a cursor", e))?;
         let mut wrote = false;
+        // Rows until the next step is tried (0: try it on this row).
+        let mut wait = 0usize;
         for row in rows {
             let key = registry_key(row.dek_id, row.node_id16);
+            let value = encode_registry_value(&row.value());
+            let mut flags = WriteFlags::empty();
+            if wrote && wait == 0 {
+                match cursor.get(None, None, MDB_NEXT) {
+                    Ok((Some(next), _)) if next == key.as_slice() => flags = WriteFlags::CURRENT,
+                    _ => wait = STEP_RETRY,
+                }
+            } else {
+                wait = wait.saturating_sub(1);
+            }
             cursor
-                .put(
-                    &key,
-                    &encode_registry_value(&row.value()),
-                    WriteFlags::empty(),
-                )
+                .put(&key, &value, flags)
                 .map_err(|e| env.storage_error("writing a registry row", e))?;
             wrote = true;
         }

@@ -264,6 +264,23 @@ impl Registration {
     }
 
     pub fn decode(payload: &[u8]) -> Result<Registration, MalformedPayload> {
+        // A well-formed payload (version, then exactly the body) in one
+        // step; anything else goes through the reader, which names what is
+        // wrong (the same rules: `decode_fast_path_agrees` checks it).
+        if let [WIRE_VERSION, body @ ..] = payload {
+            if let Ok(body) = <&[u8; REGISTRATION_BODY_LEN]>::try_from(body) {
+                let [d0, d1, d2, d3, n0, n1, n2, n3, n4, n5, n6, n7, e0, e1] = *body;
+                return Ok(Registration {
+                    dek_id: u32::from_be_bytes([d0, d1, d2, d3]),
+                    full_node_id: u64::from_be_bytes([n0, n1, n2, n3, n4, n5, n6, n7]),
+                    local_epoch: u16::from_be_bytes([e0, e1]),
+                });
+            }
+        }
+        Registration::decode_by_reader(payload)
+    }
+
+    fn decode_by_reader(payload: &[u8]) -> Result<Registration, MalformedPayload> {
         let mut r = Reader::new(payload, PayloadKind::Registration);
         r.version()?;
         let reg = r.registration_body()?;

@@ -81,6 +81,35 @@ fn rotation_layout() {
 }
 
 #[test]
+fn decode_fast_path_agrees() {
+    // Every length around the registration's, the right and wrong versions,
+    // pseudo-random bodies: the one-step path and the reader agree on the
+    // value and on the refusal.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state as u8
+    };
+    for len in 0..20 {
+        for version in [WIRE_VERSION, 0, 2, 0xFF] {
+            for _ in 0..50 {
+                let mut payload: Vec<u8> = (0..len).map(|_| next()).collect();
+                if let Some(first) = payload.first_mut() {
+                    *first = version;
+                }
+                assert_eq!(
+                    Registration::decode(&payload),
+                    Registration::decode_by_reader(&payload),
+                    "{payload:02x?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn registration_rejects_every_wrong_length_and_version() {
     let good = unhex("01 01020304 05060708090a0b0c 0d0e");
     for cut in 0..good.len() {

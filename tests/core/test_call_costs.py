@@ -72,3 +72,72 @@ def test_apply_many_reuses_its_buffers(tmp_path: Path) -> None:
             applier.apply_many(batch)
         faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / len(rounds[3:])
     assert faults < 100, f"{faults:.0f} minor page faults per 10k-entry apply_many"
+
+
+# GIL releases counted by the fsfault shim, which wraps PyEval_SaveThread
+# (how pyo3's `detach` gives the GIL up). ctypes.PyDLL: reading the count
+# must not release the GIL itself, as a CDLL call would.
+GIL = """
+import ctypes, sys, threading, time, encryption_applier as ea
+from encryption_applier._native import test_support
+releases = ctypes.PyDLL(None).ea_fs_gil_releases
+releases.restype = ctypes.c_long
+path = sys.argv[1]
+applier = ea.Applier(path, pipelined=True, group_commit=1024)
+for n in range(8):
+    applier.apply(ea.Registration(1, 0x10000 + n, 1), index=n + 1)
+assert applier.wait_durable(8, timeout=30)
+view = ea.Registry(path)
+index = 8
+def advance():
+    global index
+    index += 1
+    applier.apply(ea.Registration(1, 0x10000 + index % 8, 2 + index // 8), index=index)
+def per_call(call, n=200):
+    call()
+    before = releases()
+    for _ in range(n):
+        call()
+    return (releases() - before) / n
+costs = {
+    "Registry.get": per_call(lambda: view.get(1, 1)),
+    "Registry.get of a missing row": per_call(lambda: view.get(7, 7)),
+    "pipelined apply of a cached key": per_call(advance),
+    "len(Registry), which releases it": per_call(lambda: len(view)),
+}
+# A view busy on another thread: get() waits for it without the GIL.
+holder = threading.Thread(target=test_support.hold_lock, args=(view, 0.3))
+holder.start()
+time.sleep(0.1)
+before = releases()
+view.get(1, 1)
+costs["Registry.get of a busy view"] = releases() - before
+holder.join()
+print(repr(costs))
+"""
+
+
+def test_uncontended_get_and_pipelined_apply_keep_the_gil(tmp_path: Path) -> None:
+    """An uncontended pipelined `apply()` runs with the GIL held (a try-lock
+    of the handle): no release (but for the rare call that meets the
+    committer at the state lock), so a reader thread cannot make the writer
+    hand the GIL over on every call. `get()` too, except one call in 16 of
+    a thread, which releases it on purpose (so that a writer waiting for
+    the GIL gets it within 16 reads, not a 5 ms switch interval); it used
+    to release it on every call. A busy handle is waited for without it."""
+    import pytest
+
+    base = tmp_path.resolve()
+    run = traced_ok(GIL, str(base / "registry"), under=base)
+    costs = eval(run.proc.stdout.splitlines()[0])  # a dict literal printed by the child
+    if costs["len(Registry), which releases it"] == 0:
+        pytest.skip("this interpreter's PyEval_SaveThread cannot be interposed (no shared libpython)")
+    assert costs["len(Registry), which releases it"] == 1.0, costs
+    assert costs["Registry.get of a busy view"] >= 1, costs
+    for get in ("Registry.get", "Registry.get of a missing row"):
+        assert abs(costs[get] - 1 / 16) <= 1 / 200, costs
+    # The committer thread takes the pipeline's state lock for a moment
+    # per group; a call that finds it taken falls back to waiting without
+    # the GIL (allowed, and rare): a few in 200, against one per call
+    # without the fast path.
+    assert costs["pipelined apply of a cached key"] <= 0.025, costs

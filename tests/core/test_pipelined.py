@@ -136,9 +136,28 @@ def test_staged_lookups_begin_no_read_transaction_per_entry(tmp_path: Path) -> N
         counters = test_support.pipeline_counters(a)
     assert counters is not None
     assert counters["lookups"] == n and counters["store_lookups"] > n // 2
+    assert counters["store_lookups"] + counters["cache_hits"] == n
     # At most one snapshot renewal per commit (plus the first begin), never one per entry.
     assert counters["snapshots"] <= counters["commits"] + 1
     assert counters["commits"] < n
+
+
+def test_each_key_is_read_from_the_store_once_then_from_the_row_cache(tmp_path: Path) -> None:
+    n, keys = 3000, 50
+    with ea.Applier(tmp_path / "r", pipelined=True, group_commit=64) as a:
+        for index, reg in enumerate(regs(n, keys=keys), start=1):
+            a.apply(reg, index=index)
+        assert a.wait_durable(n, timeout=60)
+        counters = test_support.pipeline_counters(a)
+        # A drain (before a batch, a keyed entry, flush) empties the cache:
+        # the batch's own commit is read back from the store.
+        assert a.apply_many([ea.Registration(1, 0x10000, 100)], first_index=n + 1) == ["advanced"]
+        assert a.apply(ea.Registration(1, 0x10000, 100), index=n + 2) == "unchanged"
+        after = test_support.pipeline_counters(a)
+    assert counters is not None and after is not None
+    distinct = len({(r.dek_id, r.node_id16) for r in regs(n, keys=keys)})
+    assert (counters["store_lookups"], counters["cache_hits"]) == (distinct, n - distinct)
+    assert after["store_lookups"] == distinct + 1
 
 
 @settings(max_examples=30, deadline=None)
@@ -175,10 +194,10 @@ directory, k = sys.argv[1], int(sys.argv[2])
 regs = [ea.Registration(1 + i % 3, 0x10000 + i % 40, 1 + i // 40) for i in range(400)]
 out = {}
 a = ea.Applier(directory, pipelined=True, group_commit=k)
-nxt, raised = 1, None
+nxt, raised, outcomes = 1, None, {}
 while nxt <= len(regs):
     try:
-        a.apply(regs[nxt - 1], index=nxt)
+        outcomes[nxt] = a.apply(regs[nxt - 1], index=nxt)
         nxt += 1
     except ea.StorageError as e:
         raised = {"at": nxt, "replay_from": e.replay_from, "msg": str(e), "durable": a.durable_index,
@@ -191,6 +210,7 @@ while nxt <= len(regs):
             raised["refused_past"] = True
         nxt = e.replay_from or 1
 out["raised"] = raised
+out["outcomes"] = [outcomes[i] for i in range(1, len(regs) + 1)]
 out["durable_before_close"] = a.wait_durable(len(regs), timeout=60)
 a.close()
 with ea.Registry(directory) as v:
@@ -215,8 +235,13 @@ def test_a_failed_commit_on_the_committer_is_raised_by_the_next_call(tmp_path: P
     assert raised["replay_from"] == (raised["durable"] or 0) + 1
     assert raised["refused_past"] is True
     model = RegistryModel()
-    for reg in [ea.Registration(1 + i % 3, 0x10000 + i % 40, 1 + i // 40) for i in range(400)]:
+    expected = [
         model.apply_registration(reg.dek_id, reg.full_node_id, reg.local_epoch)
+        for reg in [ea.Registration(1 + i % 3, 0x10000 + i % 40, 1 + i // 40) for i in range(400)]
+    ]
+    # Each replayed entry is decided against the registry the failed commit
+    # left, not against rows it lost (which the row cache must drop).
+    assert out["outcomes"] == expected
     assert out["applied"] == 400 and out["durable_before_close"] is True
     assert [tuple(r) for r in out["rows"]] == [
         (d, f, first, last) for (d, _n16), (f, first, last) in sorted(model.rows.items())

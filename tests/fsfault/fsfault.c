@@ -33,6 +33,10 @@
  *
  * It also counts getpid() calls (not logged): ea_fs_getpid_calls() gives
  * the count, for tests that a call makes none (the package caches its id).
+ * And PyEval_SaveThread() calls, how an extension gives the GIL up (pyo3's
+ * `detach`): ea_fs_gil_releases() gives the count. Only an interpreter
+ * whose C API lives in a shared libpython can be interposed; elsewhere the
+ * count stays 0, so tests check it moves for a call that must release it.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -546,3 +550,18 @@ pid_t getpid(void) {
 
 /* How many times getpid() was called in this process so far. */
 long ea_fs_getpid_calls(void) { return __atomic_load_n(&getpid_calls, __ATOMIC_RELAXED); }
+
+/* ---------------------------------------------------------------- the GIL */
+
+typedef void *(*save_thread_fn)(void);
+static long gil_releases;
+
+void *PyEval_SaveThread(void) {
+    static save_thread_fn real_save;
+    if (!real_save) real_save = (save_thread_fn)dlsym(RTLD_NEXT, "PyEval_SaveThread");
+    __atomic_add_fetch(&gil_releases, 1, __ATOMIC_RELAXED);
+    return real_save();
+}
+
+/* How many times PyEval_SaveThread() was called through the shim so far. */
+long ea_fs_gil_releases(void) { return __atomic_load_n(&gil_releases, __ATOMIC_RELAXED); }

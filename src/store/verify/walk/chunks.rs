@@ -3,15 +3,20 @@
 //! (`pread`) and never through a map, so a file cut short or a disk error
 //! meanwhile is an error return, never a signal.
 //!
-//! When there are several chunks to read, a second thread reads the next
+//! When there are many chunks to read, a second thread reads the next
 //! ones while the caller checks the pages of the one in hand (three
 //! buffers go round between them), so the copy out of the page cache and
 //! the checks overlap; if that thread cannot be started, the same chunks
-//! are read in turn on the caller's thread.
+//! are read in turn on the caller's thread. A smaller file is read on the
+//! caller's thread: starting the thread and handing it each buffer cost
+//! more there than the copy they hide. The buffers are kept for the next
+//! walk in the process ([`POOL`], at most three, 768 KiB), so a walk does
+//! not fault their pages in afresh.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Mutex;
 
 /// The size of one read: large enough that the kernel's per-call cost
 /// vanishes, small enough to stay in the CPU's cache while its pages are
@@ -21,8 +26,24 @@ pub(super) const CHUNK_BYTES: usize = 256 << 10;
 /// Buffers going round between the reading thread and the checking one.
 const BUFFERS: usize = 3;
 
-/// From this many chunks on, a second thread reads ahead.
-const THREAD_FROM: usize = 4;
+/// From this many chunks (8 MiB) on, a second thread reads ahead.
+const THREAD_FROM: usize = 32;
+
+/// Chunk buffers a finished walk gave back, for the next one.
+static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// A buffer from the pool (or a new, empty one: `read` sizes it).
+fn pooled() -> Vec<u8> {
+    crate::fsutil::lock(&POOL).pop().unwrap_or_default()
+}
+
+/// Keeps `buf` for the next walk, up to [`BUFFERS`] of them.
+fn give_to_pool(buf: Vec<u8>) {
+    let mut pool = crate::fsutil::lock(&POOL);
+    if pool.len() < BUFFERS && buf.capacity() <= CHUNK_BYTES {
+        pool.push(buf);
+    }
+}
 
 /// One read: pages `first..first + count` in `buf`, unless `ok` is false
 /// (the read failed or came short).
@@ -98,14 +119,16 @@ impl<P: Fn(usize) -> u64 + Sync> Pages<'_, P> {
                 let (free_tx, free_rx) = sync_channel::<Vec<u8>>(BUFFERS);
                 let reader = std::thread::Builder::new()
                     .name("ea-verify-read".into())
-                    .spawn_scoped(scope, move || self.read_ahead(&free_rx, &full_tx));
-                if reader.is_err() {
+                    .spawn_scoped(scope, move || {
+                        self.read_ahead(&free_rx, &full_tx);
+                        free_rx
+                    });
+                let Ok(reader) = reader else {
                     return false;
-                }
-                let buffer = || vec![0u8; self.per_chunk() as usize * self.page_size];
+                };
                 for _ in 0..BUFFERS {
                     // The reader holds the other ends until it is done.
-                    let _ = free_tx.send(buffer());
+                    let _ = free_tx.send(pooled());
                 }
                 self.serve(
                     || full_rx.recv().ok(),
@@ -114,6 +137,12 @@ impl<P: Fn(usize) -> u64 + Sync> Pages<'_, P> {
                 );
                 // Dropping the channels ends the reader, should it wait.
                 drop((full_rx, free_tx));
+                // The buffers it did not take go back to the pool.
+                if let Ok(free_rx) = reader.join() {
+                    while let Ok(buf) = free_rx.try_recv() {
+                        give_to_pool(buf);
+                    }
+                }
                 true
             });
             if done {
@@ -121,7 +150,7 @@ impl<P: Fn(usize) -> u64 + Sync> Pages<'_, P> {
             }
         }
         let mut plan = self.plan();
-        let spare = std::cell::Cell::new(Vec::new());
+        let spare = std::cell::Cell::new(pooled());
         self.serve(
             || {
                 plan.next()
@@ -130,6 +159,7 @@ impl<P: Fn(usize) -> u64 + Sync> Pages<'_, P> {
             |buf| spare.set(buf),
             &mut visit,
         );
+        give_to_pool(spare.take());
     }
 
     /// The reading thread: the planned chunks, each into a buffer the
