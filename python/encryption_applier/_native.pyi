@@ -618,8 +618,9 @@ def check_startup(
 ) -> None:
     """diagnose_startup, raising the first refusal."""
 
-def _hex_ids(ids: array.array[int], digits: Literal[4, 16]) -> list[str]:
-    """Each id as 0x and `digits` lower-case hex digits (how node ids are shown)."""
+def _hex_ids(ids: array.array[int] | memoryview, digits: Literal[4, 16]) -> list[str]:
+    """Each id of a buffer of unsigned 16-, 32- or 64-bit integers as 0x and
+    `digits` lower-case hex digits (how node ids are shown)."""
 
 def derive_node_id(raft_id: str) -> int: ...
 def node_id16(full_node_id: int) -> int: ...
