@@ -188,16 +188,21 @@ def registry_html(registry: Registry) -> str:
     if not stats:
         return head
     shown = list(stats.items())[:HTML_DEKS]
+    # stats() names its ranges after the fields: min_<field>, max_<field>.
     cells = "".join(
-        f"<tr><td>{dek}</td><td>{s['rows']}</td><td>{s['min_first_seen']}–{s['max_first_seen']}</td>"
-        f"<td>{s['min_last_seen']}–{s['max_last_seen']}</td></tr>"
+        f"<tr><td>{dek}</td><td>{s['rows']}</td>"
+        + "".join(f"<td>{s[f'min_{field}']}–{s[f'max_{field}']}</td>" for field in EPOCH_DTYPES)
+        + "</tr>"
         for dek, s in shown
     )
     if len(stats) > HTML_DEKS:
         cells += f"<tr><td colspan=4>… {len(stats) - HTML_DEKS} more DEKs (<code>stats()</code> has them all)</td></tr>"
     per_dek = (
-        "<table><thead><tr><th>dek_id</th><th>rows</th><th>first_seen_local_epoch (min–max)</th>"
-        "<th>last_seen_local_epoch (min–max)</th></tr></thead><tbody>" + cells + "</tbody></table>"
+        "<table><thead><tr><th>dek_id</th><th>rows</th>"
+        + "".join(f"<th>{field} (min–max)</th>" for field in EPOCH_DTYPES)
+        + "</tr></thead><tbody>"
+        + cells
+        + "</tbody></table>"
     )
     first = registry.head(HTML_ROWS)
     body = "".join(f"<tr>{_row_cells(r)}</tr>" for r in first)

@@ -62,10 +62,10 @@ def test_stats_per_dek(registry_dir: Path) -> None:
         mine = [r for r in rows if r[0] == dek_id]
         assert s == {
             "rows": len(mine),
-            "min_first_seen": min(r[3] for r in mine),
-            "max_first_seen": max(r[3] for r in mine),
-            "min_last_seen": min(r[4] for r in mine),
-            "max_last_seen": max(r[4] for r in mine),
+            "min_first_seen_local_epoch": min(r[3] for r in mine),
+            "max_first_seen_local_epoch": max(r[3] for r in mine),
+            "min_last_seen_local_epoch": min(r[4] for r in mine),
+            "max_last_seen_local_epoch": max(r[4] for r in mine),
         }
 
 
