@@ -10,7 +10,6 @@ native ``Registry.columns()`` scan, so no Python object is built per row.
 
 from __future__ import annotations
 
-import array
 import html
 from typing import TYPE_CHECKING, Any
 
@@ -52,12 +51,32 @@ def _pandas() -> Any:
     return pandas
 
 
-def _key_index(pandas: Any, dek_ids: Any, node_ids16: list[str]) -> Any:
-    """The registry key as a frame's index: ``(dek_id, node_id16)``."""
+def _key_index(pandas: Any, dek_ids: Any, node_ids16: Any) -> Any:
+    """The registry key as a frame's index: ``(dek_id, node_id16)``, from
+    the two key columns (buffers of uint32 and uint16) in key order.
+
+    Built from its levels and codes, as ``MultiIndex.from_arrays`` would
+    build it (each level the sorted distinct values; ``node_id16`` as
+    fixed-width hex in pandas' ``string`` dtype), without a string per row
+    nor a hash of them: a node_id16 level has at most 65,536 values, so
+    only those are formatted. Rows in key order make the ``dek_id`` codes
+    a running count of where the DEK changes; rows out of order would give
+    a level with repeats, which ``MultiIndex`` refuses."""
     import numpy
 
-    return pandas.MultiIndex.from_arrays(
-        [numpy.asarray(dek_ids, dtype="uint32"), pandas.array(node_ids16, dtype="string")],
+    deks = numpy.asarray(dek_ids, dtype=numpy.uint32)
+    nodes = numpy.asarray(node_ids16, dtype=numpy.uint16)
+    starts = numpy.ones(len(deks), dtype=bool)
+    numpy.not_equal(deks[1:], deks[:-1], out=starts[1:])
+    dek_codes = numpy.cumsum(starts) - 1
+    present = numpy.zeros(1 << 16, dtype=bool)
+    present[nodes] = True
+    node_values = numpy.flatnonzero(present).astype(numpy.uint16)
+    node_codes = (numpy.cumsum(present) - 1)[nodes]
+    node_level = pandas.Index(pandas.array(_hex_ids(node_values.data, 4), dtype="string"))
+    return pandas.MultiIndex(
+        levels=[pandas.Index(deks[starts], dtype="uint32"), node_level],
+        codes=[dek_codes, node_codes],
         names=["dek_id", "node_id16"],
     )
 
@@ -68,11 +87,12 @@ def registry_to_pandas(registry: Registry, dek_id: int | None = None) -> Any:
     import numpy
 
     columns = registry.columns(dek_id)
-    index = _key_index(pandas, columns["dek_id"], _hex_ids(array.array("Q", columns["node_id16"]), 4))
+    index = _key_index(pandas, columns["dek_id"], columns["node_id16"])
     data: dict[str, Any] = {"full_node_id": pandas.array(_hex_ids(columns["full_node_id"], 16), dtype="string")}
     for name, dtype in EPOCH_DTYPES.items():
         data[name] = numpy.array(columns[name], dtype=dtype)
-    return pandas.DataFrame(data, index=index)
+    # Every array here is new and the frame's alone: no copy.
+    return pandas.DataFrame(data, index=index, copy=False)
 
 
 def _row_cells(row: RegistryRow) -> str:
@@ -168,16 +188,21 @@ def registry_html(registry: Registry) -> str:
     if not stats:
         return head
     shown = list(stats.items())[:HTML_DEKS]
+    # stats() names its ranges after the fields: min_<field>, max_<field>.
     cells = "".join(
-        f"<tr><td>{dek}</td><td>{s['rows']}</td><td>{s['min_first_seen']}–{s['max_first_seen']}</td>"
-        f"<td>{s['min_last_seen']}–{s['max_last_seen']}</td></tr>"
+        f"<tr><td>{dek}</td><td>{s['rows']}</td>"
+        + "".join(f"<td>{s[f'min_{field}']}–{s[f'max_{field}']}</td>" for field in EPOCH_DTYPES)
+        + "</tr>"
         for dek, s in shown
     )
     if len(stats) > HTML_DEKS:
         cells += f"<tr><td colspan=4>… {len(stats) - HTML_DEKS} more DEKs (<code>stats()</code> has them all)</td></tr>"
     per_dek = (
-        "<table><thead><tr><th>dek_id</th><th>rows</th><th>first_seen_local_epoch (min–max)</th>"
-        "<th>last_seen_local_epoch (min–max)</th></tr></thead><tbody>" + cells + "</tbody></table>"
+        "<table><thead><tr><th>dek_id</th><th>rows</th>"
+        + "".join(f"<th>{field} (min–max)</th>" for field in EPOCH_DTYPES)
+        + "</tr></thead><tbody>"
+        + cells
+        + "</tbody></table>"
     )
     first = registry.head(HTML_ROWS)
     body = "".join(f"<tr>{_row_cells(r)}</tr>" for r in first)
@@ -311,7 +336,7 @@ def diff_to_pandas(diff: RegistryDiff) -> Any:
     columns, so a side without the row shows ``<NA>``."""
     pandas = _pandas()
     records = _diff_records(diff)
-    index = _key_index(pandas, [r["dek_id"] for r in records], [hex_id(r["node_id16"], 4) for r in records])
+    index = _key_index(pandas, [r["dek_id"] for r in records], [r["node_id16"] for r in records])
     data: dict[str, Any] = {"status": pandas.array([r["status"] for r in records], dtype="string")}
     for name in VALUE_FIELDS:
         for side in ("self", "other"):

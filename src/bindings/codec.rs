@@ -5,8 +5,8 @@
 //! `find_node_id_collisions`), and `hex_ids`, node ids as the frames show
 //! them.
 
-use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::PyValueError;
+use pyo3::buffer::{Element, PyBuffer};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
@@ -182,10 +182,12 @@ pub(super) fn is_encryption_opcode(opcode: U8) -> bool {
     wire::is_encryption_opcode(opcode.value())
 }
 
-/// Each id of `ids` (a buffer of unsigned 64-bit integers, such as
-/// `Registry.columns()["full_node_id"]`) as `0x` and `digits` (4 or 16)
-/// lower-case hex digits, the way the CLI and the frames show node ids:
-/// one loop in Rust instead of a format per row in Python (`to_pandas`).
+/// Each id of `ids` (a buffer of unsigned 16-, 32- or 64-bit integers:
+/// `array.array` `'H'`/`'I'`/`'Q'`, a numpy array or a memoryview of one,
+/// such as `Registry.columns()["full_node_id"]`) as `0x` and `digits`
+/// (4 or 16) lower-case hex digits, the way the CLI and the frames show
+/// node ids: one loop in Rust instead of a format per row in Python
+/// (`to_pandas`). A 16-bit buffer is read as it is, not widened first.
 /// Private to the package (`_frames.py`).
 #[pyfunction]
 #[pyo3(name = "_hex_ids")]
@@ -204,18 +206,66 @@ pub(super) fn hex_ids<'py>(
     if ids.len()? == 0 {
         return Ok(PyList::empty(py));
     }
-    let values = PyBuffer::<u64>::get(ids)?.to_vec(py)?;
-    if let Some(big) = values.iter().find(|&&v| digits == 4 && v > 0xFFFF) {
-        return Err(PyValueError::new_err(format!(
-            "{big:#x} does not fit 4 hex digits"
-        )));
+    if let Ok(buffer) = PyBuffer::<u16>::get(ids) {
+        return hex_list(py, &buffer, digits);
     }
+    if let Ok(buffer) = PyBuffer::<u32>::get(ids) {
+        return hex_list(py, &buffer, digits);
+    }
+    match PyBuffer::<u64>::get(ids) {
+        Ok(buffer) => hex_list(py, &buffer, digits),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "ids must be a buffer of unsigned 16-, 32- or 64-bit integers \
+             (array.array 'H', 'I' or 'Q', or a numpy array), not {}",
+            ids.get_type().name()?
+        ))),
+    }
+}
+
+/// Two lower-case hex digits for each byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        pairs[b] = [HEX[b >> 4], HEX[b & 0xF]];
+        b += 1;
+    }
+    pairs
+};
+
+/// `hex_ids` over one buffer's element type. The ids are copied out
+/// first: making the strings can run Python code (a collection), which
+/// could change a buffer read in place.
+fn hex_list<'py, T: Element + Copy + Into<u64>>(
+    py: Python<'py>,
+    buffer: &PyBuffer<T>,
+    digits: usize,
+) -> PyResult<Bound<'py, PyList>> {
+    let values = buffer.to_vec(py)?;
+    hex_strings(py, values.iter().map(|&v| v.into()), digits)
+}
+
+/// The strings of `hex_ids`: a range check first (a failed call builds
+/// nothing), then one string per id.
+fn hex_strings<'py>(
+    py: Python<'py>,
+    ids: impl ExactSizeIterator<Item = u64> + Clone,
+    digits: usize,
+) -> PyResult<Bound<'py, PyList>> {
+    if digits == 4 {
+        if let Some(big) = ids.clone().find(|&v| v > 0xFFFF) {
+            return Err(PyValueError::new_err(format!(
+                "{big:#x} does not fit 4 hex digits"
+            )));
+        }
+    }
+    let bytes = digits / 2;
     let mut text = [0u8; 18];
     text[..2].copy_from_slice(b"0x");
-    let strings = values.iter().map(|&v| {
-        for (i, slot) in text[2..2 + digits].iter_mut().enumerate() {
-            *slot = HEX[((v >> (4 * (digits - 1 - i))) & 0xF) as usize];
+    let strings = ids.map(|v| {
+        for (i, &b) in v.to_be_bytes()[8 - bytes..].iter().enumerate() {
+            text[2 + 2 * i..4 + 2 * i].copy_from_slice(&HEX_PAIRS[usize::from(b)]);
         }
         // ASCII by construction.
         PyString::new(

@@ -396,18 +396,32 @@ impl PyRegistry {
         Ok(self.get(py, key.0, key.1)?.is_some())
     }
 
-    /// Per-DEK row counts and epoch ranges:
-    /// `{dek_id: {"rows", "min_first_seen", "max_first_seen", "min_last_seen", "max_last_seen"}}`.
+    /// Per-DEK row counts and epoch ranges, named after SPEC §3's fields:
+    /// `{dek_id: {"rows", "min_first_seen_local_epoch",
+    /// "max_first_seen_local_epoch", "min_last_seen_local_epoch",
+    /// "max_last_seen_local_epoch"}}`.
+    ///
+    /// ```pycon
+    /// >>> import tempfile
+    /// >>> with tempfile.TemporaryDirectory() as d:
+    /// ...     with ea.Applier(d) as a:
+    /// ...         _ = a.apply_many([ea.Registration(1, 0xABCD0001, 2), ea.Registration(1, 0x2, 5),
+    /// ...                           ea.Registration(1, 0x2, 7)])
+    /// ...     with ea.Registry(d) as r:
+    /// ...         r.stats()
+    /// {1: {'rows': 2, 'min_first_seen_local_epoch': 2, 'max_first_seen_local_epoch': 5, 'min_last_seen_local_epoch': 2, 'max_last_seen_local_epoch': 7}}
+    ///
+    /// ```
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let stats = self.read(py, |r| r.stats())?;
         let out = PyDict::new(py);
         for (dek_id, s) in stats.per_dek {
             let entry = PyDict::new(py);
             entry.set_item("rows", s.rows)?;
-            entry.set_item("min_first_seen", s.min_first_seen)?;
-            entry.set_item("max_first_seen", s.max_first_seen)?;
-            entry.set_item("min_last_seen", s.min_last_seen)?;
-            entry.set_item("max_last_seen", s.max_last_seen)?;
+            entry.set_item("min_first_seen_local_epoch", s.min_first_seen_local_epoch)?;
+            entry.set_item("max_first_seen_local_epoch", s.max_first_seen_local_epoch)?;
+            entry.set_item("min_last_seen_local_epoch", s.min_last_seen_local_epoch)?;
+            entry.set_item("max_last_seen_local_epoch", s.max_last_seen_local_epoch)?;
             out.set_item(dek_id, entry)?;
         }
         Ok(out)

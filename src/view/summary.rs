@@ -11,29 +11,37 @@ use crate::registry::{encode_registry_value, registry_key, RegistryRow};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DekStats {
     pub rows: u64,
-    pub min_first_seen: u16,
-    pub max_first_seen: u16,
-    pub min_last_seen: u16,
-    pub max_last_seen: u16,
+    pub min_first_seen_local_epoch: u16,
+    pub max_first_seen_local_epoch: u16,
+    pub min_last_seen_local_epoch: u16,
+    pub max_last_seen_local_epoch: u16,
 }
 
 impl DekStats {
     fn of(row: &RegistryRow) -> DekStats {
         DekStats {
             rows: 1,
-            min_first_seen: row.first_seen_local_epoch,
-            max_first_seen: row.first_seen_local_epoch,
-            min_last_seen: row.last_seen_local_epoch,
-            max_last_seen: row.last_seen_local_epoch,
+            min_first_seen_local_epoch: row.first_seen_local_epoch,
+            max_first_seen_local_epoch: row.first_seen_local_epoch,
+            min_last_seen_local_epoch: row.last_seen_local_epoch,
+            max_last_seen_local_epoch: row.last_seen_local_epoch,
         }
     }
 
     fn add(&mut self, row: &RegistryRow) {
         self.rows += 1;
-        self.min_first_seen = self.min_first_seen.min(row.first_seen_local_epoch);
-        self.max_first_seen = self.max_first_seen.max(row.first_seen_local_epoch);
-        self.min_last_seen = self.min_last_seen.min(row.last_seen_local_epoch);
-        self.max_last_seen = self.max_last_seen.max(row.last_seen_local_epoch);
+        self.min_first_seen_local_epoch = self
+            .min_first_seen_local_epoch
+            .min(row.first_seen_local_epoch);
+        self.max_first_seen_local_epoch = self
+            .max_first_seen_local_epoch
+            .max(row.first_seen_local_epoch);
+        self.min_last_seen_local_epoch = self
+            .min_last_seen_local_epoch
+            .min(row.last_seen_local_epoch);
+        self.max_last_seen_local_epoch = self
+            .max_last_seen_local_epoch
+            .max(row.last_seen_local_epoch);
     }
 }
 
@@ -177,10 +185,10 @@ mod tests {
                 1,
                 DekStats {
                     rows: 2,
-                    min_first_seen: 1,
-                    max_first_seen: 3,
-                    min_last_seen: 4,
-                    max_last_seen: 5
+                    min_first_seen_local_epoch: 1,
+                    max_first_seen_local_epoch: 3,
+                    min_last_seen_local_epoch: 4,
+                    max_last_seen_local_epoch: 5
                 }
             )
         );

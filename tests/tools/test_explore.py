@@ -4,9 +4,13 @@ columns, pandas and notebook display."""
 import hashlib
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import encryption_applier as ea
 from encryption_applier.testing.model import RegistryModel
@@ -58,10 +62,10 @@ def test_stats_per_dek(registry_dir: Path) -> None:
         mine = [r for r in rows if r[0] == dek_id]
         assert s == {
             "rows": len(mine),
-            "min_first_seen": min(r[3] for r in mine),
-            "max_first_seen": max(r[3] for r in mine),
-            "min_last_seen": min(r[4] for r in mine),
-            "max_last_seen": max(r[4] for r in mine),
+            "min_first_seen_local_epoch": min(r[3] for r in mine),
+            "max_first_seen_local_epoch": max(r[3] for r in mine),
+            "min_last_seen_local_epoch": min(r[4] for r in mine),
+            "max_last_seen_local_epoch": max(r[4] for r in mine),
         }
 
 
@@ -127,6 +131,106 @@ def test_to_pandas_is_indexed_by_the_key_with_ids_in_hex(registry_dir: Path) -> 
     assert frame.loc[(9, "0xffff"), "full_node_id"] == "0xffffffffffffffff"
     assert frame.loc[(1, "0x0001"), "last_seen_local_epoch"] == 4
     assert list(only_1.index.get_level_values("dek_id")) == [1, 1]
+
+
+def plain_frame(rows: list[tuple[int, int, int, int, int]]) -> Any:
+    """The frame ``to_pandas`` must give, built the obvious way from the
+    model's rows: a format per id and ``MultiIndex.from_arrays``."""
+    import numpy
+    import pandas
+
+    index = pandas.MultiIndex.from_arrays(
+        [
+            numpy.array([r[0] for r in rows], dtype="uint32"),
+            pandas.array([f"0x{r[1]:04x}" for r in rows], dtype="string"),
+        ],
+        names=["dek_id", "node_id16"],
+    )
+    return pandas.DataFrame(
+        {
+            "full_node_id": pandas.array([f"0x{r[2]:016x}" for r in rows], dtype="string"),
+            "first_seen_local_epoch": numpy.array([r[3] for r in rows], dtype="uint16"),
+            "last_seen_local_epoch": numpy.array([r[4] for r in rows], dtype="uint16"),
+        },
+        index=index,
+    )
+
+
+def assert_same_frame(got: Any, expected: Any) -> None:
+    """Equal values, dtypes, index levels and codes (what ``from_arrays``
+    builds), array types included."""
+    import numpy
+    import pandas
+
+    pandas.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert got.index.names == expected.index.names
+    for mine, theirs in zip(got.index.levels, expected.index.levels, strict=True):
+        pandas.testing.assert_index_equal(mine, theirs, exact=True)
+    for mine, theirs in zip(got.index.codes, expected.index.codes, strict=True):
+        assert mine.dtype == theirs.dtype and numpy.array_equal(mine, theirs)
+    for name in expected.columns:
+        assert type(got[name].array) is type(expected[name].array)
+
+
+def fill_rows(directory: Path, rows: dict[tuple[int, int], tuple[int, int, int]]) -> list[tuple[int, ...]]:
+    """Writes ``{(dek_id, node_id16): (high bits, first, last)}`` as two
+    registrations a row; returns the rows as the model holds them."""
+    model = RegistryModel()
+    regs = []
+    for (dek, node16), (high, first, last) in rows.items():
+        for epoch in (first, last):
+            regs.append(ea.Registration(dek, high << 16 | node16, epoch))
+            model.apply_registration(dek, high << 16 | node16, epoch)
+    with ea.Applier(directory, sync=False) as applier:
+        applier.apply_many(regs)
+    return list(model.sorted_rows())
+
+
+_deks = st.one_of(st.sampled_from([1, 2, 7, 0xFFFF_FFFF]), st.integers(1, 2**32 - 1))
+_values = st.tuples(st.integers(0, 2**48 - 1), st.integers(0, 65535), st.integers(0, 65535)).map(
+    lambda v: (v[0], min(v[1], v[2]), max(v[1], v[2]))
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.dictionaries(st.tuples(_deks, st.integers(0, 0xFFFF)), _values, max_size=50),
+    other=st.dictionaries(st.tuples(_deks, st.integers(0, 0xFFFF)), _values, max_size=20),
+)
+def test_to_pandas_is_the_frame_built_the_plain_way(
+    rows: dict[tuple[int, int], tuple[int, int, int]], other: dict[tuple[int, int], tuple[int, int, int]]
+) -> None:
+    """The index is built from levels and codes, not from a string per
+    row: it must be exactly what ``from_arrays`` makes of the model's rows
+    (levels, codes and their dtypes), for the whole registry, one DEK, and
+    the keys of a diff."""
+    with tempfile.TemporaryDirectory() as tmp:
+        expected = fill_rows(Path(tmp) / "a", rows)
+        fill_rows(Path(tmp) / "b", {**rows, **other})
+        with ea.Registry(Path(tmp) / "a") as registry, ea.Registry(Path(tmp) / "b") as second:
+            assert_same_frame(registry.to_pandas(), plain_frame(expected))
+            dek = expected[0][0] if expected else 1
+            assert_same_frame(registry.to_pandas(dek_id=dek), plain_frame([r for r in expected if r[0] == dek]))
+            diff = registry.diff(second)
+            diff_frame = diff.to_pandas()
+    changed = {(a.dek_id, a.node_id16) for a, _ in diff.changed}
+    only_b = {(r.dek_id, r.node_id16) for r in diff.only_in_other}
+    assert not diff.only_in_self
+    keys = sorted(changed | only_b)
+    assert list(diff_frame.index) == [(d, f"0x{n:04x}") for d, n in keys]
+    assert_same_frame(diff_frame[[]], plain_frame([(d, n, 0, 0, 0) for d, n in keys])[[]])
+
+
+def test_to_pandas_with_every_node_id16(registry_dir: Path) -> None:
+    """65,536 node_id16 values under one DEK (a level whose codes need 32
+    bits) and a few under a second: the same frame as the plain build."""
+    rows = {(5, n): (n * 7919 % 2**40, n % 9, n % 9 + 1) for n in range(1 << 16)}
+    rows.update({(9, n): (3, 2, 2) for n in (0, 1, 0xFFFF)})
+    expected = fill_rows(registry_dir, rows)
+    with ea.Registry(registry_dir) as registry:
+        frame = registry.to_pandas()
+    assert_same_frame(frame, plain_frame(expected))
+    assert str(frame.index.codes[1].dtype) == "int32" and len(frame.index.levels[1]) == 1 << 16
 
 
 def test_to_pandas_without_pandas_says_how_to_install(registry_dir: Path) -> None:
@@ -333,6 +437,22 @@ def test_hex_ids_match_the_rows_formatting() -> None:
     ]
     assert _hex_ids(array.array("Q", [0, 0xBEEF, 0xFFFF]), 4) == ["0x0000", "0xbeef", "0xffff"]
     assert _hex_ids(array.array("Q"), 16) == []
+    # 16- and 32-bit buffers are read as they are (not widened first), numpy
+    # arrays and memoryviews too, strided ones included.
+    import numpy
+
+    assert _hex_ids(array.array("H", [0, 0xBEEF, 0xFFFF]), 4) == ["0x0000", "0xbeef", "0xffff"]
+    assert _hex_ids(array.array("H", [0xBEEF]), 16) == ["0x000000000000beef"]
+    assert _hex_ids(array.array("I", [0xFFFF, 0xFFFF_FFFF]), 16) == ["0x000000000000ffff", "0x00000000ffffffff"]
+    assert _hex_ids(numpy.array([1, 0xABCD], dtype=numpy.uint16), 4) == ["0x0001", "0xabcd"]
+    assert _hex_ids(memoryview(numpy.array([2**64 - 1], dtype=numpy.uint64)), 16) == ["0xffffffffffffffff"]
+    assert _hex_ids(numpy.arange(6, dtype=numpy.uint16)[::2], 4) == ["0x0000", "0x0002", "0x0004"]
+    assert _hex_ids(numpy.array([], dtype=numpy.uint16), 4) == []
+    with pytest.raises(ValueError, match="0x10000 does not fit 4 hex digits"):
+        _hex_ids(array.array("I", [1, 0x10000]), 4)
+    for wrong in (array.array("h", [1]), array.array("d", [1.0]), array.array("B", [1]), b"\x00\x01"):
+        with pytest.raises(TypeError, match="unsigned 16-, 32- or 64-bit integers"):
+            _hex_ids(wrong, 4)
     with pytest.raises(ValueError, match="does not fit 4 hex digits"):
         _hex_ids(array.array("Q", [0x10000]), 4)
     with pytest.raises(ValueError, match="digits must be 4"):
