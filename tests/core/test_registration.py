@@ -339,7 +339,7 @@ def test_doctor_prints_the_decision(booted: Path, cluster: WrapOracle) -> None:
     assert "registration: epochs storage=2 raft=0 (pinned from the sidecar, pre-bump)" in done.stdout
     assert (
         f"registration: register dek_id=1 full_node_id=0x{NODE:016x} epoch=2 "
-        f"(storage key, registry last_seen=1, entry {entry})" in done.stdout
+        f"(storage key, registry last_seen_local_epoch=1, entry {entry})" in done.stdout
     )
     done = doctor(booted, *base, "--local-epoch", "1")
     assert done.returncode == 0 and "registration: already registered dek_id=1" in done.stdout, done

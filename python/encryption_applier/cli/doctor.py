@@ -126,14 +126,14 @@ def _doctor_registration(
             if c.entry is not None:
                 lines.append(
                     f"registration: register dek_id={c.dek_id} full_node_id=0x{c.full_node_id:016x} "
-                    f"epoch={c.local_epoch} ({c.purpose} key, registry last_seen={c.last_seen}, "
+                    f"epoch={c.local_epoch} ({c.purpose} key, registry last_seen_local_epoch={c.last_seen}, "
                     f"entry {c.entry.to_entry().hex()})"
                 )
     elif decision.action == "already-registered":
         c = decision.storage
         lines.append(
             f"registration: already registered dek_id={c.dek_id} full_node_id=0x{c.full_node_id:016x} "
-            f"epoch={c.local_epoch} (storage key, registry last_seen={c.last_seen})"
+            f"epoch={c.local_epoch} (storage key, registry last_seen_local_epoch={c.last_seen})"
         )
     else:
         lines.append(f"registration: nothing to register ({decision.reason})")
