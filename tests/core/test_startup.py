@@ -368,6 +368,8 @@ def test_doctor_reads_the_log(booted: Path, cluster: WrapOracle, tmp_path: Path)
     assert "entry 4 (opcode 0x05)" in done.stdout
     done = doctor()  # no log: nothing can be shown about entries 2 to 4
     assert done.returncode == 1 and "no Raft log was given" in done.stdout, done
+    hint = "    hint: give --log FILE --log-first-index 2 (the Raft log's entries 2..4) to have them inspected\n"
+    assert hint in done.stdout, done.stdout
     done = doctor("--log", str(log), "--log-first-index", "3")  # misses entry 2
     assert done.returncode == 1, done
     assert "\nREFUSED RaftLogGapUncoveredError (package-only, no Go sentinel): " in done.stdout

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .. import _native as ea
-from ..exceptions import SnapshotError
+from ..exceptions import SidecarBehindRaftLogError, SnapshotError
 from ._common import (
     EXIT_DAMAGED,
     EXIT_OK,
@@ -248,6 +248,13 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             continue
         print(_refusal_line(refusal), file=out)
         print(f"    {getattr(refusal, 'meaning', '')}", file=out)
+        if isinstance(refusal, SidecarBehindRaftLogError) and refusal.entry_index is None:
+            first, last = refusal.sidecar_applied_index + 1, refusal.engine_applied_index
+            print(
+                f"    hint: give --log FILE --log-first-index {first} (the Raft log's entries {first}..{last}) "
+                "to have them inspected",
+                file=out,
+            )
     if not refusals:
         print("ok: no startup guard refuses", file=out)
     for guard in skipped:
