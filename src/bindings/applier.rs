@@ -140,6 +140,7 @@ impl PyApplier {
             }
         }
         let outcome: Outcome = self.inner.with(py, |applier| {
+            applier.take_pipeline_failure()?;
             // An applied index is skipped before its bytes are even decoded.
             if applier.is_applied(index) {
                 return Ok(Outcome::Skipped);

@@ -536,14 +536,17 @@ pub(super) fn entries_arg(
         entry_arg(item)
             .map_err(|e| PyTypeError::new_err(format!("entries[{position}]: {}", e.value(py))))
     };
-    if let Ok(list) = entries.cast::<PyList>() {
+    // Exactly a list: a subclass's own __iter__ is honoured below.
+    if let Ok(list) = entries.cast_exact::<PyList>() {
         let mut decoded = Vec::with_capacity(list.len());
         for (position, item) in list.iter().enumerate() {
             decoded.push(at(position, &item)?);
         }
         return Ok(decoded);
     }
-    let mut decoded = Vec::with_capacity(entries.len().unwrap_or(0));
+    // `__len__` is only a hint, and any object may lie in it: capped, so
+    // that a huge one cannot make the reservation abort the process.
+    let mut decoded = Vec::with_capacity(entries.len().unwrap_or(0).min(1 << 16));
     for (position, item) in entries.try_iter()?.enumerate() {
         decoded.push(at(position, &item?)?);
     }

@@ -166,6 +166,7 @@ pub(super) fn pipeline_counters(
             ("commit_micros", c.commit_micros),
             ("snapshots", c.snapshots),
             ("commits", c.commits),
+            ("failure_pending", c.failure_pending),
         ])
     }))
 }

@@ -225,17 +225,28 @@ pub(super) fn sidecar_behind_raft_log(
         );
         return Ok(());
     };
-    let engine = match ctx.input.engine_applied_index {
-        Some(i) => Some(i),
-        None => match ctx.registry {
-            Some(r) => r.applied_index()?,
-            None => None,
+    let engine = match (ctx.input.engine_applied_index, ctx.registry) {
+        (Some(i), _) => i,
+        (None, Some(r)) => match r.applied_index()? {
+            Some(i) => i,
+            None => {
+                out.skip(
+                    8,
+                    "the registry records no applied index, so the engine's is not known",
+                );
+                return Ok(());
+            }
         },
+        (None, None) => {
+            // Not a pass: nothing was compared (Go always knows its engine's).
+            out.skip(8, "the engine's applied index was not given");
+            return Ok(());
+        }
     };
     let after = sc.raft_applied_index;
-    let Some(engine) = engine.filter(|&e| after < e) else {
+    if after >= engine {
         return Ok(());
-    };
+    }
     let refusal = match ctx.input.log {
         None => Some(Refusal::SidecarBehindRaftLog {
             sidecar_applied_index: after,

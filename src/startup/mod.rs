@@ -219,6 +219,8 @@ impl Guarded<'_, '_> {
             Some("encryption is off")
         } else if input.kek.is_none() {
             Some("no KEK (the sidecar is read only with one)")
+        } else if input.sidecar_path.is_none() {
+            Some("no sidecar path was given")
         } else if self.sidecar.is_none() {
             Some("no sidecar (not bootstrapped)")
         } else {

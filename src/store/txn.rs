@@ -228,7 +228,10 @@ impl<'env> WriteTxn<'env> {
             if wrote && wait == 0 {
                 match cursor.get(None, None, MDB_NEXT) {
                     Ok((Some(next), _)) if next == key.as_slice() => flags = WriteFlags::CURRENT,
-                    _ => wait = STEP_RETRY,
+                    // Past the end, or another key: searched for instead.
+                    Ok(_) | Err(lmdb::Error::NotFound) => wait = STEP_RETRY,
+                    // A damaged page is not a miss.
+                    Err(e) => return Err(env.storage_error("stepping the cursor", e)),
                 }
             } else {
                 wait = wait.saturating_sub(1);

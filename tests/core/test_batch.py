@@ -105,6 +105,38 @@ def test_wrong_types_are_refused_before_anything_is_applied(registry_dir: Path) 
         assert applier.apply_many(iter([ea.Registration(1, A, 1)])) == ["inserted"]
 
 
+class LyingLength:
+    """An iterable whose __len__ (only a hint) claims far more than it yields."""
+
+    def __init__(self, items: list[Any], length: int) -> None:
+        self.items, self.length = items, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Any:
+        return iter(self.items)
+
+
+class OwnIter(list[Any]):
+    """A list subclass whose own __iter__ yields something else."""
+
+    def __iter__(self) -> Any:
+        return iter([ea.Registration(2, B, 1)])
+
+
+def test_apply_many_trusts_neither_len_nor_a_list_subclass_storage(registry_dir: Path) -> None:
+    with ea.Applier(registry_dir, sync=False) as applier:
+        # A __len__ of 2**62 or 2**40 used to panic (capacity overflow) or
+        # abort the process reserving room for that many entries.
+        for length in (2**62, 2**40):
+            assert applier.apply_many(LyingLength([], length)) == []
+        assert applier.apply_many(LyingLength([ea.Registration(1, A, 1)], 2**40)) == ["inserted"]
+        # A list subclass is iterated as it says, not read from its storage.
+        assert applier.apply_many(OwnIter([ea.Registration(3, A, 1)])) == ["inserted"]
+        assert [r.dek_id for r in applier.registry.rows()] == [1, 2]
+
+
 def test_applied_index_makes_replay_exactly_once(registry_dir: Path) -> None:
     log = [ea.Registration(1, A, e).to_entry() for e in (1, 2, 3)] + [ea.Registration(2, B, 1).to_entry()]
     with ea.Applier(registry_dir) as applier:

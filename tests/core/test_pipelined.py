@@ -248,6 +248,40 @@ def test_a_failed_commit_on_the_committer_is_raised_by_the_next_call(tmp_path: P
     ]
 
 
+# A host whose committer fails (the n-th data fsync) while nothing is
+# applied: then an index the failed group held is delivered again.
+REDELIVERED_HOST = """
+import json, sys, time, encryption_applier as ea
+from encryption_applier._native import test_support
+a = ea.Applier(sys.argv[1], pipelined=True, group_commit=4)
+for i in range(1, 5):  # one group: the committer takes it and fails
+    a.apply(ea.Registration(1, 0x10000 + i, 1), index=i)
+deadline = time.monotonic() + 30
+while test_support.pipeline_counters(a)["failure_pending"] == 0 and time.monotonic() < deadline:
+    time.sleep(0.01)
+durable = a.durable_index
+try:
+    outcome = a.apply(ea.Registration(1, 0x10000 + 4, 1), index=4)
+except ea.StorageError as e:
+    outcome = ["StorageError", e.replay_from]
+print(json.dumps({"durable": durable, "again": outcome, "applied": a.applied_index}))
+"""
+
+
+def test_an_index_a_failed_group_lost_is_not_answered_skipped(tmp_path: Path) -> None:
+    """The committer's failure moves the applied index back before any
+    call answers "skipped" for an index the failed group held (it used to,
+    until a call took the failure on its way to staging a new index)."""
+    directory = tmp_path / "r"
+    ea.Applier(directory).close()
+    r = traced(REDELIVERED_HOST, str(directory), under=tmp_path, fail="filesync:1:EIO", match="data.mdb")
+    assert r.proc.returncode == 0, r.proc.stderr[-3000:]
+    out = json.loads(r.proc.stdout.strip().splitlines()[-1])
+    assert out["durable"] is None, out
+    assert out["again"] == ["StorageError", None], out  # None: replay from the start (nothing was durable)
+    assert out["applied"] == out["durable"], out
+
+
 def test_a_forked_child_does_not_use_the_parents_committer(tmp_path: Path) -> None:
     a = ea.Applier(tmp_path / "r", pipelined=True, group_commit=16)
     for index, reg in enumerate(regs(100), start=1):

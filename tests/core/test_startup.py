@@ -439,6 +439,8 @@ def skips(diagnosis: ea.StartupDiagnosis) -> list[tuple[int, str, str]]:
 
 NOT_BOOTSTRAPPED = "no sidecar (not bootstrapped)"
 NO_KEY = "no active storage key (Go checks only once one is active)"
+# Guard 8 compares with the engine's applied index: not a pass without it.
+NO_ENGINE = "the engine's applied index was not given"
 
 
 @pytest.mark.parametrize(
@@ -490,10 +492,15 @@ NO_KEY = "no active storage key (Go checks only once one is active)"
                 (0, "ErrEnvelopeCutoverDivergence", "no restored snapshot was given"),
                 (6, "ErrNodeIDCollision", NO_KEY),
                 (7, "ErrLocalEpochRollback", NO_KEY),
+                (8, "ErrSidecarBehindRaftLog", NO_ENGINE),
             ],
         ),
         # Everything given: nothing is skipped.
-        ("booted", {"full_node_id": NODE, "members": [NODE], "snapshot_cutover_index": 0}, []),
+        (
+            "booted",
+            {"full_node_id": NODE, "members": [NODE], "snapshot_cutover_index": 0, "engine_applied_index": 0},
+            [],
+        ),
         # The node and the members are inputs: without them, 6 and 7 say so.
         (
             "booted",
@@ -501,6 +508,7 @@ NO_KEY = "no active storage key (Go checks only once one is active)"
             [
                 (6, "ErrNodeIDCollision", "no members were given"),
                 (7, "ErrLocalEpochRollback", "this node's full id was not given"),
+                (8, "ErrSidecarBehindRaftLog", NO_ENGINE),
             ],
         ),
         # A sidecar that never recorded an index: Go only warns (guard 8).
@@ -542,3 +550,10 @@ def test_the_diagnosis_says_which_guards_were_skipped_and_why(
     assert diagnosis.refusals == list(diagnosis) and isinstance(diagnosis, list)
     assert diagnosis.ok == (not diagnosis)
     assert all(str(s) == f"guard {s.guard} ({s.sentinel}) skipped: {s.reason}" for s in diagnosis.skipped)
+
+
+def test_without_a_sidecar_path_the_guards_say_so(cluster: WrapOracle) -> None:
+    diagnosis = ea.diagnose_startup(encryption_enabled=True, kek=ea.FileKek(cluster.kek_path))
+    reasons = {s.guard: s.reason for s in diagnosis.skipped}
+    assert set(reasons) == {0, 3, 4, 5, 6, 7, 8}, reasons
+    assert {reasons[g] for g in (3, 4, 5, 6, 7, 8)} == {"no sidecar path was given"}, reasons

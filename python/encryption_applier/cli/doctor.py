@@ -164,7 +164,12 @@ def _doctor_log(args: argparse.Namespace) -> list[bytes] | None:
 
 #: Where a guard was skipped for an input the command line did not get:
 #: the flags that give it.
-_FLAGS_FOR = {0: "--snapshot or --snapshot-cutover-index", 6: "--member", 7: "--full-node-id or --raft-id"}
+_FLAGS_FOR = {
+    0: "--snapshot or --snapshot-cutover-index",
+    6: "--member",
+    7: "--full-node-id or --raft-id",
+    8: "--engine-applied-index",
+}
 
 
 def _refusal_line(refusal: Exception) -> str:

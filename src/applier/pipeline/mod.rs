@@ -96,6 +96,9 @@ pub struct PipelineCounters {
     /// syncing), in microseconds: per entry, the floor of the pipelined
     /// rate when the caller is faster than the disk.
     pub commit_micros: u64,
+    /// 1 while a failure the committer recorded waits for a call to take
+    /// it, else 0.
+    pub failure_pending: u64,
 }
 
 #[derive(Debug)]
@@ -461,6 +464,9 @@ impl Applier {
                 Ok(Some(outcome))
             }
             Staged::WouldWait => Ok(None),
+            // Taking the failure drops the staged snapshot, which takes the
+            // environment's gate: not on the path that must never wait.
+            Staged::Failed if wait == Wait::Never => Ok(None),
             Staged::Failed => {
                 let shared = Arc::clone(&pipe.shared);
                 let Some(mut st) = state_lock(&shared, wait) else {
@@ -572,7 +578,13 @@ impl Applier {
 
     /// Debug counts of the pipeline (tests).
     pub fn pipeline_counters(&self) -> Option<PipelineCounters> {
-        self.pipeline().map(|p| lock(&p.shared.state).counters)
+        self.pipeline().map(|p| {
+            let st = lock(&p.shared.state);
+            PipelineCounters {
+                failure_pending: u64::from(st.failed.is_some()),
+                ..st.counters
+            }
+        })
     }
 
     /// Applies a registration without waiting for any lock or commit (the
@@ -583,7 +595,13 @@ impl Applier {
         reg: &Registration,
         index: Option<u64>,
     ) -> Option<Result<Outcome, ApplyError>> {
-        self.pipe.as_ref()?;
+        let pipe = self.pipe.as_ref()?;
+        // A failure the committer recorded first moves the applied index
+        // back (taking it may wait: the waiting way), so that an entry the
+        // failed group lost is not answered "skipped".
+        if state_lock(&pipe.shared, Wait::Never)?.failed.is_some() {
+            return None;
+        }
         let index = super::raft_index(index);
         if self.is_applied(index) {
             return Some(Ok(Outcome::Skipped));
@@ -600,6 +618,25 @@ impl Applier {
 }
 
 impl Applier {
+    /// Takes a failure the committer recorded and no call has taken yet,
+    /// as this call's error: the applied index falls back to the durable
+    /// one first, so an entry the failed group lost is never answered
+    /// "skipped" (nor counted applied) in between. Not pipelined, or no
+    /// failure: `Ok`.
+    pub fn take_pipeline_failure(&mut self) -> Result<(), ApplyError> {
+        let Some(pipe) = self.pipe.as_ref() else {
+            return Ok(());
+        };
+        let shared = Arc::clone(&pipe.shared);
+        let mut st = lock(&shared.state);
+        if st.failed.is_none() {
+            return Ok(());
+        }
+        let error = self.absorb_failure(&mut st);
+        drop(st);
+        self.stamped(Err(error))
+    }
+
     /// A commit on the caller's thread (a keyed entry, a batch, after a
     /// drain) made `index` durable: the committer's count follows.
     pub(super) fn note_durable(&mut self, index: Option<u64>) {
