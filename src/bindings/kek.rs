@@ -79,28 +79,6 @@ impl PyFileKek {
         Ok(PyBytes::new(py, &wrapped))
     }
 
-    /// `wrap` under the 12-byte `nonce` given, for reproducible tests (a
-    /// hypothesis example that replays; `encryption_applier.testing`).
-    /// Private: a nonce repeated under one KEK with another DEK breaks
-    /// AES-GCM, so no public call takes one.
-    #[pyo3(name = "_wrap_with_nonce")]
-    fn wrap_with_nonce<'py>(
-        &self,
-        py: Python<'py>,
-        dek: &Bound<'py, PyAny>,
-        nonce: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        let given = bytes_arg(nonce, "nonce")?;
-        let nonce: [u8; 12] = given.as_ref().try_into().map_err(|_| {
-            PyValueError::new_err(format!("a nonce is 12 bytes, got {}", given.len()))
-        })?;
-        let wrapped = self
-            .kek
-            .wrap_with_nonce(&dek_arg(dek)?, nonce)
-            .map_err(PyException::new_err)?;
-        Ok(PyBytes::new(py, &wrapped))
-    }
-
     /// The DEK inside `wrapped`; raises KEKUnwrapError for anything but
     /// 60 bytes that verify under this KEK.
     fn unwrap<'py>(
@@ -130,6 +108,30 @@ impl PyFileKek {
         Err(PyTypeError::new_err(
             "FileKek cannot be pickled; load it from its file in the other process",
         ))
+    }
+}
+
+impl PyFileKek {
+    /// `wrap` under the 12-byte `nonce` given, for reproducible tests (a
+    /// hypothesis example that replays; `encryption_applier.testing`).
+    /// Not a method of the Python class (only `_native.test_support`
+    /// reaches it): a nonce repeated under one KEK with another DEK breaks
+    /// AES-GCM, so no public call takes one.
+    pub(super) fn wrap_with_nonce<'py>(
+        &self,
+        py: Python<'py>,
+        dek: &Bound<'py, PyAny>,
+        nonce: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let given = bytes_arg(nonce, "nonce")?;
+        let nonce: [u8; 12] = given.as_ref().try_into().map_err(|_| {
+            PyValueError::new_err(format!("a nonce is 12 bytes, got {}", given.len()))
+        })?;
+        let wrapped = self
+            .kek
+            .wrap_with_nonce(&dek_arg(dek)?, nonce)
+            .map_err(PyException::new_err)?;
+        Ok(PyBytes::new(py, &wrapped))
     }
 }
 

@@ -97,19 +97,33 @@ impl PyKeystore {
             .map_err(|e| envelope_error_to_py(py, &e))
     }
 
+    /// `sha256(dek).hexdigest()[:16]` of a loaded key; KeyError if absent.
+    fn fingerprint(&self, py: Python<'_>, dek_id: U32) -> PyResult<String> {
+        let id = dek_id.value();
+        self.with(py, |ks| ks.fingerprint(id))?
+            .ok_or_else(|| PyKeyError::new_err(id))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        match self.ids(py) {
+            Ok(ids) => format!("<Keystore ids={ids:?}>"),
+            Err(_) => "<Keystore closed>".to_owned(),
+        }
+    }
+}
+
+impl PyKeystore {
     /// Seals a storage value with the key `key_id` under `nonce` (a
     /// `Nonce`): the `Envelope` elastickv writes, its AAD binding
     /// `user_key`, `commit_ts` and `expire_at`. The caller owns the
     /// nonce: it must never repeat under one key (the testing package's
     /// `EnvelopeWriter` forms nonces as elastickv's nonce factory does).
-    /// KeyError for a key this keystore lacks. Private (its users are
-    /// `encryption_applier.testing`'s envelope writers): a caller-chosen
-    /// nonce is how AES-GCM nonces get reused, so no public call takes one.
-    #[pyo3(name = "_seal_storage")]
-    #[pyo3(text_signature = "($self, key_id, nonce, plaintext, user_key, commit_ts, expire_at=0)")]
-    #[pyo3(signature = (key_id, nonce, plaintext, user_key, commit_ts, expire_at=U64::ZERO))]
+    /// KeyError for a key this keystore lacks. Not a method of the Python
+    /// class: only `_native.test_support` (for `encryption_applier.testing`'s
+    /// envelope writers) reaches it, because a caller-chosen nonce is how
+    /// AES-GCM nonces get reused.
     #[allow(clippy::too_many_arguments)]
-    fn seal_storage(
+    pub(super) fn seal_storage(
         &self,
         py: Python<'_>,
         key_id: U32,
@@ -132,9 +146,8 @@ impl PyKeystore {
     }
 
     /// Seals a Raft entry with the key `key_id` under `nonce` (a `Nonce`;
-    /// the caller owns its uniqueness, as for `seal_storage`; private too).
-    #[pyo3(name = "_seal_raft")]
-    fn seal_raft(
+    /// the caller owns its uniqueness, as for `seal_storage`; test_support only).
+    pub(super) fn seal_raft(
         &self,
         py: Python<'_>,
         key_id: U32,
@@ -147,19 +160,5 @@ impl PyKeystore {
         sealed
             .map(PyEnvelope)
             .map_err(|e| envelope_error_to_py(py, &e))
-    }
-
-    /// `sha256(dek).hexdigest()[:16]` of a loaded key; KeyError if absent.
-    fn fingerprint(&self, py: Python<'_>, dek_id: U32) -> PyResult<String> {
-        let id = dek_id.value();
-        self.with(py, |ks| ks.fingerprint(id))?
-            .ok_or_else(|| PyKeyError::new_err(id))
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> String {
-        match self.ids(py) {
-            Ok(ids) => format!("<Keystore ids={ids:?}>"),
-            Err(_) => "<Keystore closed>".to_owned(),
-        }
     }
 }

@@ -161,5 +161,8 @@ fn test_support_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(test_support::pipeline_counters, m)?)?;
     m.add_function(wrap_pyfunction!(test_support::hold_timer, m)?)?;
     m.add_function(wrap_pyfunction!(test_support::crash, m)?)?;
+    m.add_function(wrap_pyfunction!(test_support::wrap_with_nonce, m)?)?;
+    m.add_function(wrap_pyfunction!(test_support::seal_storage, m)?)?;
+    m.add_function(wrap_pyfunction!(test_support::seal_raft, m)?)?;
     Ok(())
 }

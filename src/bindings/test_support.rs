@@ -9,10 +9,13 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::applier::PyApplier;
-use super::convert::bytes_arg;
+use super::convert::{bytes_arg, U32, U64};
+use super::envelope::{PyEnvelope, PyNonce};
 use super::errors::{apply_error_to_py, kek_exception};
 use super::handle::run_detached;
 use super::kek::kek_arg;
+use super::kek::PyFileKek;
+use super::keystore::PyKeystore;
 use super::registry::PyRegistry;
 use crate::applier::testing::{self, FaultAction, FaultPoint};
 use crate::error::ApplyError;
@@ -189,4 +192,49 @@ pub(super) fn hold_timer(
     };
     drop(applier);
     Ok(py.detach(|| hold.ask(pause, Duration::from_secs(5))))
+}
+
+/// `kek.wrap(dek)` under the 12-byte `nonce` given, so a hypothesis
+/// example replays byte for byte (`encryption_applier.testing`'s keyed
+/// streams). Here and not on `FileKek`: no public call takes a nonce.
+#[pyfunction]
+pub(super) fn wrap_with_nonce<'py>(
+    py: Python<'py>,
+    kek: PyRef<'py, PyFileKek>,
+    dek: &Bound<'py, PyAny>,
+    nonce: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    kek.wrap_with_nonce(py, dek, nonce)
+}
+
+/// `keystore`'s key `key_id` seals a storage value under `nonce` (a
+/// `Nonce`), as elastickv writes one: for the testing package's envelope
+/// writers, which form nonces as Go's nonce factory does.
+#[pyfunction]
+#[pyo3(signature = (keystore, key_id, nonce, plaintext, user_key, commit_ts, expire_at=U64::ZERO))]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn seal_storage(
+    py: Python<'_>,
+    keystore: PyRef<'_, PyKeystore>,
+    key_id: U32,
+    nonce: PyRef<'_, PyNonce>,
+    plaintext: &Bound<'_, PyAny>,
+    user_key: &Bound<'_, PyAny>,
+    commit_ts: U64,
+    expire_at: U64,
+) -> PyResult<PyEnvelope> {
+    keystore.seal_storage(py, key_id, nonce, plaintext, user_key, commit_ts, expire_at)
+}
+
+/// `keystore`'s key `key_id` seals a Raft entry under `nonce` (as
+/// `seal_storage`).
+#[pyfunction]
+pub(super) fn seal_raft(
+    py: Python<'_>,
+    keystore: PyRef<'_, PyKeystore>,
+    key_id: U32,
+    nonce: PyRef<'_, PyNonce>,
+    plaintext: &Bound<'_, PyAny>,
+) -> PyResult<PyEnvelope> {
+    keystore.seal_raft(py, key_id, nonce, plaintext)
 }

@@ -75,11 +75,11 @@ class InProcessReplica:
         if keystore is None:
             raise ValueError("this replica has no KEK")
         if purpose == "storage":
-            env = keystore._seal_storage(
-                key_id, nonce, data, aad["user_key"], aad["commit_ts"], aad.get("expire_at", 0)
+            env = test_support.seal_storage(
+                keystore, key_id, nonce, data, aad["user_key"], aad["commit_ts"], aad.get("expire_at", 0)
             )
         else:
-            env = keystore._seal_raft(key_id, nonce, data)
+            env = test_support.seal_raft(keystore, key_id, nonce, data)
         return env.encode()
 
     def close(self) -> None:

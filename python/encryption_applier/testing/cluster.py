@@ -341,7 +341,7 @@ class Cluster:
             return wrapped
         if not isinstance(self.kek, _native.FileKek):
             raise TypeError("a chosen wrap nonce needs a FileKek")
-        return self.kek._wrap_with_nonce(dek, nonce)
+        return _native.test_support.wrap_with_nonce(self.kek, dek, nonce)
 
     def bootstrap(self, storage_dek_id: int = 1, raft_dek_id: int = 2) -> int:
         """Proposes the bootstrap: two fresh DEKs and a row under each for

@@ -78,9 +78,9 @@ class EnvelopeWriter:
         """A storage value sealed with key ``key_id`` of ``keystore`` under
         the next storage nonce."""
         nonce = self.next_nonce(_STORAGE)
-        return keystore._seal_storage(key_id, nonce, value, user_key, commit_ts, expire_at)
+        return _native.test_support.seal_storage(keystore, key_id, nonce, value, user_key, commit_ts, expire_at)
 
     def seal_raft(self, keystore: _native.Keystore, key_id: int, entry: bytes) -> _native.Envelope:
         """A Raft entry sealed with key ``key_id`` of ``keystore`` under the
         next Raft nonce."""
-        return keystore._seal_raft(key_id, self.next_nonce(_RAFT), entry)
+        return _native.test_support.seal_raft(keystore, key_id, self.next_nonce(_RAFT), entry)

@@ -297,7 +297,7 @@ class _Builder:
         self.wraps += 1
         nonce = self.draw(st.binary(min_size=8, max_size=8)) + struct.pack(">I", self.wraps)
         if isinstance(self.kek, _native.FileKek):
-            wrapped = self.kek._wrap_with_nonce(dek, nonce)
+            wrapped = _native.test_support.wrap_with_nonce(self.kek, dek, nonce)
         else:  # a KEK of the user's own: its nonce is its own business
             wrapped = bytes(self.kek.wrap(dek))
         self.model.deks[wrapped] = dek
