@@ -3,7 +3,6 @@ no documented pattern leaves a directory behind."""
 
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -52,10 +51,9 @@ def test_the_machine_can_fail() -> None:
         Colliding.TestCase("runTest").runTest()
 
 
-def test_the_default_machine_is_quick() -> None:
-    start = time.monotonic()
+def test_the_default_machine_runs_clean() -> None:
+    # (How long its defaults take is a figure, not a test: about a second.)
     ClusterMachine.TestCase("runTest").runTest()
-    assert time.monotonic() - start < 20
 
 
 @pytest.fixture

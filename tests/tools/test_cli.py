@@ -482,6 +482,68 @@ def test_inspect_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
     assert stderr == b""
 
 
+def test_a_closed_pipe_never_turns_a_verdict_into_success(tmp_path: Path) -> None:
+    """`doctor | true` or `apply ... 2>&1 | true`: the status is the
+    command's answer, so a reader that left does not make it 0."""
+    command = [SCRIPT] if SCRIPT else [sys.executable, "-m", "encryption_applier"]
+    entries = tmp_path / "halt.txt"
+    entries.write_text("ff00\n")  # an unknown encryption opcode: a halt at line 1
+    for args, stream in (
+        (["doctor", str(tmp_path)], "stdout"),  # encryption on, no KEK: refused
+        (["apply", str(tmp_path / "reg"), str(entries)], "stderr"),
+        (["decode", "--hex", "0300"], "stdout"),
+    ):
+        read, write = os.pipe()
+        os.close(read)  # the reader is gone before the command writes
+        pipes = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, stream: write}
+        done = subprocess.run([*command, *args], timeout=60, **pipes)  # type: ignore[call-overload]
+        os.close(write)
+        assert done.returncode == 141, (args, done.returncode)
+
+
+def test_the_files_encode_and_export_write_are_owner_only(tmp_path: Path) -> None:
+    with ea.Applier(tmp_path / "reg") as applier:
+        applier.apply(ea.Registration(1, A, 1), index=1)
+    old = os.umask(0)
+    try:
+        entries, rows = tmp_path / "entries.txt", tmp_path / "rows.csv"
+        encoded = cli(
+            "encode",
+            "registration",
+            "--dek-id",
+            "1",
+            "--full-node-id",
+            hex(A),
+            "--local-epoch",
+            "1",
+            "-o",
+            str(entries),
+        )
+        assert encoded.returncode == 0, encoded.stderr
+        assert cli("export", str(tmp_path / "reg"), "--format", "csv", "-o", str(rows)).returncode == 0
+    finally:
+        os.umask(old)
+    assert {oct(p.stat().st_mode & 0o777) for p in (entries, rows)} == {"0o600"}
+
+
+@pytest.mark.parametrize("command", ["doctor", "apply"])
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [("--raft-id", "", "--raft-id is empty"), ("--full-node-id", "0", "--full-node-id 0 is no node's id")],
+)
+def test_an_empty_node_is_refused_not_read_as_not_given(
+    tmp_path: Path, command: str, flag: str, value: str, message: str
+) -> None:
+    # `--raft-id "$RAFT_ID"` with the variable unset must not skip guard 7.
+    (tmp_path / "entries.txt").write_text("")
+    registry = tmp_path / "registry"
+    args = [command, str(registry)] + ([str(tmp_path / "entries.txt")] if command == "apply" else [])
+    if command == "doctor":
+        registry.mkdir()
+    done = cli(*args, flag, value)
+    assert (done.returncode, done.stderr) == (2, f"error: {message}\n"), done
+
+
 def test_diff_shows_rows_like_diff_and_exits_1_when_different(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     with ea.Applier(a) as x, ea.Applier(b) as y:
@@ -811,6 +873,8 @@ def test_decode_json_then_encode_json_gives_the_same_bytes(tmp_path: Path) -> No
             3, ea.Purpose.STORAGE, b"", ea.Registration(3, B, 2), sub_tag=ea.ENABLE_STORAGE_ENVELOPE
         ).to_entry(),
         b"\x00",
+        # Empty wraps stay empty (they are not "left out": no new DEK is made).
+        ea.Bootstrap(1, b"", 2, b"", []).to_entry(),
     ]
     log = write_entries(tmp_path / "log.hex", entries, comments=True)
     decoded = cli("decode", log, "--json")
@@ -829,6 +893,7 @@ def test_decode_json_then_encode_json_gives_the_same_bytes(tmp_path: Path) -> No
     encoded = cli("encode", "json", tmp_path / "log.json")
     assert encoded.returncode == 0, encoded
     assert [bytes.fromhex(line.split("#")[0]) for line in encoded.stdout.splitlines()] == entries
+
     # What encode writes, apply reads: the file's lines are the entries.
     out = tmp_path / "again.hex"
     assert cli("encode", "json", tmp_path / "log.json", "-o", out).returncode == 0
@@ -836,7 +901,25 @@ def test_decode_json_then_encode_json_gives_the_same_bytes(tmp_path: Path) -> No
     def shown(path: Path) -> list[str]:
         return [line.split(": ", 1)[1] for line in cli("decode", path).stdout.splitlines()]
 
-    assert shown(out) == shown(log) and len(shown(out)) == 5
+    assert shown(out) == shown(log) and len(shown(out)) == 6
+
+
+def test_encode_json_defaults_a_rotation_sub_tag_and_names_bad_fields(tmp_path: Path) -> None:
+    kek = tmp_path / "kek"
+    ea.FileKek.generate(kek)
+    rotation = {
+        "type": "rotation",
+        "dek_id": 3,
+        "purpose": "storage",
+        "proposer_registration": {"dek_id": 3, "full_node_id": "0x1", "local_epoch": 1},
+    }
+    (tmp_path / "r.json").write_text(json.dumps(rotation))
+    done = cli("encode", "json", tmp_path / "r.json", "--kek", kek)
+    assert done.returncode == 0, done.stderr
+    assert ea.decode_entry(bytes.fromhex(done.stdout.split("#")[0])).sub_tag == ea.ROTATE_DEK
+    (tmp_path / "bad.json").write_text(json.dumps(rotation | {"purpose": ["storage"]}))
+    done = cli("encode", "json", tmp_path / "bad.json", "--kek", kek)
+    assert done.returncode == 2 and done.stderr.endswith("""entry 0: 'purpose' must be "storage" or "raft"\n"""), done
 
 
 def test_kek_generate_is_owner_only_whatever_the_umask_and_never_overwrites(tmp_path: Path) -> None:

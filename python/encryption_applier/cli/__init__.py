@@ -15,8 +15,12 @@ row at this node's prefix, ``snapshot-header`` a snapshot Go refuses,
 malformed input, or a registry, sidecar, KEK or snapshot that cannot be
 used as asked (missing, damaged, a corrupt row), always one
 line on stderr and never a traceback; 130 interrupted (``apply`` says how
-far it got and how to go on). Standard output closed early (``inspect |
-head``) ends the command quietly, with 0."""
+far it got and how to go on). Standard output closed early ends a
+listing (``inspect | head``, ``export``) quietly, with 0: the reader has
+what it wanted. Any other command whose output or error stream closes
+early exits 141 (a shell's SIGPIPE status), never 0: its exit status is
+its answer (``doctor`` refusing, ``apply`` halting), which a closed pipe
+must not turn into success."""
 
 from __future__ import annotations
 
@@ -30,9 +34,11 @@ from typing import TextIO
 from .. import _native as ea
 from ..exceptions import EncryptionError
 from ._common import (
+    EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    LISTINGS,
     ArgumentsError,
     Parser,
     UsageError,
@@ -87,6 +93,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     process's standard output and error)."""
     out = out or sys.stdout
     err = err or sys.stderr
+    args: argparse.Namespace | None = None
     try:
         args = build_parser().parse_args(argv)
         code: int = args.run(args, out, err)
@@ -97,15 +104,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         print(error, file=err)
         return EXIT_USAGE
     except BrokenPipeError:
-        # The reader went away (`inspect | head`): it has what it wanted.
-        # Point stdout at /dev/null so that the interpreter's final flush
-        # does not complain again, and end quietly.
-        if out is sys.stdout:
-            with contextlib.suppress(OSError, ValueError):
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-                os.close(devnull)
-        return EXIT_OK
+        # The reader went away. Point both streams at /dev/null so that the
+        # interpreter's final flush does not complain again, and end
+        # quietly: with 0 for a listing (`inspect | head` has what it
+        # wanted), else 141, since the status is the command's answer.
+        for stream in (out, err):
+            if stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    devnull = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(devnull, stream.fileno())
+                    os.close(devnull)
+        listing = args is not None and args.command in LISTINGS
+        return EXIT_OK if listing else EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("interrupted", file=err)
         return EXIT_INTERRUPTED

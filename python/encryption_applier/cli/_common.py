@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 import typing
@@ -24,6 +25,11 @@ EXIT_DAMAGED = 1
 # diff: the registries differ (diff(1)'s convention).
 EXIT_DIFFERENT = 1
 EXIT_INTERRUPTED = 130
+# An output or error stream closed early under a command whose exit
+# status is its answer (128 + SIGPIPE, as a shell reports it).
+EXIT_BROKEN_PIPE = 141
+#: Commands that only list: a reader that leaves early has what it wanted.
+LISTINGS = frozenset({"inspect", "export"})
 
 #: The name for standard input in FILE arguments and in messages.
 STDIN = "-"
@@ -197,6 +203,25 @@ def row_batches(
             ]
 
     return total, batches()
+
+
+def node_from_args(args: argparse.Namespace) -> int | None:
+    """The node ``--full-node-id`` or ``--raft-id`` names (None: neither
+    given). An empty ``--raft-id`` (an unset shell variable) and id 0 are
+    refused, not read as "not given": a guard would silently be skipped."""
+    if args.raft_id is not None and not args.raft_id:
+        raise UsageError("--raft-id is empty")
+    node: int | None = args.full_node_id if args.raft_id is None else ea.derive_node_id(args.raft_id)
+    if node == 0:
+        raise UsageError("--full-node-id 0 is no node's id")
+    return node
+
+
+def open_owner_only(path: str, *, append: bool) -> TextIO:
+    """``path`` opened for writing text, created 0600 whatever the umask
+    (files the package creates are owner-only); appended to or truncated."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC) | os.O_CLOEXEC
+    return os.fdopen(os.open(path, flags, 0o600), "a" if append else "w", newline="")
 
 
 def plural(count: int, one: str, many: str | None = None) -> str:

@@ -32,6 +32,7 @@ from ._common import (
     count_arg,
     index_arg,
     load_kek,
+    node_from_args,
     plural,
     read_entries,
     uint64_arg,
@@ -104,7 +105,8 @@ def add_apply(sub: argparse._SubParsersAction[Parser]) -> None:
         metavar="N",
         help="the node this registry is (needs --kek): keys.json then records the node's own local epochs as "
         "its elastickv node's does (each key's local_epoch at least the node's last_seen under it), so "
-        "that `doctor --full-node-id N` passes",
+        "that `doctor --full-node-id N` does not refuse the epochs (give doctor --log for the entries "
+        "after the last key change)",
     )
     node.add_argument("--raft-id", metavar="S", help="the same, by the node's Raft id (the full id is derived)")
     add_progress_option(p, "entries")
@@ -181,8 +183,7 @@ def _replay_hint(halt: Exception, before: _Before, first_index: int | None) -> s
 def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     directory = Path(args.directory)
     _check_apply_target(directory, args.sidecar)
-    if args.raft_id is not None and not args.raft_id:
-        raise UsageError("--raft-id is empty")
+    node = node_from_args(args)
     entries = read_entries(args.file)
     label = "<stdin>" if args.file == STDIN else args.file
     if args.first_index is not None and entries and args.first_index + len(entries) - 1 >= 1 << 64:
@@ -193,12 +194,9 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     kek = load_kek(args)
     if kek is None and args.sidecar is not None:
         raise UsageError("--sidecar needs --kek or --kek-factory: without a KEK the applier keeps no keys")
-    node = args.full_node_id if args.raft_id is None else ea.derive_node_id(args.raft_id)
     if node is not None and kek is None:
         given = "--full-node-id" if args.raft_id is None else "--raft-id"
         raise UsageError(f"{given} needs --kek or --kek-factory: the node's epochs are recorded in keys.json")
-    if node == 0:
-        raise UsageError("--full-node-id 0 is no node's id")
     before = _Before(directory, Path(args.sidecar) if args.sidecar else directory / "keys.json")
     outcomes: Counter[str] = Counter()
     progress = Progress(

@@ -18,6 +18,7 @@ from ._common import (
     index_arg,
     kek_label,
     load_kek,
+    node_from_args,
     read_entries,
     uint64_arg,
     uint_arg,
@@ -200,11 +201,7 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"{args.directory}: not a directory")
     log = _doctor_log(args)
     sidecar = Path(args.sidecar) if args.sidecar else Path(args.directory) / "keys.json"
-    full = (
-        args.full_node_id
-        if args.full_node_id is not None
-        else (ea.derive_node_id(args.raft_id) if args.raft_id else None)
-    )
+    full = node_from_args(args)
     kek = load_kek(args)
     registry = ea.Registry(args.directory) if (Path(args.directory) / "data.mdb").exists() else None
     skipped: list[ea.SkippedGuard] = []

@@ -24,6 +24,7 @@ from ._common import (
     add_kek_options,
     dek_id_arg,
     load_kek,
+    open_owner_only,
     uint64_arg,
     uint_arg,
 )
@@ -186,20 +187,32 @@ def _from_doc(doc: typing.Any, where: str, kek: ea.FileKek | Kek | None) -> byte
         rows = doc.get("batch_registry", [])
         if not isinstance(rows, list):
             raise UsageError(f"{where}: 'batch_registry' must be a list")
+        # A wrap left out is made; an empty one ("") is kept, as decode
+        # printed it, so the round trip gives the same bytes.
+        storage = _bytes(doc, "wrapped_storage", where)
+        raft = _bytes(doc, "wrapped_raft", where)
         return ea.Bootstrap(
             _int(doc, "storage_dek_id", where),
-            _bytes(doc, "wrapped_storage", where) or _new_wrapped(kek, f"{where}: a bootstrap"),
+            storage if storage is not None else _new_wrapped(kek, f"{where}: a bootstrap"),
             _int(doc, "raft_dek_id", where),
-            _bytes(doc, "wrapped_raft", where) or _new_wrapped(kek, f"{where}: a bootstrap"),
+            raft if raft is not None else _new_wrapped(kek, f"{where}: a bootstrap"),
             [_registration(r, f"{where}, batch_registry[{i}]") for i, r in enumerate(rows)],
         ).to_entry()
     if kind == "rotation":
-        purpose = {"storage": ea.Purpose.STORAGE, "raft": ea.Purpose.RAFT}.get(doc.get("purpose", ""))
+        given = doc.get("purpose")
+        purpose = (
+            {"storage": ea.Purpose.STORAGE, "raft": ea.Purpose.RAFT}.get(given) if isinstance(given, str) else None
+        )
         if purpose is None:
             raise UsageError(f'{where}: \'purpose\' must be "storage" or "raft"')
         names = {name: tag for tag, name in SUB_TAGS.items()}
-        sub_tag = doc.get("sub_tag", ea.ROTATE_DEK)
-        tag = names[sub_tag] if sub_tag in names else _int(doc, "sub_tag", where)
+        sub_tag = doc.get("sub_tag")
+        if sub_tag is None:  # left out: a rotate-dek
+            tag = ea.ROTATE_DEK
+        elif isinstance(sub_tag, str) and sub_tag in names:
+            tag = names[sub_tag]
+        else:
+            tag = _int(doc, "sub_tag", where)
         wrapped = _bytes(doc, "wrapped", where)
         if wrapped is None:
             wrapped = _new_wrapped(kek, f"{where}: a rotation") if tag == ea.ROTATE_DEK else b""
@@ -234,7 +247,7 @@ def cmd_encode(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.output in (None, STDIN):
         out.write(text)
     else:
-        with open(args.output, "a") as f:
+        with open_owner_only(args.output, append=True) as f:
             f.write(text)
         print(f"appended {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} to {args.output}", file=err)
     return EXIT_OK

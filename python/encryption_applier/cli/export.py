@@ -16,6 +16,7 @@ from ._common import (
     Progress,
     add_progress_option,
     dek_id_arg,
+    open_owner_only,
     progress_wanted,
     row_batches,
 )
@@ -49,7 +50,7 @@ def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with ea.Registry(args.directory) as registry:
         total, batches = row_batches(registry, args.dek_id)
     to_file = args.output not in (None, STDIN)
-    target = open(args.output, "w", newline="") if to_file else out  # noqa: SIM115
+    target = open_owner_only(args.output, append=False) if to_file else out
     progress = Progress(
         total,
         enabled=args.progress or (progress_wanted(args, err) and total >= PROGRESS_ROWS),
