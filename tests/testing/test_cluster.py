@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import encryption_applier as ea
-from encryption_applier.testing import Cluster, RegistryModel, assert_registry_matches_model
+from encryption_applier.testing import Cluster, RegistryModel, assert_registry_matches_model, temporary_kek
 
 MODES = ["inprocess", pytest.param("process", marks=pytest.mark.slow)]
 
@@ -91,6 +91,23 @@ def test_every_child_is_killed_and_reaped_at_teardown(tmp_path: Path) -> None:
         raise RuntimeError("the test failed")
     assert len(pids) == 3 and all(p is not None and gone(p) for p in pids)
     assert all(r.pid is None for r in c)
+
+
+@pytest.mark.slow
+def test_a_child_that_hangs_is_killed_not_waited_for(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from encryption_applier.testing import _replica
+
+    with temporary_kek() as kek:
+        child = _replica.ChildReplica(tmp_path / "r", kek, None, True)
+        pid = child.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)  # alive, and answering nothing
+        with pytest.raises(RuntimeError, match=f"replica process {pid} gave no reply to 'flush' in 0.5 s"):
+            child._call("flush", timeout=0.5)
+        assert gone(pid)
 
 
 @pytest.mark.slow

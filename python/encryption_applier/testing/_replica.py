@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import select
 import signal
 import subprocess
 import sys
@@ -89,6 +90,10 @@ class InProcessReplica:
         test_support.crash(self.applier)
 
 
+#: How long a child replica may take to answer one request.
+REPLY_SECONDS = 120.0
+
+
 class ChildReplica:
     """A replica whose applier lives in a child process; every call is one
     JSON line each way over the child's stdin and stdout."""
@@ -113,10 +118,17 @@ class ChildReplica:
             raise
         self.epochs = (reply["epochs"][0], reply["epochs"][1])
 
-    def _call(self, op: str, **args: Any) -> dict[str, Any]:
+    def _call(self, op: str, timeout: float = REPLY_SECONDS, **args: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
         self.proc.stdin.flush()
+        # One reply line per request, so nothing waits in the reader's
+        # buffer: the pipe itself says whether the reply came. A child that
+        # hangs is killed, not waited for forever.
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            self.kill()
+            raise RuntimeError(f"replica process {self.pid} gave no reply to {op!r} in {timeout:g} s (killed)")
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"replica process {self.pid} died during {op!r} (exit {self.proc.wait()})")
@@ -148,7 +160,7 @@ class ChildReplica:
 
     def close(self) -> None:
         try:
-            self._call("close")
+            self._call("close", timeout=30)
             self.proc.wait(timeout=30)
         finally:
             self.kill()
