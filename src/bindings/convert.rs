@@ -165,7 +165,16 @@ pub(super) fn outcome_list<'py>(
 ) -> PyResult<Bound<'py, PyList>> {
     // Indexed by discriminant (`Outcome::ALL` is in that order).
     let strings = Outcome::ALL.map(|o| outcome_str(py, o));
-    PyList::new(py, outcomes.iter().map(|&o| strings[o as usize].clone()))
+    // (An outcome ALL lacks would be looked up, not a panic.)
+    PyList::new(
+        py,
+        outcomes.iter().map(|&o| {
+            strings
+                .get(o as usize)
+                .cloned()
+                .unwrap_or_else(|| outcome_str(py, o))
+        }),
+    )
 }
 
 /// `copy.replace(obj, **changes)` (Python 3.13) of an immutable value

@@ -1005,6 +1005,33 @@ def test_ctrl_c_during_apply_says_how_far_it_got_and_rerunning_resumes(tmp_path:
         )
 
 
+def test_a_second_ctrl_c_stops_at_once_and_still_says_how_far_it_got(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    entries = [ea.Registration(1 + n // 50_000, 0x10000 + n, 1).to_entry() for n in range(300_000)]
+    log = write_entries(tmp_path / "log.hex", entries)
+    command = [SCRIPT] if SCRIPT else [sys.executable, "-m", "encryption_applier"]
+    args = [*command, "apply", str(tmp_path / "reg"), str(log), "--first-index", "10", "--progress"]
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stderr is not None
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"/300000 entries" not in seen and time.monotonic() < deadline:
+        seen += child.stderr.read1(4096)
+    child.send_signal(signal.SIGINT)
+    child.send_signal(signal.SIGINT)  # the second: at once
+    _, rest = child.communicate(timeout=60)
+    err = (seen + rest).decode()
+    assert child.returncode == 130, err
+    (line,) = [x for x in err.replace("\r", "\n").splitlines() if x.startswith("interrupted:")]
+    done = int(line.split()[1])
+    # The count comes from the registry's applied index: exact either way.
+    with ea.Registry(tmp_path / "reg") as registry:
+        assert registry.applied_index == 10 + done - 1 and len(registry) == done, line
+    assert f"applied index {10 + done - 1}; run the same command again to resume" in line
+
+
 def test_the_guides_example_runs_as_written(tmp_path: Path) -> None:
     """docs/guide/cli.md's "Making entries and KEKs" block, run by a shell
     in an empty directory: every command exits 0."""

@@ -208,6 +208,7 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         ) as applier,
         _Interrupts() as interrupts,
     ):
+        start = 0
         try:
             for start in range(0, len(entries), CHUNK):
                 if interrupts.requested:
@@ -228,6 +229,21 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     _report_halt(halt, args, err, label, chunk, start, before)
                     return EXIT_HALT
                 progress.update(start + len(chunk))
+        except KeyboardInterrupt:
+            # A second Ctrl-C, at once: the chunk from `start` may or may
+            # not be committed. With indexes the registry says how far.
+            progress.close()
+            if node is not None:
+                applier.record_own_epochs(node)
+            applied = applier.applied_index
+            done = start
+            if args.first_index and applied is not None and applied >= args.first_index:
+                done = min(len(entries), applied - args.first_index + 1)
+            _report_interrupt(args, err, entries, done, applied)
+            if not args.first_index and done < len(entries):
+                last = entries[min(len(entries), start + CHUNK) - 1][0]
+                print(f"(stopped at once: lines {entries[start][0]}-{last} may be committed too)", file=err)
+            return EXIT_INTERRUPTED
         finally:
             progress.close()
         raised = applier.record_own_epochs(node) if node is not None else {}
