@@ -13,8 +13,9 @@ use pyo3::types::PyBytes;
 
 use super::applier::PyApplier;
 use super::convert::{bytes_arg, U32, U64};
-use super::envelope::{envelope_arg, PyEnvelope, PyNonce};
+use super::envelope::{envelope_arg, PyEnvelope};
 use super::errors::envelope_error_to_py;
+use crate::envelope::NonceParts;
 use crate::keystore::Keystore;
 
 /// A live, read-only view of an applier's keystore: ids and fingerprints.
@@ -113,51 +114,24 @@ impl PyKeystore {
 }
 
 impl PyKeystore {
-    /// Seals a storage value with the key `key_id` under `nonce` (a
-    /// `Nonce`): the `Envelope` elastickv writes, its AAD binding
-    /// `user_key`, `commit_ts` and `expire_at`. The caller owns the
-    /// nonce: it must never repeat under one key (the testing package's
-    /// `EnvelopeWriter` forms nonces as elastickv's nonce factory does).
-    /// KeyError for a key this keystore lacks. Not a method of the Python
-    /// class: only `_native.test_support` (for `encryption_applier.testing`'s
-    /// envelope writers) reaches it, because a caller-chosen nonce is how
-    /// AES-GCM nonces get reused.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn seal_storage(
+    /// Seals `plaintext` with the key `key_id` under `nonce`: with
+    /// `storage` (user key, commit_ts, expire_at), the storage `Envelope`
+    /// elastickv writes, its AAD binding them; without, a Raft entry's. The
+    /// caller owns the nonce, which must never repeat under one key. Not a
+    /// method of the Python class: only `_native.test_support` (for
+    /// `encryption_applier.testing`'s envelope writers, which form nonces as
+    /// elastickv's nonce factory does) reaches it, because a caller-chosen
+    /// nonce is how AES-GCM nonces get reused. KeyError-like failures are
+    /// the envelope errors.
+    pub(super) fn seal(
         &self,
         py: Python<'_>,
-        key_id: U32,
-        nonce: PyRef<'_, PyNonce>,
-        plaintext: &Bound<'_, PyAny>,
-        user_key: &Bound<'_, PyAny>,
-        commit_ts: U64,
-        expire_at: U64,
+        key_id: u32,
+        nonce: NonceParts,
+        plaintext: &[u8],
+        storage: Option<(&[u8], u64, u64)>,
     ) -> PyResult<PyEnvelope> {
-        let plain = bytes_arg(plaintext, "plaintext")?.into_owned();
-        let key = bytes_arg(user_key, "user_key")?.into_owned();
-        let (id, parts) = (key_id.value(), nonce.0);
-        let (ts, exp) = (commit_ts.value(), expire_at.value());
-        let sealed = self.with(py, |ks| {
-            ks.encrypt(id, parts, &plain, Some((&key, ts, exp)))
-        })?;
-        sealed
-            .map(PyEnvelope)
-            .map_err(|e| envelope_error_to_py(py, &e))
-    }
-
-    /// Seals a Raft entry with the key `key_id` under `nonce` (a `Nonce`;
-    /// the caller owns its uniqueness, as for `seal_storage`; test_support only).
-    pub(super) fn seal_raft(
-        &self,
-        py: Python<'_>,
-        key_id: U32,
-        nonce: PyRef<'_, PyNonce>,
-        plaintext: &Bound<'_, PyAny>,
-    ) -> PyResult<PyEnvelope> {
-        let plain = bytes_arg(plaintext, "plaintext")?.into_owned();
-        let (id, parts) = (key_id.value(), nonce.0);
-        let sealed = self.with(py, |ks| ks.encrypt(id, parts, &plain, None))?;
-        sealed
+        self.with(py, |ks| ks.encrypt(key_id, nonce, plaintext, storage))?
             .map(PyEnvelope)
             .map_err(|e| envelope_error_to_py(py, &e))
     }

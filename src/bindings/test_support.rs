@@ -223,7 +223,10 @@ pub(super) fn seal_storage(
     commit_ts: U64,
     expire_at: U64,
 ) -> PyResult<PyEnvelope> {
-    keystore.seal_storage(py, key_id, nonce, plaintext, user_key, commit_ts, expire_at)
+    let plain = bytes_arg(plaintext, "plaintext")?.into_owned();
+    let key = bytes_arg(user_key, "user_key")?.into_owned();
+    let aad = (key.as_slice(), commit_ts.value(), expire_at.value());
+    keystore.seal(py, key_id.value(), nonce.0, &plain, Some(aad))
 }
 
 /// `keystore`'s key `key_id` seals a Raft entry under `nonce` (as
@@ -236,5 +239,6 @@ pub(super) fn seal_raft(
     nonce: PyRef<'_, PyNonce>,
     plaintext: &Bound<'_, PyAny>,
 ) -> PyResult<PyEnvelope> {
-    keystore.seal_raft(py, key_id, nonce, plaintext)
+    let plain = bytes_arg(plaintext, "plaintext")?.into_owned();
+    keystore.seal(py, key_id.value(), nonce.0, &plain, None)
 }

@@ -961,22 +961,30 @@ def test_inspect_and_export_progress_only_when_asked_or_on_a_terminal(tmp_path: 
     assert shown.stdout == piped.stdout  # progress never goes to the output
 
 
+def started_past_the_first_chunk(args: list[str]) -> tuple[subprocess.Popen[bytes], bytes]:
+    """An `apply --progress` of 300000 entries, started and read until its
+    bar shows a committed chunk (mid-run); returns it and what it printed."""
+    import time
+
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stderr is not None
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"/300000 entries" not in seen and time.monotonic() < deadline:
+        seen += child.stderr.read1(4096)
+    return child, seen
+
+
 @pytest.mark.parametrize("indexed", [True, False], ids=["with --first-index", "without"])
 def test_ctrl_c_during_apply_says_how_far_it_got_and_rerunning_resumes(tmp_path: Path, indexed: bool) -> None:
     import signal
-    import time
 
     entries = [ea.Registration(1 + n // 50_000, 0x10000 + n, 1).to_entry() for n in range(300_000)]
     log = write_entries(tmp_path / "log.hex", entries)
     command = [SCRIPT] if SCRIPT else [sys.executable, "-m", "encryption_applier"]
     args = [*command, "apply", str(tmp_path / "reg"), str(log), *(["--first-index", "10"] if indexed else [])]
-    child = subprocess.Popen([*args, "--progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert child.stderr is not None
     # Wait for the bar to move past the first chunk (mid-run), then press Ctrl-C.
-    seen = b""
-    deadline = time.monotonic() + 60
-    while b"/300000 entries" not in seen and time.monotonic() < deadline:
-        seen += child.stderr.read1(4096)
+    child, seen = started_past_the_first_chunk([*args, "--progress"])
     child.send_signal(signal.SIGINT)
     out, rest = child.communicate(timeout=60)
     err = (seen + rest).decode()
@@ -1007,18 +1015,12 @@ def test_ctrl_c_during_apply_says_how_far_it_got_and_rerunning_resumes(tmp_path:
 
 def test_a_second_ctrl_c_stops_at_once_and_still_says_how_far_it_got(tmp_path: Path) -> None:
     import signal
-    import time
 
     entries = [ea.Registration(1 + n // 50_000, 0x10000 + n, 1).to_entry() for n in range(300_000)]
     log = write_entries(tmp_path / "log.hex", entries)
     command = [SCRIPT] if SCRIPT else [sys.executable, "-m", "encryption_applier"]
     args = [*command, "apply", str(tmp_path / "reg"), str(log), "--first-index", "10", "--progress"]
-    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert child.stderr is not None
-    seen = b""
-    deadline = time.monotonic() + 60
-    while b"/300000 entries" not in seen and time.monotonic() < deadline:
-        seen += child.stderr.read1(4096)
+    child, seen = started_past_the_first_chunk(args)
     child.send_signal(signal.SIGINT)
     child.send_signal(signal.SIGINT)  # the second: at once
     _, rest = child.communicate(timeout=60)
