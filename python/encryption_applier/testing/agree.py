@@ -11,6 +11,7 @@ what `read_sidecar` parsed."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,9 +26,9 @@ MAX_SHOWN = 20
 
 RegistryLike = _native.Registry | _native.Applier | str | os.PathLike[str]
 
-#: The sidecar fields every replica that applied the same log must share.
-#: Left out: each key's ``created`` (the wall clock of the replica that
-#: installed it) and ``local_epoch`` (each node's own epoch, SPEC §7).
+#: The sidecar fields every replica that applied the same log must share
+#: (documentation: what is compared is every field keys.json holds, as the
+#: Rust writer writes it, but the per-node ones below).
 CLUSTER_WIDE_FIELDS = (
     "version",
     "raft_applied_index",
@@ -37,6 +38,11 @@ CLUSTER_WIDE_FIELDS = (
     "active",
     "keys",
 )
+
+#: A key's fields that differ from node to node and are not compared: its
+#: ``created`` (the wall clock of the replica that installed it) and its
+#: ``local_epoch`` (each node's own epoch, SPEC §7).
+PER_NODE_KEY_FIELDS = ("created", "local_epoch")
 
 
 @dataclass(frozen=True)
@@ -54,19 +60,20 @@ class ReplicaState:
 
 
 def sidecar_fields(sidecar: _native.Sidecar | None) -> dict[str, object] | None:
-    """The cluster-wide fields of a parsed sidecar (``CLUSTER_WIDE_FIELDS``);
-    each key as ``(purpose, wrapped)``."""
+    """The cluster-wide fields of a parsed sidecar: the document the Rust
+    writer makes of it (`Sidecar.to_json`), each key without its
+    `PER_NODE_KEY_FIELDS`. Taken from the writer, not listed here, so that
+    a field keys.json gains is compared without a change here."""
     if sidecar is None:
         return None
-    return {
-        "version": sidecar.version,
-        "raft_applied_index": sidecar.raft_applied_index,
-        "storage_envelope_active": sidecar.storage_envelope_active,
-        "storage_envelope_cutover_index": sidecar.storage_envelope_cutover_index,
-        "raft_envelope_cutover_index": sidecar.raft_envelope_cutover_index,
-        "active": dict(sidecar.active),
-        "keys": {i: (k.purpose.name.lower(), k.wrapped.hex()) for i, k in sorted(sidecar.keys.items())},
-    }
+    doc: dict[str, object] = json.loads(sidecar.to_json())
+    keys = doc.get("keys")
+    if isinstance(keys, dict):
+        doc["keys"] = {
+            int(i): {f: v for f, v in key.items() if f not in PER_NODE_KEY_FIELDS}
+            for i, key in sorted(keys.items(), key=lambda item: int(item[0]))
+        }
+    return doc
 
 
 def keystore_fingerprints(keystore: _native.Keystore | None) -> dict[int, str] | None:
