@@ -190,17 +190,18 @@ def row_batches(
     def batches() -> typing.Iterator[list[tuple[int, str, str, int, int]]]:
         for start in range(0, total, ROW_BATCH):
             end = start + ROW_BATCH
-            yield [
-                (d, f"0x{n:04x}", f"0x{f:016x}", a, b)
-                for d, n, f, a, b in zip(
+            # The node ids as every view shows them: the native formatter
+            # `to_pandas` uses (`_rows.hex_id`'s form, a batch at a time).
+            yield list(
+                zip(
                     deks[start:end],
-                    n16s[start:end],
-                    fulls[start:end],
+                    ea._hex_ids(n16s[start:end], 4),
+                    ea._hex_ids(fulls[start:end], 16),
                     firsts[start:end],
                     lasts[start:end],
                     strict=True,
                 )
-            ]
+            )
 
     return total, batches()
 
