@@ -151,7 +151,8 @@ pub(super) fn kek_unwrap<'py>(
 
 /// The debug counts of a pipelined applier's caller side, as a dict
 /// (`lookups`, `store_lookups`, `cache_hits`, `snapshots`, `commits`,
-/// `committed_entries`, `commit_micros`); None in the other
+/// `committed_entries`, `commit_micros`, `failure_pending`, `lock_busy`);
+/// None in the other
 /// modes. Lets tests prove that staged lookups do not begin a read
 /// transaction per entry.
 #[pyfunction]
@@ -170,6 +171,7 @@ pub(super) fn pipeline_counters(
             ("snapshots", c.snapshots),
             ("commits", c.commits),
             ("failure_pending", c.failure_pending),
+            ("lock_busy", c.lock_busy),
         ])
     }))
 }

@@ -160,6 +160,24 @@ def test_each_key_is_read_from_the_store_once_then_from_the_row_cache(tmp_path: 
     assert after["store_lookups"] == distinct + 1
 
 
+def test_the_caller_seldom_finds_the_committer_holding_the_state_lock(tmp_path: Path) -> None:
+    """The committer is woken just as the caller stages the next entries,
+    and takes the state lock for a moment to take the group: a plain
+    try-lock met it about once per commit (354 of 362 commits, measured),
+    and every miss made the call give the GIL up, for a reader thread to
+    keep 5 ms. A short spin gets the lock instead; a miss is left only for
+    a committer preempted while it holds the lock."""
+    n = 100_000
+    entries = [r.to_entry() for r in regs(n)]
+    with ea.Applier(tmp_path / "r", pipelined=True, group_commit=256) as a:
+        for index, entry in enumerate(entries, start=1):
+            a.apply(entry, index=index)
+        assert a.wait_durable(n, timeout=120)
+        counters = test_support.pipeline_counters(a)
+    assert counters is not None and counters["commits"] >= 20, counters
+    assert counters["lock_busy"] <= max(3, counters["commits"] // 10), counters
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     st.lists(st.tuples(st.integers(1, 2), st.sampled_from([A, B]), st.integers(0, 4)), max_size=30),

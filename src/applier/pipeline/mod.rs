@@ -26,6 +26,7 @@
 //! transaction open in the process: the committer drops the caller's
 //! snapshot (under the state lock, so none is begun meanwhile) and grows.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -99,6 +100,10 @@ pub struct PipelineCounters {
     /// 1 while a failure the committer recorded waits for a call to take
     /// it, else 0.
     pub failure_pending: u64,
+    /// Calls that must not wait and found the state lock still held by the
+    /// committer after the bounded spin ([`LOCK_SPIN`]): each one gives the
+    /// GIL up in the binding.
+    pub lock_busy: u64,
 }
 
 #[derive(Debug)]
@@ -109,6 +114,8 @@ struct Shared {
     /// Committer -> callers and waiters: a commit finished or failed.
     done: Condvar,
     env: Arc<RegistryEnv>,
+    /// [`PipelineCounters::lock_busy`], counted without the lock.
+    lock_busy: AtomicU64,
 }
 
 /// The pipeline an [`Applier`] in pipelined mode owns.
@@ -196,6 +203,7 @@ impl Pipeline {
             work: Condvar::new(),
             done: Condvar::new(),
             env,
+            lock_busy: AtomicU64::new(0),
         });
         let theirs = Arc::clone(&shared);
         let committer = std::thread::Builder::new()
@@ -325,15 +333,41 @@ fn commit_group(
     }
 }
 
+/// How long a call that must not wait retries the state lock before it
+/// gives up (and the binding gives the GIL up to wait for it).
+///
+/// The committer holds the lock only to take a group and to record a
+/// commit, well under a microsecond, and it is woken at exactly the moment
+/// the caller is staging the next entries: a plain try-lock met it about
+/// once per commit. Each miss costs the caller the GIL, and a thread of
+/// Python code that takes it meanwhile keeps it for the interpreter's
+/// switch interval (5 ms), the time of ~40 000 staged entries. A spin this
+/// short is not a wait: the holder never needs the GIL, and a holder that
+/// was preempted or is growing the map is given up on.
+const LOCK_SPIN: Duration = Duration::from_micros(20);
+
 /// The state lock, or `None` when it is busy and the caller must not wait.
 fn state_lock(shared: &Shared, wait: Wait) -> Option<MutexGuard<'_, State>> {
+    let try_once = || match shared.state.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    };
     match wait {
         Wait::Allowed => Some(lock(&shared.state)),
-        Wait::Never => match shared.state.try_lock() {
-            Ok(guard) => Some(guard),
-            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        },
+        Wait::Never => try_once().or_else(|| {
+            let started = Instant::now();
+            while started.elapsed() < LOCK_SPIN {
+                for _ in 0..32 {
+                    std::hint::spin_loop();
+                }
+                if let Some(guard) = try_once() {
+                    return Some(guard);
+                }
+            }
+            shared.lock_busy.fetch_add(1, Ordering::Relaxed);
+            None
+        }),
     }
 }
 
@@ -582,6 +616,7 @@ impl Applier {
             let st = lock(&p.shared.state);
             PipelineCounters {
                 failure_pending: u64::from(st.failed.is_some()),
+                lock_busy: p.shared.lock_busy.load(Ordering::Relaxed),
                 ..st.counters
             }
         })
