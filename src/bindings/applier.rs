@@ -50,7 +50,7 @@ use crate::wire::{Entry, MalformedPayload};
 ///   since nothing would record which entries a lost group held, and the
 ///   host could not replay them exactly. Bootstrap, rotation and
 ///   `apply_many` commit before they return, with or without indexes.
-/// - `pipelined=True` (with `group_commit=K`, default 1024): write-behind
+/// - `pipelined=True` (with `group_commit=K`, default 8192): write-behind
 ///   for Raft hosts that the disk does not gate: a committer thread
 ///   commits each group while the next is staged; at most K entries staged
 ///   and one group in flight can be lost; `wait_durable(index)` says when
