@@ -44,8 +44,8 @@ use crate::wire::Registration;
 ///
 /// The caller stays ungated only while `K` entries take longer to stage
 /// (about 0.15 µs each) than one commit takes (two flushes, 0.3–1.4 ms on
-/// the disks measured): 1024 gave the disk back the caller's pace above
-/// about 0.15 ms per commit, 8192 holds to about 1.2 ms. The loss window
+/// the disks measured): at 1024 the disk sets the pace once a commit
+/// takes more than about 0.15 ms, at 8192 once it takes more than 1.2 ms. The loss window
 /// (2K entries) stays a few milliseconds of replay from the Raft log.
 pub const DEFAULT_PIPELINE_ENTRIES: usize = 8192;
 
